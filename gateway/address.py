@@ -1,0 +1,222 @@
+"""
+Envelope addresses, parsed strictly per RFC 5321 section 4.1.2.
+
+The relay decision rests on the recipient's domain, so the domain must be the
+one a next hop would route on. Parsing is strict about structure (quoted local
+parts, address literals, source routes are recognised, not guessed at) and
+records what a relay trick would lean on, so policy can refuse it:
+`%` and `!` in a local part, and a quoted local part that holds `@`.
+Source routes are parsed and dropped, as RFC 5321 says servers SHOULD do;
+only the final mailbox is ever routed or passed on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from gateway.errors import Reply, SMTPError
+
+_ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$")
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_PARAM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+
+MAX_LOCAL = 64
+MAX_DOMAIN = 255
+MAX_PATH = 256
+
+
+@dataclass(frozen=True)
+class Address:
+    """A mailbox (or the null reverse path): local part and lower-cased domain."""
+
+    local: str
+    domain: str
+    quoted: bool = False
+    literal: bool = False
+
+    @property
+    def null(self) -> bool:
+        return not self.local and not self.domain
+
+    @property
+    def has_routing_characters(self) -> bool:
+        """True if a next hop might read this local part as another route."""
+        return "%" in self.local or "!" in self.local or (self.quoted and "@" in self.local)
+
+    def __str__(self) -> str:
+        if self.null:
+            return ""
+        local = self.local
+        if self.quoted:
+            local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{local}@{self.domain}"
+
+    @property
+    def path(self) -> str:
+        """The address as an SMTP path, with angle brackets."""
+        return f"<{self}>"
+
+
+NULL = Address("", "")
+
+
+class AddressSyntaxError(SMTPError):
+    pass
+
+
+def _bad(reason: str, sender: bool) -> AddressSyntaxError:
+    return AddressSyntaxError(Reply.BAD_SENDER if sender else Reply.BAD_ADDRESS, reason=reason)
+
+
+def valid_domain(domain: str) -> bool:
+    """RFC 5321 Domain: dot-separated LDH labels, no trailing dot."""
+    if not domain or len(domain) > MAX_DOMAIN:
+        return False
+    return all(_LABEL.match(label) for label in domain.split("."))
+
+
+def _valid_literal(text: str) -> bool:
+    inner = text[1:-1]
+    try:
+        if inner.lower().startswith("ipv6:"):
+            ipaddress.IPv6Address(inner[5:])
+        else:
+            ipaddress.IPv4Address(inner)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_bracketed(arg: str) -> tuple[str, str] | None:
+    """Split `<path> params` honouring quotes and backslashes inside the path."""
+    quoted = False
+    i = 1
+    while i < len(arg):
+        c = arg[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            return arg[1:i], arg[i + 1 :]
+        i += 1
+    return None
+
+
+def _parse_local(local: str, sender: bool) -> tuple[str, bool]:
+    if local.startswith('"'):
+        if len(local) < 2 or not local.endswith('"'):
+            raise _bad("unterminated quoted local part", sender)
+        out = []
+        body = local[1:-1]
+        i = 0
+        while i < len(body):
+            c = body[i]
+            if c == "\\":
+                if i + 1 >= len(body) or not (32 <= ord(body[i + 1]) <= 126):
+                    raise _bad("bad quoted pair", sender)
+                out.append(body[i + 1])
+                i += 2
+                continue
+            if c == '"' or not (32 <= ord(c) <= 126):
+                raise _bad("bad character in quoted local part", sender)
+            out.append(c)
+            i += 1
+        return "".join(out), True
+    if not local or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise _bad("bad dot-string local part", sender)
+    if not all(_ATEXT.match(atom) for atom in local.split(".")):
+        raise _bad("bad character in local part", sender)
+    return local, False
+
+
+def parse_mailbox(text: str, *, sender: bool = False) -> Address:
+    """Parse `local@domain` (no brackets, no source route)."""
+    # The last @ outside a quoted string separates local part and domain.
+    at = -1
+    quoted = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == "@" and not quoted:
+            at = i
+        i += 1
+    if at <= 0 or quoted:
+        raise _bad("no domain", sender)
+    local_text, domain = text[:at], text[at + 1 :]
+    local, was_quoted = _parse_local(local_text, sender)
+    if len(local_text) > MAX_LOCAL:
+        raise _bad("local part too long", sender)
+    if domain.startswith("["):
+        if not domain.endswith("]") or not _valid_literal(domain):
+            raise _bad("bad address literal", sender)
+        return Address(local, domain.lower(), was_quoted, literal=True)
+    if not valid_domain(domain):
+        raise _bad("bad domain", sender)
+    return Address(local, domain.lower(), was_quoted)
+
+
+def _strip_source_route(path: str, sender: bool) -> str:
+    """Drop an A-d-l (`@a,@b:`) after checking that it is well formed."""
+    if not path.startswith("@"):
+        return path
+    colon = path.find(":")
+    if colon < 0:
+        raise _bad("bad source route", sender)
+    for hop in path[:colon].split(","):
+        if not hop.startswith("@") or not valid_domain(hop[1:]):
+            raise _bad("bad source route", sender)
+    return path[colon + 1 :]
+
+
+def parse_path(arg: str, *, sender: bool) -> tuple[Address, dict[str, str | None]]:
+    """
+    Parse the argument after `MAIL FROM:` or `RCPT TO:` into an address and
+    its ESMTP parameters (keys upper-cased).
+
+    Brackets are expected; a bare address without spaces is also taken, as
+    many devices send `MAIL FROM: user@example` and refusing it helps nobody.
+    """
+    arg = arg.lstrip(" ")
+    if arg.startswith("<"):
+        split = _split_bracketed(arg)
+        if split is None:
+            raise _bad("unbalanced angle brackets", sender)
+        path, rest = split
+        if rest and not rest.startswith(" "):
+            raise _bad("junk after path", sender)
+    else:
+        path, _, rest = arg.partition(" ")
+        if not path or "<" in path or ">" in path:
+            raise _bad("no path", sender)
+    if len(path) > MAX_PATH:
+        raise _bad("path too long", sender)
+    params = parse_parameters(rest)
+    if path == "":
+        if not sender:
+            raise _bad("null recipient", sender)
+        return NULL, params
+    try:
+        path.encode("ascii")
+    except UnicodeEncodeError:
+        raise _bad("non-ASCII address without SMTPUTF8", sender) from None
+    return parse_mailbox(_strip_source_route(path, sender), sender=sender), params
+
+
+def parse_parameters(text: str) -> dict[str, str | None]:
+    """ESMTP `KEY[=VALUE]` parameters; a malformed one is a syntax error."""
+    params: dict[str, str | None] = {}
+    for token in text.split():
+        key, eq, value = token.partition("=")
+        if not _PARAM_KEY.match(key) or (eq and not value):
+            raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad parameter {token!r}")
+        params[key.upper()] = value if eq else None
+    return params

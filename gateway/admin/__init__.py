@@ -1,0 +1,1 @@
+"""Operations: the `exgateway` management command (health and metrics later)."""

@@ -1,0 +1,539 @@
+"""
+The configuration file: TOML in, frozen and validated objects out.
+
+Every problem in a file is collected and reported at once, each naming the
+file, the key and the reason, so an admin fixes a broken file in one pass
+instead of one restart per typo. Unknown sections and keys are errors: a
+misspelt setting that is silently ignored is how open relays happen.
+
+Relative paths: `server.var_dir` is relative to the working directory (the
+directory twistd runs in); queue and mailbox directories are relative to
+`var_dir`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, parse_range, range_conflicts
+from gateway.domains import AcceptedDomain, DomainType
+from gateway.policy.rights import PermissionGroup
+from gateway.address import valid_domain
+
+ROLES = ("frontend", "hub")
+AUTH_MECHANISMS = ("None", "ExternalAuthoritative")
+
+
+def default_config_path() -> Path:
+    """
+    The annotated default config, etc/exgateway.toml. In a checkout
+    `gateway/etc` is a link to `etc/`; a built package carries a copy.
+    """
+    return Path(__file__).parent / "etc" / "exgateway.toml"
+
+
+@dataclass(frozen=True)
+class Binding:
+    host: str
+    port: int
+
+    @property
+    def ipv6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.ipv6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ReceiveConnector:
+    name: str
+    server_name: str
+    role: str
+    bindings: tuple[Binding, ...]
+    remote_ip_ranges: tuple[IPRange, ...]
+    permission_groups: frozenset[PermissionGroup]
+    auth_mechanisms: frozenset[str]
+    banner: str
+    fqdn: str
+    max_message_size: int
+    max_recipients: int
+    connection_inactivity_timeout: float
+    enabled: bool
+
+    @property
+    def identity(self) -> str:
+        return f"{self.server_name}\\{self.name}"
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HubPool:
+    hosts: tuple[HostPort, ...]
+    connect_timeout: float
+    idle_connections: int
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    directory: Path
+    retry_interval: float
+    max_concurrent_deliveries: int
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    delivery: str
+    maildir: Path
+    next_hop: HostPort | None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    server_name: str
+    fqdn: str
+    var_dir: Path
+    accepted_domains: tuple[AcceptedDomain, ...]
+    receive_connectors: tuple[ReceiveConnector, ...]
+    hub_pool: HubPool
+    queue: QueueConfig
+    mailbox: MailboxConfig
+
+    def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
+        return tuple(c for c in self.receive_connectors if c.role == role)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; carries every problem found."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+# --- value parsers: each returns the value or raises ValueError(reason) ---
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.I)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+def parse_duration(value: Any) -> float:
+    """`30s`, `5m`, `2d`, or Exchange's timespan `00:05:00` / `2.00:00:00`."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value.strip())
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2)]
+        m = _TIMESPAN.match(value.strip())
+        if m:
+            days, h, mins, s = (int(g or 0) for g in m.groups())
+            if h < 24 and mins < 60 and s < 60:
+                return float(days * 86400 + h * 3600 + mins * 60 + s)
+    raise ValueError(f"{value!r} is not a duration (use e.g. '30s', '5m', '2d' or '00:05:00')")
+
+
+def parse_size(value: Any) -> int:
+    """Bytes, or `36MB` / `512KB` (binary units, as Exchange counts them)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value.strip())
+        if m and int(m.group(1)) > 0:
+            return int(m.group(1)) * _SIZE_UNITS[m.group(2).upper() if m.group(2) else None]
+    raise ValueError(f"{value!r} is not a size (use bytes or e.g. '36MB')")
+
+
+def parse_port(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536:
+        return value
+    if isinstance(value, str) and value.isdigit() and 0 < int(value) < 65536:
+        return int(value)
+    raise ValueError(f"{value!r} is not a valid port (1-65535)")
+
+
+def _split_host_port(text: str) -> tuple[str, str]:
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r} is not [ipv6]:port")
+        return host, port
+    host, sep, port = text.rpartition(":")
+    if not sep or ":" in host:
+        raise ValueError(f"{text!r} is not host:port (write IPv6 as [addr]:port)")
+    return host, port
+
+
+def parse_binding(value: Any) -> Binding:
+    """`0.0.0.0:25`, `127.0.0.1:2525`, `[::]:25`."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an 'ip:port' string")
+    host, port = _split_host_port(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
+    return Binding(host, parse_port(port))
+
+
+def parse_host_port(value: Any, default_port: int = 25) -> HostPort:
+    """`host`, `host:port`, `10.0.0.1:2525` or `[2001:db8::1]:2525`."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{value!r} is not a host or host:port string")
+    if value.startswith("[") or value.count(":") == 1:
+        host, port = _split_host_port(value)
+        port_n = parse_port(port)
+    else:
+        host, port_n = value, default_port
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not valid_domain(host):
+            raise ValueError(f"{value!r}: {host!r} is not a host name or IP address") from None
+    return HostPort(host, port_n)
+
+
+# --- the reader: walks the TOML tree, records problems, rejects unknown keys ---
+
+
+class _Reader:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, key: str, reason: str) -> None:
+        self.problems.append(ConfigProblem(self.file, key, reason))
+
+    def table(self, data: dict, key: str, allowed: set[str]) -> dict:
+        for k in data:
+            if k not in allowed:
+                self.problem(f"{key}.{k}" if key else k, f"unknown key (known: {', '.join(sorted(allowed))})")
+        return data
+
+    def get(self, data: dict, where: str, key: str, parse: Callable[[Any], Any], default: Any) -> Any:
+        if key not in data:
+            return default
+        try:
+            return parse(data[key])
+        except ValueError as e:
+            self.problem(f"{where}.{key}" if where else key, str(e))
+            return default
+
+    def items(self, data: dict, where: str, key: str, parse: Callable[[Any], Any], default: tuple) -> tuple:
+        if key not in data:
+            return default
+        value = data[key]
+        if not isinstance(value, list):
+            self.problem(f"{where}.{key}", f"{value!r} is not a list")
+            return default
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(parse(item))
+            except ValueError as e:
+                self.problem(f"{where}.{key}[{i}]", str(e))
+        return tuple(out)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{value!r} is not a positive integer")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        for option in options:
+            if isinstance(value, str) and value.lower() == option.lower():
+                return option
+        raise ValueError(f"{value!r} is not one of {', '.join(options)}")
+
+    return parse
+
+
+def _ip_range(value: Any) -> IPRange:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP range string")
+    try:
+        return parse_range(value)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not an IP address, CIDR block or a-b range ({e})") from None
+
+
+def _fqdn(value: Any) -> str:
+    if not isinstance(value, str) or not valid_domain(value):
+        raise ValueError(f"{value!r} is not a valid host name")
+    return value
+
+
+def _banner(value: Any) -> str:
+    value = _string(value)
+    if "\r" in value or "\n" in value:
+        raise ValueError("a banner is one line")
+    try:
+        value.format(fqdn="", date="", connector="", server="")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"bad placeholder {e} (known: {{fqdn}}, {{date}}, {{connector}}, {{server}})") from None
+    return value
+
+
+def _accepted_domain_name(value: Any) -> str:
+    value = _string(value).lower()
+    bare = value[2:] if value.startswith("*.") else value
+    if not valid_domain(bare):
+        raise ValueError(f"{value!r} is not a domain or *.domain wildcard")
+    return value
+
+
+TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox"}
+SERVER_KEYS = {"name", "fqdn", "var_dir"}
+DOMAIN_KEYS = {"name", "domain", "type"}
+CONNECTOR_KEYS = {
+    "name", "role", "bindings", "remote_ip_ranges", "permission_groups", "auth_mechanisms",
+    "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
+}
+HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections"}
+QUEUE_KEYS = {"directory", "retry_interval", "max_concurrent_deliveries"}
+MAILBOX_KEYS = {"delivery", "maildir", "next_hop"}
+
+DEFAULT_MAX_MESSAGE_SIZE = 36 * 1024 * 1024
+DEFAULT_MAX_RECIPIENTS = 200
+DEFAULT_INACTIVITY = {"frontend": 300.0, "hub": 600.0}
+
+
+def _section(reader: _Reader, raw: dict, name: str, keys: set[str]) -> dict:
+    data = raw.get(name, {})
+    if not isinstance(data, dict):
+        reader.problem(name, "must be a table ([" + name + "])")
+        return {}
+    return reader.table(data, name, keys)
+
+
+def _array_of_tables(reader: _Reader, raw: dict, name: str) -> list[dict]:
+    data = raw.get(name, [])
+    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+        reader.problem(name, f"must be an array of tables ([[{name}]])")
+        return []
+    return data
+
+
+def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, fqdn: str) -> ReceiveConnector | None:
+    name = data.get("name")
+    where = f"receive_connectors[{index}]"
+    if isinstance(name, str) and name:
+        where = f'receive_connectors[{index}] ("{name}")'
+    else:
+        reader.problem(f"{where}.name", "every receive connector needs a name")
+        name = f"#{index}"
+    reader.table(data, where, CONNECTOR_KEYS)
+    if "role" not in data:
+        reader.problem(f"{where}.role", "required: 'frontend' or 'hub'")
+    role = reader.get(data, where, "role", _choice(ROLES), "frontend")
+    bindings = reader.items(data, where, "bindings", parse_binding, ())
+    if not bindings and "bindings" not in data:
+        reader.problem(f"{where}.bindings", "required: a list of 'ip:port'")
+    ranges = reader.items(data, where, "remote_ip_ranges", _ip_range, ())
+    if "remote_ip_ranges" not in data:
+        ranges = (ALL_IPV4, ALL_IPV6)
+    elif not ranges:
+        reader.problem(f"{where}.remote_ip_ranges", "an empty list would serve no client")
+    groups = reader.items(data, where, "permission_groups", lambda v: PermissionGroup(_choice(tuple(g.value for g in PermissionGroup))(v)), ())
+    mechanisms = reader.items(data, where, "auth_mechanisms", _choice(AUTH_MECHANISMS), ())
+    connector = ReceiveConnector(
+        name=name,
+        server_name=server_name,
+        role=role,
+        bindings=bindings,
+        remote_ip_ranges=ranges,
+        permission_groups=frozenset(groups),
+        auth_mechanisms=frozenset(mechanisms),
+        banner=reader.get(data, where, "banner", _banner, ""),
+        fqdn=reader.get(data, where, "fqdn", _fqdn, fqdn),
+        max_message_size=reader.get(data, where, "max_message_size", parse_size, DEFAULT_MAX_MESSAGE_SIZE),
+        max_recipients=reader.get(data, where, "max_recipients", _positive_int, DEFAULT_MAX_RECIPIENTS),
+        connection_inactivity_timeout=reader.get(
+            data, where, "connection_inactivity_timeout", parse_duration, DEFAULT_INACTIVITY[role]
+        ),
+        enabled=reader.get(data, where, "enabled", _bool, True),
+    )
+    return connector
+
+
+def _check_bindings(reader: _Reader, connectors: list[ReceiveConnector], where: dict[str, str]) -> None:
+    by_binding: dict[Binding, list[ReceiveConnector]] = {}
+    for c in connectors:
+        if c.enabled:
+            for b in c.bindings:
+                by_binding.setdefault(b, []).append(c)
+    for binding, group in by_binding.items():
+        roles = {c.role for c in group}
+        if len(roles) > 1:
+            reader.problem(
+                where[group[0].name] + ".bindings",
+                f"{binding} is shared by frontend and hub connectors ({', '.join(repr(c.name) for c in group)}); a port serves one role",
+            )
+        for a, b, why in range_conflicts(group):
+            reader.problem(
+                where[b.name] + ".remote_ip_ranges",
+                f"connectors {a.name!r} and {b.name!r} both listen on {binding} and the choice between them is ambiguous: {why}",
+            )
+    wildcard = {"0.0.0.0", "::"}
+    for b in by_binding:
+        for other in by_binding:
+            if b != other and b.port == other.port and b.host in wildcard and b.ipv6 == other.ipv6:
+                names = sorted({c.name for c in by_binding[b] + by_binding[other]})
+                reader.problem(
+                    where[by_binding[other][0].name] + ".bindings",
+                    f"{other} and {b} cannot both listen (the wildcard takes the whole port); connectors: {', '.join(names)}",
+                )
+
+
+def parse_config(raw: dict, file: str) -> Config:
+    """Validate a parsed TOML document; raise ConfigError with every problem."""
+    reader = _Reader(file)
+    reader.table(raw, "", TOP_KEYS)
+
+    server = _section(reader, raw, "server", SERVER_KEYS)
+    fqdn = reader.get(server, "server", "fqdn", _fqdn, None) or socket.getfqdn()
+    if not valid_domain(fqdn):
+        fqdn = "localhost"
+    default_name = fqdn.split(".")[0].upper() or "EXGATEWAY"
+    server_name = reader.get(server, "server", "name", _string, default_name)
+    var_dir = Path(reader.get(server, "server", "var_dir", _string, "var"))
+
+    domains = []
+    seen_domains: dict[str, int] = {}
+    for i, d in enumerate(_array_of_tables(reader, raw, "accepted_domains")):
+        where = f"accepted_domains[{i}]"
+        reader.table(d, where, DOMAIN_KEYS)
+        if "domain" not in d:
+            reader.problem(f"{where}.domain", "required")
+            continue
+        domain = reader.get(d, where, "domain", _accepted_domain_name, None)
+        if domain is None:
+            continue
+        if domain in seen_domains:
+            reader.problem(f"{where}.domain", f"{domain!r} is already listed at accepted_domains[{seen_domains[domain]}]")
+            continue
+        seen_domains[domain] = i
+        dtype = reader.get(d, where, "type", lambda v: DomainType(_choice(tuple(t.value for t in DomainType))(v)), DomainType.AUTHORITATIVE)
+        domains.append(AcceptedDomain(reader.get(d, where, "name", _string, domain), domain, dtype))
+
+    connectors: list[ReceiveConnector] = []
+    where_of: dict[str, str] = {}
+    for i, c in enumerate(_array_of_tables(reader, raw, "receive_connectors")):
+        connector = _read_connector(reader, c, i, server_name, fqdn)
+        if connector.name in where_of:
+            reader.problem(f"receive_connectors[{i}].name", f"{connector.name!r} is already the name of {where_of[connector.name]}")
+            continue
+        where_of[connector.name] = f'receive_connectors[{i}] ("{connector.name}")'
+        connectors.append(connector)
+    if not any(c.enabled for c in connectors):
+        reader.problem("receive_connectors", "no enabled receive connector: the gateway would accept nothing")
+    _check_bindings(reader, connectors, where_of)
+
+    pool = _section(reader, raw, "hub_pool", HUB_POOL_KEYS)
+    hub_hosts = reader.items(pool, "hub_pool", "hosts", lambda v: parse_host_port(v, 2525), ())
+    if "hosts" not in pool:
+        hub_hosts = tuple(
+            HostPort("127.0.0.1" if b.host in ("0.0.0.0", "::") else b.host, b.port)
+            for c in connectors if c.role == "hub" and c.enabled for b in c.bindings
+        )[:1]
+    if not hub_hosts and any(c.role == "frontend" and c.enabled for c in connectors):
+        reader.problem("hub_pool.hosts", "frontend connectors need at least one hub to hand mail to")
+    hub_pool = HubPool(
+        hosts=hub_hosts,
+        connect_timeout=reader.get(pool, "hub_pool", "connect_timeout", parse_duration, 10.0),
+        idle_connections=reader.get(pool, "hub_pool", "idle_connections", _positive_int, 32),
+    )
+
+    queue = _section(reader, raw, "queue", QUEUE_KEYS)
+    queue_config = QueueConfig(
+        directory=var_dir / reader.get(queue, "queue", "directory", _string, "queue"),
+        retry_interval=reader.get(queue, "queue", "retry_interval", parse_duration, 60.0),
+        max_concurrent_deliveries=reader.get(queue, "queue", "max_concurrent_deliveries", _positive_int, 20),
+    )
+
+    mailbox = _section(reader, raw, "mailbox", MAILBOX_KEYS)
+    delivery = reader.get(mailbox, "mailbox", "delivery", _choice(("maildir", "smtp")), "maildir")
+    next_hop = reader.get(mailbox, "mailbox", "next_hop", parse_host_port, None)
+    if delivery == "smtp" and next_hop is None:
+        reader.problem("mailbox.next_hop", "delivery = 'smtp' needs next_hop = 'host:port'")
+    mailbox_config = MailboxConfig(
+        delivery=delivery,
+        maildir=var_dir / reader.get(mailbox, "mailbox", "maildir", _string, "mailboxes"),
+        next_hop=next_hop,
+    )
+
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return Config(
+        path=Path(file),
+        server_name=server_name,
+        fqdn=fqdn,
+        var_dir=var_dir,
+        accepted_domains=tuple(domains),
+        receive_connectors=tuple(connectors),
+        hub_pool=hub_pool,
+        queue=queue_config,
+        mailbox=mailbox_config,
+    )
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file (the packaged default if None)."""
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise ConfigError([ConfigProblem(str(path), "(file)", e.strerror or str(e))]) from None
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([ConfigProblem(str(path), "(file)", f"not UTF-8: {e}")]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([ConfigProblem(str(path), "(syntax)", str(e))]) from None
+    return parse_config(raw, str(path))
+
+
+__all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config", "default_config_path"]

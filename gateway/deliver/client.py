@@ -1,0 +1,244 @@
+"""
+The outbound ESMTP client: used for the frontend's hand-off to the hub and
+for delivery to a next hop.
+
+Written here rather than on twisted.mail's client: commands are pipelined
+when the server offers PIPELINING, replies are matched to commands in order,
+one connection carries many transactions, and the body is streamed from a
+file with dot-stuffing that keeps state across chunks (a line starting with a
+dot is stuffed even when a read splits it from its CRLF).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import BinaryIO
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.error import ConnectionLost, TimeoutError
+from twisted.internet.interfaces import IPullProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from gateway.errors import SMTPReply
+from gateway.smtpd.data import dot_stuff
+
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3}) ")
+MAX_REPLY_LINE = 4096
+BODY_CHUNK = 64 * 1024
+# Bodies up to this size are written in one go, without a producer.
+SMALL_BODY = 256 * 1024
+
+
+class SMTPClientError(Exception):
+    """The server answered something the client could not go on from."""
+
+    def __init__(self, reply: SMTPReply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def parse_reply(lines: list[bytes]) -> SMTPReply:
+    code = int(lines[0][:3])
+    texts = []
+    enhanced = ""
+    for raw in lines:
+        text = raw[4:].decode("utf-8", "replace")
+        m = _ENHANCED.match(text)
+        if m:
+            enhanced = enhanced or m.group(1)
+            text = text[m.end() :]
+        texts.append(text)
+    return SMTPReply(code, enhanced, "\n".join(texts))
+
+
+@implementer(IPullProducer)
+class _BodyProducer:
+    """Reads a file in chunks as the transport drains, dot-stuffing each."""
+
+    def __init__(self, client: "SMTPClient", body: BinaryIO, done: Deferred) -> None:
+        self.client = client
+        self.body = body
+        self.done = done
+
+    def resumeProducing(self) -> None:
+        chunk = self.body.read(BODY_CHUNK)
+        if chunk:
+            self.client._write_body(chunk)
+            return
+        self.client.transport.unregisterProducer()
+        self.done.callback(None)
+
+    def stopProducing(self) -> None:
+        if not self.done.called:
+            self.done.errback(ConnectionLost("body transfer stopped"))
+
+
+class SMTPClient(Protocol):
+    """One SMTP connection; `ready` fires with the client after EHLO."""
+
+    def __init__(self, helo_name: str, clock: IReactorTime, timeout: float = 300.0) -> None:
+        self.helo_name = helo_name
+        self.clock = clock
+        self.timeout = timeout
+        self.ready: Deferred = Deferred()
+        self.extensions: dict[str, str] = {}
+        self.connected = False
+        self.on_lost = None
+        self._lines: list[bytes] = []
+        self._buffer = b""
+        self._waiting: deque[Deferred] = deque()
+        self._timer = None
+        self._context = b"\r\n"
+
+    # --- wire -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+        greeting = self._expect()
+        greeting.addCallback(self._greeted)
+        greeting.addErrback(self._not_ready)
+
+    def _greeted(self, reply: SMTPReply):
+        if reply.code != 220:
+            raise SMTPClientError(reply)
+        return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
+
+    def _ehlo_done(self, reply: SMTPReply):
+        if reply.code != 250:
+            return self.command(f"HELO {self.helo_name}").addCallback(self._helo_done)
+        for line in reply.text.split("\n")[1:]:
+            keyword, _, params = line.partition(" ")
+            self.extensions[keyword.upper()] = params
+        self.ready.callback(self)
+
+    def _helo_done(self, reply: SMTPReply):
+        if reply.code != 250:
+            raise SMTPClientError(reply)
+        self.ready.callback(self)
+
+    def _not_ready(self, failure: Failure) -> None:
+        if not self.ready.called:
+            self.ready.errback(failure)
+        self.abort()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > MAX_REPLY_LINE:
+                    self.abort()
+                return
+            line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1 :]
+            if len(line) < 3 or not line[:3].isdigit():
+                self.abort()
+                return
+            self._lines.append(line)
+            if line[3:4] != b"-":
+                lines, self._lines = self._lines, []
+                self._reply(parse_reply(lines))
+
+    def _reply(self, reply: SMTPReply) -> None:
+        if not self._waiting:
+            # Unsolicited (e.g. a 421 before closing): nothing waits for it.
+            return
+        d = self._waiting.popleft()
+        self._arm()
+        d.callback(reply)
+
+    def _arm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self.clock.callLater(self.timeout, self._timed_out) if self._waiting else None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail_all(Failure(TimeoutError("no reply from server")))
+        self.abort()
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self.connected = False
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._fail_all(reason or Failure(ConnectionLost()))
+        if not self.ready.called:
+            self.ready.errback(reason)
+        if self.on_lost is not None:
+            self.on_lost(self)
+
+    def _fail_all(self, failure: Failure) -> None:
+        waiting, self._waiting = self._waiting, deque()
+        for d in waiting:
+            d.errback(failure)
+
+    def abort(self) -> None:
+        if self.transport is not None and self.connected:
+            self.transport.abortConnection()
+
+    # --- commands -----------------------------------------------------------
+
+    def _expect(self) -> Deferred:
+        d: Deferred = Deferred()
+        self._waiting.append(d)
+        if len(self._waiting) == 1:
+            self._arm()
+        return d
+
+    def command(self, line: str) -> Deferred:
+        """Send one command line; fires with its reply. Callers pipeline only
+        where the server offers PIPELINING (see `pipelining`)."""
+        if not self.connected:
+            return fail(ConnectionLost("not connected"))
+        d = self._expect()
+        self.transport.write(line.encode("utf-8") + b"\r\n")
+        return d
+
+    @property
+    def busy(self) -> bool:
+        """True while a command still waits for its reply."""
+        return bool(self._waiting)
+
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.extensions
+
+    def send_body(self, body: BinaryIO, size: int) -> Deferred:
+        """After a 354: stream the body, end it, fire with the final reply."""
+        self._context = b"\r\n"
+        sent: Deferred = Deferred()
+        if size <= SMALL_BODY:
+            self._write_body(body.read())
+            sent.callback(None)
+        else:
+            self.transport.registerProducer(_BodyProducer(self, body, sent), False)
+        return sent.addCallback(self._end_body)
+
+    def _write_body(self, chunk: bytes) -> None:
+        stuffed, self._context = dot_stuff(chunk, self._context)
+        self.transport.write(stuffed)
+
+    def _end_body(self, _) -> Deferred:
+        ending = b".\r\n" if self._context == b"\r\n" else b"\r\n.\r\n"
+        if not self.connected:
+            return fail(ConnectionLost("connection lost during body"))
+        d = self._expect()
+        self.transport.write(ending)
+        return d
+
+    def quit(self) -> None:
+        if self.connected:
+            self.command("QUIT").addErrback(lambda _: None)
+            self.transport.loseConnection()
+
+
+def connect(reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0) -> Deferred:
+    """Connect and greet; fires with a ready SMTPClient."""
+    client = SMTPClient(helo_name, reactor, timeout)
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+    d = connectProtocol(endpoint, client)
+    d.addCallback(lambda _: client.ready)
+    return d

@@ -1,0 +1,85 @@
+"""
+Local mailbox delivery into Maildir (one directory per recipient).
+
+Layout: `<root>/<domain>/<local part>/{tmp,new,cur}`, names lower-cased and
+unsafe characters percent-encoded, so no address can climb out of the root.
+Each recipient gets the queue's body file linked (or copied, across file
+systems) into `tmp/`, then renamed into `new/`, and `new/` is fsynced before
+the recipient counts as delivered: the queue forgets a message only once
+every copy is durable.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred
+
+from gateway.envelope import Envelope, RecipientState
+from gateway.queue.store import fsync_directory
+
+_SAFE = "!#$&'*+-=?^_`{|}~"
+_counter = itertools.count(1)
+
+
+def mailbox_path(root: Path, address: str) -> Path:
+    local, _, domain = address.rpartition("@")
+    local_name = quote(local.lower(), safe=_SAFE)
+    if local_name.startswith("."):
+        local_name = "%2E" + local_name[1:]
+    domain_name = quote(domain.lower(), safe="")
+    return root / domain_name / local_name
+
+
+class MaildirDelivery:
+    """Delivers a queued message to Maildirs; blocking work in a thread."""
+
+    def __init__(self, root: Path, run_in_thread: Callable[..., Deferred], clock) -> None:
+        self.root = Path(root)
+        self._run = run_in_thread
+        self.clock = clock
+        self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+    def deliver(self, envelope: Envelope, recipients: list[str], body: Path) -> Deferred:
+        """Fire with {address: (state, reply text)} for each recipient."""
+        now = self.clock.seconds()
+        return self._run(self._deliver_sync, recipients, body, now)
+
+    def _unique_name(self, now: float) -> str:
+        return f"{int(now)}.M{int((now % 1) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{self._host}"
+
+    def _deliver_sync(self, recipients: list[str], body: Path, now: float) -> dict:
+        results = {}
+        for address in recipients:
+            try:
+                results[address] = (RecipientState.DELIVERED, self._deliver_one(address, body, now))
+            except OSError as e:
+                results[address] = (RecipientState.PENDING, f"451 4.3.0 mailbox write failed: {e.strerror}")
+        return results
+
+    def _deliver_one(self, address: str, body: Path, now: float) -> str:
+        box = mailbox_path(self.root, address)
+        for sub in ("tmp", "new", "cur"):
+            (box / sub).mkdir(parents=True, exist_ok=True)
+        name = self._unique_name(now)
+        tmp = box / "tmp" / name
+        try:
+            # The queue file is already fsynced: a link shares its durable blocks.
+            os.link(body, tmp)
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            with open(body, "rb") as src, open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.rename(tmp, box / "new" / name)
+        fsync_directory(box / "new")
+        return f"250 2.0.0 delivered to maildir {box.name}@{box.parent.name}/new/{name}"

@@ -1,0 +1,92 @@
+"""
+Value types for a queued message: the envelope and per-recipient state.
+
+The envelope is what the queue writes as JSON next to the body; it is the
+commit marker, so it carries the body's size and a loader refuses an
+envelope whose body does not match. State is per recipient: a message with
+one delivered and one deferred recipient retries only the second.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
+
+FORMAT_VERSION = 1
+
+
+class RecipientState(str, Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self is not RecipientState.PENDING
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    state: RecipientState = RecipientState.PENDING
+    attempts: int = 0
+    last_reply: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    queue_id: str
+    internal_id: int
+    message_id: str
+    sender: str
+    recipients: tuple[Recipient, ...]
+    received_at: float
+    size: int
+    client_ip: str = ""
+    helo: str = ""
+    connector: str = ""
+    attempts: int = 0
+    next_attempt: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def pending(self) -> tuple[Recipient, ...]:
+        return tuple(r for r in self.recipients if r.state is RecipientState.PENDING)
+
+    @property
+    def done(self) -> bool:
+        return all(r.state.final for r in self.recipients)
+
+    def with_results(self, results: dict[str, tuple[RecipientState, str | None]], next_attempt: float) -> "Envelope":
+        """A copy with the outcome of one delivery attempt applied."""
+        recipients = []
+        for r in self.recipients:
+            if r.address in results:
+                state, reply = results[r.address]
+                r = replace(r, state=state, attempts=r.attempts + 1, last_reply=reply)
+            recipients.append(r)
+        return replace(self, recipients=tuple(recipients), attempts=self.attempts + 1, next_attempt=next_attempt)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["version"] = FORMAT_VERSION
+        data["recipients"] = [dict(asdict(r), state=r.state.value) for r in self.recipients]
+        return json.dumps(data, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "Envelope":
+        """Parse a stored envelope; ValueError if it is not a complete one."""
+        try:
+            data = json.loads(raw)
+            if data.pop("version") != FORMAT_VERSION:
+                raise ValueError("unknown envelope version")
+            recipients = tuple(
+                Recipient(r["address"], RecipientState(r["state"]), int(r["attempts"]), r.get("last_reply"))
+                for r in data.pop("recipients")
+            )
+            if not recipients:
+                raise ValueError("envelope without recipients")
+            return cls(recipients=recipients, **data)
+        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"bad envelope: {e!r}") from None

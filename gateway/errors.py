@@ -1,0 +1,119 @@
+"""
+SMTP replies and the typed errors that carry them.
+
+Every reply a client can see comes from the catalogue below, with Exchange's
+texts where Exchange has one, so an admin's searches and scripts carry over.
+Code that refuses something raises `SMTPError` with a catalogue entry and,
+separately, private fields for the log; the protocol turns the error into a
+reply in one place. The public text never carries internal detail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SMTPReply:
+    """One SMTP reply: basic code, enhanced status code and public text."""
+
+    code: int
+    enhanced: str
+    text: str
+
+    def lines(self) -> list[str]:
+        """The reply as wire lines without CRLF, one per text line."""
+        texts = self.text.split("\n")
+        out = []
+        for i, t in enumerate(texts):
+            sep = " " if i == len(texts) - 1 else "-"
+            prefix = f"{self.enhanced} " if self.enhanced else ""
+            out.append(f"{self.code}{sep}{prefix}{t}")
+        return out
+
+    def encode(self) -> bytes:
+        return "".join(line + "\r\n" for line in self.lines()).encode("utf-8")
+
+    def format(self, **values: object) -> "SMTPReply":
+        """The same reply with `{name}` placeholders in the text filled in."""
+        return SMTPReply(self.code, self.enhanced, self.text.format(**values))
+
+    @property
+    def positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    def __str__(self) -> str:
+        return " / ".join(self.lines())
+
+
+class SMTPError(Exception):
+    """A refusal: the reply the client gets, plus private fields for the log."""
+
+    def __init__(self, reply: SMTPReply, **log_fields: object) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.log_fields = log_fields
+
+
+class Reply:
+    """The catalogue. Names say when the reply is used."""
+
+    # Greeting and session
+    BANNER_DEFAULT = "{fqdn} exgateway ESMTP MAIL Service ready at {date}"
+    BYE = SMTPReply(221, "2.0.0", "Service closing transmission channel")
+    OK = SMTPReply(250, "2.0.0", "OK")
+    RESET = SMTPReply(250, "2.0.0", "Resetting")
+    VRFY = SMTPReply(252, "2.1.5", "Cannot VRFY user, but will accept message for delivery")
+    HELP = SMTPReply(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\nEnd of HELP info")
+    SENDER_OK = SMTPReply(250, "2.1.0", "Sender OK")
+    RECIPIENT_OK = SMTPReply(250, "2.1.5", "Recipient OK")
+    START_DATA = SMTPReply(354, "", "Start mail input; end with <CRLF>.<CRLF>")
+    QUEUED = SMTPReply(250, "2.6.0", "{message_id} [InternalId={internal_id}, Hostname={hostname}] Queued mail for delivery")
+    XFORWARD_OK = SMTPReply(250, "2.0.0", "Ok")
+
+    # Sequencing and syntax
+    NEED_HELO = SMTPReply(503, "5.5.2", "Send hello first")
+    NEED_MAIL = SMTPReply(503, "5.5.2", "Need mail command")
+    SENDER_ALREADY = SMTPReply(503, "5.5.1", "Sender already specified")
+    NEED_RCPT = SMTPReply(503, "5.5.2", "Need rcpt command")
+    UNRECOGNIZED = SMTPReply(500, "5.3.3", "Unrecognized command")
+    LINE_TOO_LONG = SMTPReply(500, "5.5.2", "Line too long")
+    BAD_SYNTAX = SMTPReply(501, "5.5.4", "Invalid arguments")
+    BAD_HELO = SMTPReply(501, "5.5.4", "Invalid domain name")
+    BAD_ADDRESS = SMTPReply(501, "5.1.3", "Invalid address")
+    BAD_SENDER = SMTPReply(501, "5.1.7", "Invalid address")
+    UNKNOWN_PARAMETER = SMTPReply(555, "5.5.4", "Unsupported parameter")
+    NO_XFORWARD = SMTPReply(550, "5.7.1", "XFORWARD not permitted for this client")
+    XFORWARD_IN_TRANSACTION = SMTPReply(503, "5.5.1", "XFORWARD not permitted inside a mail transaction")
+
+    # Policy
+    NOT_AUTHENTICATED = SMTPReply(530, "5.7.57", "SMTP; Client was not authenticated to send anonymous mail during MAIL FROM")
+    CANNOT_SEND_AS = SMTPReply(550, "5.7.1", "Client does not have permissions to send as this sender")
+    RELAY_DENIED = SMTPReply(550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain")
+    NO_ROUTE = SMTPReply(550, "5.4.4", "SMTP; Unable to route recipient, no route to the recipient's domain")
+    TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
+    SIZE_EXCEEDED = SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+    HEADER_TOO_LARGE = SMTPReply(552, "5.3.4", "Header size exceeds fixed maximum size")
+    BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
+    EIGHTBIT_NOT_DECLARED = SMTPReply(554, "5.6.0", "Invalid message content, 8-bit data in a 7BIT message")
+    NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
+    TIMEOUT = SMTPReply(451, "4.7.0", "Timeout waiting for client input")
+
+    # Transient trouble inside the gateway
+    HUB_UNAVAILABLE = SMTPReply(451, "4.4.0", "Temporary server error. Please try again later")
+    LOCAL_ERROR = SMTPReply(451, "4.3.0", "Temporary server error. Please try again later")
+    SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service not active")
+
+
+def reply_for(failure_value: BaseException) -> SMTPReply:
+    """The reply for any exception: its own for SMTPError, else a 451."""
+    if isinstance(failure_value, SMTPError):
+        return failure_value.reply
+    return Reply.LOCAL_ERROR
+
+
+__all__ = ["SMTPReply", "SMTPError", "Reply", "reply_for"]

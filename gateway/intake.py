@@ -1,0 +1,233 @@
+"""
+The hub's single funnel into the queue.
+
+Every message the hub accepts passes through here: recipients are routed
+(or refused at RCPT when there is no route), the body streams into a queue
+file, trace headers are put on top (a Received header naming the original
+client, HELO and connector, as XFORWARD told us; Message-ID and Date only if
+the message has none), and the 250 goes out only after the queue has fsynced.
+
+The original bytes are never touched. If the message does not start with a
+header field (a device that sends plain text after DATA), a blank line goes
+after our headers, so the client's first line stays body text instead of
+being misread as a header: the "first paragraph vanished" complaint.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from gateway.dates import rfc5322
+from gateway.address import Address
+from gateway.envelope import Envelope, Recipient
+from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.queue.store import QueueEntry, QueueStore
+from gateway.route.router import Router
+from gateway.smtpd.session import MailFrom, Session
+
+log = Logger(namespace="exgateway.intake")
+
+MAX_HEADER_SIZE = 256 * 1024
+_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
+_MSGID = re.compile(rb"<[^<>\s]+>")
+
+
+class InternalIds:
+    """Exchange-style InternalId: increasing integers, unique per hub."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, int(self.clock.seconds() * 1_000_000))
+        return self._last
+
+
+class HeaderScan:
+    """
+    Buffers the start of a message until its header section is known, then
+    tells what the message lacks. Bytes are passed on unchanged.
+    """
+
+    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "_pos", "_field")
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.done = False
+        self.has_header = False
+        self.message_id: str | None = None
+        self.has_date = False
+        self.too_large = False
+        self._pos = 0
+        self._field = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while not self.done:
+            end = self.buffer.find(b"\n", self._pos)
+            if end < 0:
+                if len(self.buffer) > MAX_HEADER_SIZE:
+                    self.too_large = True
+                    self.done = True
+                return
+            line = self.buffer[self._pos : end + 1]
+            self._line(line)
+            self._pos = end + 1
+
+    def finish(self) -> None:
+        if not self.done and self._pos < len(self.buffer):
+            self._line(self.buffer[self._pos :])
+        self.done = True
+
+    def _line(self, line: bytes) -> None:
+        is_field = bool(_FIELD.match(line))
+        if self._pos == 0:
+            self.has_header = is_field
+        continuation = self._pos > 0 and line[:1] in (b" ", b"\t")
+        if not (is_field or continuation):
+            self.done = True
+            return
+        if self._pos > MAX_HEADER_SIZE:
+            self.too_large = True
+            self.done = True
+            return
+        if is_field:
+            name, _, value = line.partition(b":")
+            self._field = name.lower()
+            if self._field == b"date":
+                self.has_date = True
+        else:
+            value = line
+        if self._field == b"message-id" and not self.message_id:
+            m = _MSGID.search(value)
+            if m:
+                self.message_id = m.group(0).decode("ascii", "replace")
+
+
+class IntakeTransaction:
+    def __init__(self, handler: "IntakeHandler", session: Session, mail: MailFrom) -> None:
+        self.handler = handler
+        self.session = session
+        self.mail = mail
+        # XFORWARD comes before MAIL and is reset after the transaction.
+        self.origin = session.origin()
+        self.recipients: list[str] = []
+        self.entry: QueueEntry | None = None
+        self.internal_id = 0
+        self.scan: HeaderScan | None = None
+
+    def add_recipient(self, recipient: Address) -> SMTPReply:
+        if self.handler.router.route(recipient) is None:
+            raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
+        if str(recipient) not in self.recipients:
+            self.recipients.append(str(recipient))
+        return Reply.RECIPIENT_OK
+
+    def open_body(self) -> None:
+        self.internal_id = self.handler.ids.next()
+        while self.handler.store.exists(str(self.internal_id)):
+            self.internal_id = self.handler.ids.next()
+        self.entry = self.handler.store.create(str(self.internal_id))
+        self.scan = HeaderScan()
+
+    def write(self, data: bytes) -> None:
+        scan = self.scan
+        if scan.done:
+            self.entry.write(data)
+            return
+        scan.feed(data)
+        if scan.done:
+            self._flush_headers()
+
+    def _flush_headers(self) -> None:
+        scan = self.scan
+        message_id = scan.message_id or self.handler.new_message_id(self.internal_id)
+        trace = [self._received()]
+        if not scan.message_id:
+            trace.append(f"Message-ID: {message_id}\r\n")
+        if not scan.has_date:
+            trace.append(f"Date: {rfc5322(self.handler.clock.seconds())}\r\n")
+        if not scan.has_header and not scan.buffer.startswith((b"\r\n", b"\n")) and scan.buffer:
+            trace.append("\r\n")
+        self.message_id = message_id
+        self.entry.write("".join(trace).encode("utf-8"))
+        self.entry.write(scan.buffer)
+        scan.buffer = b""
+
+    def _received(self) -> str:
+        origin = self.origin
+        helo = origin.helo or "unknown"
+        date = rfc5322(self.handler.clock.seconds())
+        connector = origin.connector.replace("\\", "\\\\").replace('"', "'")
+        return (
+            f"Received: from {helo} ([{origin.client_ip}])\r\n"
+            f"\tby {self.handler.fqdn} (exgateway) with {origin.proto}\r\n"
+            f'\t(connector "{connector}") id {self.internal_id};\r\n'
+            f"\t{date}\r\n"
+        )
+
+    def finish(self) -> Deferred:
+        if not self.scan.done:
+            self.scan.finish()
+            self._flush_headers()
+        if self.scan.too_large:
+            self.abort()
+            raise SMTPError(Reply.HEADER_TOO_LARGE)
+        envelope = Envelope(
+            queue_id=self.entry.queue_id,
+            internal_id=self.internal_id,
+            message_id=self.message_id,
+            sender=str(self.mail.sender),
+            recipients=tuple(Recipient(r) for r in self.recipients),
+            received_at=self.handler.clock.seconds(),
+            size=self.entry.size,
+            client_ip=self.origin.client_ip,
+            helo=self.origin.helo,
+            connector=self.origin.connector,
+        )
+        entry, self.entry = self.entry, None
+        d = self.handler.store.commit(entry, envelope)
+        d.addCallback(lambda _: self.handler.queued(envelope))
+        return d
+
+    def abort(self) -> None:
+        if self.entry is not None:
+            self.handler.store.discard(self.entry)
+            self.entry = None
+
+
+class IntakeHandler:
+    """MailHandler of hub connectors: accepts into the durable queue."""
+
+    def __init__(self, store: QueueStore, router: Router, scheduler, clock: IReactorTime, fqdn: str) -> None:
+        self.store = store
+        self.router = router
+        self.scheduler = scheduler
+        self.clock = clock
+        self.fqdn = fqdn
+        self.ids = InternalIds(clock)
+
+    def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
+        return IntakeTransaction(self, session, mail)
+
+    def new_message_id(self, internal_id: int) -> str:
+        return f"<{internal_id}@{self.fqdn}>"
+
+    def queued(self, envelope: Envelope) -> SMTPReply:
+        log.info(
+            "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip} via {connector}",
+            queue_id=envelope.queue_id,
+            message_id=envelope.message_id,
+            sender=envelope.sender,
+            rcpt_count=len(envelope.recipients),
+            size=envelope.size,
+            client_ip=envelope.client_ip,
+            connector=envelope.connector,
+        )
+        self.scheduler.enqueue(envelope)
+        return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)

@@ -1,0 +1,81 @@
+"""
+Exchange's permission groups and the extended rights each grants.
+
+A receive connector lists permission groups; a client on that connector is a
+principal (anonymous, or an externally secured gateway node), and gets the
+rights its group grants if the connector lists that group. The names are
+Exchange's, so `Add-ADPermission -ExtendedRights ...` habits carry over.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Right(str, Enum):
+    SUBMIT = "ms-Exch-SMTP-Submit"
+    ACCEPT_ANY_RECIPIENT = "ms-Exch-SMTP-Accept-Any-Recipient"
+    ACCEPT_ANY_SENDER = "ms-Exch-SMTP-Accept-Any-Sender"
+    ACCEPT_AUTHORITATIVE_DOMAIN_SENDER = "ms-Exch-SMTP-Accept-Authoritative-Domain-Sender"
+    ACCEPT_ROUTING_HEADERS = "ms-Exch-Accept-Headers-Routing"
+    BYPASS_ANTI_SPAM = "ms-Exch-Bypass-Anti-Spam"
+    BYPASS_MESSAGE_SIZE_LIMIT = "ms-Exch-Bypass-Message-Size-Limit"
+    ACCEPT_EXCH50 = "ms-Exch-SMTP-Accept-Exch50"
+    ACCEPT_AUTHENTICATION_FLAG = "ms-Exch-SMTP-Accept-Authentication-Flag"
+    SEND_AS = "ms-Exch-SMTP-Send-As"
+    # exgateway's own: may tell the hub who the original client was (Postfix XFORWARD).
+    ACCEPT_XFORWARD = "exgw-SMTP-Accept-XForward"
+
+
+class PermissionGroup(str, Enum):
+    ANONYMOUS_USERS = "AnonymousUsers"
+    EXCHANGE_USERS = "ExchangeUsers"
+    EXCHANGE_SERVERS = "ExchangeServers"
+    PARTNERS = "Partners"
+
+
+GROUP_RIGHTS: dict[PermissionGroup, frozenset[Right]] = {
+    PermissionGroup.ANONYMOUS_USERS: frozenset({
+        Right.SUBMIT,
+        Right.ACCEPT_ANY_SENDER,
+        Right.ACCEPT_AUTHORITATIVE_DOMAIN_SENDER,
+        Right.ACCEPT_ROUTING_HEADERS,
+    }),
+    PermissionGroup.EXCHANGE_USERS: frozenset({
+        Right.SUBMIT,
+        Right.ACCEPT_ANY_RECIPIENT,
+        Right.BYPASS_ANTI_SPAM,
+        Right.ACCEPT_ROUTING_HEADERS,
+    }),
+    PermissionGroup.EXCHANGE_SERVERS: frozenset(Right),
+    PermissionGroup.PARTNERS: frozenset({
+        Right.SUBMIT,
+        Right.ACCEPT_ANY_SENDER,
+        Right.ACCEPT_AUTHORITATIVE_DOMAIN_SENDER,
+        Right.ACCEPT_ROUTING_HEADERS,
+    }),
+}
+
+
+class Principal(str, Enum):
+    """Who the client is, as far as rights go."""
+
+    ANONYMOUS = "Anonymous"
+    # Exchange's ExternalAuthoritative mechanism: the connector's remote
+    # ranges are the proof, and clients there count as gateway nodes.
+    EXTERNALLY_SECURED = "ExternallySecured"
+
+
+PRINCIPAL_GROUPS: dict[Principal, tuple[PermissionGroup, ...]] = {
+    Principal.ANONYMOUS: (PermissionGroup.ANONYMOUS_USERS,),
+    Principal.EXTERNALLY_SECURED: (PermissionGroup.EXCHANGE_SERVERS, PermissionGroup.PARTNERS),
+}
+
+
+def rights_for(principal: Principal, connector_groups: frozenset[PermissionGroup]) -> frozenset[Right]:
+    """The rights a principal holds on a connector that lists these groups."""
+    rights: set[Right] = set()
+    for group in PRINCIPAL_GROUPS[principal]:
+        if group in connector_groups:
+            rights |= GROUP_RIGHTS[group]
+    return frozenset(rights)

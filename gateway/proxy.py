@@ -1,0 +1,279 @@
+"""
+The frontend's hand-off to the hub: the frontend holds no queue.
+
+Like Exchange's Front End Transport, the frontend proxies each transaction
+to a hub: at the first recipient it takes a connection from the hub pool,
+tells the hub who the real client is (XFORWARD: address, port, HELO,
+protocol, connector), sends MAIL and the recipient, and passes the hub's
+answer back. The body is spooled (memory, then a temporary file past a
+threshold) and sent when the client ends DATA; the client's final reply is
+the hub's. If no hub answers, the client gets a 4xx and nothing is
+half-accepted.
+
+Hub connections are kept and reused for the next transaction, so a busy
+frontend does not pay a TCP and EHLO round trip per message.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.address import Address
+from gateway.config import HostPort
+from gateway.deliver import client as smtp_client
+from gateway.deliver.client import SMTPClient
+from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.smtpd import xtext
+from gateway.smtpd.session import MailFrom, Session
+
+log = Logger(namespace="exgateway.proxy")
+
+SPOOL_IN_MEMORY = 512 * 1024
+
+
+class HubUnavailable(Exception):
+    pass
+
+
+class HubPool:
+    """Connections to the hubs, reused across transactions."""
+
+    def __init__(self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float, idle_max: int) -> None:
+        self.reactor = reactor
+        self.hosts = hosts
+        self.helo_name = helo_name
+        self.connect_timeout = connect_timeout
+        self.idle_max = idle_max
+        self._idle: list[SMTPClient] = []
+        self._rotation = 0
+
+    def acquire(self, reuse: bool = True) -> Deferred:
+        """Fire with (client, reused)."""
+        while reuse and self._idle:
+            client = self._idle.pop()
+            if client.connected:
+                return succeed((client, True))
+        start = self._rotation
+        self._rotation = (self._rotation + 1) % max(len(self.hosts), 1)
+        return self._connect(start, 0, [])
+
+    def _connect(self, start: int, tried: int, errors: list) -> Deferred:
+        if tried >= len(self.hosts):
+            return fail(HubUnavailable("; ".join(errors) or "no hubs configured"))
+        host = self.hosts[(start + tried) % len(self.hosts)]
+        d = smtp_client.connect(self.reactor, host.host, host.port, self.helo_name, self.connect_timeout)
+
+        def failed(failure: Failure):
+            log.warn("hub {hub} unavailable: {error}", hub=str(host), error=failure.getErrorMessage())
+            return self._connect(start, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
+
+        d.addCallbacks(lambda client: (client, False), failed)
+        return d
+
+    def release(self, client: SMTPClient) -> None:
+        """Take back a client that is between transactions."""
+        if client.connected and not client.busy and len(self._idle) < self.idle_max:
+            self._idle.append(client)
+        else:
+            client.quit()
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            client.quit()
+
+
+def xforward_line(session: Session) -> str:
+    origin = session.origin()
+    addr = origin.client_ip if ":" not in origin.client_ip else "IPV6:" + origin.client_ip
+    attrs = [
+        ("ADDR", addr),
+        ("PORT", str(origin.client_port)),
+        ("PROTO", origin.proto),
+        ("HELO", origin.helo[:255]),
+        ("CONNECTOR", origin.connector),
+    ]
+    return "XFORWARD " + " ".join(f"{k}={xtext.encode(v)}" for k, v in attrs if v)
+
+
+class FrontendTransaction:
+    def __init__(self, handler: "ProxyHandler", session: Session, mail: MailFrom) -> None:
+        self.handler = handler
+        self.session = session
+        self.mail = mail
+        self.client: SMTPClient | None = None
+        self.spool = None
+        self.size = 0
+        self.aborted = False
+
+    # --- envelope -------------------------------------------------------------
+
+    def add_recipient(self, recipient: Address) -> Deferred:
+        if self.client is None:
+            d = self._open(reuse=True)
+        else:
+            d = succeed(None)
+        d.addCallback(lambda _: self._command(f"RCPT TO:{recipient.path}"))
+        d.addErrback(self._hub_failed, "RCPT")
+        return d
+
+    def _open(self, reuse: bool) -> Deferred:
+        d = self.handler.pool.acquire(reuse)
+        d.addCallback(self._start_mail)
+        return d
+
+    def _start_mail(self, acquired) -> Deferred:
+        client, reused = acquired
+        if self.aborted:
+            self.handler.pool.release(client)
+            raise SMTPError(Reply.HUB_UNAVAILABLE, reason="client went away")
+        self.client = client
+        lines = []
+        if "XFORWARD" in client.extensions:
+            lines.append(xforward_line(self.session))
+        mail = f"MAIL FROM:{self.mail.sender.path}"
+        if "SIZE" in client.extensions and self.mail.size is not None:
+            mail += f" SIZE={self.mail.size}"
+        if "8BITMIME" in client.extensions and self.mail.body:
+            mail += f" BODY={self.mail.body}"
+        lines.append(mail)
+        d = self._commands(lines)
+
+        def check(replies: list[SMTPReply]):
+            *xforward, mail_reply = replies
+            if xforward and xforward[0].code != 250:
+                # The hub connector does not trust this frontend: an admin's
+                # problem, not the client's; the client just tries later.
+                log.error("hub refused XFORWARD: {reply}; does its connector grant ExchangeServers?", reply=str(xforward[0]))
+                self._drop_client()
+                raise SMTPError(Reply.HUB_UNAVAILABLE, reason="hub refused XFORWARD")
+            if mail_reply.code != 250:
+                self.client = None
+                self.handler.pool.release(client)
+                raise SMTPError(mail_reply, reason="hub refused the sender")
+
+        def retry_fresh(failure: Failure):
+            # A kept connection the hub has meanwhile closed: one fresh try.
+            if reused and not failure.check(SMTPError):
+                self._drop_client()
+                return self._open(reuse=False)
+            return failure
+
+        d.addCallback(check)
+        d.addErrback(retry_fresh)
+        return d
+
+    def _commands(self, lines: list[str]) -> Deferred:
+        client = self.client
+        if client.pipelining:
+            ds = [client.command(line) for line in lines]
+            return DeferredList(ds, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
+                lambda results: [r for _, r in results], lambda f: f.value.subFailure
+            )
+        replies: list[SMTPReply] = []
+        d = succeed(None)
+        for line in lines:
+            d.addCallback(lambda _, line=line: client.command(line))
+            d.addCallback(replies.append)
+        return d.addCallback(lambda _: replies)
+
+    def _command(self, line: str) -> Deferred:
+        if self.aborted or self.client is None:
+            raise SMTPError(Reply.HUB_UNAVAILABLE, reason="transaction gone")
+        return self.client.command(line)
+
+    def _hub_failed(self, failure: Failure, stage: str):
+        if failure.check(SMTPError):
+            return failure
+        log.warn(
+            "session {session_id}: hand-off to hub failed at {stage}: {error}",
+            session_id=self.session.session_id,
+            stage=stage,
+            error=failure.getErrorMessage(),
+        )
+        self._drop_client()
+        raise SMTPError(Reply.HUB_UNAVAILABLE, reason=failure.getErrorMessage())
+
+    # --- body ----------------------------------------------------------------------
+
+    def open_body(self) -> None:
+        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.handler.spool_dir)
+
+    def write(self, data: bytes) -> None:
+        self.spool.write(data)
+        self.size += len(data)
+
+    def finish(self) -> Deferred:
+        if self.client is None:
+            raise SMTPError(Reply.HUB_UNAVAILABLE, reason="no hub connection")
+        client = self.client
+        spool = self.spool
+        spool.seek(0)
+        d = client.command("DATA")
+
+        def go_ahead(reply: SMTPReply):
+            if reply.code != 354:
+                raise SMTPError(reply, reason="hub refused DATA")
+            return client.send_body(spool, self.size)
+
+        def done(reply: SMTPReply) -> SMTPReply:
+            self._close_spool()
+            self.client = None
+            self.handler.pool.release(client)
+            log.info(
+                "session {session_id}: hub answered {code} {enhanced} {text}",
+                session_id=self.session.session_id,
+                code=reply.code,
+                enhanced=reply.enhanced,
+                text=reply.text,
+            )
+            return reply
+
+        def failed(failure: Failure):
+            self._close_spool()
+            if failure.check(SMTPError):
+                self.client = None
+                self.handler.pool.release(client)
+                return failure
+            return self._hub_failed(failure, "DATA")
+
+        d.addCallback(go_ahead)
+        d.addCallbacks(done, failed)
+        return d
+
+    def _close_spool(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._close_spool()
+        client, self.client = self.client, None
+        if client is None:
+            return
+        if client.busy or not client.connected:
+            client.abort()
+            return
+        client.command("RSET").addCallbacks(lambda _: self.handler.pool.release(client), lambda _: None)
+
+    def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            client.abort()
+
+
+class ProxyHandler:
+    """MailHandler of frontend connectors."""
+
+    def __init__(self, pool: HubPool, spool_dir: Path | None = None) -> None:
+        self.pool = pool
+        self.spool_dir = spool_dir
+
+    def begin(self, session: Session, mail: MailFrom) -> FrontendTransaction:
+        return FrontendTransaction(self, session, mail)

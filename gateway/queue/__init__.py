@@ -1,0 +1,1 @@
+"""The hub's durable queue: store (files and fsync), scheduler (attempts and retries)."""

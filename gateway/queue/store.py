@@ -1,0 +1,220 @@
+"""
+The durable message store: one body file and one envelope file per message.
+
+Order of a commit (and why a crash at any point loses nothing acknowledged):
+
+1. the body (`<id>.eml`) is written while DATA streams in;
+2. the body is fsynced;
+3. the envelope is written to `<id>.json.tmp` and fsynced;
+4. it is renamed to `<id>.json` (the commit marker);
+5. the directory is fsynced; only then does the client get its 250.
+
+On start, `recover` deletes bodies without an envelope and stray `.tmp`
+files (never acknowledged), and moves any envelope that does not parse or
+whose body is missing or of the wrong size to `corrupt/`, logged, never
+fatal. Commits arriving while one is in flight wait and go together in the
+next batch: one thread hop and one directory fsync per batch, not per message
+(group commit).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gateway.envelope import Envelope
+
+log = Logger(namespace="exgateway.queue")
+
+BODY = ".eml"
+ENVELOPE = ".json"
+TMP = ".tmp"
+WRITE_BUFFER = 64 * 1024
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class QueueEntry:
+    """A message being received: its body file, open for writing."""
+
+    __slots__ = ("queue_id", "path", "file", "size")
+
+    def __init__(self, queue_id: str, path: Path) -> None:
+        self.queue_id = queue_id
+        self.path = path
+        self.file = open(path, "xb", buffering=WRITE_BUFFER)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+
+
+class QueueStore:
+    """Files in one directory; blocking work runs through `run_in_thread`."""
+
+    def __init__(self, directory: Path, run_in_thread: Callable[..., Deferred]) -> None:
+        self.directory = Path(directory)
+        self.corrupt_directory = self.directory / "corrupt"
+        self._run = run_in_thread
+        self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
+        self._committing = False
+
+    def prepare(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.corrupt_directory.mkdir(exist_ok=True)
+
+    def body_path(self, queue_id: str) -> Path:
+        return self.directory / (queue_id + BODY)
+
+    def envelope_path(self, queue_id: str) -> Path:
+        return self.directory / (queue_id + ENVELOPE)
+
+    def exists(self, queue_id: str) -> bool:
+        return self.body_path(queue_id).exists() or self.envelope_path(queue_id).exists()
+
+    # --- receiving ------------------------------------------------------
+
+    def create(self, queue_id: str) -> QueueEntry:
+        return QueueEntry(queue_id, self.body_path(queue_id))
+
+    def discard(self, entry: QueueEntry) -> None:
+        """Forget a message that was never acknowledged."""
+        entry.file.close()
+        try:
+            entry.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
+        """Make the message durable; fires when the 250 may be sent."""
+        d: Deferred = Deferred()
+        self._pending.append((entry, envelope, d))
+        if not self._committing:
+            self._next_batch()
+        return d
+
+    def _next_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._committing = False
+            return
+        self._committing = True
+        done = self._run(self._commit_batch, [(e, env) for e, env, _ in batch])
+        done.addBoth(self._batch_done, batch)
+
+    def _batch_done(self, result, batch) -> None:
+        for i, (_, _, d) in enumerate(batch):
+            if isinstance(result, list) and result[i] is None:
+                d.callback(None)
+            else:
+                error = result[i] if isinstance(result, list) else result
+                d.errback(error)
+        self._next_batch()
+
+    def _commit_batch(self, items: list[tuple[QueueEntry, Envelope]]) -> list:
+        """In a thread: steps 2-4 per message, then one step 5 for all."""
+        results: list = []
+        for entry, envelope in items:
+            try:
+                for _ in self.commit_steps(entry, envelope):
+                    pass
+                results.append(None)
+            except Exception as e:  # one bad file fails one message, not the batch
+                results.append(e)
+        fsync_directory(self.directory)
+        return results
+
+    def commit_steps(self, entry: QueueEntry, envelope: Envelope) -> Iterator[str]:
+        """Steps 2-4 of a commit, yielding after each (tests crash between them)."""
+        entry.file.flush()
+        os.fsync(entry.file.fileno())
+        entry.file.close()
+        yield "body synced"
+        tmp = self.directory / (entry.queue_id + ENVELOPE + TMP)
+        self._write_synced(tmp, envelope.to_json())
+        yield "envelope written"
+        os.rename(tmp, self.envelope_path(entry.queue_id))
+        yield "envelope renamed"
+
+    @staticmethod
+    def _write_synced(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # --- after delivery attempts -------------------------------------------
+
+    def update(self, envelope: Envelope) -> Deferred:
+        """Durably replace a message's envelope (new recipient states)."""
+        return self._run(self._update_sync, envelope)
+
+    def _update_sync(self, envelope: Envelope) -> None:
+        tmp = self.directory / (envelope.queue_id + ENVELOPE + TMP)
+        self._write_synced(tmp, envelope.to_json())
+        os.rename(tmp, self.envelope_path(envelope.queue_id))
+        fsync_directory(self.directory)
+
+    def remove(self, queue_id: str) -> None:
+        """Drop a finished message: the envelope first, so a crash leaves no half."""
+        for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    # --- start-up ---------------------------------------------------------------
+
+    def recover(self) -> list[Envelope]:
+        """Clean up after a crash; return every committed message."""
+        self.prepare()
+        names = {p.name for p in self.directory.iterdir() if p.is_file()}
+        committed = []
+        for name in sorted(names):
+            path = self.directory / name
+            if name.endswith(TMP):
+                path.unlink()
+                log.info("queue: removed unfinished envelope {name}", name=name)
+            elif name.endswith(BODY) and name[: -len(BODY)] + ENVELOPE not in names:
+                path.unlink()
+                log.info("queue: removed body never committed {name}", name=name)
+            elif name.endswith(ENVELOPE):
+                queue_id = name[: -len(ENVELOPE)]
+                envelope = self._load(queue_id)
+                if envelope is not None:
+                    committed.append(envelope)
+        return committed
+
+    def _load(self, queue_id: str) -> Envelope | None:
+        path = self.envelope_path(queue_id)
+        body = self.body_path(queue_id)
+        try:
+            envelope = Envelope.from_json(path.read_bytes())
+            if envelope.queue_id != queue_id:
+                raise ValueError(f"envelope names queue id {envelope.queue_id!r}")
+            size = body.stat().st_size
+            if size != envelope.size:
+                raise ValueError(f"body has {size} bytes, envelope says {envelope.size}")
+            return envelope
+        except (OSError, ValueError) as e:
+            self._set_aside(queue_id, str(e))
+            return None
+
+    def _set_aside(self, queue_id: str, reason: str) -> None:
+        for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
+            if path.exists():
+                os.replace(path, self.corrupt_directory / path.name)
+        log.error("queue: set aside unreadable message {queue_id}: {reason}", queue_id=queue_id, reason=reason)

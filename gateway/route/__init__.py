@@ -1,0 +1,1 @@
+"""Recipient -> next hop: mailbox delivery for accepted domains, send connectors later."""

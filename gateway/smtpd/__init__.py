@@ -1,0 +1,1 @@
+"""The ESMTP server: wire bytes in, session events and replies out."""

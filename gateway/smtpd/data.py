@@ -1,0 +1,91 @@
+"""
+The DATA stream: find the end, unstuff dots, and spot bare CR or LF, in bulk.
+
+Per-line callbacks are the main cost of a Python SMTP server, so the decoder
+works on whole chunks with bytes operations (find, count, replace, split),
+all of which run in C. The trick that makes this exact across chunk
+boundaries: the decoder keeps the last two bytes it already emitted as a
+*context* prefix of the next chunk, so `<CRLF>.` and `<CRLF>.<CRLF>` are seen
+even when a network read splits them, and never matched twice.
+
+The message ends only at `<CRLF>.<CRLF>` (the start of DATA counts as a line
+start). A bare LF or bare CR anywhere in the content is recorded and the
+message is refused at the end (the SMTP smuggling class, CVE-2023-51764):
+refusing keeps every accepted byte exactly as sent, where normalising would
+alter it; the catalogue reply tells the sender why.
+"""
+
+from __future__ import annotations
+
+END = b"\r\n.\r\n"
+# The most bytes at the end of a chunk that can still be a prefix of END.
+_HOLD = len(END) - 1
+MAX_TEXT_LINE = 1000
+
+
+class DataDecoder:
+    """Feed raw DATA bytes; get unstuffed content and, at the end, the rest."""
+
+    __slots__ = ("_buf", "_line", "size", "bare_newline", "line_too_long")
+
+    def __init__(self) -> None:
+        # Two bytes of context: the start of DATA is a line start.
+        self._buf = b"\r\n"
+        self._line = 0
+        self.size = 0
+        self.bare_newline = False
+        self.line_too_long = False
+
+    def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
+        """
+        Consume a chunk. Returns (content, rest): content is unstuffed message
+        bytes to append; rest is None while the message goes on, else the
+        bytes that followed `<CRLF>.<CRLF>` (pipelined commands).
+        """
+        buf = self._buf + chunk
+        end = buf.find(END)
+        if end >= 0:
+            stop, rest = end + 2, buf[end + 5 :]
+        else:
+            stop, rest = len(buf) - _HOLD, None
+            if stop <= 2:
+                self._buf = buf
+                return b"", None
+        self._check(buf, stop)
+        content = buf[:stop].replace(b"\r\n.", b"\r\n")[2:]
+        self.size += len(content)
+        self._buf = buf[stop - 2 :]
+        return content, rest
+
+    def _check(self, buf: bytes, stop: int) -> None:
+        # Content this round is buf[2:stop]; buf[1] and buf[stop] are context.
+        if not self.bare_newline:
+            lf = buf.count(b"\n", 2, stop)
+            cr = buf.count(b"\r", 2, stop)
+            if lf != buf.count(b"\r\n", 1, stop) or cr != buf.count(b"\r\n", 2, stop + 1):
+                self.bare_newline = True
+        if not self.line_too_long:
+            segments = buf[2:stop].split(b"\n")
+            if len(segments) == 1:
+                self._line += len(segments[0])
+                longest = self._line
+            else:
+                longest = self._line + len(segments[0])
+                if len(segments) > 2:
+                    longest = max(longest, max(map(len, segments[1:-1])))
+                self._line = len(segments[-1])
+                longest = max(longest, self._line)
+            # A text line may hold 1000 octets with its CRLF: 999 before the LF.
+            if longest > MAX_TEXT_LINE - 1:
+                self.line_too_long = True
+
+
+def dot_stuff(chunk: bytes, context: bytes) -> tuple[bytes, bytes]:
+    """
+    Dot-stuff one chunk of a message for sending, statefully: `context` is
+    the last two bytes sent before it (b"\\r\\n" at the start of a body).
+    Returns the stuffed bytes and the context for the next chunk.
+    """
+    buf = context + chunk
+    out = buf.replace(b"\r\n.", b"\r\n..")[len(context) :]
+    return out, buf[-2:]

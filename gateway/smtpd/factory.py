@@ -1,0 +1,47 @@
+"""
+The listener of one binding: picks the receive connector for each connection.
+
+All connectors that share an `ip:port` sit behind one factory; the client's
+address decides which one serves the connection (most specific remote range,
+see connectors.py). A client no connector serves gets `421 4.3.2` and is
+disconnected, and the refusal is logged.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+
+from gateway.config import Binding, ReceiveConnector
+from gateway.connectors import client_address, select_connector
+from gateway.errors import Reply
+from gateway.policy.checks import SessionPolicy
+from gateway.smtpd.protocol import ESMTPServer
+
+log = Logger(namespace="exgateway.smtpd")
+
+
+class _Refuse(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(Reply.NO_CONNECTOR.encode())
+        self.transport.loseConnection()
+
+
+class BindingFactory(Factory):
+    def __init__(self, binding: Binding, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock) -> None:
+        self.binding = binding
+        self.connectors = connectors
+        self.handler = handler
+        self.policy = policy
+        self.clock = clock
+
+    def buildProtocol(self, addr) -> Protocol:
+        try:
+            client = client_address(addr.host)
+        except ValueError:
+            client = None
+        connector = select_connector(self.connectors, client) if client is not None else None
+        if connector is None:
+            log.warn("no receive connector on {binding} serves {client}: refused", binding=str(self.binding), client=addr.host)
+            return _Refuse()
+        return ESMTPServer(connector, self.handler, self.policy, self.clock)

@@ -1,0 +1,457 @@
+"""
+The ESMTP server protocol, on twisted.internet directly.
+
+It parses commands, keeps the RFC 5321 sequence, and asks the policy and the
+tier's MailHandler for every decision. It does not decide policy itself, and
+every refusal, typed or not, becomes a reply in one place (`_answer`).
+
+Pipelining: commands are taken one at a time, and while a command's answer is
+pending (a hub round trip, a queue fsync) the rest of the input waits in the
+buffer, so replies always go out in command order.
+
+Line limits: a command line over 512 octets gets `500 5.5.2 Line too long`
+and the session goes on; the excess is discarded up to the next LF, never
+buffered. DATA is decoded in bulk by DataDecoder.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from gateway.dates import rfc5322
+from gateway.address import parse_path
+from gateway.config import ReceiveConnector
+from gateway.connectors import client_address
+from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.policy.checks import SessionPolicy
+from gateway.policy.rights import Principal, Right, rights_for
+from gateway.smtpd import xtext
+from gateway.smtpd.data import DataDecoder
+from gateway.smtpd.session import MailFrom, MailHandler, Session, Transaction, new_session_id
+
+MAX_COMMAND_LINE = 512
+# Input held while an answer is pending; past this the socket is paused.
+MAX_PENDING_INPUT = 256 * 1024
+XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "CONNECTOR")
+_HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
+
+log = Logger(namespace="exgateway.smtpd")
+
+
+def principal_for(connector: ReceiveConnector) -> Principal:
+    """Without AUTH, a client is anonymous unless the connector is externally secured."""
+    if "ExternalAuthoritative" in connector.auth_mechanisms:
+        return Principal.EXTERNALLY_SECURED
+    return Principal.ANONYMOUS
+
+
+class ESMTPServer(Protocol):
+    """One SMTP session on one receive connector."""
+
+    def __init__(self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime) -> None:
+        self.connector = connector
+        self.handler = handler
+        self.policy = policy
+        self.clock = clock
+        self.session: Session | None = None
+        self._in = b""
+        self._busy = False
+        self._processing = False
+        self._discarding = False
+        self._closed = False
+        self._paused = False
+        self._timer = None
+        self._txn: Transaction | None = None
+        self._mail: MailFrom | None = None
+        self._rcpt_count = 0
+        self._decoder: DataDecoder | None = None
+        self._overflow = False
+        self.protocol_errors = 0
+
+    # --- connection ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer, host = self.transport.getPeer(), self.transport.getHost()
+        principal = principal_for(self.connector)
+        self.session = Session(
+            connector=self.connector,
+            session_id=new_session_id(self.clock.seconds()),
+            client_ip=str(client_address(peer.host)),
+            client_port=peer.port,
+            server_ip=host.host,
+            server_port=host.port,
+            principal=principal,
+            rights=rights_for(principal, self.connector.permission_groups),
+        )
+        log.info(
+            "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",
+            session_id=self.session.session_id,
+            client_ip=self.session.client_ip,
+            client_port=peer.port,
+            connector=self.connector.identity,
+            server_ip=host.host,
+            server_port=host.port,
+        )
+        self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
+        self._send(SMTPReply(220, "", self._banner()))
+
+    def _banner(self) -> str:
+        template = self.connector.banner or Reply.BANNER_DEFAULT
+        if template.startswith("220 "):
+            template = template[4:]
+        return template.format(
+            fqdn=self.connector.fqdn,
+            date=rfc5322(self.clock.seconds()),
+            connector=self.connector.identity,
+            server=self.connector.server_name,
+        )
+
+    def connectionLost(self, reason: Failure = None) -> None:
+        self._closed = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._drop_transaction()
+        if self.session is not None:
+            log.info("disconnect {session_id}", session_id=self.session.session_id)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        log.info("timeout {session_id}", session_id=self.session.session_id)
+        self._send(Reply.TIMEOUT)
+        self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._drop_transaction()
+        self.transport.loseConnection()
+
+    def _send(self, reply: SMTPReply) -> None:
+        if reply.code >= 400:
+            log.info(
+                "reply {session_id} {code} {enhanced} {text}",
+                session_id=self.session.session_id,
+                code=reply.code,
+                enhanced=reply.enhanced,
+                text=reply.text,
+            )
+        self.transport.write(reply.encode())
+
+    # --- input ----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._timer is not None:
+            self._timer.reset(self.connector.connection_inactivity_timeout)
+        self._in += data
+        self._process()
+        if self._busy and len(self._in) > MAX_PENDING_INPUT and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self._busy and not self._closed and self._in:
+                if self._decoder is not None:
+                    self._process_data()
+                elif not self._process_line():
+                    break
+        finally:
+            self._processing = False
+        if self._paused and not self._busy:
+            self._paused = False
+            self.transport.resumeProducing()
+
+    def _process_line(self) -> bool:
+        """Take one command line; False if only part of a line is buffered."""
+        newline = self._in.find(b"\n")
+        if self._discarding:
+            if newline < 0:
+                self._in = b""
+                return False
+            self._in = self._in[newline + 1 :]
+            self._discarding = False
+            self._error(Reply.LINE_TOO_LONG)
+            return True
+        if newline < 0:
+            if len(self._in) > MAX_COMMAND_LINE:
+                self._in = b""
+                self._discarding = True
+            return False
+        line, self._in = self._in[: newline + 1], self._in[newline + 1 :]
+        if len(line) > MAX_COMMAND_LINE:
+            self._error(Reply.LINE_TOO_LONG)
+            return True
+        self._command(line.rstrip(b"\r\n"))
+        return True
+
+    def _process_data(self) -> None:
+        chunk, self._in = self._in, b""
+        content, rest = self._decoder.feed(chunk)
+        if content and not self._overflow:
+            if self._decoder.size > self.connector.max_message_size and Right.BYPASS_MESSAGE_SIZE_LIMIT not in self.session.rights:
+                self._overflow = True
+            else:
+                self._txn.write(content)
+        if rest is not None:
+            self._in = rest
+            self._end_of_data()
+
+    # --- replies ----------------------------------------------------------
+
+    def _answer(self, result) -> None:
+        """Send what a command produced: a reply, a Deferred of one, or an error."""
+        if isinstance(result, Deferred):
+            self._busy = True
+            result.addCallbacks(self._answer_now, self._answer_failure)
+            result.addBoth(self._resume)
+            return
+        self._answer_now(result)
+
+    def _answer_now(self, reply: SMTPReply | None) -> None:
+        if reply is not None and not self._closed:
+            self._send(reply)
+            if reply.code >= 500:
+                self.protocol_errors += 1
+
+    def _answer_failure(self, failure: Failure) -> None:
+        if failure.check(SMTPError):
+            error = failure.value
+            log.info(
+                "refused {session_id}: {code} {enhanced} ({details})",
+                session_id=self.session.session_id,
+                code=error.reply.code,
+                enhanced=error.reply.enhanced,
+                details=error.log_fields,
+            )
+            self._answer_now(error.reply)
+        else:
+            log.failure("unexpected error in session {session_id}", failure, session_id=self.session.session_id)
+            self._answer_now(Reply.LOCAL_ERROR)
+
+    def _resume(self, _=None) -> None:
+        self._busy = False
+        if not self._closed:
+            self._process()
+
+    def _error(self, reply: SMTPReply) -> None:
+        self._answer_now(reply)
+
+    def _run(self, method, *args) -> None:
+        try:
+            result = method(*args)
+        except Exception:
+            self._answer_failure(Failure())
+            return
+        self._answer(result)
+
+    # --- commands -----------------------------------------------------------
+
+    def _command(self, raw: bytes) -> None:
+        try:
+            line = raw.decode("ascii")
+        except UnicodeDecodeError:
+            self._error(Reply.BAD_SYNTAX)
+            return
+        verb, _, arg = line.partition(" ")
+        handler = self._COMMANDS.get(verb.upper())
+        if handler is None:
+            self._error(Reply.UNRECOGNIZED)
+            return
+        self._run(handler, self, arg)
+
+    def do_HELO(self, arg: str) -> SMTPReply:
+        return self._hello(arg, esmtp=False)
+
+    def do_EHLO(self, arg: str) -> SMTPReply:
+        return self._hello(arg, esmtp=True)
+
+    def _hello(self, arg: str, esmtp: bool) -> SMTPReply:
+        arg = arg.strip()
+        if not arg or " " in arg or not _HELO_SAFE.match(arg):
+            raise SMTPError(Reply.BAD_HELO, helo=arg)
+        self._drop_transaction()
+        self.session.helo = arg
+        self.session.esmtp = esmtp
+        self.session.xforward = {}
+        greeting = f"{self.connector.fqdn} Hello [{self.session.client_ip}]"
+        if not esmtp:
+            return SMTPReply(250, "", greeting)
+        lines = [
+            greeting,
+            f"SIZE {self.connector.max_message_size}",
+            "PIPELINING",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+        ]
+        if Right.ACCEPT_XFORWARD in self.session.rights:
+            lines.append("XFORWARD " + " ".join(XFORWARD_ATTRS))
+        lines.append("HELP")
+        return SMTPReply(250, "", "\n".join(lines))
+
+    def do_MAIL(self, arg: str):
+        if self.session.helo is None:
+            raise SMTPError(Reply.NEED_HELO)
+        if self._txn is not None:
+            raise SMTPError(Reply.SENDER_ALREADY)
+        if arg[:5].upper() != "FROM:":
+            raise SMTPError(Reply.BAD_SYNTAX, reason="MAIL without FROM:")
+        sender, params = parse_path(arg[5:], sender=True)
+        size = None
+        body = None
+        for key, value in params.items():
+            if key == "SIZE" and value is not None and value.isdigit():
+                size = int(value)
+            elif key == "BODY" and value is not None and value.upper() in ("7BIT", "8BITMIME"):
+                body = value.upper()
+            elif key in ("SIZE", "BODY"):
+                raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad {key} value {value!r}")
+            else:
+                raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
+        self.policy.check_mail(self.session.rights, sender, size, self.connector.max_message_size)
+        mail = MailFrom(sender, size, body)
+        self._txn = self.handler.begin(self.session, mail)
+        self._mail = mail
+        self._rcpt_count = 0
+        return Reply.SENDER_OK
+
+    def do_RCPT(self, arg: str):
+        if self._txn is None:
+            raise SMTPError(Reply.NEED_MAIL)
+        if arg[:3].upper() != "TO:":
+            raise SMTPError(Reply.BAD_SYNTAX, reason="RCPT without TO:")
+        recipient, params = parse_path(arg[3:], sender=False)
+        if params:
+            raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=",".join(params))
+        self.policy.check_rcpt(self.session.rights, recipient, self._rcpt_count, self.connector.max_recipients)
+        result = self._txn.add_recipient(recipient)
+        if isinstance(result, Deferred):
+            return result.addCallback(self._recipient_added)
+        return self._recipient_added(result)
+
+    def _recipient_added(self, reply: SMTPReply) -> SMTPReply:
+        if reply.positive:
+            self._rcpt_count += 1
+        return reply
+
+    def do_DATA(self, arg: str):
+        if self._txn is None:
+            raise SMTPError(Reply.NEED_MAIL)
+        if self._rcpt_count == 0:
+            raise SMTPError(Reply.NEED_RCPT)
+        if arg.strip():
+            raise SMTPError(Reply.BAD_SYNTAX, reason="DATA takes no argument")
+        opened = self._txn.open_body()
+        if isinstance(opened, Deferred):
+            return opened.addCallback(lambda _: self._start_data())
+        return self._start_data()
+
+    def _start_data(self) -> SMTPReply:
+        self._decoder = DataDecoder()
+        self._overflow = False
+        return Reply.START_DATA
+
+    def _end_of_data(self) -> None:
+        decoder, txn = self._decoder, self._txn
+        self._decoder = None
+        refusal = None
+        if decoder.bare_newline:
+            refusal = Reply.BARE_LINEFEED
+        elif decoder.line_too_long:
+            refusal = Reply.LINE_TOO_LONG
+        elif self._overflow:
+            refusal = Reply.SIZE_EXCEEDED
+        if refusal is not None:
+            self._drop_transaction()
+            self._error(refusal)
+            return
+        self._txn = None
+        self._mail = None
+        self._rcpt_count = 0
+        self.session.xforward = {}
+        try:
+            result = txn.finish()
+        except Exception:
+            self._answer_failure(Failure())
+            return
+        self._answer(result)
+
+    def do_RSET(self, arg: str) -> SMTPReply:
+        self._drop_transaction()
+        self.session.xforward = {}
+        return Reply.RESET
+
+    def do_NOOP(self, arg: str) -> SMTPReply:
+        return Reply.OK
+
+    def do_VRFY(self, arg: str) -> SMTPReply:
+        return Reply.VRFY
+
+    def do_HELP(self, arg: str) -> SMTPReply:
+        return Reply.HELP
+
+    def do_QUIT(self, arg: str) -> None:
+        self._send(Reply.BYE)
+        self._close()
+
+    def do_XFORWARD(self, arg: str) -> SMTPReply:
+        if Right.ACCEPT_XFORWARD not in self.session.rights:
+            raise SMTPError(Reply.UNRECOGNIZED, reason="XFORWARD without the right")
+        if self.session.helo is None:
+            raise SMTPError(Reply.NEED_HELO)
+        if self._txn is not None:
+            raise SMTPError(Reply.XFORWARD_IN_TRANSACTION)
+        attrs = {}
+        for token in arg.split():
+            key, eq, value = token.partition("=")
+            key = key.upper()
+            if not eq or key not in XFORWARD_ATTRS:
+                raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad XFORWARD attribute {token!r}")
+            try:
+                value = xtext.decode(value)
+            except ValueError:
+                raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad xtext in {token!r}") from None
+            if value in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
+                continue
+            if key == "ADDR":
+                value = value[5:] if value.upper().startswith("IPV6:") else value
+                try:
+                    value = str(client_address(value))
+                except ValueError:
+                    raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad XFORWARD ADDR {value!r}") from None
+            attrs[key] = value
+        if not attrs and not arg.strip():
+            raise SMTPError(Reply.BAD_SYNTAX, reason="XFORWARD without attributes")
+        self.session.xforward.update(attrs)
+        return Reply.XFORWARD_OK
+
+    _COMMANDS = {
+        "HELO": do_HELO,
+        "EHLO": do_EHLO,
+        "MAIL": do_MAIL,
+        "RCPT": do_RCPT,
+        "DATA": do_DATA,
+        "RSET": do_RSET,
+        "NOOP": do_NOOP,
+        "VRFY": do_VRFY,
+        "HELP": do_HELP,
+        "QUIT": do_QUIT,
+        "XFORWARD": do_XFORWARD,
+    }
+
+    def _drop_transaction(self) -> None:
+        txn, self._txn = self._txn, None
+        self._mail = None
+        self._rcpt_count = 0
+        self._decoder = None
+        if txn is not None:
+            txn.abort()

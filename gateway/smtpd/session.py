@@ -1,0 +1,100 @@
+"""
+What one SMTP connection knows about its client, and the seam to the tiers.
+
+The protocol (wire) and the tiers (frontend proxy, hub intake) meet through
+`MailHandler` and `Transaction`: the protocol asks a handler to begin a
+transaction, add recipients, take the body and finish; the handler answers
+with replies or raises `SMTPError`. Neither side knows how the other works.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
+
+from twisted.internet.defer import Deferred
+
+from gateway.address import Address
+from gateway.config import ReceiveConnector
+from gateway.errors import SMTPReply
+from gateway.policy.rights import Principal, Right
+
+_session_counter = itertools.count(1)
+
+
+def new_session_id(now: float) -> str:
+    """Exchange-style session id: hex, unique within a process run."""
+    return f"{int(now):08X}{next(_session_counter):08X}"
+
+
+@dataclass
+class Origin:
+    """Where a message came from, as the Received header tells it."""
+
+    client_ip: str
+    client_port: int
+    helo: str
+    proto: str
+    connector: str
+
+
+@dataclass(eq=False)
+class Session:
+    connector: ReceiveConnector
+    session_id: str
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    principal: Principal
+    rights: frozenset[Right]
+    helo: str | None = None
+    esmtp: bool = False
+    # XFORWARD attributes a trusted upstream node told us (hub side).
+    xforward: dict[str, str] = field(default_factory=dict)
+
+    def origin(self) -> Origin:
+        """The original client: XFORWARD's word if a gateway node gave it."""
+        xf = self.xforward
+        helo = self.helo or ""
+        return Origin(
+            client_ip=xf.get("ADDR", self.client_ip),
+            client_port=int(xf["PORT"]) if xf.get("PORT", "").isdigit() else self.client_port,
+            helo=xf.get("HELO", helo),
+            proto=xf.get("PROTO", "ESMTP" if self.esmtp else "SMTP"),
+            connector=xf.get("CONNECTOR", self.connector.identity),
+        )
+
+
+@dataclass
+class MailFrom:
+    sender: Address
+    size: int | None
+    body: str | None
+
+
+class Transaction(TypingProtocol):
+    """One mail transaction, from MAIL to the final reply (or an abort)."""
+
+    def add_recipient(self, recipient: Address) -> SMTPReply | Deferred:
+        """Accept (reply) or refuse (raise / errback SMTPError) one recipient."""
+
+    def open_body(self) -> None | Deferred:
+        """Get ready for body bytes; called before the 354."""
+
+    def write(self, data: bytes) -> None:
+        """Unstuffed body bytes, in order, as they arrive."""
+
+    def finish(self) -> Deferred:
+        """The body is complete: fire with the final reply (or errback SMTPError)."""
+
+    def abort(self) -> None:
+        """Forget the transaction; nothing of it may be delivered."""
+
+
+class MailHandler(TypingProtocol):
+    """The tier behind a connector: frontend proxy or hub intake."""
+
+    def begin(self, session: Session, mail: MailFrom) -> Transaction:
+        ...

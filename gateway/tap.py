@@ -1,0 +1,148 @@
+"""
+twistd's entry: `twistd -n exgateway [--config FILE] [--role all|frontend|hub]`.
+
+`Options` parses and validates (a bad config stops start-up here, with every
+problem listed); `makeService` only assembles. Directories are created and
+ports bound when the services start, so twistd can bind 25 as root before
+dropping privileges. Services stop in reverse order of addition: the queue
+and delivery are added first and the listeners last, so a stop closes
+intake before the queue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet import threads
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.python import usage
+
+from gateway.config import Config, ConfigError, default_config_path, load_config
+from gateway.deliver.maildir import MaildirDelivery
+from gateway.deliver.smtp import SMTPDelivery
+from gateway.domains import AcceptedDomains
+from gateway.intake import IntakeHandler
+from gateway.policy.checks import SessionPolicy
+from gateway.proxy import HubPool, ProxyHandler
+from gateway.queue.scheduler import DeliveryScheduler
+from gateway.queue.store import QueueStore
+from gateway.route.router import MAILBOX, Router
+from gateway.smtpd.factory import BindingFactory
+
+ROLES = ("all", "frontend", "hub")
+
+
+class Options(usage.Options):
+    optParameters = [
+        ["config", "c", None, f"Config file (default: the packaged {default_config_path().name})."],
+        ["role", "r", "all", "Which tier to run: all, frontend or hub."],
+    ]
+
+    def postOptions(self) -> None:
+        if self["role"] not in ROLES:
+            raise usage.UsageError(f"--role must be one of {', '.join(ROLES)}, not {self['role']!r}")
+        try:
+            self["gateway_config"] = load_config(self["config"])
+        except ConfigError as e:
+            raise usage.UsageError("the configuration has errors:\n" + str(e)) from None
+
+
+class QueueService(Service):
+    """The hub's queue: recover on start, then deliver; stop scheduling on stop."""
+
+    def __init__(self, store: QueueStore, scheduler: DeliveryScheduler, extra_dirs: tuple[Path, ...] = ()) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.extra_dirs = extra_dirs
+
+    def startService(self) -> None:
+        for d in self.extra_dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        envelopes = self.store.recover()
+        self.scheduler.start(envelopes)
+        super().startService()
+
+    def stopService(self):
+        self.scheduler.stop()
+        return super().stopService()
+
+
+class DirectoryService(Service):
+    def __init__(self, *dirs: Path) -> None:
+        self.dirs = dirs
+
+    def startService(self) -> None:
+        for d in self.dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        super().startService()
+
+
+class HubPoolService(Service):
+    def __init__(self, pool: HubPool) -> None:
+        self.pool = pool
+
+    def stopService(self):
+        self.pool.close()
+        return super().stopService()
+
+
+def _endpoint(reactor, binding):
+    if binding.ipv6:
+        return TCP6ServerEndpoint(reactor, binding.port, interface=binding.host)
+    return TCP4ServerEndpoint(reactor, binding.port, interface=binding.host)
+
+
+def _listeners(parent: MultiService, reactor, connectors, handler, policy) -> None:
+    by_binding: dict = {}
+    for c in connectors:
+        if c.enabled:
+            for b in c.bindings:
+                by_binding.setdefault(b, []).append(c)
+    for binding, group in by_binding.items():
+        factory = BindingFactory(binding, tuple(group), handler, policy, reactor)
+        service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
+        # A port that cannot be bound stops start-up instead of being logged and ignored.
+        service._raiseSynchronously = True
+        service.setName(f"listen {binding}")
+        service.setServiceParent(parent)
+
+
+def build_service(config: Config, role: str, reactor) -> MultiService:
+    """Assemble the gateway's services for one config and role."""
+    top = MultiService()
+    domains = AcceptedDomains(config.accepted_domains)
+    policy = SessionPolicy(domains)
+    pool_threads = reactor.getThreadPool()
+
+    def run_in_thread(f, *args):
+        return threads.deferToThreadPool(reactor, pool_threads, f, *args)
+
+    if role in ("all", "hub"):
+        store = QueueStore(config.queue.directory, run_in_thread)
+        router = Router(domains)
+        if config.mailbox.delivery == "smtp":
+            mailbox = SMTPDelivery(reactor, config.mailbox.next_hop, config.fqdn)
+        else:
+            mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
+        scheduler = DeliveryScheduler(
+            store, router, {MAILBOX: mailbox}, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
+        )
+        QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
+        intake = IntakeHandler(store, router, scheduler, reactor, config.fqdn)
+        _listeners(top, reactor, config.connectors("hub"), intake, policy)
+
+    if role in ("all", "frontend"):
+        spool = config.var_dir / "spool"
+        DirectoryService(spool).setServiceParent(top)
+        pool = HubPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
+        HubPoolService(pool).setServiceParent(top)
+        _listeners(top, reactor, config.connectors("frontend"), ProxyHandler(pool, spool), policy)
+    return top
+
+
+def makeService(options: Options):
+    from twisted.internet import reactor
+
+    return build_service(options["gateway_config"], options["role"], reactor)
