@@ -201,7 +201,10 @@ def parse_binding(value: Any) -> Binding:
         ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(f"{value!r}: {host!r} is not an IP address") from None
-    return Binding(host, parse_port(port))
+    try:
+        return Binding(host, parse_port(port))
+    except ValueError as e:
+        raise ValueError(f"{value!r}: {e}") from None
 
 
 def parse_host_port(value: Any, default_port: int = 25) -> HostPort:

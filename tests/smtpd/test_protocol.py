@@ -1,0 +1,311 @@
+"""The ESMTP server over StringTransport: every reply a client can see."""
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from gateway import testing
+from gateway.domains import AcceptedDomains
+from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.policy.checks import SessionPolicy
+from gateway.smtpd.protocol import ESMTPServer
+
+NOW = 1_795_000_000.0
+
+
+class Client:
+    def __init__(self, connector="Default Frontend", ip="192.0.2.1", **sections):
+        cfg = testing.config(**sections)
+        self.connector = next(c for c in cfg.receive_connectors if c.name == connector)
+        self.handler = testing.FakeHandler()
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        policy = SessionPolicy(AcceptedDomains(cfg.accepted_domains))
+        self.proto = ESMTPServer(self.connector, self.handler, policy, self.clock)
+        self.transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", ip, 40000)
+        )
+        self.proto.makeConnection(self.transport)
+        self.banner = self.read()
+
+    def read(self) -> list[str]:
+        out = self.transport.value().decode()
+        self.transport.clear()
+        assert out == "" or out.endswith("\r\n")
+        return out.split("\r\n")[:-1]
+
+    def send(self, data: bytes | str) -> list[str]:
+        if isinstance(data, str):
+            data = data.encode()
+        self.proto.dataReceived(data)
+        return self.read()
+
+    def hello(self):
+        lines = self.send("EHLO client.example\r\n")
+        assert lines[-1] == "250 HELP"
+
+
+def test_banner_names_fqdn_and_rfc5322_date():
+    """The 220 banner carries the connector FQDN and the date, Exchange style."""
+    c = Client()
+    assert c.banner == ["220 mail.corp.example exgateway ESMTP MAIL Service ready at Wed, 18 Nov 2026 11:06:40 +0000"]
+
+
+def test_custom_banner_can_name_the_connector():
+    """A banner template with {connector} shows which connector took the connection."""
+    c = Client("Anon Relay", receive_connectors=[{"name": "Anon Relay", "role": "frontend", "bindings": ["127.0.0.1:25"], "banner": "220 {connector} ready"}])
+    assert c.banner == ["220 EXSERVER\\Anon Relay ready"]
+
+
+def test_ehlo_lists_extensions_and_helo_does_not():
+    """EHLO advertises SIZE, PIPELINING, 8BITMIME, ENHANCEDSTATUSCODES; HELO is a single line."""
+    c = Client()
+    assert c.send("EHLO dev\r\n") == [
+        "250-mail.corp.example Hello [192.0.2.1]",
+        "250-SIZE 37748736",
+        "250-PIPELINING",
+        "250-8BITMIME",
+        "250-ENHANCEDSTATUSCODES",
+        "250 HELP",
+    ]
+    assert c.send("HELO dev\r\n") == ["250 mail.corp.example Hello [192.0.2.1]"]
+
+
+def test_xforward_offered_only_to_exchange_servers():
+    """The hub's externally secured connector offers XFORWARD; the anonymous frontend does not."""
+    hub = Client(connector="Default", ip="127.0.0.1")
+    assert "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE CONNECTOR" in hub.send("EHLO fe\r\n")
+    fe = Client()
+    assert fe.send("EHLO x\r\nXFORWARD ADDR=10.0.0.1\r\n")[-1] == "500 5.3.3 Unrecognized command"
+
+
+def test_full_transaction_replies():
+    """The dialogue of the seed's telnet transcripts, reply by reply."""
+    c = Client()
+    c.hello()
+    assert c.send("MAIL FROM:<printer@devices.example>\r\n") == ["250 2.1.0 Sender OK"]
+    assert c.send("RCPT TO:<alice@corp.example>\r\n") == ["250 2.1.5 Recipient OK"]
+    assert c.send("DATA\r\n") == ["354 Start mail input; end with <CRLF>.<CRLF>"]
+    assert c.send("Subject: hi\r\n\r\nbody\r\n.\r\n") == [
+        "250 2.6.0 <id@x> [InternalId=1, Hostname=mail.corp.example] Queued mail for delivery"
+    ]
+    assert c.handler.finished[0].body == b"Subject: hi\r\n\r\nbody\r\n"
+    assert c.send("QUIT\r\n") == ["221 2.0.0 Service closing transmission channel"]
+    assert c.transport.disconnecting
+
+
+def test_relay_to_non_accepted_domain_refused_and_session_goes_on():
+    """550 5.7.54 for an outside recipient; the next, internal one is still accepted."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    assert c.send("RCPT TO:<bob@elsewhere.example>\r\n") == ["550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain"]
+    assert c.send("RCPT TO:<alice@corp.example>\r\n") == ["250 2.1.5 Recipient OK"]
+    assert [str(r) for r in c.handler.transactions[0].recipients] == ["alice@corp.example"]
+
+
+@pytest.mark.parametrize(
+    "commands, reply",
+    [
+        ("MAIL FROM:<a@b.example>", "503 5.5.2 Send hello first"),
+        ("EHLO x\r\nRCPT TO:<alice@corp.example>", "503 5.5.2 Need mail command"),
+        ("EHLO x\r\nDATA", "503 5.5.2 Need mail command"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nDATA", "503 5.5.2 Need rcpt command"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:<a@b.example>", "503 5.5.1 Sender already specified"),
+        ("BOGUS", "500 5.3.3 Unrecognized command"),
+        ("EHLO", "501 5.5.4 Invalid domain name"),
+        ("EHLO x\r\nMAIL TO:<a@b.example>", "501 5.5.4 Invalid arguments"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example", "501 5.1.7 Invalid address"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example> FOO=1", "555 5.5.4 Unsupported parameter"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME", "501 5.5.4 Invalid arguments"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example> SIZE=40000000", "552 5.3.4 Message size exceeds fixed maximum message size"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<>", "501 5.1.3 Invalid address"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example> NOTIFY=NEVER", "555 5.5.4 Unsupported parameter"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA now", "501 5.5.4 Invalid arguments"),
+        ("VRFY alice", "252 2.1.5 Cannot VRFY user, but will accept message for delivery"),
+        ("NOOP", "250 2.0.0 OK"),
+        ("RSET", "250 2.0.0 Resetting"),
+    ],
+)
+def test_sequence_and_syntax_replies(commands, reply):
+    """Each misstep gets its own reply code and enhanced status."""
+    c = Client()
+    lines = c.send(commands + "\r\n")
+    assert lines[-1] == reply
+    # ... and the session goes on.
+    assert c.send("NOOP\r\n") == ["250 2.0.0 OK"]
+
+
+def test_help_is_multiline():
+    c = Client()
+    assert c.send("HELP\r\n") == ["214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP", "214 2.0.0 End of HELP info"]
+
+
+def test_lenient_mail_from_without_brackets():
+    """Devices that send `MAIL FROM: user@host` are understood."""
+    c = Client()
+    c.hello()
+    assert c.send("MAIL FROM: scanner@devices.example\r\n") == ["250 2.1.0 Sender OK"]
+    assert str(c.handler.transactions[0].mail.sender) == "scanner@devices.example"
+
+
+def test_null_sender_accepted():
+    c = Client()
+    c.hello()
+    assert c.send("MAIL FROM:<>\r\n") == ["250 2.1.0 Sender OK"]
+
+
+def test_command_line_over_512_octets_gets_500_and_session_goes_on():
+    """A 600-octet command is refused as too long, whether it arrives whole or in pieces."""
+    c = Client()
+    assert c.send("NOOP " + "x" * 600 + "\r\n") == ["500 5.5.2 Line too long"]
+    assert c.send("NOOP " + "x" * 300) == []
+    assert c.send("y" * 300) == []
+    assert c.send("z" * 300 + "\r\nNOOP\r\n") == ["500 5.5.2 Line too long", "250 2.0.0 OK"]
+
+
+def test_command_split_across_reads():
+    c = Client()
+    assert c.send("NO") == []
+    assert c.send("OP\r\n") == ["250 2.0.0 OK"]
+
+
+def test_text_line_over_1000_octets_refuses_the_message_not_the_session():
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    assert c.send("x" * 1200 + "\r\n.\r\n") == ["500 5.5.2 Line too long"]
+    assert c.handler.transactions[0].aborted
+    assert c.handler.finished == []
+    assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 2.1.0 Sender OK"]
+
+
+def test_bare_lf_message_refused_and_smuggled_command_not_executed():
+    """<LF>.<LF> neither ends the message nor lets the next 'command' run."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    lines = c.send("Subject: a\r\n\r\nx\n.\nMAIL FROM:<ceo@corp.example>\r\nRCPT TO:<x@corp.example>\r\nDATA\r\n\r\nfake\r\n.\r\n")
+    assert lines == ["554 5.6.0 Invalid message content, contains bare linefeeds"]
+    assert len(c.handler.transactions) == 1 and c.handler.transactions[0].aborted
+    assert c.handler.finished == []
+
+
+def test_body_over_max_size_refused_at_end_of_data():
+    """552 5.3.4 at the end of data when the body exceeds the connector limit."""
+    c = Client("Small", receive_connectors=[{"name": "Small", "role": "frontend", "bindings": ["127.0.0.1:25"], "max_message_size": 100, "permission_groups": ["AnonymousUsers"]}])
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    assert c.send(("y" * 50 + "\r\n") * 5 + ".\r\n") == ["552 5.3.4 Message size exceeds fixed maximum message size"]
+    assert c.handler.finished == []
+    assert len(c.handler.transactions[0].body) <= 100
+
+
+def test_too_many_recipients():
+    """452 4.5.3 past the connector's max recipients."""
+    c = Client("Few", receive_connectors=[{"name": "Few", "role": "frontend", "bindings": ["127.0.0.1:25"], "max_recipients": 2, "permission_groups": ["AnonymousUsers"]}])
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    lines = c.send("RCPT TO:<a@corp.example>\r\nRCPT TO:<b@corp.example>\r\nRCPT TO:<c@corp.example>\r\n")
+    assert lines == ["250 2.1.5 Recipient OK", "250 2.1.5 Recipient OK", "452 4.5.3 Too many recipients"]
+
+
+def test_pipelined_replies_stay_in_order_when_answers_are_asynchronous():
+    """Replies follow command order even when RCPT answers come later, out of order."""
+    c = Client()
+    c.hello()
+    c.handler.rcpt_deferreds = []
+    lines = c.send(
+        "MAIL FROM:<a@b.example>\r\nRCPT TO:<one@corp.example>\r\nRCPT TO:<two@corp.example>\r\n"
+        "RCPT TO:<x@outside.example>\r\nDATA\r\nSubject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+    )
+    assert lines == ["250 2.1.0 Sender OK"]
+    (r1, d1), = c.handler.rcpt_deferreds
+    d1.callback(Reply.RECIPIENT_OK)
+    assert c.read() == ["250 2.1.5 Recipient OK"]
+    (r2, d2) = c.handler.rcpt_deferreds[1]
+    d2.callback(SMTPReply(450, "4.2.0", "mailbox busy"))
+    assert c.read() == [
+        "450 4.2.0 mailbox busy",
+        "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain",
+        "354 Start mail input; end with <CRLF>.<CRLF>",
+        "250 2.6.0 <id@x> [InternalId=1, Hostname=mail.corp.example] Queued mail for delivery",
+        "221 2.0.0 Service closing transmission channel",
+    ]
+    assert c.handler.finished[0].body == b"Subject: p\r\n\r\nbody\r\n"
+
+
+def test_final_reply_waits_for_the_handler():
+    """No 250 before the tier says the message is safe; the next command waits too."""
+    c = Client()
+    c.hello()
+    c.handler.finish_deferreds = []
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n")
+    assert c.send("x\r\n.\r\nNOOP\r\n") == []
+    c.handler.finish_deferreds[0].callback(SMTPReply(250, "2.6.0", "queued"))
+    assert c.read() == ["250 2.6.0 queued", "250 2.0.0 OK"]
+
+
+def test_handler_refusal_and_unexpected_error_become_replies():
+    """An SMTPError from the tier is its reply; any other error is a 451, never a crash."""
+    c = Client()
+    c.hello()
+    c.handler.finish_deferreds = []
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\nDATA\r\nx\r\n.\r\n")
+    c.handler.finish_deferreds[0].errback(SMTPError(Reply.HUB_UNAVAILABLE))
+    assert c.read() == ["451 4.4.0 Temporary server error. Please try again later"]
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\nDATA\r\nx\r\n.\r\n")
+    c.handler.finish_deferreds[1].errback(RuntimeError("disk on fire"))
+    assert c.read() == ["451 4.3.0 Temporary server error. Please try again later"]
+    assert c.send("NOOP\r\n") == ["250 2.0.0 OK"]
+
+
+def test_rset_aborts_transaction():
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\n")
+    assert c.send("RSET\r\n") == ["250 2.0.0 Resetting"]
+    assert c.handler.transactions[0].aborted
+    assert c.send("RCPT TO:<a@corp.example>\r\n") == ["503 5.5.2 Need mail command"]
+
+
+def test_disconnect_mid_data_aborts():
+    """A client that vanishes mid-DATA leaves nothing to deliver."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\nDATA\r\nhalf a mess")
+    c.proto.connectionLost(None)
+    assert c.handler.transactions[0].aborted and c.handler.finished == []
+
+
+def test_inactivity_timeout():
+    """451 4.7.0 after the connector's inactivity timeout, then the connection closes."""
+    c = Client()
+    c.clock.advance(299)
+    assert c.read() == []
+    c.send("NOOP\r\n")
+    c.clock.advance(299)
+    assert c.read() == []
+    c.clock.advance(1)
+    assert c.read() == ["451 4.7.0 Timeout waiting for client input"]
+    assert c.transport.disconnecting
+
+
+def test_anonymous_spoof_of_authoritative_sender_without_right():
+    """Without Accept-Authoritative-Domain-Sender, an internal sender is refused (550 5.7.1)."""
+    c = Client("Partners only", receive_connectors=[{"name": "Partners only", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["ExchangeUsers"]}])
+    c.hello()
+    assert c.send("MAIL FROM:<ceo@corp.example>\r\n") == ["530 5.7.57 SMTP; Client was not authenticated to send anonymous mail during MAIL FROM"]
+
+
+def test_hub_accepts_xforward_and_records_origin():
+    """XFORWARD on the hub sets the origin the Received header will name."""
+    c = Client(connector="Default", ip="127.0.0.1")
+    c.hello()
+    assert c.send("XFORWARD ADDR=192.0.2.44 PORT=5555 HELO=printer01 PROTO=ESMTP CONNECTOR=EXSERVER\\Default+20Frontend\r\n") == ["250 2.0.0 Ok"]
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    origin = c.handler.transactions[0].session.origin()
+    assert (origin.client_ip, origin.client_port, origin.helo, origin.connector) == ("192.0.2.44", 5555, "printer01", "EXSERVER\\Default Frontend")
+    assert c.send("XFORWARD ADDR=1.2.3.4\r\n") == ["503 5.5.1 XFORWARD not permitted inside a mail transaction"]

@@ -1,0 +1,171 @@
+"""Config loading: the default file, and every class of error named with file, key and reason."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, default_config_path, load_config
+from gateway.domains import DomainType
+from gateway.policy.rights import PermissionGroup
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text: str) -> Path:
+    p = tmp_path / "gw.toml"
+    p.write_text(text)
+    return p
+
+
+def problems(tmp_path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    return [f"{p.key}: {p.reason}" for p in e.value.problems]
+
+
+BASE = """
+[server]
+name = "EXSERVER"
+fqdn = "mail.corp.example"
+[[accepted_domains]]
+domain = "corp.example"
+[[receive_connectors]]
+name = "Default Frontend"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+permission_groups = ["AnonymousUsers"]
+[[receive_connectors]]
+name = "Default"
+role = "hub"
+bindings = ["127.0.0.1:2525"]
+remote_ip_ranges = ["127.0.0.0/8"]
+permission_groups = ["ExchangeServers"]
+auth_mechanisms = ["ExternalAuthoritative"]
+"""
+
+
+def test_default_config_is_the_repository_file_and_parses_whole():
+    """The packaged default is etc/exgateway.toml, and it gives the two default connectors."""
+    assert default_config_path().resolve() == (REPO / "etc" / "exgateway.toml").resolve()
+    c = load_config()
+    assert [(k.name, k.role, [str(b) for b in k.bindings]) for k in c.receive_connectors] == [
+        ("Default Frontend", "frontend", ["0.0.0.0:25"]),
+        ("Default", "hub", ["127.0.0.1:2525"]),
+    ]
+    frontend, hub = c.receive_connectors
+    assert frontend.permission_groups == {PermissionGroup.ANONYMOUS_USERS}
+    assert [str(r) for r in frontend.remote_ip_ranges] == ["0.0.0.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
+    assert frontend.max_message_size == 36 * 1024 * 1024 and frontend.max_recipients == 200
+    assert [str(r) for r in hub.remote_ip_ranges] == ["127.0.0.0/8", "::1"]
+    assert hub.auth_mechanisms == {"ExternalAuthoritative"}
+    assert [(d.domain, d.type) for d in c.accepted_domains] == [("corp.example", DomainType.AUTHORITATIVE)]
+    assert [str(h) for h in c.hub_pool.hosts] == ["127.0.0.1:2525"]
+    assert (c.queue.directory, c.mailbox.delivery, c.mailbox.maildir) == (Path("var/queue"), "maildir", Path("var/mailboxes"))
+    assert c.queue.retry_interval == 60.0
+
+
+def test_base_config_identity(tmp_path):
+    c = load_config(write(tmp_path, BASE))
+    assert c.receive_connectors[0].identity == "EXSERVER\\Default Frontend"
+    assert c.receive_connectors[0].fqdn == "mail.corp.example"
+
+
+def test_every_error_reported_at_once_with_file_key_reason(tmp_path):
+    text = BASE.replace('[server]', '[server]\ncolour = "blue"').replace('bindings = ["0.0.0.0:25"]', 'bindings = ["0.0.0.0:99999"]\nmax_recipents = 5')
+    text += '\n[smtp]\nx = 1\n'
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    lines = str(e.value).splitlines()
+    path = str(tmp_path / "gw.toml")
+    assert all(line.startswith(path + ": ") for line in lines)
+    keys = [p.key for p in e.value.problems]
+    assert keys == [
+        "smtp",
+        "server.colour",
+        'receive_connectors[0] ("Default Frontend").max_recipents',
+        'receive_connectors[0] ("Default Frontend").bindings[0]',
+    ]
+    assert "'0.0.0.0:99999': '99999' is not a valid port (1-65535)" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (('remote_ip_ranges = ["127.0.0.0/8"]', 'remote_ip_ranges = ["127.0.0.0/33"]'), 'receive_connectors[1] ("Default").remote_ip_ranges[0]: \'127.0.0.0/33\' is not an IP address, CIDR block or a-b range'),
+        (('remote_ip_ranges = ["127.0.0.0/8"]', 'remote_ip_ranges = ["10.0.0.9-10.0.0.1"]'), "ends before it starts"),
+        (('role = "hub"', 'role = "edge"'), 'receive_connectors[1] ("Default").role: \'edge\' is not one of frontend, hub'),
+        (('permission_groups = ["AnonymousUsers"]', 'permission_groups = ["Anonymous"]'), "'Anonymous' is not one of AnonymousUsers, ExchangeUsers, ExchangeServers, Partners"),
+        (('bindings = ["0.0.0.0:25"]', 'bindings = ["mail:25"]'), "'mail' is not an IP address"),
+        (('domain = "corp.example"', 'domain = "corp..example"'), "accepted_domains[0].domain: 'corp..example' is not a domain or *.domain wildcard"),
+        (('name = "Default"\n', 'name = "Default Frontend"\n'), 'receive_connectors[1].name: \'Default Frontend\' is already the name of receive_connectors[0] ("Default Frontend")'),
+        (('fqdn = "mail.corp.example"', 'fqdn = "mail corp"'), "server.fqdn: 'mail corp' is not a valid host name"),
+    ],
+)
+def test_each_error_class_is_named(tmp_path, change, expected):
+    old, new = change
+    assert old in BASE
+    found = problems(tmp_path, BASE.replace(old, new, 1))
+    assert any(expected in p for p in found), found
+
+
+def test_same_binding_same_ranges_names_both_connectors(tmp_path):
+    text = BASE + '''
+[[receive_connectors]]
+name = "Relay A"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+remote_ip_ranges = ["192.0.2.0/24"]
+[[receive_connectors]]
+name = "Relay B"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+remote_ip_ranges = ["192.0.2.0-192.0.2.255"]
+'''
+    (p,) = problems(tmp_path, text)
+    assert "connectors 'Relay A' and 'Relay B' both listen on 0.0.0.0:25" in p
+    assert "both list the range 192.0.2.0/24" in p
+
+
+def test_overlap_without_containment_is_an_error(tmp_path):
+    text = BASE + '''
+[[receive_connectors]]
+name = "A"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+remote_ip_ranges = ["10.0.0.0-10.0.0.20"]
+[[receive_connectors]]
+name = "B"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+remote_ip_ranges = ["10.0.0.10-10.0.0.30"]
+'''
+    (p,) = problems(tmp_path, text)
+    assert "overlaps" in p and "'A' and 'B'" in p
+
+
+def test_disabled_duplicate_is_fine(tmp_path):
+    text = BASE + '''
+[[receive_connectors]]
+name = "Old"
+role = "frontend"
+bindings = ["0.0.0.0:25"]
+enabled = false
+'''
+    assert len(load_config(write(tmp_path, text)).receive_connectors) == 3
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    (p,) = problems(tmp_path, "[server\n")
+    assert p.startswith("(syntax): ")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "nope.toml")
+    assert str(e.value) == f"{tmp_path / 'nope.toml'}: (file): No such file or directory"
+
+
+def test_durations_and_sizes(tmp_path):
+    text = BASE.replace('permission_groups = ["AnonymousUsers"]', 'permission_groups = ["AnonymousUsers"]\nmax_message_size = "10MB"\nconnection_inactivity_timeout = "00:01:30"')
+    c = load_config(write(tmp_path, text)).receive_connectors[0]
+    assert (c.max_message_size, c.connection_inactivity_timeout) == (10 * 1024 * 1024, 90.0)
