@@ -1,0 +1,84 @@
+"""The outbound client over StringTransport: replies in order, exact dot-stuffing, timeouts."""
+
+import io
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from gateway.deliver.client import SMALL_BODY, SMTPClient
+
+
+def connected():
+    clock = Clock()
+    client = SMTPClient("fe.corp.example", clock, timeout=30)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    ready = []
+    client.ready.addCallback(ready.append)
+    client.dataReceived(b"220 hub ready\r\n")
+    assert transport.value() == b"EHLO fe.corp.example\r\n"
+    transport.clear()
+    client.dataReceived(b"250-hub Hello\r\n250-PIPELINING\r\n250-SIZE 100\r\n250 XFORWARD ADDR HELO\r\n")
+    assert ready == [client]
+    return client, transport, clock
+
+
+def test_extensions_parsed():
+    client, _, _ = connected()
+    assert client.extensions == {"PIPELINING": "", "SIZE": "100", "XFORWARD": "ADDR HELO"}
+    assert client.pipelining
+
+
+def test_pipelined_replies_match_commands_in_order():
+    client, transport, _ = connected()
+    got = []
+    for line in ("MAIL FROM:<a@b>", "RCPT TO:<c@d>", "RCPT TO:<e@f>"):
+        client.command(line).addCallback(lambda r: got.append(str(r)))
+    assert transport.value() == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\n"
+    client.dataReceived(b"250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n550 5.7.54 SMTP; Unable to relay\r\n")
+    assert got == ["250 2.1.0 Sender OK", "250 2.1.5 Recipient OK", "550 5.7.54 SMTP; Unable to relay"]
+
+
+def test_small_body_is_stuffed_and_terminated():
+    client, transport, _ = connected()
+    final = []
+    client.send_body(io.BytesIO(b".x\r\n..\r\n.\r\n"), 12).addCallback(final.append)
+    assert transport.value() == b"..x\r\n...\r\n..\r\n.\r\n"
+    client.dataReceived(b"250 2.6.0 queued\r\n")
+    assert str(final[0]) == "250 2.6.0 queued"
+
+
+def test_body_without_final_crlf_gets_one():
+    client, transport, _ = connected()
+    client.send_body(io.BytesIO(b"no newline"), 10)
+    assert transport.value() == b"no newline\r\n.\r\n"
+
+
+def test_large_body_streams_through_producer_with_exact_stuffing():
+    """Past SMALL_BODY the body is pulled in chunks; dots at chunk boundaries are still stuffed."""
+    client, transport, _ = connected()
+    line = b"." + b"x" * 1021 + b"\r\n"  # 1024-byte lines, each starting with a dot
+    body = line * (SMALL_BODY // len(line) + 100)
+    final = []
+    client.send_body(io.BytesIO(body), len(body)).addCallback(final.append)
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+    assert transport.value() == body.replace(b"\r\n.", b"\r\n..").replace(b".x", b"..x", 1) + b".\r\n"
+    client.dataReceived(b"250 ok\r\n")
+    assert final[0].code == 250
+
+
+def test_no_reply_times_out_and_fails_the_command():
+    client, transport, clock = connected()
+    failures = []
+    client.command("MAIL FROM:<a@b>").addErrback(failures.append)
+    clock.advance(31)
+    assert failures and "no reply" in failures[0].getErrorMessage()
+
+
+def test_connection_lost_fails_waiting_commands():
+    client, transport, _ = connected()
+    failures = []
+    client.command("NOOP").addErrback(failures.append)
+    client.connectionLost(None)
+    assert len(failures) == 1 and not client.connected

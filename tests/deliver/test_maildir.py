@@ -1,0 +1,37 @@
+"""Maildir delivery: one durable copy per recipient under new/, no path escapes."""
+
+from pathlib import Path
+
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+
+from gateway.deliver.maildir import MaildirDelivery, mailbox_path
+from gateway.envelope import RecipientState
+
+
+def test_mailbox_path_cannot_escape_root():
+    root = Path("/srv/mail")
+    assert mailbox_path(root, "Alice@Corp.Example") == root / "corp.example" / "alice"
+    assert mailbox_path(root, "../../etc@corp.example") == root / "corp.example" / "%2E.%2F..%2Fetc"
+    assert mailbox_path(root, "a/b@corp.example") == root / "corp.example" / "a%2Fb"
+
+
+def test_each_recipient_gets_the_bytes_in_new(tmp_path):
+    body = tmp_path / "q.eml"
+    body.write_bytes(b"Subject: x\r\n\r\nhi\r\n")
+    clock = Clock()
+    clock.advance(1_795_000_000.5)
+    delivery = MaildirDelivery(tmp_path / "mail", lambda f, *a: succeed(f(*a)), clock)
+    results = []
+    delivery.deliver(None, ["alice@corp.example", "bob@corp.example"], body).addCallback(results.append)
+    (result,) = results
+    assert {a: s for a, (s, _) in result.items()} == {
+        "alice@corp.example": RecipientState.DELIVERED,
+        "bob@corp.example": RecipientState.DELIVERED,
+    }
+    for user in ("alice", "bob"):
+        box = tmp_path / "mail" / "corp.example" / user
+        (msg,) = list((box / "new").iterdir())
+        assert msg.read_bytes() == b"Subject: x\r\n\r\nhi\r\n"
+        assert msg.name.startswith("1795000000.M500000P")
+        assert list((box / "tmp").iterdir()) == [] and (box / "cur").is_dir()

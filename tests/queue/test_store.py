@@ -1,0 +1,125 @@
+"""The durable store: a crash between any two commit steps leaves no message or a whole one."""
+
+import os
+
+import pytest
+from twisted.internet.defer import Deferred, succeed
+
+from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.queue.store import QueueStore
+
+BODY = b"Received: x\r\nSubject: t\r\n\r\nhello\r\n"
+
+
+def sync_runner(f, *args):
+    return succeed(f(*args))
+
+
+def envelope(qid: str, size: int) -> Envelope:
+    return Envelope(qid, int(qid), "<m@x>", "s@x.example", (Recipient("a@corp.example"), Recipient("b@corp.example")), 1.0, size)
+
+
+def files(store):
+    return sorted(p.name for p in store.directory.iterdir() if p.is_file())
+
+
+@pytest.mark.parametrize("steps_done", [0, 1, 2, 3])
+def test_crash_between_commit_steps(tmp_path, steps_done):
+    """Stopping after any step, recovery finds either nothing or the complete message."""
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    entry = store.create("1001")
+    entry.write(BODY)
+    steps = store.commit_steps(entry, envelope("1001", len(BODY)))
+    for _ in range(steps_done):
+        next(steps)
+    entry.file.close()  # the process dies: nothing else runs
+
+    recovered = QueueStore(tmp_path / "q", sync_runner).recover()
+    if recovered:
+        assert steps_done == 3
+        assert recovered == [envelope("1001", len(BODY))]
+        assert (tmp_path / "q" / "1001.eml").read_bytes() == BODY
+    else:
+        assert steps_done < 3
+        assert files(store) == []
+
+
+def test_commit_then_recover_round_trip(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    entry = store.create("7")
+    entry.write(BODY)
+    results = []
+    store.commit(entry, envelope("7", len(BODY))).addCallback(results.append)
+    assert results == [None]
+    assert files(store) == ["7.eml", "7.json"]
+    assert QueueStore(tmp_path / "q", sync_runner).recover() == [envelope("7", len(BODY))]
+
+
+def test_unreadable_envelope_is_set_aside_not_fatal(tmp_path):
+    """A garbled envelope and one whose body is short both go to corrupt/; the good one stays."""
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    for qid in ("1", "2", "3"):
+        e = store.create(qid)
+        e.write(BODY)
+        store.commit(e, envelope(qid, len(BODY)))
+    (tmp_path / "q" / "1.json").write_bytes(b"{not json")
+    with open(tmp_path / "q" / "2.eml", "ab") as f:
+        f.write(b"extra")
+    recovered = store.recover()
+    assert [e.queue_id for e in recovered] == ["3"]
+    assert sorted(os.listdir(tmp_path / "q" / "corrupt")) == ["1.eml", "1.json", "2.eml", "2.json"]
+
+
+def test_discard_leaves_nothing(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    e = store.create("9")
+    e.write(b"partial")
+    store.discard(e)
+    assert files(store) == []
+
+
+def test_update_and_remove(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    e = store.create("5")
+    e.write(BODY)
+    env = envelope("5", len(BODY))
+    store.commit(e, env)
+    updated = env.with_results({"a@corp.example": (RecipientState.DELIVERED, "250 ok")}, 99.0)
+    store.update(updated)
+    (again,) = store.recover()
+    assert [r.state for r in again.recipients] == [RecipientState.DELIVERED, RecipientState.PENDING]
+    assert again.next_attempt == 99.0 and again.recipients[0].attempts == 1
+    store.remove("5")
+    assert files(store) == []
+
+
+def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
+    """Group commit: while one batch is in the thread, later commits queue up and share one batch."""
+    calls = []
+
+    def manual_runner(f, *args):
+        d = Deferred()
+        calls.append((f, args, d))
+        return d
+
+    store = QueueStore(tmp_path / "q", manual_runner)
+    store.prepare()
+    done = []
+    for qid in ("1", "2", "3", "4"):
+        e = store.create(qid)
+        e.write(BODY)
+        store.commit(e, envelope(qid, len(BODY))).addCallback(lambda _, q=qid: done.append(q))
+    assert len(calls) == 1 and [env.queue_id for _, env in calls[0][1][0]] == ["1"]
+    f, args, d = calls[0]
+    d.callback(f(*args))
+    assert done == ["1"]
+    assert len(calls) == 2 and [env.queue_id for _, env in calls[1][1][0]] == ["2", "3", "4"]
+    f, args, d = calls[1]
+    d.callback(f(*args))
+    assert done == ["1", "2", "3", "4"]
+    assert len(calls) == 2

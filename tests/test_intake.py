@@ -1,0 +1,137 @@
+"""The hub's intake through the real protocol: trace headers, exact bytes, the queued reply."""
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from gateway import testing
+from gateway.domains import AcceptedDomains
+from gateway.envelope import Envelope
+from gateway.intake import IntakeHandler
+from gateway.policy.checks import SessionPolicy
+from gateway.queue.store import QueueStore
+from gateway.route.router import Router
+from gateway.smtpd.protocol import ESMTPServer
+
+NOW = 1_795_000_000.0
+
+
+class Scheduler:
+    def __init__(self):
+        self.queued: list[Envelope] = []
+
+    def enqueue(self, envelope):
+        self.queued.append(envelope)
+
+
+class Hub:
+    def __init__(self, tmp_path):
+        cfg = testing.config()
+        connector = next(c for c in cfg.receive_connectors if c.role == "hub")
+        domains = AcceptedDomains(cfg.accepted_domains)
+        self.store = QueueStore(tmp_path / "queue", lambda f, *a: succeed(f(*a)))
+        self.store.prepare()
+        self.scheduler = Scheduler()
+        clock = Clock()
+        clock.advance(NOW)
+        self.handler = IntakeHandler(self.store, Router(domains), self.scheduler, clock, "hub.corp.example")
+        self.proto = ESMTPServer(connector, self.handler, SessionPolicy(domains), clock)
+        self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 2525), peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+        self.proto.makeConnection(self.transport)
+        self.transport.clear()
+
+    def send(self, data: bytes) -> list[str]:
+        self.proto.dataReceived(data)
+        out = self.transport.value().decode()
+        self.transport.clear()
+        return out.split("\r\n")[:-1]
+
+    def deliver(self, body: bytes, xforward: bytes = b"XFORWARD ADDR=192.0.2.7 PORT=4000 HELO=scanner3 PROTO=ESMTP CONNECTOR=EXSERVER\\Default+20Frontend\r\n"):
+        lines = self.send(b"EHLO fe.corp.example\r\n" + xforward + b"MAIL FROM:<scan@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n" + body + b".\r\n")
+        return lines[-1]
+
+    def stored(self) -> bytes:
+        (env,) = self.scheduler.queued
+        return (self.store.directory / (env.queue_id + ".eml")).read_bytes()
+
+
+RECEIVED = (
+    "Received: from scanner3 ([192.0.2.7])\r\n"
+    "\tby hub.corp.example (exgateway) with ESMTP\r\n"
+    '\t(connector "EXSERVER\\\\Default Frontend") id {id};\r\n'
+    "\tWed, 18 Nov 2026 11:06:40 +0000\r\n"
+)
+
+
+def test_complete_message_gets_only_a_received_header(tmp_path):
+    """Message-ID and Date present: the stored file is one Received header plus the exact bytes sent."""
+    hub = Hub(tmp_path)
+    body = b"Message-ID: <abc@dev.example>\r\nDate: Tue, 17 Nov 2026 10:00:00 +0000\r\nSubject: s\r\n\r\n\xe9t\xe9 8bit\r\n..dot\r\n"
+    reply = hub.deliver(body)
+    (env,) = hub.scheduler.queued
+    assert reply == f"250 2.6.0 <abc@dev.example> [InternalId={env.internal_id}, Hostname=hub.corp.example] Queued mail for delivery"
+    assert hub.stored() == RECEIVED.format(id=env.internal_id).encode() + body.replace(b"..dot", b".dot")
+    assert (env.client_ip, env.helo, env.connector, env.sender) == ("192.0.2.7", "scanner3", "EXSERVER\\Default Frontend", "scan@corp.example")
+    assert env.size == len(hub.stored())
+
+
+def test_missing_message_id_and_date_are_added(tmp_path):
+    hub = Hub(tmp_path)
+    body = b"Subject: no id\r\n\r\nx\r\n"
+    reply = hub.deliver(body)
+    (env,) = hub.scheduler.queued
+    generated = f"<{env.internal_id}@hub.corp.example>"
+    assert reply.startswith(f"250 2.6.0 {generated} [InternalId=")
+    assert hub.stored() == (
+        RECEIVED.format(id=env.internal_id) + f"Message-ID: {generated}\r\nDate: Wed, 18 Nov 2026 11:06:40 +0000\r\n"
+    ).encode() + body
+
+
+def test_body_without_headers_keeps_every_byte_as_body(tmp_path):
+    """No Subject, first line plain text: a blank line separates our headers, nothing is lost."""
+    hub = Hub(tmp_path)
+    body = b"Printer 4 is out of toner.\r\nTray 2 empty.\r\n\r\nSecond paragraph\r\n"
+    hub.deliver(body)
+    stored = hub.stored()
+    head, _, rest = stored.partition(b"\r\n\r\n")
+    assert rest == body
+    assert b"Message-ID: <" in head and b"Date: " in head
+
+
+def test_body_starting_with_blank_line_gets_no_extra_blank(tmp_path):
+    hub = Hub(tmp_path)
+    body = b"\r\nonly body\r\n"
+    hub.deliver(body)
+    assert hub.stored().endswith(b"+0000\r\n" + body)
+    assert b"\r\n\r\n\r\n" not in hub.stored()
+
+
+def test_folded_message_id_is_found(tmp_path):
+    hub = Hub(tmp_path)
+    reply = hub.deliver(b"Message-ID:\r\n <folded@dev.example>\r\nDate: x\r\n\r\nb\r\n")
+    assert "<folded@dev.example>" in reply
+    assert hub.stored().count(b"Message-ID") == 1
+
+
+def test_without_xforward_the_hub_names_its_own_client(tmp_path):
+    hub = Hub(tmp_path)
+    hub.deliver(b"Subject: s\r\n\r\nb\r\n", xforward=b"")
+    assert hub.stored().startswith(
+        b"Received: from fe.corp.example ([127.0.0.1])\r\n\tby hub.corp.example (exgateway) with ESMTP\r\n"
+        b'\t(connector "EXSERVER\\\\Default") id '
+    )
+
+
+def test_no_route_refused_at_rcpt(tmp_path):
+    """The hub may relay anywhere, but a recipient with no route is refused at RCPT, not bounced later."""
+    hub = Hub(tmp_path)
+    lines = hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<x@outside.example>\r\n")
+    assert lines[-1] == "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain"
+
+
+def test_aborted_data_leaves_no_file(tmp_path):
+    hub = Hub(tmp_path)
+    hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
+    hub.proto.connectionLost(None)
+    assert [p.name for p in hub.store.directory.iterdir() if p.is_file()] == []
