@@ -34,9 +34,12 @@ def _config_check(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    help_text = f"config file (default: {default_config_path()})"
+    top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.")
+    top.add_argument("--config", metavar="FILE", help=help_text)
+    # Subcommands accept --config too, without overwriting one given before them.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help=f"config file (default: {default_config_path()})")
-    top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.", parents=[common])
+    common.add_argument("--config", metavar="FILE", help=help_text, default=argparse.SUPPRESS)
     commands = top.add_subparsers(dest="command", required=True)
     config = commands.add_parser("config", help="work with the configuration file", parents=[common])
     config_commands = config.add_subparsers(dest="action", required=True)

@@ -1,0 +1,23 @@
+import os
+import shutil
+
+import pytest
+
+from tests.integration.gatewayproc import Gateway
+
+
+def require_tool(name: str) -> str:
+    """A real peer the test needs: missing is a failure in CI, a skip on a laptop."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; .ci/run must install it")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    gw = Gateway(tmp_path_factory.mktemp("gw")).start()
+    yield gw
+    gw.stop()

@@ -1,0 +1,162 @@
+"""
+Run exgateway as a real twistd process on loopback ports, for integration tests.
+
+Each Gateway gets its own directory (config, var/, log) and free ports, and is
+stopped by PID. Helpers read what a user would look at: the Maildir files and
+the log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port} after {timeout}s")
+
+
+def config_text(frontend_port: int, hub_port: int, var_dir: Path, extra: str = "", retry: str = "1s") -> str:
+    return f'''
+[server]
+name = "EXSERVER"
+fqdn = "mail.corp.example"
+var_dir = "{var_dir}"
+
+[[accepted_domains]]
+domain = "corp.example"
+
+[[receive_connectors]]
+name = "Default Frontend"
+role = "frontend"
+bindings = ["127.0.0.1:{frontend_port}"]
+permission_groups = ["AnonymousUsers"]
+
+[[receive_connectors]]
+name = "Default"
+role = "hub"
+bindings = ["127.0.0.1:{hub_port}"]
+remote_ip_ranges = ["127.0.0.0/8"]
+permission_groups = ["ExchangeServers"]
+auth_mechanisms = ["ExternalAuthoritative"]
+
+[hub_pool]
+hosts = ["127.0.0.1:{hub_port}"]
+connect_timeout = "2s"
+
+[queue]
+retry_interval = "{retry}"
+{extra}
+'''
+
+
+class Gateway:
+    def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "") -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.role = role
+        self.frontend_port = frontend_port or free_port()
+        self.hub_port = hub_port or free_port()
+        self.var = directory / "var"
+        self.config = config or directory / "exgateway.toml"
+        if config is None:
+            self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra))
+        self.log_path = directory / f"twistd-{role}.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Gateway":
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "--logfile=-", "exgateway", "--config", str(self.config), "--role", self.role],
+            cwd=self.directory,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        ports = {"all": [self.hub_port, self.frontend_port], "hub": [self.hub_port], "frontend": [self.frontend_port]}[self.role]
+        for port in ports:
+            wait_for_port(port, process=self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def mailbox(self, address: str) -> list[bytes]:
+        local, domain = address.split("@")
+        new = self.var / "mailboxes" / domain / local.lower() / "new"
+        if not new.exists():
+            return []
+        return [p.read_bytes() for p in sorted(new.iterdir())]
+
+    def all_delivered(self) -> list[bytes]:
+        root = self.var / "mailboxes"
+        return [p.read_bytes() for p in root.glob("*/*/new/*")]
+
+    def queue_files(self) -> list[str]:
+        q = self.var / "queue"
+        return sorted(p.name for p in q.iterdir() if p.is_file()) if q.exists() else []
+
+    def wait_until(self, predicate, timeout: float = 30.0, what: str = "condition"):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; log:\n{self.log()[-3000:]}")
+
+
+def peak_rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")

@@ -1,0 +1,62 @@
+"""The installed commands as a user runs them: `exgateway config check` and `twistd exgateway`."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.gatewayproc import REPO, TWISTD
+
+
+def exgateway_command() -> list[str]:
+    path = shutil.which("exgateway")
+    if path:
+        return [path]
+    if os.environ.get("CI"):
+        pytest.fail("the exgateway console script is not installed")
+    return [sys.executable, "-m", "gateway.admin.cli"]
+
+
+def test_config_check_of_the_sample_file_exits_0():
+    result = subprocess.run(exgateway_command() + ["config", "check", str(REPO / "etc" / "exgateway.toml")], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{REPO / 'etc' / 'exgateway.toml'}: OK")
+
+
+def test_config_check_of_a_broken_file_names_each_error(tmp_path):
+    bad = tmp_path / "broken.toml"
+    bad.write_text((REPO / "etc" / "exgateway.toml").read_text().replace('bindings = ["0.0.0.0:25"]', 'bindings = ["0.0.0.0:70000"]').replace("[queue]", "[queue]\nretry = 5"))
+    result = subprocess.run(exgateway_command() + ["config", "check", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert f"{bad}: queue.retry: unknown key" in result.stderr
+    assert f"{bad}: receive_connectors[0] (\"Default Frontend\").bindings[0]: '0.0.0.0:70000': '70000' is not a valid port (1-65535)" in result.stderr
+
+
+def twistd(*args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-c", TWISTD, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+
+
+def test_twistd_lists_the_plugin_and_its_options(tmp_path):
+    assert "exgateway" in twistd("--help", cwd=tmp_path).stdout
+    help_text = twistd("exgateway", "--help", cwd=tmp_path).stdout
+    assert "--config=" in help_text and "--role=" in help_text
+
+
+def test_twistd_refuses_a_broken_config_with_every_error(tmp_path):
+    bad = tmp_path / "broken.toml"
+    bad.write_text('[server]\nvar_dir = 3\n[[receive_connectors]]\nname = "X"\nrole = "frontend"\nbindings = ["0.0.0.0:25"]\nremote_ip_ranges = ["10.0.0.0/40"]\n')
+    result = twistd("-n", "--pidfile=", "exgateway", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "the configuration has errors" in out
+    assert f"{bad}: server.var_dir: 3 is not a string" in out
+    assert f"{bad}: receive_connectors[0] (\"X\").remote_ip_ranges[0]: '10.0.0.0/40' is not an IP address, CIDR block or a-b range" in out
+    assert not (tmp_path / "var").exists()
+
+
+def test_twistd_role_must_be_known(tmp_path):
+    result = twistd("-n", "--pidfile=", "exgateway", "--role", "edge", cwd=tmp_path)
+    assert result.returncode != 0 and "--role must be one of all, frontend, hub, not 'edge'" in result.stdout + result.stderr

@@ -1,0 +1,121 @@
+"""The real service on loopback, driven by swaks, smtplib and a raw socket."""
+
+import re
+import smtplib
+import socket
+import subprocess
+
+from tests.integration.conftest import require_tool
+
+DATE = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d \+0000"
+
+
+def trace_and_body(stored: bytes) -> tuple[bytes, bytes]:
+    """Split a delivered file into our Received header and what the client sent."""
+    m = re.match(rb"Received: from .*?\r\n\t.*?\r\n\t.*?\r\n\t.*?\r\n", stored, re.S)
+    assert m, stored[:300]
+    return m.group(0), stored[m.end() :]
+
+
+def test_swaks_dialogue_and_byte_exact_maildir(gateway):
+    """swaks gets Exchange's replies; alice's Maildir gets exactly the bytes sent plus a Received header."""
+    swaks = require_tool("swaks")
+    data = (
+        "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <swaks-1@devices.example>\r\n"
+        "From: scanner@devices.example\r\nTo: alice@corp.example\r\nSubject: scan\r\n\r\n"
+        "Page 1\r\n.leading dot\r\n  indented"
+    )
+    out = subprocess.run(
+        [swaks, "--server", f"127.0.0.1:{gateway.frontend_port}", "--to", "alice@corp.example", "--from", "scanner@devices.example",
+         "--helo", "scanner7.devices.example", "--data", data],
+        capture_output=True, text=True, timeout=30,
+    ).stdout
+    server_lines = [line[4:] for line in out.splitlines() if line.startswith("<-  ") or line.startswith("<** ")]
+    assert re.fullmatch(rf"220 mail\.corp\.example exgateway ESMTP MAIL Service ready at {DATE}", server_lines[0])
+    assert "250 2.1.0 Sender OK" in server_lines
+    assert "250 2.1.5 Recipient OK" in server_lines
+    assert "354 Start mail input; end with <CRLF>.<CRLF>" in server_lines
+    queued = [line for line in server_lines if line.startswith("250 2.6.0")]
+    assert len(queued) == 1 and re.fullmatch(
+        r"250 2\.6\.0 <swaks-1@devices\.example> \[InternalId=\d+, Hostname=mail\.corp\.example\] Queued mail for delivery", queued[0]
+    )
+    assert server_lines[-1] == "221 2.0.0 Service closing transmission channel"
+
+    (stored,) = gateway.wait_until(lambda: gateway.mailbox("alice@corp.example"), what="alice's mail")
+    received, body = trace_and_body(stored)
+    # swaks ends the data with CRLF before the dot; the rest is byte for byte what it was given.
+    assert body == data.encode() + b"\r\n"
+    assert re.match(
+        rb'Received: from scanner7\.devices\.example \(\[127\.0\.0\.1\]\)\r\n\tby mail\.corp\.example \(exgateway\) with ESMTP\r\n'
+        rb'\t\(connector "EXSERVER\\\\Default Frontend"\) id \d+;\r\n\t' + DATE.encode() + rb"\r\n$",
+        received,
+    )
+
+
+def test_relay_refused_and_internal_recipient_still_accepted(gateway):
+    """550 5.7.54 for the outside recipient; the inside one in the same transaction gets the mail."""
+    with smtplib.SMTP("127.0.0.1", gateway.frontend_port, timeout=10) as s:
+        s.ehlo("app01")
+        s.mail("app@devices.example")
+        assert s.rcpt("someone@outside.example") == (550, b"5.7.54 SMTP; Unable to relay recipient in non-accepted domain")
+        assert s.rcpt("bob@corp.example") == (250, b"2.1.5 Recipient OK")
+        code, reply = s.data(b"Subject: relay test\r\n\r\nhello bob\r\n")
+        assert code == 250 and reply.endswith(b"Queued mail for delivery")
+    (stored,) = gateway.wait_until(lambda: gateway.mailbox("bob@corp.example"), what="bob's mail")
+    _, body = trace_and_body(stored)
+    # No Message-ID or Date from the client: the hub added them (and only them).
+    assert re.fullmatch(rb"Message-ID: <\d+@mail\.corp\.example>\r\nDate: .*?\r\nSubject: relay test\r\n\r\nhello bob\r\n", body)
+
+
+def test_pipelined_session_gets_replies_in_order(gateway):
+    """One write with the whole transaction; the replies come back in command order."""
+    sock = socket.create_connection(("127.0.0.1", gateway.frontend_port), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    sock.sendall(b"EHLO pipe\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(
+        b"MAIL FROM:<p@devices.example>\r\nRCPT TO:<carol@corp.example>\r\nRCPT TO:<x@outside.example>\r\n"
+        b"RCPT TO:<dave@corp.example>\r\nDATA\r\n"
+    )
+    replies = [f.readline() for _ in range(5)]
+    assert replies[:5] == [
+        b"250 2.1.0 Sender OK\r\n",
+        b"250 2.1.5 Recipient OK\r\n",
+        b"550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain\r\n",
+        b"250 2.1.5 Recipient OK\r\n",
+        b"354 Start mail input; end with <CRLF>.<CRLF>\r\n",
+    ]
+    sock.sendall(b"Subject: piped\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+    assert f.readline().startswith(b"250 2.6.0 <")
+    assert f.readline() == b"250 2.0.0 OK\r\n"
+    assert f.readline() == b"221 2.0.0 Service closing transmission channel\r\n"
+    sock.close()
+    for who in ("carol@corp.example", "dave@corp.example"):
+        (stored,) = gateway.wait_until(lambda: gateway.mailbox(who), what=who)
+        assert stored.endswith(b"Subject: piped\r\n\r\nbody\r\n")
+
+
+def test_smuggling_attempt_is_refused_whole(gateway):
+    """<LF>.<LF> followed by a smuggled transaction: one 554, nothing delivered to the smuggled recipient."""
+    sock = socket.create_connection(("127.0.0.1", gateway.frontend_port), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"HELO x\r\nMAIL FROM:<a@devices.example>\r\nRCPT TO:<erin@corp.example>\r\nDATA\r\n")
+    for _ in range(4):
+        f.readline()
+    sock.sendall(b"Subject: a\r\n\r\nx\n.\nMAIL FROM:<ceo@corp.example>\r\nRCPT TO:<frank@corp.example>\r\nDATA\r\nfake\r\n.\r\nQUIT\r\n")
+    assert f.readline() == b"554 5.6.0 Invalid message content, contains bare linefeeds\r\n"
+    assert f.readline() == b"221 2.0.0 Service closing transmission channel\r\n"
+    sock.close()
+    assert gateway.mailbox("frank@corp.example") == [] and gateway.mailbox("erin@corp.example") == []
+
+
+def test_connection_log_names_connector_and_client(gateway):
+    with smtplib.SMTP("127.0.0.1", gateway.frontend_port, timeout=10) as s:
+        s.noop()
+    log = gateway.wait_until(lambda: "EXSERVER\\Default Frontend (127.0.0.1:" in gateway.log() and gateway.log(), what="connect log")
+    assert re.search(r"connect [0-9A-F]{16} 127\.0\.0\.1:\d+ -> EXSERVER\\Default Frontend \(127\.0\.0\.1:\d+\)", log)
+    assert re.search(r"queued \d+ <swaks-1@devices\.example> from <scanner@devices\.example> for 1 recipients", log)
+    assert re.search(r"delivered \d+ to <alice@corp\.example>", log)
