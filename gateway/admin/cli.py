@@ -28,7 +28,7 @@ def _config_check(args: argparse.Namespace) -> int:
     print(f"{path}: OK")
     print(f"  server {config.server_name} ({config.fqdn})")
     for c in enabled:
-        print(f"  receive connector {c.identity!r}: {c.role} on {', '.join(map(str, c.bindings))}")
+        print(f"  receive connector '{c.identity}': {c.role} on {', '.join(map(str, c.bindings))}")
     print(f"  accepted domains: {', '.join(d.domain for d in config.accepted_domains) or '(none)'}")
     return 0
 
