@@ -36,6 +36,11 @@ _FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
 _MSGID = re.compile(rb"<[^<>\s]+>")
 
 
+def _comment_safe(text: str) -> str:
+    """Text that cannot break out of a Received header's comment or line."""
+    return "".join(c if 32 < ord(c) < 127 and c not in "()" else ("_" if c != " " else " ") for c in text)
+
+
 class InternalIds:
     """Exchange-style InternalId: increasing integers, unique per hub."""
 
@@ -161,11 +166,12 @@ class IntakeTransaction:
 
     def _received(self) -> str:
         origin = self.origin
-        helo = origin.helo or "unknown"
+        helo = _comment_safe(origin.helo) or "unknown"
         date = rfc5322(self.handler.clock.seconds())
-        connector = origin.connector.replace("\\", "\\\\").replace('"', "'")
+        connector = _comment_safe(origin.connector).replace("\\", "\\\\").replace('"', "'")
+        address = f"IPv6:{origin.client_ip}" if ":" in origin.client_ip else origin.client_ip
         return (
-            f"Received: from {helo} ([{origin.client_ip}])\r\n"
+            f"Received: from {helo} ([{address}])\r\n"
             f"\tby {self.handler.fqdn} (exgateway) with {origin.proto}\r\n"
             f'\t(connector "{connector}") id {self.internal_id};\r\n'
             f"\t{date}\r\n"

@@ -135,3 +135,9 @@ def test_aborted_data_leaves_no_file(tmp_path):
     hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
     hub.proto.connectionLost(None)
     assert [p.name for p in hub.store.directory.iterdir() if p.is_file()] == []
+
+
+def test_ipv6_client_is_an_ipv6_literal_in_received(tmp_path):
+    hub = Hub(tmp_path)
+    hub.deliver(b"Subject: s\r\n\r\nb\r\n", xforward=b"XFORWARD ADDR=IPV6:2001:db8::7 HELO=v6host\r\n")
+    assert hub.stored().startswith(b"Received: from v6host ([IPv6:2001:db8::7])\r\n")

@@ -132,14 +132,6 @@ class ESMTPServer(Protocol):
         self.transport.loseConnection()
 
     def _send(self, reply: SMTPReply) -> None:
-        if reply.code >= 400:
-            log.info(
-                "reply {session_id} {code} {enhanced} {text}",
-                session_id=self.session.session_id,
-                code=reply.code,
-                enhanced=reply.enhanced,
-                text=reply.text,
-            )
         self.transport.write(reply.encode())
 
     # --- input ----------------------------------------------------------
@@ -217,23 +209,25 @@ class ESMTPServer(Protocol):
             return
         self._answer_now(result)
 
-    def _answer_now(self, reply: SMTPReply | None) -> None:
-        if reply is not None and not self._closed:
-            self._send(reply)
-            if reply.code >= 500:
-                self.protocol_errors += 1
+    def _answer_now(self, reply: SMTPReply | None, details: dict | None = None) -> None:
+        if reply is None or self._closed:
+            return
+        if reply.code >= 400:
+            log.info(
+                "refused {session_id}: {code} {enhanced} {text} {details}",
+                session_id=self.session.session_id,
+                code=reply.code,
+                enhanced=reply.enhanced,
+                text=reply.text,
+                details=details or {},
+            )
+        if reply.code >= 500:
+            self.protocol_errors += 1
+        self._send(reply)
 
     def _answer_failure(self, failure: Failure) -> None:
         if failure.check(SMTPError):
-            error = failure.value
-            log.info(
-                "refused {session_id}: {code} {enhanced} ({details})",
-                session_id=self.session.session_id,
-                code=error.reply.code,
-                enhanced=error.reply.enhanced,
-                details=error.log_fields,
-            )
-            self._answer_now(error.reply)
+            self._answer_now(failure.value.reply, failure.value.log_fields)
         else:
             log.failure("unexpected error in session {session_id}", failure, session_id=self.session.session_id)
             self._answer_now(Reply.LOCAL_ERROR)
@@ -422,6 +416,9 @@ class ESMTPServer(Protocol):
                 raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad xtext in {token!r}") from None
             if value in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
                 continue
+            if not _HELO_SAFE.match(value.replace(" ", "_")):
+                # These values end up in headers: no control characters, ever.
+                raise SMTPError(Reply.BAD_SYNTAX, reason=f"unsafe XFORWARD {key} value")
             if key == "ADDR":
                 value = value[5:] if value.upper().startswith("IPV6:") else value
                 try:

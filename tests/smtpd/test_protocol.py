@@ -309,3 +309,11 @@ def test_hub_accepts_xforward_and_records_origin():
     origin = c.handler.transactions[0].session.origin()
     assert (origin.client_ip, origin.client_port, origin.helo, origin.connector) == ("192.0.2.44", 5555, "printer01", "EXSERVER\\Default Frontend")
     assert c.send("XFORWARD ADDR=1.2.3.4\r\n") == ["503 5.5.1 XFORWARD not permitted inside a mail transaction"]
+
+
+def test_xforward_value_with_control_characters_is_refused():
+    """XFORWARD values end up in headers: an encoded CRLF is a syntax error, not a header injection."""
+    c = Client(connector="Default", ip="127.0.0.1")
+    c.hello()
+    assert c.send("XFORWARD HELO=evil+0D+0AX-Injected:+20yes\r\n") == ["501 5.5.4 Invalid arguments"]
+    assert c.handler.transactions == []
