@@ -8,7 +8,7 @@ from tests.integration.gatewayproc import Gateway
 
 def require_tool(name: str) -> str:
     """A real peer the test needs: missing is a failure in CI, a skip on a laptop."""
-    path = shutil.which(name)
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
     if path is None:
         if os.environ.get("CI"):
             pytest.fail(f"{name} is not installed; .ci/run must install it")

@@ -1,0 +1,83 @@
+"""Mailbox delivery to an SMTP next hop (Postfix's smtp-sink): deferred while it is down, then delivered."""
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+import smtplib
+import subprocess
+
+import pytest
+
+from tests.integration.conftest import require_tool
+from tests.integration.gatewayproc import Gateway, free_port, wait_for_port
+
+
+@pytest.fixture
+def sink_dir():
+    # smtp-sink drops to nobody before writing: its directory must be reachable
+    # by nobody, which pytest's private tmp_path is not.
+    d = Path(tempfile.mkdtemp(prefix="exgw-sink-"))
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def start_sink(binary: str, port: int, dump: str, *extra: str) -> subprocess.Popen:
+    args = [binary, *extra, "-d", dump, f"127.0.0.1:{port}", "20"]
+    if os.geteuid() == 0:
+        args[1:1] = ["-u", "nobody"]
+    proc = subprocess.Popen(args)
+    wait_for_port(port, process=proc)
+    return proc
+
+
+def test_next_hop_down_then_up(tmp_path, sink_dir):
+    """While the next hop refuses connections the message stays queued; once it listens, it arrives intact."""
+    sink = require_tool("smtp-sink")
+    sink_port = free_port()
+    gw = Gateway(tmp_path / "gw", extra=f'[mailbox]\ndelivery = "smtp"\nnext_hop = "127.0.0.1:{sink_port}"\n').start()
+    proc = None
+    try:
+        body = b"Message-ID: <hop@devices.example>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nSubject: hop\r\n\r\n.starts with a dot\r\n..two dots\r\nend\r\n"
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["alice@corp.example", "bob@corp.example"], body)
+        gw.wait_until(lambda: "deferred" in gw.log(), what="a deferred attempt")
+        assert re.search(r"deferred \d+ to <alice@corp\.example>: 451 4\.4\.0 next hop 127\.0\.0\.1:\d+ unreachable", gw.log())
+        assert any(name.endswith(".json") for name in gw.queue_files())
+
+        proc = start_sink(sink, sink_port, str(sink_dir / "%M."))
+        (dump,) = gw.wait_until(lambda: list(sink_dir.iterdir()), timeout=30, what="the sink to receive the message")
+        gw.wait_until(lambda: gw.queue_files() == [], what="the queue to empty")
+        text = dump.read_bytes()
+        assert b"X-Mail-Args: <app@devices.example>" in text
+        assert b"X-Rcpt-Args: <alice@corp.example>" in text and b"X-Rcpt-Args: <bob@corp.example>" in text
+        # The sink stores LF line ends and closes each dump with an empty line;
+        # the message arrives unstuffed and whole after our Received header.
+        assert text.endswith(body.replace(b"\r\n", b"\n") + b"\n")
+        assert re.search(rb"Received: from \S+ \(\[127\.0\.0\.1\]\)\n\tby mail\.corp\.example \(exgateway\)", text)
+        assert re.search(r"delivered \d+ to <bob@corp\.example>: 250", gw.log())
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+        gw.stop()
+
+
+def test_next_hop_hard_refusal_fails_the_recipient_and_frees_the_queue(tmp_path, sink_dir):
+    """A 5xx to RCPT at the next hop is final for that recipient: logged as failed, not retried forever."""
+    sink = require_tool("smtp-sink")
+    sink_port = free_port()
+    proc = start_sink(sink, sink_port, str(sink_dir / "%M."), "-f", "RCPT")
+    gw = Gateway(tmp_path / "gw", extra=f'[mailbox]\ndelivery = "smtp"\nnext_hop = "127.0.0.1:{sink_port}"\n').start()
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["gone@corp.example"], b"Subject: x\r\n\r\ny\r\n")
+        gw.wait_until(lambda: "failed" in gw.log(), what="a failed recipient")
+        assert re.search(r"failed \d+ to <gone@corp\.example>: 5\d\d 5\.\d\.\d", gw.log())
+        gw.wait_until(lambda: gw.queue_files() == [], what="the queue to empty")
+    finally:
+        proc.terminate()
+        proc.wait()
+        gw.stop()
