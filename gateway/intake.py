@@ -42,14 +42,19 @@ def _comment_safe(text: str) -> str:
 
 
 class InternalIds:
-    """Exchange-style InternalId: increasing integers, unique per hub."""
+    """
+    Exchange-style InternalId: increasing integers, unique per hub. Based on
+    the clock in microseconds, and never below what the queue already holds,
+    so a clock set back across a restart cannot reuse an id.
+    """
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, floor=lambda: 0) -> None:
         self.clock = clock
+        self.floor = floor
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, int(self.clock.seconds() * 1_000_000))
+        self._last = max(self._last + 1, int(self.clock.seconds() * 1_000_000), self.floor() + 1)
         return self._last
 
 
@@ -135,8 +140,6 @@ class IntakeTransaction:
 
     def open_body(self) -> None:
         self.internal_id = self.handler.ids.next()
-        while self.handler.store.exists(str(self.internal_id)):
-            self.internal_id = self.handler.ids.next()
         self.entry = self.handler.store.create(str(self.internal_id))
         self.scan = HeaderScan()
 
@@ -216,7 +219,7 @@ class IntakeHandler:
         self.scheduler = scheduler
         self.clock = clock
         self.fqdn = fqdn
-        self.ids = InternalIds(clock)
+        self.ids = InternalIds(clock, lambda: store.highest_id)
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
         return IntakeTransaction(self, session, mail)

@@ -19,14 +19,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.address import Address
-from gateway.config import HostPort
-from gateway.deliver import client as smtp_client
 from gateway.deliver.client import SMTPClient
+from gateway.deliver.pool import ConnectionPool
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.smtpd import xtext
 from gateway.smtpd.session import MailFrom, Session
@@ -36,56 +35,8 @@ log = Logger(namespace="exgateway.proxy")
 SPOOL_IN_MEMORY = 512 * 1024
 
 
-class HubUnavailable(Exception):
-    pass
-
-
-class HubPool:
-    """Connections to the hubs, reused across transactions."""
-
-    def __init__(self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float, idle_max: int) -> None:
-        self.reactor = reactor
-        self.hosts = hosts
-        self.helo_name = helo_name
-        self.connect_timeout = connect_timeout
-        self.idle_max = idle_max
-        self._idle: list[SMTPClient] = []
-        self._rotation = 0
-
-    def acquire(self, reuse: bool = True) -> Deferred:
-        """Fire with (client, reused)."""
-        while reuse and self._idle:
-            client = self._idle.pop()
-            if client.connected:
-                return succeed((client, True))
-        start = self._rotation
-        self._rotation = (self._rotation + 1) % max(len(self.hosts), 1)
-        return self._connect(start, 0, [])
-
-    def _connect(self, start: int, tried: int, errors: list) -> Deferred:
-        if tried >= len(self.hosts):
-            return fail(HubUnavailable("; ".join(errors) or "no hubs configured"))
-        host = self.hosts[(start + tried) % len(self.hosts)]
-        d = smtp_client.connect(self.reactor, host.host, host.port, self.helo_name, self.connect_timeout)
-
-        def failed(failure: Failure):
-            log.warn("hub {hub} unavailable: {error}", hub=str(host), error=failure.getErrorMessage())
-            return self._connect(start, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
-
-        d.addCallbacks(lambda client: (client, False), failed)
-        return d
-
-    def release(self, client: SMTPClient) -> None:
-        """Take back a client that is between transactions."""
-        if client.connected and not client.busy and len(self._idle) < self.idle_max:
-            self._idle.append(client)
-        else:
-            client.quit()
-
-    def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for client in idle:
-            client.quit()
+# The frontend's pool of hub connections.
+HubPool = ConnectionPool
 
 
 def xforward_line(session: Session) -> str:

@@ -66,6 +66,9 @@ class QueueService(Service):
 
     def stopService(self):
         self.scheduler.stop()
+        for deliverer in self.scheduler.deliverers.values():
+            if hasattr(deliverer, "close"):
+                deliverer.close()
         return super().stopService()
 
 

@@ -11,15 +11,16 @@ dot is stuffed even when a read splits it from its CRLF).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import deque
 from typing import BinaryIO
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IPullProducer, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -235,10 +236,32 @@ class SMTPClient(Protocol):
             self.transport.loseConnection()
 
 
+class _OneClient(Factory):
+    """Hands out one prepared client; quiet, since it runs once per connection."""
+
+    noisy = False
+
+    def __init__(self, client: SMTPClient) -> None:
+        self.client = client
+
+    def buildProtocol(self, addr) -> SMTPClient:
+        return self.client
+
+
+def endpoint_for(reactor, host: str, port: int, connect_timeout: float):
+    """A plain TCP endpoint for an IP address; HostnameEndpoint (all A/AAAA) for a name."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+    if address.version == 6:
+        return TCP6ClientEndpoint(reactor, host, port, timeout=connect_timeout)
+    return TCP4ClientEndpoint(reactor, host, port, timeout=connect_timeout)
+
+
 def connect(reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0) -> Deferred:
     """Connect and greet; fires with a ready SMTPClient."""
     client = SMTPClient(helo_name, reactor, timeout)
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
-    d = connectProtocol(endpoint, client)
+    d = endpoint_for(reactor, host, port, connect_timeout).connect(_OneClient(client))
     d.addCallback(lambda _: client.ready)
     return d

@@ -1,9 +1,10 @@
 """
 Mailbox delivery to an SMTP next hop (the organisation's mail store).
 
-One connection per attempt, every pending recipient in one transaction;
-each recipient's outcome is its own: a 250 to RCPT and to the final dot
-delivers it, a 4xx anywhere leaves it queued, a 5xx fails it.
+Connections are kept and reused across messages. All pending recipients of a
+message go in one transaction; each recipient's outcome is its own: a 250 to
+RCPT and to the final dot delivers it, a 4xx anywhere leaves it queued, a 5xx
+fails it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from gateway.config import HostPort
-from gateway.deliver import client as smtp_client
+from gateway.deliver.pool import ConnectionPool
 from gateway.envelope import Envelope, RecipientState
 from gateway.errors import SMTPReply
 
@@ -34,47 +35,58 @@ def _text(reply: SMTPReply) -> str:
 
 
 class SMTPDelivery:
-    def __init__(self, reactor, next_hop: HostPort, helo_name: str, connect_timeout: float = 30.0) -> None:
-        self.reactor = reactor
+    def __init__(self, reactor, next_hop: HostPort, helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16) -> None:
         self.next_hop = next_hop
-        self.helo_name = helo_name
-        self.connect_timeout = connect_timeout
+        self.pool = ConnectionPool(reactor, (next_hop,), helo_name, connect_timeout, idle_max)
 
     @inlineCallbacks
     def deliver(self, envelope: Envelope, recipients: list[str], body: Path):
-        try:
-            client = yield smtp_client.connect(
-                self.reactor, self.next_hop.host, self.next_hop.port, self.helo_name, self.connect_timeout
-            )
-        except Exception as e:
-            reason = f"451 4.4.0 next hop {self.next_hop} unreachable: {e}"
-            return {r: (RecipientState.PENDING, reason) for r in recipients}
+        reuse = True
+        for _ in range(2):
+            try:
+                client, reused = yield self.pool.acquire(reuse)
+            except Exception as e:
+                reason = f"451 4.4.0 next hop {self.next_hop} unreachable: {e}"
+                return {r: (RecipientState.PENDING, reason) for r in recipients}
+            try:
+                results = yield self._transaction(client, envelope, recipients, body)
+            except Exception as e:
+                client.abort()
+                if reused:
+                    # A kept connection the next hop has meanwhile closed: one fresh try.
+                    reuse = False
+                    continue
+                reason = f"451 4.4.0 delivery to {self.next_hop} interrupted: {e}"
+                return {r: (RecipientState.PENDING, reason) for r in recipients}
+            self.pool.release(client)
+            return results
+
+    @inlineCallbacks
+    def _transaction(self, client, envelope: Envelope, recipients: list[str], body: Path):
         results = {}
-        try:
-            mail = yield client.command(f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}")
-            if mail.code != 250:
-                return {r: (_state(mail) if mail.code >= 500 else RecipientState.PENDING, _text(mail)) for r in recipients}
-            accepted = []
-            for r in recipients:
-                reply = yield client.command(f"RCPT TO:<{r}>")
-                if reply.code == 250 or reply.code == 251:
-                    accepted.append(r)
-                else:
-                    results[r] = (_state(reply), _text(reply))
-            if accepted:
-                go = yield client.command("DATA")
-                if go.code != 354:
-                    final = go
-                else:
-                    with open(body, "rb") as f:
-                        final = yield client.send_body(f, envelope.size)
-                for r in accepted:
-                    results[r] = (_state(final), _text(final))
-            client.quit()
-        except Exception as e:
-            client.abort()
-            reason = f"451 4.4.0 delivery to {self.next_hop} interrupted: {e}"
-            # A recipient whose final reply never came stays queued.
-            for r in recipients:
-                results.setdefault(r, (RecipientState.PENDING, reason))
+        mail = yield client.command(f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}")
+        if mail.code != 250:
+            state = RecipientState.FAILED if mail.code >= 500 else RecipientState.PENDING
+            return {r: (state, _text(mail)) for r in recipients}
+        accepted = []
+        for r in recipients:
+            reply = yield client.command(f"RCPT TO:<{r}>")
+            if reply.code in (250, 251):
+                accepted.append(r)
+            else:
+                results[r] = (_state(reply), _text(reply))
+        if not accepted:
+            yield client.command("RSET")
+            return results
+        go = yield client.command("DATA")
+        if go.code != 354:
+            final = go
+        else:
+            with open(body, "rb") as f:
+                final = yield client.send_body(f, envelope.size)
+        for r in accepted:
+            results[r] = (_state(final), _text(final))
         return results
+
+    def close(self) -> None:
+        self.pool.close()

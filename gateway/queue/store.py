@@ -14,7 +14,8 @@ files (never acknowledged), and moves any envelope that does not parse or
 whose body is missing or of the wrong size to `corrupt/`, logged, never
 fatal. Commits arriving while one is in flight wait and go together in the
 next batch: one thread hop and one directory fsync per batch, not per message
-(group commit).
+(group commit). Small bodies are held in memory until their commit, so the
+reactor thread never waits on the file system for them.
 """
 
 from __future__ import annotations
@@ -45,19 +46,51 @@ def fsync_directory(path: Path) -> None:
 
 
 class QueueEntry:
-    """A message being received: its body file, open for writing."""
+    """
+    A message being received. Small bodies stay in memory until the commit,
+    where the committing thread creates, writes and syncs the file, so the
+    reactor thread does no file-system work for them; past SPILL bytes the
+    body goes to its file as it arrives, so a large message is never held
+    whole in memory.
+    """
 
-    __slots__ = ("queue_id", "path", "file", "size")
+    __slots__ = ("queue_id", "path", "file", "size", "_chunks")
+
+    SPILL = 256 * 1024
 
     def __init__(self, queue_id: str, path: Path) -> None:
         self.queue_id = queue_id
         self.path = path
-        self.file = open(path, "xb", buffering=WRITE_BUFFER)
+        self.file = None
         self.size = 0
+        self._chunks: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        self.file.write(data)
         self.size += len(data)
+        if self.file is not None:
+            self.file.write(data)
+            return
+        self._chunks.append(data)
+        if self.size > self.SPILL:
+            self._open()
+
+    def _open(self) -> None:
+        self.file = open(self.path, "xb", buffering=WRITE_BUFFER)
+        chunks, self._chunks = self._chunks, []
+        self.file.writelines(chunks)
+
+    def sync(self) -> None:
+        """Write what is buffered and fsync the body file (commit thread)."""
+        if self.file is None:
+            self._open()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self._chunks = []
 
 
 class QueueStore:
@@ -68,7 +101,10 @@ class QueueStore:
         self.corrupt_directory = self.directory / "corrupt"
         self._run = run_in_thread
         self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
+        self._removals: list[str] = []
         self._committing = False
+        # The highest queue id found on disk at recovery (ids are integers).
+        self.highest_id = 0
 
     def prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -90,11 +126,13 @@ class QueueStore:
 
     def discard(self, entry: QueueEntry) -> None:
         """Forget a message that was never acknowledged."""
-        entry.file.close()
-        try:
-            entry.path.unlink()
-        except FileNotFoundError:
-            pass
+        spilled = entry.file is not None
+        entry.close()
+        if spilled:
+            try:
+                entry.path.unlink()
+            except FileNotFoundError:
+                pass
 
     def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
         """Make the message durable; fires when the 250 may be sent."""
@@ -106,11 +144,12 @@ class QueueStore:
 
     def _next_batch(self) -> None:
         batch, self._pending = self._pending, []
-        if not batch:
+        removals, self._removals = self._removals, []
+        if not batch and not removals:
             self._committing = False
             return
         self._committing = True
-        done = self._run(self._commit_batch, [(e, env) for e, env, _ in batch])
+        done = self._run(self._commit_batch, [(e, env) for e, env, _ in batch], removals)
         done.addBoth(self._batch_done, batch)
 
     def _batch_done(self, result, batch) -> None:
@@ -122,8 +161,11 @@ class QueueStore:
                 d.errback(error)
         self._next_batch()
 
-    def _commit_batch(self, items: list[tuple[QueueEntry, Envelope]]) -> list:
-        """In a thread: steps 2-4 per message, then one step 5 for all."""
+    def _commit_batch(self, items: list[tuple[QueueEntry, Envelope]], removals: list[str] = ()) -> list:
+        """In a thread: finished messages removed; steps 2-4 per message, then one step 5 for all."""
+        self._remove_sync(removals)
+        if not items:
+            return []
         results: list = []
         for entry, envelope in items:
             try:
@@ -137,9 +179,7 @@ class QueueStore:
 
     def commit_steps(self, entry: QueueEntry, envelope: Envelope) -> Iterator[str]:
         """Steps 2-4 of a commit, yielding after each (tests crash between them)."""
-        entry.file.flush()
-        os.fsync(entry.file.fileno())
-        entry.file.close()
+        entry.sync()
         yield "body synced"
         tmp = self.directory / (entry.queue_id + ENVELOPE + TMP)
         self._write_synced(tmp, envelope.to_json())
@@ -169,12 +209,24 @@ class QueueStore:
         fsync_directory(self.directory)
 
     def remove(self, queue_id: str) -> None:
-        """Drop a finished message: the envelope first, so a crash leaves no half."""
-        for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        """
+        Drop a finished message: the envelope first, so a crash leaves no
+        half. The unlinks run in the committing thread with the next batch:
+        on a busy file system an unlink can wait on the journal, and the
+        reactor must not. A crash before then delivers the message again;
+        a duplicate is allowed, a loss is not.
+        """
+        self._removals.append(queue_id)
+        if not self._committing:
+            self._next_batch()
+
+    def _remove_sync(self, queue_ids: list[str]) -> None:
+        for queue_id in queue_ids:
+            for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
 
     # --- start-up ---------------------------------------------------------------
 
@@ -182,6 +234,8 @@ class QueueStore:
         """Clean up after a crash; return every committed message."""
         self.prepare()
         names = {p.name for p in self.directory.iterdir() if p.is_file()}
+        names_seen = names | {p.name for p in self.corrupt_directory.iterdir()}
+        self.highest_id = max((int(n.split(".")[0]) for n in names_seen if n.split(".")[0].isdigit()), default=0)
         committed = []
         for name in sorted(names):
             path = self.directory / name

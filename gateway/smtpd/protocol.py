@@ -117,8 +117,6 @@ class ESMTPServer(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._drop_transaction()
-        if self.session is not None:
-            log.info("disconnect {session_id}", session_id=self.session.session_id)
 
     def _timed_out(self) -> None:
         self._timer = None

@@ -33,7 +33,7 @@ def test_crash_between_commit_steps(tmp_path, steps_done):
     steps = store.commit_steps(entry, envelope("1001", len(BODY)))
     for _ in range(steps_done):
         next(steps)
-    entry.file.close()  # the process dies: nothing else runs
+    entry.close()  # the process dies: nothing else runs
 
     recovered = QueueStore(tmp_path / "q", sync_runner).recover()
     if recovered:
@@ -123,3 +123,63 @@ def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
     d.callback(f(*args))
     assert done == ["1", "2", "3", "4"]
     assert len(calls) == 2
+
+
+def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
+    """Below SPILL nothing touches the disk before the commit; above it, the body streams to its file."""
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    small = store.create("1")
+    small.write(b"x" * 1000)
+    assert files(store) == []
+    big = store.create("2")
+    for _ in range(5):
+        big.write(b"y" * 100_000)
+    assert files(store) == ["2.eml"]
+    big.sync()
+    assert (tmp_path / "q" / "2.eml").stat().st_size == 500_000
+
+
+def test_removals_wait_for_the_committing_thread(tmp_path):
+    """remove() never unlinks in the caller while a batch is in flight; the next batch does it."""
+    calls = []
+
+    def manual_runner(f, *args):
+        d = Deferred()
+        calls.append((f, args, d))
+        return d
+
+    store = QueueStore(tmp_path / "q", manual_runner)
+    store.prepare()
+    for qid in ("1", "2"):
+        e = store.create(qid)
+        e.write(BODY)
+        store.commit(e, envelope(qid, len(BODY)))
+    f, args, d = calls[0]
+    d.callback(f(*args))
+    store.remove("1")
+    assert "1.json" in files(store)
+    f, args, d = calls[1]
+    d.callback(f(*args))
+    assert "1.json" in files(store)
+    f, args, d = calls[2]
+    assert args == ([], ["1"])
+    d.callback(f(*args))
+    assert files(store) == ["2.eml", "2.json"]
+
+
+def test_recovery_sets_the_floor_for_new_ids(tmp_path):
+    """After a restart with the clock set back, new InternalIds still sort after the queued ones."""
+    from twisted.internet.task import Clock
+
+    from gateway.intake import InternalIds
+
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    e = store.create("5000000")
+    e.write(BODY)
+    store.commit(e, envelope("5000000", len(BODY)))
+    again = QueueStore(tmp_path / "q", sync_runner)
+    again.recover()
+    ids = InternalIds(Clock(), lambda: again.highest_id)
+    assert ids.next() == 5000001
