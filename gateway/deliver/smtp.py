@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.logger import Logger
 
 from gateway.config import HostPort
@@ -32,6 +32,12 @@ def _state(reply: SMTPReply) -> RecipientState:
 
 def _text(reply: SMTPReply) -> str:
     return " ".join(reply.lines())
+
+
+class _Empty:
+    @staticmethod
+    def read(n: int = -1) -> bytes:
+        return b""
 
 
 class SMTPDelivery:
@@ -63,29 +69,35 @@ class SMTPDelivery:
 
     @inlineCallbacks
     def _transaction(self, client, envelope: Envelope, recipients: list[str], body: Path):
-        results = {}
-        mail = yield client.command(f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}")
-        if mail.code != 250:
-            state = RecipientState.FAILED if mail.code >= 500 else RecipientState.PENDING
-            return {r: (state, _text(mail)) for r in recipients}
-        accepted = []
-        for r in recipients:
-            reply = yield client.command(f"RCPT TO:<{r}>")
-            if reply.code in (250, 251):
-                accepted.append(r)
-            else:
-                results[r] = (_state(reply), _text(reply))
-        if not accepted:
-            yield client.command("RSET")
-            return results
-        go = yield client.command("DATA")
-        if go.code != 354:
-            final = go
+        """One transaction; MAIL, RCPTs and DATA go in one write where PIPELINING is offered."""
+        mail = f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}"
+        rcpts = [f"RCPT TO:<{r}>" for r in recipients]
+        if client.pipelining:
+            replies = yield gatherResults([client.command(line) for line in [mail, *rcpts, "DATA"]])
+            mail_reply, rcpt_replies, go = replies[0], replies[1:-1], replies[-1]
         else:
-            with open(body, "rb") as f:
-                final = yield client.send_body(f, envelope.size)
-        for r in accepted:
-            results[r] = (_state(final), _text(final))
+            mail_reply, rcpt_replies, go = (yield client.command(mail)), [], None
+            if mail_reply.code == 250:
+                for line in rcpts:
+                    rcpt_replies.append((yield client.command(line)))
+                if any(r.code in (250, 251) for r in rcpt_replies):
+                    go = yield client.command("DATA")
+        if mail_reply.code != 250:
+            state = RecipientState.FAILED if mail_reply.code >= 500 else RecipientState.PENDING
+            results = {r: (state, _text(mail_reply)) for r in recipients}
+        else:
+            results = {r: (_state(reply), _text(reply)) for r, reply in zip(recipients, rcpt_replies) if reply.code not in (250, 251)}
+        accepted = [r for r in recipients if r not in results]
+        if go is not None and go.code == 354 and not accepted:
+            # Pipelined DATA that a server took although nothing was accepted: end it empty.
+            yield client.send_body(_Empty(), 0)
+        elif accepted:
+            if go.code == 354:
+                with open(body, "rb") as f:
+                    go = yield client.send_body(f, envelope.size)
+            results.update({r: (_state(go), _text(go)) for r in accepted})
+        if go is None and mail_reply.code == 250:
+            yield client.command("RSET")
         return results
 
     def close(self) -> None:

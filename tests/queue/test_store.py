@@ -23,23 +23,28 @@ def files(store):
     return sorted(p.name for p in store.directory.iterdir() if p.is_file())
 
 
-@pytest.mark.parametrize("steps_done", [0, 1, 2, 3])
+@pytest.mark.parametrize("steps_done", [0, 1, 2, 3, 4])
 def test_crash_between_commit_steps(tmp_path, steps_done):
-    """Stopping after any step, recovery finds either nothing or the complete message."""
+    """Stopping after any step of a batch commit, recovery finds either nothing or the complete messages."""
     store = QueueStore(tmp_path / "q", sync_runner)
     store.prepare()
-    entry = store.create("1001")
-    entry.write(BODY)
-    steps = store.commit_steps(entry, envelope("1001", len(BODY)))
+    items = []
+    for qid, body in (("1001", BODY), ("1002", BODY * 30_000)):  # one in memory, one spilled to its file
+        entry = store.create(qid)
+        entry.write(body)
+        items.append((entry, envelope(qid, len(body))))
+    steps = store.commit_steps(items, [])
     for _ in range(steps_done):
         next(steps)
-    entry.close()  # the process dies: nothing else runs
+    for entry, _ in items:
+        entry.close()  # the process dies: nothing else runs
 
     recovered = QueueStore(tmp_path / "q", sync_runner).recover()
     if recovered:
-        assert steps_done == 3
-        assert recovered == [envelope("1001", len(BODY))]
+        assert steps_done >= 3
+        assert recovered == [env for _, env in items]
         assert (tmp_path / "q" / "1001.eml").read_bytes() == BODY
+        assert (tmp_path / "q" / "1002.eml").read_bytes() == BODY * 30_000
     else:
         assert steps_done < 3
         assert files(store) == []
