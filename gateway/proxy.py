@@ -176,13 +176,7 @@ class FrontendTransaction:
             self._close_spool()
             self.client = None
             self.handler.pool.release(client)
-            log.info(
-                "session {session_id}: hub answered {code} {enhanced} {text}",
-                session_id=self.session.session_id,
-                code=reply.code,
-                enhanced=reply.enhanced,
-                text=reply.text,
-            )
+            # Success is logged by the hub (queued ...); a refusal by the protocol.
             return reply
 
         def failed(failure: Failure):

@@ -91,10 +91,15 @@ class HubPoolService(Service):
         return super().stopService()
 
 
+# Twisted's default listen backlog (50) drops SYNs when a hundred devices
+# connect at once, and each dropped SYN costs its client a second or more.
+LISTEN_BACKLOG = 1024
+
+
 def _endpoint(reactor, binding):
     if binding.ipv6:
-        return TCP6ServerEndpoint(reactor, binding.port, interface=binding.host)
-    return TCP4ServerEndpoint(reactor, binding.port, interface=binding.host)
+        return TCP6ServerEndpoint(reactor, binding.port, backlog=LISTEN_BACKLOG, interface=binding.host)
+    return TCP4ServerEndpoint(reactor, binding.port, backlog=LISTEN_BACKLOG, interface=binding.host)
 
 
 def _listeners(parent: MultiService, reactor, connectors, handler, policy) -> None:
