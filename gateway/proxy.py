@@ -164,13 +164,19 @@ class FrontendTransaction:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="no hub connection")
         client = self.client
         spool = self.spool
-        spool.seek(0)
-        d = client.command("DATA")
 
         def go_ahead(reply: SMTPReply):
             if reply.code != 354:
                 raise SMTPError(reply, reason="hub refused DATA")
             return client.send_body(spool, self.size)
+
+        spool.seek(0)
+        if "CHUNKING" in client.extensions:
+            # One write, one reply, no dot-stuffing on either side.
+            d = client.send_bdat(spool, self.size)
+        else:
+            d = client.command("DATA")
+            d.addCallback(go_ahead)
 
         def done(reply: SMTPReply) -> SMTPReply:
             self._close_spool()
@@ -187,7 +193,6 @@ class FrontendTransaction:
                 return failure
             return self._hub_failed(failure, "DATA")
 
-        d.addCallback(go_ahead)
         d.addCallbacks(done, failed)
         return d
 

@@ -23,18 +23,69 @@ _HOLD = len(END) - 1
 MAX_TEXT_LINE = 1000
 
 
+class LineCheck:
+    """
+    Watches message content, in order and in any chunking, for bare CR or
+    LF and for text lines over 1000 octets. Bulk counts, no per-line loop:
+    every LF must have a CR before it and every CR an LF after it.
+    """
+
+    __slots__ = ("_prev", "_line", "bare_newline", "line_too_long")
+
+    def __init__(self) -> None:
+        self._prev = b"\n"
+        self._line = 0
+        self.bare_newline = False
+        self.line_too_long = False
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self.bare_newline:
+            buf = self._prev + data
+            # CRs before the last byte must be followed by LF; the last waits for the next chunk.
+            if buf.count(b"\n", 1) != buf.count(b"\r\n") or buf.count(b"\r", 0, len(buf) - 1) != buf.count(b"\r\n"):
+                self.bare_newline = True
+        self._prev = data[-1:]
+        if not self.line_too_long:
+            segments = data.split(b"\n")
+            if len(segments) == 1:
+                self._line += len(data)
+                longest = self._line
+            else:
+                longest = self._line + len(segments[0])
+                if len(segments) > 2:
+                    longest = max(longest, max(map(len, segments[1:-1])))
+                self._line = len(segments[-1])
+                longest = max(longest, self._line)
+            # A text line may hold 1000 octets with its CRLF: 999 before the LF.
+            if longest > MAX_TEXT_LINE - 1:
+                self.line_too_long = True
+
+    def end(self) -> None:
+        """The content is complete: a CR at its very end has no LF after it."""
+        if self._prev == b"\r":
+            self.bare_newline = True
+
+
 class DataDecoder:
     """Feed raw DATA bytes; get unstuffed content and, at the end, the rest."""
 
-    __slots__ = ("_buf", "_line", "size", "bare_newline", "line_too_long")
+    __slots__ = ("_buf", "size", "check")
 
     def __init__(self) -> None:
         # Two bytes of context: the start of DATA is a line start.
         self._buf = b"\r\n"
-        self._line = 0
         self.size = 0
-        self.bare_newline = False
-        self.line_too_long = False
+        self.check = LineCheck()
+
+    @property
+    def bare_newline(self) -> bool:
+        return self.check.bare_newline
+
+    @property
+    def line_too_long(self) -> bool:
+        return self.check.line_too_long
 
     def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
         """
@@ -51,33 +102,11 @@ class DataDecoder:
             if stop <= 2:
                 self._buf = buf
                 return b"", None
-        self._check(buf, stop)
         content = buf[:stop].replace(b"\r\n.", b"\r\n")[2:]
+        self.check.feed(content)
         self.size += len(content)
         self._buf = buf[stop - 2 :]
         return content, rest
-
-    def _check(self, buf: bytes, stop: int) -> None:
-        # Content this round is buf[2:stop]; buf[1] and buf[stop] are context.
-        if not self.bare_newline:
-            lf = buf.count(b"\n", 2, stop)
-            cr = buf.count(b"\r", 2, stop)
-            if lf != buf.count(b"\r\n", 1, stop) or cr != buf.count(b"\r\n", 2, stop + 1):
-                self.bare_newline = True
-        if not self.line_too_long:
-            segments = buf[2:stop].split(b"\n")
-            if len(segments) == 1:
-                self._line += len(segments[0])
-                longest = self._line
-            else:
-                longest = self._line + len(segments[0])
-                if len(segments) > 2:
-                    longest = max(longest, max(map(len, segments[1:-1])))
-                self._line = len(segments[-1])
-                longest = max(longest, self._line)
-            # A text line may hold 1000 octets with its CRLF: 999 before the LF.
-            if longest > MAX_TEXT_LINE - 1:
-                self.line_too_long = True
 
 
 def dot_stuff(chunk: bytes, context: bytes) -> tuple[bytes, bytes]:

@@ -32,7 +32,7 @@ from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, rights_for
 from gateway.smtpd import xtext
-from gateway.smtpd.data import DataDecoder
+from gateway.smtpd.data import DataDecoder, LineCheck
 from gateway.smtpd.session import MailFrom, MailHandler, Session, Transaction, new_session_id
 
 MAX_COMMAND_LINE = 512
@@ -70,8 +70,15 @@ class ESMTPServer(Protocol):
         self._txn: Transaction | None = None
         self._mail: MailFrom | None = None
         self._rcpt_count = 0
+        # The message body in progress: DATA (decoder) or BDAT chunks.
         self._decoder: DataDecoder | None = None
+        self._check: LineCheck | None = None
+        self._size = 0
         self._overflow = False
+        self._bdat_left: int | None = None
+        self._bdat_size = 0
+        self._bdat_last = False
+        self._bdat_refusal: SMTPReply | None = None
         self.protocol_errors = 0
 
     # --- connection ---------------------------------------------------
@@ -150,9 +157,11 @@ class ESMTPServer(Protocol):
             return
         self._processing = True
         try:
-            while not self._busy and not self._closed and self._in:
+            while not self._busy and not self._closed and (self._in or self._bdat_left == 0):
                 if self._decoder is not None:
                     self._process_data()
+                elif self._bdat_left is not None:
+                    self._process_chunk()
                 elif not self._process_line():
                     break
         finally:
@@ -187,14 +196,42 @@ class ESMTPServer(Protocol):
     def _process_data(self) -> None:
         chunk, self._in = self._in, b""
         content, rest = self._decoder.feed(chunk)
-        if content and not self._overflow:
-            if self._decoder.size > self.connector.max_message_size and Right.BYPASS_MESSAGE_SIZE_LIMIT not in self.session.rights:
-                self._overflow = True
-            else:
-                self._txn.write(content)
+        if content:
+            self._take(content)
         if rest is not None:
             self._in = rest
-            self._end_of_data()
+            self._decoder = None
+            self._end_of_message()
+
+    def _process_chunk(self) -> None:
+        """BDAT: exactly the announced octets are body, whatever they contain."""
+        left = self._bdat_left
+        chunk, self._in = self._in[:left], self._in[left:]
+        self._bdat_left = left - len(chunk)
+        if self._bdat_refusal is None and chunk:
+            self._check.feed(chunk)
+            self._take(chunk)
+        if self._bdat_left:
+            return
+        self._bdat_left = None
+        if self._bdat_refusal is not None:
+            refusal, self._bdat_refusal = self._bdat_refusal, None
+            self._error(refusal)
+        elif self._bdat_last:
+            self._check.end()
+            self._end_of_message()
+        else:
+            self._answer_now(SMTPReply(250, "2.0.0", f"{self._bdat_size} octets received"))
+
+    def _take(self, content: bytes) -> None:
+        """Body bytes for the transaction, unless the message is already over size."""
+        self._size += len(content)
+        if self._overflow:
+            return
+        if self._size > self.connector.max_message_size and Right.BYPASS_MESSAGE_SIZE_LIMIT not in self.session.rights:
+            self._overflow = True
+            return
+        self._txn.write(content)
 
     # --- replies ----------------------------------------------------------
 
@@ -284,6 +321,7 @@ class ESMTPServer(Protocol):
             "PIPELINING",
             "8BITMIME",
             "ENHANCEDSTATUSCODES",
+            "CHUNKING",
         ]
         if Right.ACCEPT_XFORWARD in self.session.rights:
             lines.append("XFORWARD " + " ".join(XFORWARD_ATTRS))
@@ -342,6 +380,8 @@ class ESMTPServer(Protocol):
             raise SMTPError(Reply.NEED_RCPT)
         if arg.strip():
             raise SMTPError(Reply.BAD_SYNTAX, reason="DATA takes no argument")
+        if self._check is not None:
+            raise SMTPError(Reply.DATA_AFTER_BDAT)
         opened = self._txn.open_body()
         if isinstance(opened, Deferred):
             return opened.addCallback(lambda _: self._start_data())
@@ -349,16 +389,48 @@ class ESMTPServer(Protocol):
 
     def _start_data(self) -> SMTPReply:
         self._decoder = DataDecoder()
-        self._overflow = False
+        self._start_body(self._decoder.check)
         return Reply.START_DATA
 
-    def _end_of_data(self) -> None:
-        decoder, txn = self._decoder, self._txn
-        self._decoder = None
+    def _start_body(self, check: LineCheck) -> None:
+        self._check = check
+        self._size = 0
+        self._overflow = False
+
+    def do_BDAT(self, arg: str):
+        """RFC 3030 CHUNKING: the chunk's octets are read whatever the verdict, then answered."""
+        words = arg.split()
+        if not 1 <= len(words) <= 2 or not words[0].isdigit() or (len(words) == 2 and words[1].upper() != "LAST"):
+            raise SMTPError(Reply.BAD_SYNTAX, reason="BDAT <size> [LAST]")
+        self._bdat_left = self._bdat_size = int(words[0])
+        self._bdat_last = len(words) == 2
         refusal = None
-        if decoder.bare_newline:
+        if self._txn is None:
+            refusal = Reply.NEED_MAIL
+        elif self._rcpt_count == 0:
+            refusal = Reply.NEED_RCPT
+        if refusal is not None:
+            self._bdat_refusal = refusal
+            return None
+        if self._check is not None:
+            return None
+        self._start_body(LineCheck())
+        opened = self._txn.open_body()
+        if isinstance(opened, Deferred):
+            return opened.addCallbacks(lambda _: None, self._bdat_open_failed)
+        return None
+
+    def _bdat_open_failed(self, failure: Failure) -> None:
+        self._drop_transaction()
+        self._bdat_refusal = failure.value.reply if failure.check(SMTPError) else Reply.LOCAL_ERROR
+
+    def _end_of_message(self) -> None:
+        check, txn = self._check, self._txn
+        self._check = None
+        refusal = None
+        if check.bare_newline:
             refusal = Reply.BARE_LINEFEED
-        elif decoder.line_too_long:
+        elif check.line_too_long:
             refusal = Reply.LINE_TOO_LONG
         elif self._overflow:
             refusal = Reply.SIZE_EXCEEDED
@@ -435,6 +507,7 @@ class ESMTPServer(Protocol):
         "MAIL": do_MAIL,
         "RCPT": do_RCPT,
         "DATA": do_DATA,
+        "BDAT": do_BDAT,
         "RSET": do_RSET,
         "NOOP": do_NOOP,
         "VRFY": do_VRFY,
@@ -448,5 +521,6 @@ class ESMTPServer(Protocol):
         self._mail = None
         self._rcpt_count = 0
         self._decoder = None
+        self._check = None
         if txn is not None:
             txn.abort()

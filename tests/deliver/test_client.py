@@ -82,3 +82,23 @@ def test_connection_lost_fails_waiting_commands():
     client.command("NOOP").addErrback(failures.append)
     client.connectionLost(None)
     assert len(failures) == 1 and not client.connected
+
+
+def test_bdat_sends_the_body_unstuffed_in_one_chunk():
+    """CHUNKING: BDAT <size> LAST then the exact bytes, no 354 wait and no dot-stuffing."""
+    client, transport, _ = connected()
+    final = []
+    body = b".x\r\n..\r\n"
+    client.send_bdat(io.BytesIO(body), len(body)).addCallback(final.append)
+    assert transport.value() == b"BDAT 8 LAST\r\n.x\r\n..\r\n"
+    client.dataReceived(b"250 2.6.0 queued\r\n")
+    assert str(final[0]) == "250 2.6.0 queued"
+
+
+def test_large_bdat_streams_raw():
+    client, transport, _ = connected()
+    body = (b"." + b"y" * 1021 + b"\r\n") * (SMALL_BODY // 1024 + 50)
+    client.send_bdat(io.BytesIO(body), len(body))
+    while transport.producer is not None:
+        transport.producer.resumeProducing()
+    assert transport.value() == b"BDAT %d LAST\r\n" % len(body) + body

@@ -68,6 +68,7 @@ def test_ehlo_lists_extensions_and_helo_does_not():
         "250-PIPELINING",
         "250-8BITMIME",
         "250-ENHANCEDSTATUSCODES",
+        "250-CHUNKING",
         "250 HELP",
     ]
     assert c.send("HELO dev\r\n") == ["250 mail.corp.example Hello [192.0.2.1]"]
@@ -140,7 +141,7 @@ def test_sequence_and_syntax_replies(commands, reply):
 
 def test_help_is_multiline():
     c = Client()
-    assert c.send("HELP\r\n") == ["214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP", "214 2.0.0 End of HELP info"]
+    assert c.send("HELP\r\n") == ["214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP", "214 2.0.0 End of HELP info"]
 
 
 def test_lenient_mail_from_without_brackets():
@@ -317,3 +318,63 @@ def test_xforward_value_with_control_characters_is_refused():
     c.hello()
     assert c.send("XFORWARD HELO=evil+0D+0AX-Injected:+20yes\r\n") == ["501 5.5.4 Invalid arguments"]
     assert c.handler.transactions == []
+
+
+def bdat_client():
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\n")
+    return c
+
+
+def test_bdat_single_chunk_is_taken_verbatim():
+    """BDAT is length-framed: no dot-unstuffing, and a CRLF.CRLF inside ends nothing."""
+    c = bdat_client()
+    body = b"Subject: b\r\n\r\n..two dots\r\n.\r\nstill body\r\n"
+    assert c.send(b"BDAT %d LAST\r\n" % len(body) + body + b"NOOP\r\n") == [
+        "250 2.6.0 <id@x> [InternalId=1, Hostname=mail.corp.example] Queued mail for delivery",
+        "250 2.0.0 OK",
+    ]
+    assert c.handler.finished[0].body == body
+
+
+def test_bdat_chunks_split_across_reads():
+    """Each non-final chunk is acknowledged; chunk bytes may arrive in any pieces."""
+    c = bdat_client()
+    assert c.send(b"BDAT 12\r\nSubject: x") == []
+    assert c.send(b"\r\n") == ["250 2.0.0 12 octets received"]
+    assert c.send(b"BDAT 6 LAST\r\n\r\nbo") == []
+    assert c.send(b"dy") == ["250 2.6.0 <id@x> [InternalId=1, Hostname=mail.corp.example] Queued mail for delivery"]
+    assert c.handler.finished[0].body == b"Subject: x\r\n\r\nbody"
+
+
+def test_bdat_zero_last_ends_the_message():
+    c = bdat_client()
+    c.send(b"BDAT 4\r\nab\r\n")
+    assert c.send(b"BDAT 0 LAST\r\n")[0].startswith("250 2.6.0")
+    assert c.handler.finished[0].body == b"ab\r\n"
+
+
+def test_bdat_without_transaction_consumes_the_chunk_then_refuses():
+    """The chunk is read (never run as commands), then 503; the session goes on."""
+    c = Client()
+    c.hello()
+    assert c.send(b"BDAT 12 LAST\r\nQUIT\r\nNOOP\r\nNOOP\r\n") == ["503 5.5.2 Need mail command", "250 2.0.0 OK"]
+    assert not c.transport.disconnecting
+
+
+def test_bdat_bare_lf_refused_at_last():
+    c = bdat_client()
+    assert c.send(b"BDAT 8 LAST\r\na\nb\r\nc\r\n") == ["554 5.6.0 Invalid message content, contains bare linefeeds"]
+    assert c.handler.finished == [] and c.handler.transactions[0].aborted
+
+
+def test_data_after_bdat_is_a_sequence_error():
+    c = bdat_client()
+    c.send(b"BDAT 3\r\nab\n")
+    assert c.send("DATA\r\n") == ["503 5.5.1 Bad sequence of commands: DATA after BDAT"]
+
+
+def test_bdat_bad_syntax():
+    c = bdat_client()
+    assert c.send("BDAT ten LAST\r\n") == ["501 5.5.4 Invalid arguments"]
