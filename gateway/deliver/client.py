@@ -153,9 +153,16 @@ class SMTPClient(Protocol):
         d.callback(reply)
 
     def _arm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = self.clock.callLater(self.timeout, self._timed_out) if self._waiting else None
+        """One timer per connection, pushed back on each reply (cheaper than a new one)."""
+        active = self._timer is not None and self._timer.active()
+        if not self._waiting:
+            if active:
+                self._timer.cancel()
+            self._timer = None
+        elif active:
+            self._timer.reset(self.timeout)
+        else:
+            self._timer = self.clock.callLater(self.timeout, self._timed_out)
 
     def _timed_out(self) -> None:
         self._timer = None

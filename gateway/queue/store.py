@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterator
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from gateway.envelope import Envelope
@@ -105,6 +105,7 @@ class QueueStore:
         self._run = run_in_thread
         self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
         self._removals: list[str] = []
+        self._removing = False
         self._committing = False
         # The highest queue id found on disk at recovery (ids are integers).
         self.highest_id = 0
@@ -139,24 +140,26 @@ class QueueStore:
 
     def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
         """Make the message durable; fires when the 250 may be sent."""
+        prepared = self._write(entry, envelope)
+        if isinstance(prepared, Exception):
+            return fail(prepared)
         d: Deferred = Deferred()
-        self._pending.append((entry, envelope, d))
+        self._pending.append((prepared, d))
         if not self._committing:
             self._next_batch()
         return d
 
     def _next_batch(self) -> None:
         batch, self._pending = self._pending, []
-        removals, self._removals = self._removals, []
-        if not batch and not removals:
+        if not batch:
             self._committing = False
             return
         self._committing = True
-        done = self._run(self._commit_batch, [(e, env) for e, env, _ in batch], removals)
+        done = self._run(self._sync_batch, [prepared for prepared, _ in batch])
         done.addBoth(self._batch_done, batch)
 
     def _batch_done(self, result, batch) -> None:
-        for i, (_, _, d) in enumerate(batch):
+        for i, (_, d) in enumerate(batch):
             if isinstance(result, list) and result[i] is None:
                 d.callback(None)
             else:
@@ -164,48 +167,62 @@ class QueueStore:
                 d.errback(error)
         self._next_batch()
 
-    def _commit_batch(self, items: list[tuple[QueueEntry, Envelope]], removals: list[str] = ()) -> list:
-        """In a thread: remove finished messages, then commit a batch."""
-        self._remove_sync(removals)
+    def _write(self, entry: QueueEntry, envelope: Envelope):
+        """
+        Step 1-2, in the reactor thread: the body's last bytes and the
+        envelope go to the page cache (fast; no fsync here). Doing this in
+        the committing thread instead cost a GIL hand-off per system call
+        while the reactor was busy: about 14 ms for a batch of 19.
+        """
+        tmp = self.directory / (entry.queue_id + ENVELOPE + TMP)
+        fd = None
+        try:
+            entry.flush()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.write(fd, envelope.to_json())
+        except OSError as e:
+            entry.close()
+            if fd is not None:
+                os.close(fd)
+            return e
+        return (entry, fd, tmp)
+
+    def _sync_batch(self, batch: list) -> list:
+        """In a thread: steps 3-4 for a batch."""
         results: list = []
-        for _ in self.commit_steps(items, results):
+        for _ in self._sync_steps(batch, results):
             pass
         return results
 
     def commit_steps(self, items: list[tuple[QueueEntry, Envelope]], results: list) -> Iterator[str]:
-        """
-        Steps 2-5 of a commit for a batch, yielding after each (tests crash
-        between them). On return, results[i] is None if item i is durable,
-        else the exception that failed it; one bad file fails one message.
-        """
-        results[:] = [None] * len(items)
-        tmp_paths = [self.directory / (entry.queue_id + ENVELOPE + TMP) for entry, _ in items]
-        to_sync: list[tuple[int, int]] = []
-        env_fds: list[int] = []
-        for i, (entry, envelope) in enumerate(items):
-            try:
-                entry.flush()
-                to_sync.append((i, entry.file.fileno()))
-                fd = os.open(tmp_paths[i], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                env_fds.append(fd)
-                os.write(fd, envelope.to_json())
-                to_sync.append((i, fd))
-            except OSError as e:
-                results[i] = e
+        """Every step of a commit for a batch, yielding after each (tests crash between them)."""
+        prepared = [self._write(entry, envelope) for entry, envelope in items]
         yield "written"
+        yield from self._sync_steps(prepared, results)
+
+    def _sync_steps(self, batch: list, results: list) -> Iterator[str]:
+        """
+        fsync every body and envelope of the batch, rename the envelopes into
+        place, fsync the directory once. results[i] is None if item i is
+        durable, else the exception that failed it: one bad file fails one
+        message, not the batch.
+        """
+        results[:] = [p if isinstance(p, Exception) else None for p in batch]
         try:
-            for (i, _), error in zip(to_sync, self._fsync_all([fd for _, fd in to_sync])):
-                if error is not None and results[i] is None:
-                    results[i] = error
+            for i, p in enumerate(batch):
+                if results[i] is None:
+                    entry, fd, _ = p
+                    errors = self._fsync_all([entry.file.fileno(), fd])
+                    results[i] = next((e for e in errors if e is not None), None)
         finally:
-            for fd in env_fds:
-                os.close(fd)
-            for entry, _ in items:
-                entry.close()
+            for p in batch:
+                if not isinstance(p, Exception):
+                    p[0].close()
+                    os.close(p[1])
         yield "synced"
-        for i, (entry, _) in enumerate(items):
+        for i, p in enumerate(batch):
             if results[i] is None:
-                os.rename(tmp_paths[i], self.envelope_path(entry.queue_id))
+                os.rename(p[2], self.envelope_path(p[0].queue_id))
         yield "renamed"
         fsync_directory(self.directory)
         yield "directory synced"
@@ -251,14 +268,20 @@ class QueueStore:
     def remove(self, queue_id: str) -> None:
         """
         Drop a finished message: the envelope first, so a crash leaves no
-        half. The unlinks run in the committing thread with the next batch:
-        on a busy file system an unlink can wait on the journal, and the
-        reactor must not. A crash before then delivers the message again;
-        a duplicate is allowed, a loss is not.
+        half. The unlinks run in a thread, batched, apart from commits: on a
+        busy file system an unlink can wait on the journal, and neither the
+        reactor nor a waiting 250 should. A crash before then delivers the
+        message again; a duplicate is allowed, a loss is not.
         """
         self._removals.append(queue_id)
-        if not self._committing:
-            self._next_batch()
+        if not self._removing:
+            self._next_removals()
+
+    def _next_removals(self, _=None) -> None:
+        removals, self._removals = self._removals, []
+        self._removing = bool(removals)
+        if removals:
+            self._run(self._remove_sync, removals).addBoth(self._next_removals)
 
     def _remove_sync(self, queue_ids: list[str]) -> None:
         for queue_id in queue_ids:

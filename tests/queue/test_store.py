@@ -119,11 +119,11 @@ def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
         e = store.create(qid)
         e.write(BODY)
         store.commit(e, envelope(qid, len(BODY))).addCallback(lambda _, q=qid: done.append(q))
-    assert len(calls) == 1 and [env.queue_id for _, env in calls[0][1][0]] == ["1"]
+    assert len(calls) == 1 and [entry.queue_id for entry, _, _ in calls[0][1][0]] == ["1"]
     f, args, d = calls[0]
     d.callback(f(*args))
     assert done == ["1"]
-    assert len(calls) == 2 and [env.queue_id for _, env in calls[1][1][0]] == ["2", "3", "4"]
+    assert len(calls) == 2 and [entry.queue_id for entry, _, _ in calls[1][1][0]] == ["2", "3", "4"]
     f, args, d = calls[1]
     d.callback(f(*args))
     assert done == ["1", "2", "3", "4"]
@@ -145,8 +145,8 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
     assert (tmp_path / "q" / "2.eml").stat().st_size == 500_000
 
 
-def test_removals_wait_for_the_committing_thread(tmp_path):
-    """remove() never unlinks in the caller while a batch is in flight; the next batch does it."""
+def test_removals_run_in_a_thread_batched_and_apart_from_commits(tmp_path):
+    """remove() never unlinks in the caller; removals queue behind each other, not behind commits."""
     calls = []
 
     def manual_runner(f, *args):
@@ -156,21 +156,25 @@ def test_removals_wait_for_the_committing_thread(tmp_path):
 
     store = QueueStore(tmp_path / "q", manual_runner)
     store.prepare()
-    for qid in ("1", "2"):
+    for qid in ("1", "2", "3"):
         e = store.create(qid)
         e.write(BODY)
         store.commit(e, envelope(qid, len(BODY)))
     f, args, d = calls[0]
-    d.callback(f(*args))
-    store.remove("1")
-    assert "1.json" in files(store)
+    d.callback(f(*args))  # commits 1
     f, args, d = calls[1]
+    d.callback(f(*args))  # commits 2 and 3
+    store.remove("1")
+    store.remove("2")
+    assert "1.json" in files(store) and "2.json" in files(store)
+    (f, args, d) = calls[2]
+    assert args == (["1"],)
+    store.remove("3")
     d.callback(f(*args))
-    assert "1.json" in files(store)
-    f, args, d = calls[2]
-    assert args == ([], ["1"])
+    (f, args, d) = calls[3]
+    assert args == (["2", "3"],)
     d.callback(f(*args))
-    assert files(store) == ["2.eml", "2.json"]
+    assert files(store) == []
 
 
 def test_recovery_sets_the_floor_for_new_ids(tmp_path):
