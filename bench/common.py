@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -270,9 +271,7 @@ class Exgateway:
 
         def limits():
             if nofile:
-                import resource
-
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
         for role in roles:
             log = open(self.dir / f"twistd-{role}.log", "ab")
