@@ -6,8 +6,9 @@ to a hub: at the first recipient it takes a connection from the hub pool,
 tells the hub who the real client is (XFORWARD: address, port, HELO,
 protocol, connector), sends MAIL and the recipient, and passes the hub's
 answer back. The body is spooled (memory, then a temporary file past a
-threshold) and sent when the client ends DATA; the client's final reply is
-the hub's. If no hub answers, the client gets a 4xx and nothing is
+threshold) and sent when the client's message is complete, as one BDAT LAST
+chunk where the hub offers CHUNKING (one write, no 354 round trip, no
+dot-stuffing), else with DATA; the client's final reply is the hub's. If no hub answers, the client gets a 4xx and nothing is
 half-accepted.
 
 Hub connections are kept and reused for the next transaction, so a busy
@@ -25,7 +26,6 @@ from twisted.python.failure import Failure
 
 from gateway.address import Address
 from gateway.deliver.client import SMTPClient
-from gateway.deliver.pool import ConnectionPool
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.smtpd import xtext
 from gateway.smtpd.session import MailFrom, Session
@@ -33,10 +33,6 @@ from gateway.smtpd.session import MailFrom, Session
 log = Logger(namespace="exgateway.proxy")
 
 SPOOL_IN_MEMORY = 512 * 1024
-
-
-# The frontend's pool of hub connections.
-HubPool = ConnectionPool
 
 
 def xforward_line(session: Session) -> str:
@@ -221,7 +217,8 @@ class FrontendTransaction:
 class ProxyHandler:
     """MailHandler of frontend connectors."""
 
-    def __init__(self, pool: HubPool, spool_dir: Path | None = None) -> None:
+    def __init__(self, pool, spool_dir: Path | None = None) -> None:
+        """pool: a ConnectionPool to the hubs."""
         self.pool = pool
         self.spool_dir = spool_dir
 

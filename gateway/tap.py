@@ -25,7 +25,8 @@ from gateway.deliver.smtp import SMTPDelivery
 from gateway.domains import AcceptedDomains
 from gateway.intake import IntakeHandler
 from gateway.policy.checks import SessionPolicy
-from gateway.proxy import HubPool, ProxyHandler
+from gateway.deliver.pool import ConnectionPool
+from gateway.proxy import ProxyHandler
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
 from gateway.route.router import MAILBOX, Router
@@ -83,7 +84,7 @@ class DirectoryService(Service):
 
 
 class HubPoolService(Service):
-    def __init__(self, pool: HubPool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
     def stopService(self):
@@ -144,7 +145,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
-        pool = HubPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
+        pool = ConnectionPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
         HubPoolService(pool).setServiceParent(top)
         _listeners(top, reactor, config.connectors("frontend"), ProxyHandler(pool, spool), policy)
     return top

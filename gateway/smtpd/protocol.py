@@ -68,7 +68,6 @@ class ESMTPServer(Protocol):
         self._paused = False
         self._timer = None
         self._txn: Transaction | None = None
-        self._mail: MailFrom | None = None
         self._rcpt_count = 0
         # The message body in progress: DATA (decoder) or BDAT chunks.
         self._decoder: DataDecoder | None = None
@@ -79,6 +78,7 @@ class ESMTPServer(Protocol):
         self._bdat_size = 0
         self._bdat_last = False
         self._bdat_refusal: SMTPReply | None = None
+        # Counted here; the connector's limit on them comes with the receive-connector work.
         self.protocol_errors = 0
 
     # --- connection ---------------------------------------------------
@@ -350,7 +350,6 @@ class ESMTPServer(Protocol):
         self.policy.check_mail(self.session.rights, sender, size, self.connector.max_message_size)
         mail = MailFrom(sender, size, body)
         self._txn = self.handler.begin(self.session, mail)
-        self._mail = mail
         self._rcpt_count = 0
         return Reply.SENDER_OK
 
@@ -439,7 +438,6 @@ class ESMTPServer(Protocol):
             self._error(refusal)
             return
         self._txn = None
-        self._mail = None
         self._rcpt_count = 0
         self.session.xforward = {}
         try:
@@ -518,7 +516,6 @@ class ESMTPServer(Protocol):
 
     def _drop_transaction(self) -> None:
         txn, self._txn = self._txn, None
-        self._mail = None
         self._rcpt_count = 0
         self._decoder = None
         self._check = None
