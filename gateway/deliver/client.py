@@ -191,6 +191,9 @@ class SMTPClient(Protocol):
     # --- commands -----------------------------------------------------------
 
     def _expect(self) -> Deferred:
+        """A Deferred for the next reply; failed at once if the connection is gone."""
+        if not self.connected:
+            return fail(ConnectionLost("not connected"))
         d: Deferred = Deferred()
         self._waiting.append(d)
         if len(self._waiting) == 1:
@@ -200,10 +203,9 @@ class SMTPClient(Protocol):
     def command(self, line: str) -> Deferred:
         """Send one command line; fires with its reply. Callers pipeline only
         where the server offers PIPELINING (see `pipelining`)."""
-        if not self.connected:
-            return fail(ConnectionLost("not connected"))
         d = self._expect()
-        self.transport.write(line.encode("utf-8") + b"\r\n")
+        if self.connected:
+            self.transport.write(line.encode("utf-8") + b"\r\n")
         return d
 
     @property
@@ -233,6 +235,8 @@ class SMTPClient(Protocol):
         with the final reply. Only where the server offers CHUNKING.
         """
         d = self._expect()
+        if not self.connected:
+            return d
         self.transport.write(b"BDAT %d LAST\r\n" % size)
         if size <= SMALL_BODY:
             self.transport.write(body.read())
@@ -247,10 +251,9 @@ class SMTPClient(Protocol):
 
     def _end_body(self, _) -> Deferred:
         ending = b".\r\n" if self._context == b"\r\n" else b"\r\n.\r\n"
-        if not self.connected:
-            return fail(ConnectionLost("connection lost during body"))
         d = self._expect()
-        self.transport.write(ending)
+        if self.connected:
+            self.transport.write(ending)
         return d
 
     def quit(self) -> None:

@@ -102,3 +102,14 @@ def test_large_bdat_streams_raw():
     while transport.producer is not None:
         transport.producer.resumeProducing()
     assert transport.value() == b"BDAT %d LAST\r\n" % len(body) + body
+
+
+def test_commands_on_a_lost_connection_fail_at_once():
+    """A kept connection the server has closed fails the next command immediately, never hangs."""
+    client, transport, _ = connected()
+    client.connectionLost(None)
+    failures = []
+    client.command("MAIL FROM:<a@b>").addErrback(failures.append)
+    client.send_bdat(io.BytesIO(b"x\r\n"), 3).addErrback(failures.append)
+    assert len(failures) == 2
+    assert transport.value() == b""

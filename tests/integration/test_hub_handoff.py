@@ -1,0 +1,41 @@
+"""The frontend without a hub: the client gets a 4xx, and nothing is half-accepted."""
+
+import smtplib
+
+from tests.integration.gatewayproc import Gateway
+
+
+def test_no_hub_means_451_at_rcpt(tmp_path):
+    """With no hub listening, RCPT gets 451 4.4.0 and the session goes on."""
+    frontend = Gateway(tmp_path, role="frontend").start()
+    try:
+        with smtplib.SMTP("127.0.0.1", frontend.frontend_port, timeout=30) as s:
+            s.ehlo("dev")
+            s.mail("a@devices.example")
+            assert s.rcpt("alice@corp.example") == (451, b"4.4.0 Temporary server error. Please try again later")
+            assert s.noop()[0] == 250
+        assert "hand-off to hub failed at RCPT" in frontend.log()
+    finally:
+        frontend.stop()
+
+
+def test_hub_lost_before_end_of_data_gives_451_and_no_delivery(tmp_path):
+    """The hub dies after RCPT: the client's final reply is a 4xx, and once a hub is back the message was never delivered."""
+    hub = Gateway(tmp_path, role="hub").start()
+    frontend = Gateway(tmp_path, role="frontend", config=hub.config, frontend_port=hub.frontend_port, hub_port=hub.hub_port).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", frontend.frontend_port, timeout=30) as s:
+            s.ehlo("dev")
+            s.mail("a@devices.example")
+            assert s.rcpt("lost@corp.example")[0] == 250
+            hub.kill()
+            code, text = s.data(b"Subject: lost\r\n\r\nnever half-accepted\r\n")
+            assert (code, text) == (451, b"4.4.0 Temporary server error. Please try again later")
+        hub.start()
+        with smtplib.SMTP("127.0.0.1", frontend.frontend_port, timeout=30) as s:
+            s.sendmail("a@devices.example", ["after@corp.example"], b"Subject: after\r\n\r\nx\r\n")
+        hub.wait_until(lambda: hub.mailbox("after@corp.example"), what="the next message")
+        assert hub.mailbox("lost@corp.example") == []
+    finally:
+        frontend.stop()
+        hub.stop()
