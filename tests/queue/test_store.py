@@ -15,6 +15,18 @@ def sync_runner(f, *args):
     return succeed(f(*args))
 
 
+def held_runner():
+    """A run_in_thread that holds each call until the test runs it: (calls, runner)."""
+    calls = []
+
+    def runner(f, *args):
+        d = Deferred()
+        calls.append((f, args, d))
+        return d
+
+    return calls, runner
+
+
 def envelope(qid: str, size: int) -> Envelope:
     return Envelope(qid, int(qid), "<m@x>", "s@x.example", (Recipient("a@corp.example"), Recipient("b@corp.example")), 1.0, size)
 
@@ -105,12 +117,7 @@ def test_update_and_remove(tmp_path):
 
 def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
     """Group commit: while one batch is in the thread, later commits queue up and share one batch."""
-    calls = []
-
-    def manual_runner(f, *args):
-        d = Deferred()
-        calls.append((f, args, d))
-        return d
+    calls, manual_runner = held_runner()
 
     store = QueueStore(tmp_path / "q", manual_runner)
     store.prepare()
@@ -147,12 +154,7 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
 
 def test_removals_run_in_a_thread_batched_and_apart_from_commits(tmp_path):
     """remove() never unlinks in the caller; removals queue behind each other, not behind commits."""
-    calls = []
-
-    def manual_runner(f, *args):
-        d = Deferred()
-        calls.append((f, args, d))
-        return d
+    calls, manual_runner = held_runner()
 
     store = QueueStore(tmp_path / "q", manual_runner)
     store.prepare()
