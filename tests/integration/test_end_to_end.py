@@ -93,7 +93,7 @@ def test_pipelined_session_gets_replies_in_order(gateway):
     assert f.readline() == b"221 2.0.0 Service closing transmission channel\r\n"
     sock.close()
     for who in ("carol@corp.example", "dave@corp.example"):
-        (stored,) = gateway.wait_until(lambda: gateway.mailbox(who), what=who)
+        (stored,) = gateway.wait_until(lambda who=who: gateway.mailbox(who), what=who)
         assert stored.endswith(b"Subject: piped\r\n\r\nbody\r\n")
 
 
