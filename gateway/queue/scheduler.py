@@ -6,8 +6,9 @@ A message is attempted as soon as it is committed, then every
 `retry_interval` while any recipient is pending; each attempt's outcome is
 written to the envelope before the next, so state survives a restart. The
 queue entry goes away only when every recipient is delivered or has failed
-for good. (The full Exchange-like schedule, expiry and NDRs come with the
-outbound work.)
+for good; one that failed for some recipient is moved to `failed/` with its
+envelope, to wait for the non-delivery reports the outbound work brings.
+(The full Exchange-like schedule and expiry come with that work too.)
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ class DeliveryScheduler:
                 reply=reply,
                 state=state.value,
             )
+        if updated.done and any(r.state is RecipientState.FAILED for r in updated.recipients):
+            # Until non-delivery reports exist, a message that failed for good
+            # is kept (queue/failed/, with its envelope and every reply) rather
+            # than forgotten: nothing the gateway said 250 to vanishes unseen.
+            d = self.store.update(updated)
+            d.addCallback(lambda _: self.store.set_failed(envelope.queue_id))
+            return d
         if updated.done:
             self.store.remove(envelope.queue_id)
             return None

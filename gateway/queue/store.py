@@ -102,6 +102,7 @@ class QueueStore:
     def __init__(self, directory: Path, run_in_thread: Callable[..., Deferred]) -> None:
         self.directory = Path(directory)
         self.corrupt_directory = self.directory / "corrupt"
+        self.failed_directory = self.directory / "failed"
         self._run = run_in_thread
         self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
         self._removals: list[str] = []
@@ -113,6 +114,7 @@ class QueueStore:
     def prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.corrupt_directory.mkdir(exist_ok=True)
+        self.failed_directory.mkdir(exist_ok=True)
 
     def body_path(self, queue_id: str) -> Path:
         return self.directory / (queue_id + BODY)
@@ -297,7 +299,7 @@ class QueueStore:
         """Clean up after a crash; return every committed message."""
         self.prepare()
         names = {p.name for p in self.directory.iterdir() if p.is_file()}
-        names_seen = names | {p.name for p in self.corrupt_directory.iterdir()}
+        names_seen = names | {p.name for d in (self.corrupt_directory, self.failed_directory) for p in d.iterdir()}
         self.highest_id = max((int(n.split(".")[0]) for n in names_seen if n.split(".")[0].isdigit()), default=0)
         committed = []
         for name in sorted(names):
@@ -329,6 +331,12 @@ class QueueStore:
         except (OSError, ValueError) as e:
             self._set_aside(queue_id, str(e))
             return None
+
+    def set_failed(self, queue_id: str) -> None:
+        """Move a message whose delivery failed for good to failed/, envelope last."""
+        for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
+            os.replace(path, self.failed_directory / path.name)
+        log.warn("queue: {queue_id} failed for good; kept in {directory}", queue_id=queue_id, directory=str(self.failed_directory))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
         for path in (self.envelope_path(queue_id), self.body_path(queue_id)):

@@ -66,7 +66,7 @@ def test_next_hop_down_then_up(tmp_path, sink_dir):
 
 
 def test_next_hop_hard_refusal_fails_the_recipient_and_frees_the_queue(tmp_path, sink_dir):
-    """A 5xx to RCPT at the next hop is final for that recipient: logged as failed, not retried forever."""
+    """A 5xx to RCPT at the next hop is final for that recipient: logged, not retried, kept in queue/failed/."""
     sink = require_tool("smtp-sink")
     sink_port = free_port()
     proc = start_sink(sink, sink_port, str(sink_dir / "%M."), "-f", "RCPT")
@@ -74,9 +74,11 @@ def test_next_hop_hard_refusal_fails_the_recipient_and_frees_the_queue(tmp_path,
     try:
         with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
             s.sendmail("app@devices.example", ["gone@corp.example"], b"Subject: x\r\n\r\ny\r\n")
-        gw.wait_until(lambda: "failed" in gw.log(), what="a failed recipient")
+        gw.wait_until(lambda: "failed for good" in gw.log(), what="a failed recipient")
         assert re.search(r"failed \d+ to <gone@corp\.example>: 5\d\d 5\.\d\.\d", gw.log())
-        gw.wait_until(lambda: gw.queue_files() == [], what="the queue to empty")
+        assert gw.queue_files() == []
+        kept = sorted(p.name for p in (gw.var / "queue" / "failed").iterdir())
+        assert len(kept) == 2 and kept[0].endswith(".eml") and kept[1].endswith(".json")
     finally:
         proc.terminate()
         proc.wait()

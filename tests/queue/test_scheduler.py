@@ -78,7 +78,8 @@ def test_recovered_message_waits_for_its_next_attempt(tmp_path):
     assert len(mailbox.calls) == 1
 
 
-def test_unroutable_recipient_fails_without_a_delivery_call(tmp_path):
+def test_unroutable_recipient_fails_without_a_delivery_call_and_is_kept(tmp_path):
+    """A recipient that fails for good is not silently dropped: the message waits in failed/."""
     store, clock, mailbox, scheduler, _ = setup(tmp_path)
     e = store.create("43")
     e.write(BODY)
@@ -86,3 +87,8 @@ def test_unroutable_recipient_fails_without_a_delivery_call(tmp_path):
     store.commit(e, env)
     scheduler.start([env])
     assert mailbox.calls == [] and not store.exists("43")
+    kept = Envelope.from_json((tmp_path / "q" / "failed" / "43.json").read_bytes())
+    assert [(r.state, r.last_reply) for r in kept.recipients] == [
+        (RecipientState.FAILED, "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain")
+    ]
+    assert (tmp_path / "q" / "failed" / "43.eml").read_bytes() == BODY
