@@ -201,7 +201,7 @@ class IntakeTransaction:
         )
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
-        d.addCallback(lambda _: self.handler.queued(envelope))
+        d.addCallback(lambda _: self.handler.queued(envelope, entry.kept))
         return d
 
     def abort(self) -> None:
@@ -227,7 +227,7 @@ class IntakeHandler:
     def new_message_id(self, internal_id: int) -> str:
         return f"<{internal_id}@{self.fqdn}>"
 
-    def queued(self, envelope: Envelope) -> SMTPReply:
+    def queued(self, envelope: Envelope, body: bytes | None = None) -> SMTPReply:
         log.info(
             "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip} via {connector}",
             queue_id=envelope.queue_id,
@@ -238,5 +238,5 @@ class IntakeHandler:
             client_ip=envelope.client_ip,
             connector=envelope.connector,
         )
-        self.scheduler.enqueue(envelope)
+        self.scheduler.enqueue(envelope, body)
         return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)

@@ -20,9 +20,11 @@ NOW = 1_795_000_000.0
 class Scheduler:
     def __init__(self):
         self.queued: list[Envelope] = []
+        self.bodies: list[bytes | None] = []
 
-    def enqueue(self, envelope):
+    def enqueue(self, envelope, body=None):
         self.queued.append(envelope)
+        self.bodies.append(body)
 
 
 class Hub:
@@ -74,6 +76,8 @@ def test_complete_message_gets_only_a_received_header(tmp_path):
     assert hub.stored() == RECEIVED.format(id=env.internal_id).encode() + body.replace(b"..dot", b".dot")
     assert (env.client_ip, env.helo, env.connector, env.sender) == ("192.0.2.7", "scanner3", "EXSERVER\\Default Frontend", "scan@corp.example")
     assert env.size == len(hub.stored())
+    # The first delivery attempt gets the same bytes from memory, not from disk.
+    assert hub.scheduler.bodies == [hub.stored()]
 
 
 def test_missing_message_id_and_date_are_added(tmp_path):

@@ -23,7 +23,7 @@ from urllib.parse import quote
 from twisted.internet.defer import Deferred
 
 from gateway.envelope import Envelope, RecipientState
-from gateway.queue.store import fsync_directory
+from gateway.queue.store import StoredBody, fsync_directory
 
 _SAFE = "!#$&'*+-=?^_`{|}~"
 _counter = itertools.count(1)
@@ -47,10 +47,10 @@ class MaildirDelivery:
         self.clock = clock
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
-    def deliver(self, envelope: Envelope, recipients: list[str], body: Path) -> Deferred:
+    def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:
         """Fire with {address: (state, reply text)} for each recipient."""
         now = self.clock.seconds()
-        return self._run(self._deliver_sync, recipients, body, now)
+        return self._run(self._deliver_sync, recipients, body.path, now)
 
     def _unique_name(self, now: float) -> str:
         return f"{int(now)}.M{int((now % 1) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{self._host}"

@@ -9,14 +9,13 @@ fails it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from twisted.internet.defer import gatherResults, inlineCallbacks
 from twisted.logger import Logger
 
 from gateway.config import HostPort
 from gateway.deliver.pool import ConnectionPool
 from gateway.envelope import Envelope, RecipientState
+from gateway.queue.store import StoredBody
 from gateway.errors import SMTPReply
 
 log = Logger(namespace="exgateway.deliver")
@@ -46,7 +45,7 @@ class SMTPDelivery:
         self.pool = ConnectionPool(reactor, (next_hop,), helo_name, connect_timeout, idle_max)
 
     @inlineCallbacks
-    def deliver(self, envelope: Envelope, recipients: list[str], body: Path):
+    def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody):
         reuse = True
         for _ in range(2):
             try:
@@ -68,7 +67,7 @@ class SMTPDelivery:
             return results
 
     @inlineCallbacks
-    def _transaction(self, client, envelope: Envelope, recipients: list[str], body: Path):
+    def _transaction(self, client, envelope: Envelope, recipients: list[str], body: StoredBody):
         """One transaction; MAIL, RCPTs and DATA go in one write where PIPELINING is offered."""
         mail = f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}"
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
@@ -93,7 +92,7 @@ class SMTPDelivery:
             yield client.send_body(_Empty(), 0)
         elif accepted:
             if go.code == 354:
-                with open(body, "rb") as f:
+                with body.open() as f:
                     go = yield client.send_body(f, envelope.size)
             results.update({r: (_state(go), _text(go)) for r in accepted})
         if go is None and mail_reply.code == 250:

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from gateway.address import parse_mailbox
 from gateway.envelope import Envelope, RecipientState
 from gateway.errors import SMTPError
-from gateway.queue.store import QueueStore
+from gateway.queue.store import QueueStore, StoredBody
 
 log = Logger(namespace="exgateway.queue")
 
@@ -39,6 +39,7 @@ class DeliveryScheduler:
         self._ready: deque[Envelope] = deque()
         self._active = 0
         self._timers: dict[str, object] = {}
+        self._bodies: dict[str, bytes] = {}
         self._running = False
 
     def start(self, envelopes: list[Envelope]) -> None:
@@ -58,8 +59,12 @@ class DeliveryScheduler:
                 timer.cancel()
         self._timers.clear()
         self._ready.clear()
+        self._bodies.clear()
 
-    def enqueue(self, envelope: Envelope) -> None:
+    def enqueue(self, envelope: Envelope, body: bytes | None = None) -> None:
+        """Attempt a message soon; `body`, if given, spares the first attempt a read."""
+        if body is not None:
+            self._bodies[envelope.queue_id] = body
         self._ready.append(envelope)
         self._pump()
 
@@ -101,9 +106,10 @@ class DeliveryScheduler:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
+        body = StoredBody(self.store.body_path(envelope.queue_id), self._bodies.pop(envelope.queue_id, None))
         ds = []
         for hop, addresses in groups.items():
-            d = maybeDeferred(self.deliverers[hop].deliver, envelope, addresses, self.store.body_path(envelope.queue_id))
+            d = maybeDeferred(self.deliverers[hop].deliver, envelope, addresses, body)
             d.addCallback(results.update)
             d.addErrback(self._hop_failed, addresses, results)
             ds.append(d)

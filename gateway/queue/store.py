@@ -20,9 +20,10 @@ reactor thread never waits on the file system for them.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -45,6 +46,23 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+class StoredBody:
+    """
+    A queued message's body for a delivery attempt: its file, and for the
+    first attempt of a small message the same bytes still in memory, so the
+    hot path does not open and read back what it has just written.
+    """
+
+    __slots__ = ("path", "data")
+
+    def __init__(self, path: Path, data: bytes | None = None) -> None:
+        self.path = path
+        self.data = data
+
+    def open(self) -> BinaryIO:
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+
+
 class QueueEntry:
     """
     A message being received. Small bodies stay in memory until the commit,
@@ -54,7 +72,7 @@ class QueueEntry:
     whole in memory.
     """
 
-    __slots__ = ("queue_id", "path", "file", "size", "_chunks")
+    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept")
 
     SPILL = 256 * 1024
 
@@ -64,6 +82,8 @@ class QueueEntry:
         self.file = None
         self.size = 0
         self._chunks: list[bytes] = []
+        # The whole body, if it never left memory before the commit.
+        self.kept: bytes | None = None
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
@@ -80,8 +100,9 @@ class QueueEntry:
         self.file.writelines(chunks)
 
     def flush(self) -> None:
-        """Put every byte in the body file, ready for fsync (commit thread)."""
+        """Put every byte in the body file, ready for fsync."""
         if self.file is None:
+            self.kept = b"".join(self._chunks)
             self._open()
         self.file.flush()
 

@@ -7,6 +7,7 @@ from twisted.internet.task import Clock
 
 from gateway.deliver.maildir import MaildirDelivery, mailbox_path
 from gateway.envelope import RecipientState
+from gateway.queue.store import StoredBody
 
 
 def test_mailbox_path_cannot_escape_root():
@@ -23,7 +24,7 @@ def test_each_recipient_gets_the_bytes_in_new(tmp_path):
     clock.advance(1_795_000_000.5)
     delivery = MaildirDelivery(tmp_path / "mail", lambda f, *a: succeed(f(*a)), clock)
     results = []
-    delivery.deliver(None, ["alice@corp.example", "bob@corp.example"], body).addCallback(results.append)
+    delivery.deliver(None, ["alice@corp.example", "bob@corp.example"], StoredBody(body)).addCallback(results.append)
     (result,) = results
     assert {a: s for a, (s, _) in result.items()} == {
         "alice@corp.example": RecipientState.DELIVERED,

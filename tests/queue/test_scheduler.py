@@ -18,7 +18,8 @@ class Mailbox:
         self.calls = []
 
     def deliver(self, envelope, recipients, body):
-        self.calls.append((envelope.queue_id, list(recipients), body.read_bytes()))
+        with body.open() as f:
+            self.calls.append((envelope.queue_id, list(recipients), f.read()))
         outcome = self.outcomes.pop(0)
         return succeed({r: outcome[r] for r in recipients})
 
