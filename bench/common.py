@@ -244,6 +244,12 @@ class Postfix:
         return True
 
 
+def _drain(pipe, path: Path) -> None:
+    with open(path, "ab") as out:
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            out.write(chunk)
+
+
 class Exgateway:
     """exgateway on its default config, with the mailbox next hop pointed at a sink."""
 
@@ -274,15 +280,16 @@ class Exgateway:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
         for role in roles:
-            log = open(self.dir / f"twistd-{role}.log", "ab")
-            self.processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                     "--logfile=-", "exgateway", "--config", str(self.config), "--role", role],
-                    cwd=self.dir, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limits,
-                )
+            # Logs go to a pipe, as under systemd (journald), drained into a
+            # file by a thread here: a log file on the queue's file system
+            # makes every log line wait on the journal behind the fsyncs.
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+                 "--logfile=-", "exgateway", "--config", str(self.config), "--role", role],
+                cwd=self.dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=limits,
             )
-            log.close()
+            threading.Thread(target=_drain, args=(process.stdout, self.dir / f"twistd-{role}.log"), daemon=True).start()
+            self.processes.append(process)
             wait_for_port(self.hub_port if role == "hub" else self.port)
         wait_for_port(self.port)
 

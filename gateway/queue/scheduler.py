@@ -25,6 +25,8 @@ from gateway.queue.store import QueueStore, StoredBody
 
 log = Logger(namespace="exgateway.queue")
 
+# Bodies of just-queued messages kept in memory for their first attempt.
+BODY_CACHE_BYTES = 16 * 1024 * 1024
 NO_ROUTE = "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain"
 
 
@@ -40,6 +42,7 @@ class DeliveryScheduler:
         self._active = 0
         self._timers: dict[str, object] = {}
         self._bodies: dict[str, bytes] = {}
+        self._body_bytes = 0
         self._running = False
 
     def start(self, envelopes: list[Envelope]) -> None:
@@ -60,13 +63,26 @@ class DeliveryScheduler:
         self._timers.clear()
         self._ready.clear()
         self._bodies.clear()
+        self._body_bytes = 0
 
     def enqueue(self, envelope: Envelope, body: bytes | None = None) -> None:
-        """Attempt a message soon; `body`, if given, spares the first attempt a read."""
-        if body is not None:
+        """
+        Attempt a message soon; `body`, if given, spares the first attempt a
+        read. Bodies are held only within a fixed budget, so a backlog (a
+        slow next hop) falls back to reading from disk instead of growing
+        memory.
+        """
+        if body is not None and self._body_bytes + len(body) <= BODY_CACHE_BYTES:
             self._bodies[envelope.queue_id] = body
+            self._body_bytes += len(body)
         self._ready.append(envelope)
         self._pump()
+
+    def _take_body(self, queue_id: str) -> bytes | None:
+        body = self._bodies.pop(queue_id, None)
+        if body is not None:
+            self._body_bytes -= len(body)
+        return body
 
     @property
     def idle(self) -> bool:
@@ -106,7 +122,7 @@ class DeliveryScheduler:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
-        body = StoredBody(self.store.body_path(envelope.queue_id), self._bodies.pop(envelope.queue_id, None))
+        body = StoredBody(self.store.body_path(envelope.queue_id), self._take_body(envelope.queue_id))
         ds = []
         for hop, addresses in groups.items():
             d = maybeDeferred(self.deliverers[hop].deliver, envelope, addresses, body)

@@ -93,3 +93,22 @@ def test_unroutable_recipient_fails_without_a_delivery_call_and_is_kept(tmp_path
         (RecipientState.FAILED, "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain")
     ]
     assert (tmp_path / "q" / "failed" / "43.eml").read_bytes() == BODY
+
+
+def test_first_attempt_body_from_memory_within_a_budget(tmp_path, monkeypatch):
+    """A just-queued body is handed over from memory, but only within the cache budget."""
+    from gateway.queue import scheduler as scheduler_module
+
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    monkeypatch.setattr(scheduler_module, "BODY_CACHE_BYTES", 10)
+    scheduler._running = True
+    seen = []
+    mailbox.deliver = lambda e, rcpts, body: (seen.append(body.data), succeed({r: (RecipientState.DELIVERED, "250") for r in rcpts}))[1]
+    scheduler.max_concurrent = 0  # hold the attempts while bodies are offered
+    scheduler.enqueue(env, b"12345")
+    scheduler.enqueue(env, b"too long for what is left")
+    assert scheduler._body_bytes == 5
+    scheduler.max_concurrent = 5
+    scheduler._pump()
+    assert seen[0] == b"12345" and seen[1] is None
+    assert scheduler._body_bytes == 0
