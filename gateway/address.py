@@ -60,6 +60,8 @@ class Address:
 
 
 NULL = Address("", "")
+# The bare <Postmaster> recipient, before policy names its domain.
+POSTMASTER = Address("postmaster", "")
 
 
 class AddressSyntaxError(SMTPError):
@@ -204,6 +206,10 @@ def parse_path(arg: str, *, sender: bool) -> tuple[Address, dict[str, str | None
         if not sender:
             raise _bad("null recipient", sender)
         return NULL, params
+    if not sender and path.lower() == "postmaster":
+        # RFC 5321 4.5.1: <Postmaster> without a domain must be accepted;
+        # policy gives it the organisation's primary domain.
+        return POSTMASTER, params
     try:
         path.encode("ascii")
     except UnicodeEncodeError:

@@ -43,6 +43,7 @@ class AcceptedDomains:
         domains = list(domains)
         self._exact = {d.domain: d for d in domains if not d.wildcard}
         self._wild = sorted((d for d in domains if d.wildcard), key=lambda d: -len(d.domain))
+        self._primary = next((d.domain for d in domains if not d.wildcard and d.type is DomainType.AUTHORITATIVE), None)
 
     def lookup(self, domain: str) -> AcceptedDomain | None:
         found = self._exact.get(domain)
@@ -52,6 +53,10 @@ class AcceptedDomains:
             if d.matches(domain):
                 return d
         return None
+
+    def primary(self) -> str | None:
+        """The first authoritative, non-wildcard domain: where bare <Postmaster> goes."""
+        return self._primary
 
     def __contains__(self, domain: str) -> bool:
         return self.lookup(domain) is not None

@@ -11,7 +11,7 @@ vouch for where such an address ends up.
 
 from __future__ import annotations
 
-from gateway.address import Address
+from gateway.address import POSTMASTER, Address
 from gateway.domains import AcceptedDomains
 from gateway.errors import Reply, SMTPError
 from gateway.policy.rights import Right
@@ -32,6 +32,15 @@ class SessionPolicy:
             raise SMTPError(Reply.CANNOT_SEND_AS, reason="authoritative-domain sender without the right to use it")
         if size is not None and size > max_size and Right.BYPASS_MESSAGE_SIZE_LIMIT not in rights:
             raise SMTPError(Reply.SIZE_EXCEEDED, reason=f"declared SIZE {size} over {max_size}")
+
+    def resolve_postmaster(self, recipient: Address) -> Address:
+        """Bare <Postmaster> is the postmaster of the first authoritative domain."""
+        if recipient is not POSTMASTER:
+            return recipient
+        domain = self.accepted_domains.primary()
+        if domain is None:
+            raise SMTPError(Reply.RELAY_DENIED, reason="no authoritative domain for <Postmaster>")
+        return Address("postmaster", domain)
 
     def check_rcpt(self, rights: frozenset[Right], recipient: Address, accepted_so_far: int, max_recipients: int) -> None:
         if accepted_so_far >= max_recipients:

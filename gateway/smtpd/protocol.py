@@ -361,6 +361,7 @@ class ESMTPServer(Protocol):
         recipient, params = parse_path(arg[3:], sender=False)
         if params:
             raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=",".join(params))
+        recipient = self.policy.resolve_postmaster(recipient)
         self.policy.check_rcpt(self.session.rights, recipient, self._rcpt_count, self.connector.max_recipients)
         result = self._txn.add_recipient(recipient)
         if isinstance(result, Deferred):

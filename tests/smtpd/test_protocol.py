@@ -377,3 +377,12 @@ def test_data_after_bdat_is_a_sequence_error():
 def test_bdat_bad_syntax():
     c = bdat_client()
     assert c.send("BDAT ten LAST\r\n") == ["501 5.5.4 Invalid arguments"]
+
+
+def test_bare_postmaster_is_accepted_for_the_primary_domain():
+    """RFC 5321 4.5.1: RCPT TO:<Postmaster> without a domain is accepted, as postmaster of the first authoritative domain."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    assert c.send("RCPT TO:<Postmaster>\r\n") == ["250 2.1.5 Recipient OK"]
+    assert str(c.handler.transactions[0].recipients[0]) == "postmaster@corp.example"
