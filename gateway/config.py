@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, parse_range, range_conflicts
 from gateway.domains import AcceptedDomain, DomainType
-from gateway.policy.rights import PermissionGroup
+from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
 
 ROLES = ("frontend", "hub")
@@ -66,6 +66,10 @@ class ReceiveConnector:
     max_recipients: int
     connection_inactivity_timeout: float
     enabled: bool
+    # Extended rights given to, or withheld from, a principal on this connector
+    # (Exchange's Add-ADPermission / Remove-ADPermission on a receive connector).
+    granted: frozenset = frozenset()
+    withheld: frozenset = frozenset()
 
     @property
     def identity(self) -> str:
@@ -334,7 +338,9 @@ DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
     "name", "role", "bindings", "remote_ip_ranges", "permission_groups", "auth_mechanisms",
     "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
+    "permissions",
 }
+PERMISSION_KEYS = {"user", "extended_rights", "deny"}
 HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections"}
 QUEUE_KEYS = {"directory", "retry_interval", "max_concurrent_deliveries"}
 MAILBOX_KEYS = {"delivery", "maildir", "next_hop"}
@@ -382,7 +388,10 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         reader.problem(f"{where}.remote_ip_ranges", "an empty list would serve no client")
     groups = reader.items(data, where, "permission_groups", lambda v: PermissionGroup(_choice(tuple(g.value for g in PermissionGroup))(v)), ())
     mechanisms = reader.items(data, where, "auth_mechanisms", _choice(AUTH_MECHANISMS), ())
+    granted, withheld = _read_permissions(reader, data, where)
     connector = ReceiveConnector(
+        granted=granted,
+        withheld=withheld,
         name=name,
         server_name=server_name,
         role=role,
@@ -400,6 +409,28 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         enabled=reader.get(data, where, "enabled", _bool, True),
     )
     return connector
+
+
+def _read_permissions(reader: _Reader, data: dict, where: str) -> tuple[frozenset, frozenset]:
+    """`[[receive_connectors.permissions]]`: user, extended_rights, deny (default false)."""
+    granted: set = set()
+    withheld: set = set()
+    entries = data.get("permissions", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        reader.problem(f"{where}.permissions", "must be an array of tables ([[receive_connectors.permissions]])")
+        return frozenset(), frozenset()
+    for i, entry in enumerate(entries):
+        at = f"{where}.permissions[{i}]"
+        reader.table(entry, at, PERMISSION_KEYS)
+        if "user" not in entry or "extended_rights" not in entry:
+            reader.problem(at, "needs user and extended_rights")
+            continue
+        principal = reader.get(entry, at, "user", lambda v: parse_principal(_string(v)), None)
+        rights = reader.items(entry, at, "extended_rights", lambda v: parse_right(_string(v)), ())
+        deny = reader.get(entry, at, "deny", _bool, False)
+        if principal is not None:
+            (withheld if deny else granted).update((principal, right) for right in rights)
+    return frozenset(granted), frozenset(withheld)
 
 
 def _check_bindings(reader: _Reader, connectors: list[ReceiveConnector], where: dict[str, str]) -> None:

@@ -115,3 +115,21 @@ def range_conflicts(connectors: Sequence) -> list[tuple[object, object, str]]:
                     elif ra.overlaps(rb) and not (ra.covers(rb) or rb.covers(ra)):
                         out.append((a, b, f"range {ra} overlaps {rb} without containing it"))
     return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One connector's standing for an address: the range that holds it, if any."""
+
+    connector: object
+    match: IPRange | None
+
+    @property
+    def eligible(self) -> bool:
+        return self.connector.enabled and self.match is not None
+
+
+def explain_selection(connectors: Sequence, address: IPAddress) -> tuple[object | None, list[Candidate]]:
+    """select_connector, with every connector's standing, for `receive-connector test`."""
+    candidates = [Candidate(c, best_match(c.remote_ip_ranges, address)) for c in connectors]
+    return select_connector(connectors, address), candidates

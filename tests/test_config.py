@@ -169,3 +169,48 @@ def test_durations_and_sizes(tmp_path):
     text = BASE.replace('permission_groups = ["AnonymousUsers"]', 'permission_groups = ["AnonymousUsers"]\nmax_message_size = "10MB"\nconnection_inactivity_timeout = "00:01:30"')
     c = load_config(write(tmp_path, text)).receive_connectors[0]
     assert (c.max_message_size, c.connection_inactivity_timeout) == (10 * 1024 * 1024, 90.0)
+
+
+def test_permissions_are_parsed_and_checked(tmp_path):
+    text = BASE.replace('permission_groups = ["AnonymousUsers"]', '''permission_groups = ["AnonymousUsers"]
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["MS-Exch-SMTP-Accept-Any-Recipient"]
+[[receive_connectors.permissions]]
+user = "Everyone"
+extended_rights = ["ms-Exch-SMTP-Fly"]
+deny = "yes"''')
+    found = problems(tmp_path, text)
+    assert found == [
+        'receive_connectors[0] ("Default Frontend").permissions[1].user: \'Everyone\' is not a principal this gateway knows '
+        "(use 'NT AUTHORITY\\ANONYMOUS LOGON' or 'MS Exchange\\Externally Secured Servers')",
+        'receive_connectors[0] ("Default Frontend").permissions[1].extended_rights[0]: \'ms-Exch-SMTP-Fly\' is not an extended right '
+        "(known: " + ", ".join(r.value for r in __import__("gateway.policy.rights", fromlist=["Right"]).Right) + ")",
+        'receive_connectors[0] ("Default Frontend").permissions[1].deny: \'yes\' is not true or false',
+    ]
+    good = BASE.replace('permission_groups = ["AnonymousUsers"]', '''permission_groups = ["AnonymousUsers"]
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["MS-Exch-SMTP-Accept-Any-Recipient"]''')
+    from gateway.policy.rights import Principal, Right
+
+    c = load_config(write(tmp_path, good)).receive_connectors[0]
+    assert c.granted == {(Principal.ANONYMOUS, Right.ACCEPT_ANY_RECIPIENT)} and c.withheld == frozenset()
+
+
+def test_the_sample_anon_relay_block_works_when_uncommented(tmp_path):
+    """The commented seed example in etc/exgateway.toml is a valid connector that relays for its IPs."""
+    from gateway.admin.explain import explain
+
+    lines = (REPO / "etc" / "exgateway.toml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# The seed's anonymous relay"))
+    out, i = [], start + 2
+    while lines[i].startswith("# "):
+        out.append(lines[i][2:])
+        i += 1
+    text = "\n".join(lines[:start] + out + lines[i:])
+    config = load_config(write(tmp_path, text))
+    assert [c.name for c in config.receive_connectors] == ["Default Frontend", "Anon Relay", "Default"]
+    report = explain(config, "198.51.100.7", 25, "app@devices.example", ("someone@outside.example",))
+    assert any(line.endswith("198.51.100.0/24 matches (256 addresses) <- chosen") for line in report)
+    assert "ms-Exch-SMTP-Accept-Any-Recipient" in report[-3]

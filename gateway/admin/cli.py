@@ -5,6 +5,7 @@ Every subcommand takes `--config FILE` and defaults to the same file
 `twistd -n exgateway` uses (the packaged etc/exgateway.toml).
 
     exgateway config check [FILE]
+    exgateway receive-connector list | show NAME | test --client-ip IP --port N [--mail-from A] [--rcpt A ...]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gateway.admin.explain import explain
 from gateway.config import ConfigError, default_config_path, load_config
 
 
@@ -33,6 +35,72 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(args: argparse.Namespace):
+    path = args.config or default_config_path()
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"{path}: {len(e.problems)} error(s)", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _connector_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return 1
+    rows = [(c.identity, "{" + ", ".join(map(str, c.bindings)) + "}", str(c.enabled)) for c in config.receive_connectors]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("Identity", "Bindings", "Enabled"))]
+    for row in [("Identity", "Bindings", "Enabled"), tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _connector_show(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return 1
+    matches = [c for c in config.receive_connectors if args.name in (c.name, c.identity)]
+    if not matches:
+        print(f"no receive connector named {args.name!r} in {config.path}", file=sys.stderr)
+        return 1
+    c = matches[0]
+    fields = [
+        ("Identity", c.identity),
+        ("Role", c.role),
+        ("Bindings", ", ".join(map(str, c.bindings))),
+        ("RemoteIPRanges", ", ".join(map(str, c.remote_ip_ranges))),
+        ("PermissionGroups", ", ".join(sorted(g.value for g in c.permission_groups)) or "None"),
+        ("AuthMechanism", ", ".join(sorted(c.auth_mechanisms)) or "None"),
+        ("ExtendedRightsGranted", ", ".join(sorted(f"{p.value}: {r.value}" for p, r in c.granted)) or "None"),
+        ("ExtendedRightsWithheld", ", ".join(sorted(f"{p.value}: {r.value}" for p, r in c.withheld)) or "None"),
+        ("Banner", c.banner or "(default)"),
+        ("Fqdn", c.fqdn),
+        ("MaxMessageSize", f"{c.max_message_size} bytes"),
+        ("MaxRecipientsPerMessage", str(c.max_recipients)),
+        ("ConnectionInactivityTimeout", f"{c.connection_inactivity_timeout:g} s"),
+        ("Enabled", str(c.enabled)),
+    ]
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        print(f"{key:<{width}} : {value}")
+    return 0
+
+
+def _connector_test(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if config is None:
+        return 1
+    try:
+        lines = explain(config, args.client_ip, args.port, args.mail_from, tuple(args.rcpt or ()))
+    except ValueError as e:
+        print(f"exgateway: {e}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     help_text = f"config file (default: {default_config_path()})"
     top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.")
@@ -46,6 +114,21 @@ def parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file and list every error", parents=[common])
     check.add_argument("file", nargs="?", metavar="FILE", help="the file to check (default: --config, else the default)")
     check.set_defaults(run=_config_check)
+
+    rc = commands.add_parser("receive-connector", help="inspect receive connectors", parents=[common])
+    rc_commands = rc.add_subparsers(dest="action", required=True)
+    rc_commands.add_parser("list", help="Identity, Bindings, Enabled (as Get-ReceiveConnector)", parents=[common]).set_defaults(run=_connector_list)
+    show = rc_commands.add_parser("show", help="every property of one connector", parents=[common])
+    show.add_argument("name", help="connector name or SERVER\\Name identity")
+    show.set_defaults(run=_connector_show)
+    test = rc_commands.add_parser(
+        "test", help="which connector takes a connection, with what rights, and the replies MAIL and RCPT would get", parents=[common]
+    )
+    test.add_argument("--client-ip", required=True, help="the client's address (IPv4 or IPv6)")
+    test.add_argument("--port", required=True, type=int, help="the port it connects to")
+    test.add_argument("--mail-from", metavar="ADDR", help="envelope sender to check")
+    test.add_argument("--rcpt", metavar="ADDR", nargs="+", help="recipients to check")
+    test.set_defaults(run=_connector_test)
     return top
 
 

@@ -10,6 +10,7 @@ Exchange's, so `Add-ADPermission -ExtendedRights ...` habits carry over.
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 
 class Right(str, Enum):
@@ -72,10 +73,53 @@ PRINCIPAL_GROUPS: dict[Principal, tuple[PermissionGroup, ...]] = {
 }
 
 
-def rights_for(principal: Principal, connector_groups: frozenset[PermissionGroup]) -> frozenset[Right]:
-    """The rights a principal holds on a connector that lists these groups."""
+# The names Exchange gives these principals in Add-ADPermission -User, and short aliases.
+PRINCIPAL_NAMES: dict[str, Principal] = {
+    "nt authority\\anonymous logon": Principal.ANONYMOUS,
+    "anonymous": Principal.ANONYMOUS,
+    "ms exchange\\externally secured servers": Principal.EXTERNALLY_SECURED,
+    "externallysecured": Principal.EXTERNALLY_SECURED,
+}
+
+
+def parse_principal(name: str) -> Principal:
+    try:
+        return PRINCIPAL_NAMES[name.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{name!r} is not a principal this gateway knows (use 'NT AUTHORITY\\ANONYMOUS LOGON' or "
+            "'MS Exchange\\Externally Secured Servers')"
+        ) from None
+
+
+def parse_right(name: str) -> Right:
+    for right in Right:
+        if right.value.lower() == name.strip().lower():
+            return right
+    raise ValueError(f"{name!r} is not an extended right (known: {', '.join(r.value for r in Right)})")
+
+
+def rights_for(
+    principal: Principal,
+    connector_groups: frozenset[PermissionGroup],
+    granted: frozenset[tuple[Principal, Right]] = frozenset(),
+    withheld: frozenset[tuple[Principal, Right]] = frozenset(),
+) -> frozenset[Right]:
+    """
+    The rights a principal holds on a connector: what its permission groups
+    grant, plus rights granted to it on this connector (Add-ADPermission),
+    minus rights withheld from it there (which win over any grant).
+    """
     rights: set[Right] = set()
     for group in PRINCIPAL_GROUPS[principal]:
         if group in connector_groups:
             rights |= GROUP_RIGHTS[group]
+    rights |= {right for who, right in granted if who is principal}
+    rights -= {right for who, right in withheld if who is principal}
     return frozenset(rights)
+
+
+@lru_cache(maxsize=256)
+def connector_rights(connector, principal: Principal) -> frozenset[Right]:
+    """rights_for on a receive connector; the same for every session there, so computed once."""
+    return rights_for(principal, connector.permission_groups, connector.granted, connector.withheld)

@@ -30,7 +30,7 @@ from gateway.config import ReceiveConnector
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.policy.checks import SessionPolicy
-from gateway.policy.rights import Principal, Right, rights_for
+from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.smtpd import xtext
 from gateway.smtpd.data import DataDecoder, LineCheck
 from gateway.smtpd.session import MailFrom, MailHandler, Session, Transaction, new_session_id
@@ -94,7 +94,7 @@ class ESMTPServer(Protocol):
             server_ip=host.host,
             server_port=host.port,
             principal=principal,
-            rights=rights_for(principal, self.connector.permission_groups),
+            rights=connector_rights(self.connector, principal),
         )
         log.info(
             "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",

@@ -386,3 +386,26 @@ def test_bare_postmaster_is_accepted_for_the_primary_domain():
     c.send("MAIL FROM:<a@b.example>\r\n")
     assert c.send("RCPT TO:<Postmaster>\r\n") == ["250 2.1.5 Recipient OK"]
     assert str(c.handler.transactions[0].recipients[0]) == "postmaster@corp.example"
+
+
+def test_granted_accept_any_recipient_lets_the_anonymous_relay_connector_relay():
+    """The seed's Add-ADPermission step: anonymous clients on this connector may relay anywhere."""
+    c = Client("Anon Relay", receive_connectors=[{
+        "name": "Anon Relay", "role": "frontend", "bindings": ["127.0.0.1:25"], "remote_ip_ranges": ["192.0.2.0/24"],
+        "permission_groups": ["AnonymousUsers"],
+        "permissions": [{"user": "NT AUTHORITY\\ANONYMOUS LOGON", "extended_rights": ["ms-Exch-SMTP-Accept-Any-Recipient"]}],
+    }])
+    c.hello()
+    c.send("MAIL FROM:<anyone@anywhere.example>\r\n")
+    assert c.send("RCPT TO:<someone@outside.example>\r\n") == ["250 2.1.5 Recipient OK"]
+
+
+def test_withheld_authoritative_sender_right_stops_internal_spoofing():
+    """Remove-ADPermission of Accept-Authoritative-Domain-Sender: 550 5.7.1 for a spoofed internal sender."""
+    c = Client("Default Frontend", receive_connectors=[{
+        "name": "Default Frontend", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["AnonymousUsers"],
+        "permissions": [{"user": "anonymous", "extended_rights": ["ms-Exch-SMTP-Accept-Authoritative-Domain-Sender"], "deny": True}],
+    }])
+    c.hello()
+    assert c.send("MAIL FROM:<ceo@corp.example>\r\n") == ["550 5.7.1 Client does not have permissions to send as this sender"]
+    assert c.send("MAIL FROM:<printer@devices.example>\r\n") == ["250 2.1.0 Sender OK"]

@@ -1,0 +1,101 @@
+"""
+`exgateway receive-connector test`: which connector takes a connection, and why.
+
+The question every comment under the seed article asks. Given a client
+address, a port and optionally an envelope, this walks the same code the
+server runs (most-specific selection, rights, the MAIL and RCPT checks, the
+hub's routing) and reports each step: the connectors on that port with the
+range that matched or why they lost, the rights the session would hold, and
+the exact reply MAIL and each RCPT would get.
+"""
+
+from __future__ import annotations
+
+from gateway.address import parse_path
+from gateway.config import Config, ReceiveConnector
+from gateway.connectors import client_address, explain_selection
+from gateway.domains import AcceptedDomains
+from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.policy.checks import SessionPolicy
+from gateway.policy.rights import connector_rights
+from gateway.route.router import Router
+from gateway.smtpd.protocol import principal_for
+
+
+def _bindings_on_port(config: Config, port: int) -> dict:
+    by_binding: dict = {}
+    for c in config.receive_connectors:
+        for b in c.bindings:
+            if b.port == port:
+                by_binding.setdefault(b, []).append(c)
+    return by_binding
+
+
+def _reply(fn) -> SMTPReply:
+    try:
+        return fn()
+    except SMTPError as e:
+        return e.reply
+
+
+def explain(config: Config, client_ip: str, port: int, mail_from: str | None = None, rcpts: tuple[str, ...] = ()) -> list[str]:
+    """The report, as lines."""
+    address = client_address(client_ip)
+    out = [f"Connection from {address} to port {port}:"]
+    by_binding = _bindings_on_port(config, port)
+    if not by_binding:
+        out.append(f"  no receive connector listens on port {port}")
+        return out
+    chosen: ReceiveConnector | None = None
+    for binding, connectors in by_binding.items():
+        winner, candidates = explain_selection(connectors, address)
+        out.append(f"  binding {binding}:")
+        width = max(len(c.identity) for c in connectors)
+        for cand in candidates:
+            c = cand.connector
+            if not c.enabled:
+                verdict = "disabled"
+            elif cand.match is None:
+                verdict = f"no range matches (ranges: {', '.join(str(r) for r in c.remote_ip_ranges)})"
+            else:
+                how = f"{cand.match} matches ({cand.match.size} address{'es' if cand.match.size != 1 else ''})"
+                verdict = f"{how} <- chosen" if c is winner else f"{how}; lost: a more specific range won"
+            out.append(f"    {c.identity:<{width}}  {verdict}")
+        if winner is None:
+            out.append(f"    no enabled connector serves {address}: it gets `{' '.join(Reply.NO_CONNECTOR.lines())}`")
+        chosen = chosen or winner
+    if chosen is None:
+        return out
+    principal = principal_for(chosen)
+    rights = connector_rights(chosen, principal)
+    out.append(f"Session on {chosen.identity} ({chosen.role}) as {principal.value}:")
+    out.append("  rights: " + (", ".join(sorted(r.value for r in rights)) or "(none)"))
+    if mail_from is None and not rcpts:
+        return out
+
+    domains = AcceptedDomains(config.accepted_domains)
+    policy = SessionPolicy(domains)
+    router = Router(domains)
+
+    def mail() -> SMTPReply:
+        sender, params = parse_path(f"<{mail_from or ''}>", sender=True)
+        policy.check_mail(rights, sender, None, chosen.max_message_size)
+        return Reply.SENDER_OK
+
+    mail_reply = _reply(mail)
+    out.append(f"  MAIL FROM:<{mail_from or ''}>  ->  {' '.join(mail_reply.lines())}")
+    accepted = 0
+    for rcpt in rcpts:
+        def check(rcpt=rcpt) -> SMTPReply:
+            recipient, _ = parse_path(f"<{rcpt}>", sender=False)
+            recipient = policy.resolve_postmaster(recipient)
+            policy.check_rcpt(rights, recipient, accepted, chosen.max_recipients)
+            # The hub routes what the frontend let through; a recipient with no route is refused there.
+            if router.route(recipient) is None:
+                raise SMTPError(Reply.NO_ROUTE)
+            return Reply.RECIPIENT_OK
+
+        reply = _reply(check) if mail_reply.positive else Reply.NEED_MAIL
+        accepted += reply.positive
+        out.append(f"  RCPT TO:<{rcpt}>  ->  {' '.join(reply.lines())}")
+    return out
