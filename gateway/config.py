@@ -66,6 +66,13 @@ class ReceiveConnector:
     max_recipients: int
     connection_inactivity_timeout: float
     enabled: bool
+    max_protocol_errors: int = 5
+    connection_timeout: float = 600.0
+    pipelining_enabled: bool = True
+    eight_bit_mime_enabled: bool = True
+    size_enabled: bool = True
+    enhanced_status_codes_enabled: bool = True
+    chunking_enabled: bool = True
     # Extended rights given to, or withheld from, a principal on this connector
     # (Exchange's Add-ADPermission / Remove-ADPermission on a receive connector).
     granted: frozenset = frozenset()
@@ -338,8 +345,10 @@ DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
     "name", "role", "bindings", "remote_ip_ranges", "permission_groups", "auth_mechanisms",
     "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
-    "permissions",
+    "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
+    "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
 }
+ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
 HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections"}
 QUEUE_KEYS = {"directory", "retry_interval", "max_concurrent_deliveries"}
@@ -407,6 +416,9 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
             data, where, "connection_inactivity_timeout", parse_duration, DEFAULT_INACTIVITY[role]
         ),
         enabled=reader.get(data, where, "enabled", _bool, True),
+        max_protocol_errors=reader.get(data, where, "max_protocol_errors", _positive_int, 5),
+        connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 600.0),
+        **{key: reader.get(data, where, key, _bool, True) for key in ESMTP_TOGGLES},
     )
     return connector
 

@@ -34,6 +34,10 @@ class SMTPReply:
     def encode(self) -> bytes:
         return "".join(line + "\r\n" for line in self.lines()).encode("utf-8")
 
+    def without_enhanced(self) -> "SMTPReply":
+        """The reply for a client that was not offered ENHANCEDSTATUSCODES."""
+        return SMTPReply(self.code, "", self.text)
+
     def format(self, **values: object) -> "SMTPReply":
         """The same reply with `{name}` placeholders in the text filled in."""
         return SMTPReply(self.code, self.enhanced, self.text.format(**values))
@@ -103,6 +107,8 @@ class Reply:
     EIGHTBIT_NOT_DECLARED = SMTPReply(554, "5.6.0", "Invalid message content, 8-bit data in a 7BIT message")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
     TIMEOUT = SMTPReply(451, "4.7.0", "Timeout waiting for client input")
+    CONNECTION_TIMEOUT = SMTPReply(421, "4.4.1", "Connection timed out")
+    TOO_MANY_ERRORS = SMTPReply(421, "4.7.0", "Too many errors on this connection, closing transmission channel")
 
     # Transient trouble inside the gateway
     HUB_UNAVAILABLE = SMTPReply(451, "4.4.0", "Temporary server error. Please try again later")

@@ -21,19 +21,36 @@ from gateway.deliver.client import SMTPClient
 log = Logger(namespace="exgateway.deliver")
 
 
+# A kept connection is retired after this long, well inside the peer's
+# ConnectionTimeout (Exchange's default, and ours, is 10 minutes), which would
+# otherwise cut it in the middle of a transaction.
+MAX_AGE = 300.0
+
+
 class NoHostAvailable(Exception):
     pass
 
 
 class ConnectionPool:
-    def __init__(self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float, idle_max: int, reply_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        reactor,
+        hosts: tuple[HostPort, ...],
+        helo_name: str,
+        connect_timeout: float,
+        idle_max: int,
+        reply_timeout: float = 300.0,
+        max_age: float = MAX_AGE,
+    ) -> None:
         self.reactor = reactor
         self.hosts = hosts
         self.helo_name = helo_name
         self.connect_timeout = connect_timeout
         self.idle_max = idle_max
         self.reply_timeout = reply_timeout
+        self.max_age = max_age
         self._idle: list[SMTPClient] = []
+        self._born: dict[SMTPClient, float] = {}
         self._rotation = 0
 
     def acquire(self, reuse: bool = True) -> Deferred:
@@ -42,6 +59,7 @@ class ConnectionPool:
             client = self._idle.pop()
             if client.connected:
                 return succeed((client, True))
+            self._born.pop(client, None)
         if not self.hosts:
             return fail(NoHostAvailable("no hosts configured"))
         start = self._rotation
@@ -58,17 +76,24 @@ class ConnectionPool:
             log.warn("{host} unavailable: {error}", host=str(host), error=failure.getErrorMessage())
             return self._connect(start, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
 
-        d.addCallbacks(lambda client: (client, False), failed)
+        def connected(client: SMTPClient):
+            self._born[client] = self.reactor.seconds()
+            return client, False
+
+        d.addCallbacks(connected, failed)
         return d
 
     def release(self, client: SMTPClient) -> None:
         """Take back a client that is between transactions."""
-        if client.connected and not client.busy and len(self._idle) < self.idle_max:
+        young = self.reactor.seconds() - self._born.get(client, 0.0) < self.max_age
+        if client.connected and not client.busy and young and len(self._idle) < self.idle_max:
             self._idle.append(client)
         else:
+            self._born.pop(client, None)
             client.quit()
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
+        self._born.clear()
         for client in idle:
             client.quit()

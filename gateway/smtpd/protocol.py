@@ -38,6 +38,9 @@ from gateway.smtpd.session import MailFrom, MailHandler, Session, Transaction, n
 MAX_COMMAND_LINE = 512
 # Input held while an answer is pending; past this the socket is paused.
 MAX_PENDING_INPUT = 256 * 1024
+# Syntax and sequence errors count toward MaxProtocolErrors; policy refusals
+# (a relay denied, a sender refused) do not.
+PROTOCOL_ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
 XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "CONNECTOR")
 _HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
@@ -67,6 +70,7 @@ class ESMTPServer(Protocol):
         self._closed = False
         self._paused = False
         self._timer = None
+        self._lifetime = None
         self._txn: Transaction | None = None
         self._rcpt_count = 0
         # The message body in progress: DATA (decoder) or BDAT chunks.
@@ -78,7 +82,6 @@ class ESMTPServer(Protocol):
         self._bdat_size = 0
         self._bdat_last = False
         self._bdat_refusal: SMTPReply | None = None
-        # Counted here; the connector's limit on them comes with the receive-connector work.
         self.protocol_errors = 0
 
     # --- connection ---------------------------------------------------
@@ -106,6 +109,7 @@ class ESMTPServer(Protocol):
             server_port=host.port,
         )
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
+        self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
         self._send(SMTPReply(220, "", self._banner()))
 
     def _banner(self) -> str:
@@ -121,8 +125,9 @@ class ESMTPServer(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self._closed = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+        for timer in (self._timer, self._lifetime):
+            if timer is not None and timer.active():
+                timer.cancel()
         self._drop_transaction()
 
     def _timed_out(self) -> None:
@@ -131,12 +136,21 @@ class ESMTPServer(Protocol):
         self._send(Reply.TIMEOUT)
         self._close()
 
+    def _too_long(self) -> None:
+        """ConnectionTimeout: the whole session has lasted too long, busy or not."""
+        self._lifetime = None
+        log.info("connection timeout {session_id}", session_id=self.session.session_id)
+        self._send(Reply.CONNECTION_TIMEOUT)
+        self._close()
+
     def _close(self) -> None:
         self._closed = True
         self._drop_transaction()
         self.transport.loseConnection()
 
     def _send(self, reply: SMTPReply) -> None:
+        if not self.connector.enhanced_status_codes_enabled:
+            reply = reply.without_enhanced()
         self.transport.write(reply.encode())
 
     # --- input ----------------------------------------------------------
@@ -256,9 +270,13 @@ class ESMTPServer(Protocol):
                 text=reply.text,
                 details=details or {},
             )
-        if reply.code >= 500:
-            self.protocol_errors += 1
         self._send(reply)
+        if reply.code in PROTOCOL_ERROR_CODES:
+            self.protocol_errors += 1
+            if self.protocol_errors > self.connector.max_protocol_errors:
+                log.info("too many protocol errors {session_id}", session_id=self.session.session_id)
+                self._send(Reply.TOO_MANY_ERRORS)
+                self._close()
 
     def _answer_failure(self, failure: Failure) -> None:
         if failure.check(SMTPError):
@@ -315,14 +333,13 @@ class ESMTPServer(Protocol):
         greeting = f"{self.connector.fqdn} Hello [{self.session.client_ip}]"
         if not esmtp:
             return SMTPReply(250, "", greeting)
-        lines = [
-            greeting,
-            f"SIZE {self.connector.max_message_size}",
-            "PIPELINING",
-            "8BITMIME",
-            "ENHANCEDSTATUSCODES",
-            "CHUNKING",
-        ]
+        c = self.connector
+        lines = [greeting]
+        lines += [f"SIZE {c.max_message_size}"] if c.size_enabled else []
+        lines += ["PIPELINING"] if c.pipelining_enabled else []
+        lines += ["8BITMIME"] if c.eight_bit_mime_enabled else []
+        lines += ["ENHANCEDSTATUSCODES"] if c.enhanced_status_codes_enabled else []
+        lines += ["CHUNKING"] if c.chunking_enabled else []
         if Right.ACCEPT_XFORWARD in self.session.rights:
             lines.append("XFORWARD " + " ".join(XFORWARD_ATTRS))
         lines.append("HELP")
@@ -339,6 +356,8 @@ class ESMTPServer(Protocol):
         size = None
         body = None
         for key, value in params.items():
+            if (key == "SIZE" and not self.connector.size_enabled) or (key == "BODY" and not self.connector.eight_bit_mime_enabled):
+                raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
             if key == "SIZE" and value is not None and value.isdigit():
                 size = int(value)
             elif key == "BODY" and value is not None and value.upper() in ("7BIT", "8BITMIME"):
@@ -399,6 +418,8 @@ class ESMTPServer(Protocol):
 
     def do_BDAT(self, arg: str):
         """RFC 3030 CHUNKING: the chunk's octets are read whatever the verdict, then answered."""
+        if not self.connector.chunking_enabled:
+            raise SMTPError(Reply.UNRECOGNIZED, reason="CHUNKING disabled on this connector")
         words = arg.split()
         if not 1 <= len(words) <= 2 or not words[0].isdigit() or (len(words) == 2 and words[1].upper() != "LAST"):
             raise SMTPError(Reply.BAD_SYNTAX, reason="BDAT <size> [LAST]")

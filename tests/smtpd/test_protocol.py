@@ -409,3 +409,53 @@ def test_withheld_authoritative_sender_right_stops_internal_spoofing():
     c.hello()
     assert c.send("MAIL FROM:<ceo@corp.example>\r\n") == ["550 5.7.1 Client does not have permissions to send as this sender"]
     assert c.send("MAIL FROM:<printer@devices.example>\r\n") == ["250 2.1.0 Sender OK"]
+
+
+def test_too_many_protocol_errors_closes_with_421():
+    """MaxProtocolErrors (default 5): the sixth syntax error gets its reply, then 421 4.7.0 and the end."""
+    c = Client()
+    lines = c.send("BOGUS\r\n" * 5)
+    assert lines == ["500 5.3.3 Unrecognized command"] * 5 and not c.transport.disconnecting
+    assert c.send("BOGUS\r\nNOOP\r\n") == [
+        "500 5.3.3 Unrecognized command",
+        "421 4.7.0 Too many errors on this connection, closing transmission channel",
+    ]
+    assert c.transport.disconnecting
+
+
+def test_policy_refusals_are_not_protocol_errors():
+    """An app that addresses many outside recipients is refused each time, not disconnected."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    assert c.send("RCPT TO:<x@outside.example>\r\n" * 8)[-1].startswith("550 5.7.54")
+    assert not c.transport.disconnecting
+
+
+def test_connection_timeout_ends_even_a_busy_session():
+    """ConnectionTimeout (default 10 minutes) ends the session however active it is."""
+    c = Client()
+    for _ in range(11):
+        c.clock.advance(59)
+        c.send("NOOP\r\n")
+    assert c.transport.disconnecting
+    c2 = Client(receive_connectors=[{"name": "Default Frontend", "role": "frontend", "bindings": ["127.0.0.1:25"],
+                                     "permission_groups": ["AnonymousUsers"], "connection_timeout": "30s"}])
+    c2.clock.advance(29)
+    c2.send("NOOP\r\n")
+    c2.clock.advance(1)
+    assert c2.read() == ["421 4.4.1 Connection timed out"] and c2.transport.disconnecting
+
+
+def test_esmtp_toggles():
+    """Disabled extensions are not offered and their parameters and commands are refused."""
+    c = Client(receive_connectors=[{
+        "name": "Default Frontend", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["AnonymousUsers"],
+        "pipelining_enabled": False, "eight_bit_mime_enabled": False, "size_enabled": False,
+        "enhanced_status_codes_enabled": False, "chunking_enabled": False,
+    }])
+    assert c.send("EHLO x\r\n") == ["250-mail.corp.example Hello [192.0.2.1]", "250 HELP"]
+    assert c.send("MAIL FROM:<a@b.example> BODY=8BITMIME\r\n") == ["555 Unsupported parameter"]
+    assert c.send("MAIL FROM:<a@b.example> SIZE=10\r\n") == ["555 Unsupported parameter"]
+    assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 Sender OK"]
+    assert c.send("RCPT TO:<alice@corp.example>\r\nBDAT 1 LAST\r\n") == ["250 Recipient OK", "500 Unrecognized command"]
