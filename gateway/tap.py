@@ -22,14 +22,13 @@ from twisted.python import usage
 from gateway.config import Config, ConfigError, default_config_path, load_config
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.smtp import SMTPDelivery
-from gateway.domains import AcceptedDomains
 from gateway.intake import IntakeHandler
-from gateway.policy.checks import SessionPolicy
 from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
-from gateway.route.router import MAILBOX, Router
+from gateway.reload import LiveConfig, ReloadOnHangup
+from gateway.route.router import MAILBOX
 from gateway.smtpd.factory import BindingFactory
 
 ROLES = ("all", "frontend", "hub")
@@ -103,14 +102,14 @@ def _endpoint(reactor, binding):
     return TCP4ServerEndpoint(reactor, binding.port, backlog=LISTEN_BACKLOG, interface=binding.host)
 
 
-def _listeners(parent: MultiService, reactor, connectors, handler, policy) -> None:
-    by_binding: dict = {}
-    for c in connectors:
+def _listeners(parent: MultiService, reactor, live: LiveConfig, role: str, handler) -> None:
+    bindings = []
+    for c in live.config.connectors(role):
         if c.enabled:
-            for b in c.bindings:
-                by_binding.setdefault(b, []).append(c)
-    for binding, group in by_binding.items():
-        factory = BindingFactory(binding, tuple(group), handler, policy, reactor)
+            bindings += [b for b in c.bindings if b not in bindings]
+    for binding in bindings:
+        factory = BindingFactory(binding, role, (), handler, live.policy, reactor)
+        live.attach(factory)
         service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
         # A port that cannot be bound stops start-up instead of being logged and ignored.
         service._raiseSynchronously = True
@@ -121,8 +120,8 @@ def _listeners(parent: MultiService, reactor, connectors, handler, policy) -> No
 def build_service(config: Config, role: str, reactor) -> MultiService:
     """Assemble the gateway's services for one config and role."""
     top = MultiService()
-    domains = AcceptedDomains(config.accepted_domains)
-    policy = SessionPolicy(domains)
+    roles = ("frontend", "hub") if role == "all" else (role,)
+    live = LiveConfig(config, config.path, roles)
     pool_threads = reactor.getThreadPool()
 
     def run_in_thread(f, *args):
@@ -130,24 +129,26 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
 
     if role in ("all", "hub"):
         store = QueueStore(config.queue.directory, run_in_thread)
-        router = Router(domains)
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(reactor, config.mailbox.next_hop, config.fqdn)
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
         scheduler = DeliveryScheduler(
-            store, router, {MAILBOX: mailbox}, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
+            store, live.router, {MAILBOX: mailbox}, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
         )
+        live.follow_routes(scheduler)
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
-        intake = IntakeHandler(store, router, scheduler, reactor, config.fqdn)
-        _listeners(top, reactor, config.connectors("hub"), intake, policy)
+        intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
+        live.follow_routes(intake)
+        _listeners(top, reactor, live, "hub", intake)
 
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
         pool = ConnectionPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, config.connectors("frontend"), ProxyHandler(pool, spool), policy)
+        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool))
+    ReloadOnHangup(live, reactor).setServiceParent(top)
     return top
 
 

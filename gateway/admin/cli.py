@@ -6,12 +6,16 @@ Every subcommand takes `--config FILE` and defaults to the same file
 
     exgateway config check [FILE]
     exgateway receive-connector list | show NAME | test --client-ip IP --port N [--mail-from A] [--rcpt A ...]
+    exgateway reload [--pidfile FILE | --pid PID]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+from pathlib import Path
 
 from gateway.admin.explain import explain
 from gateway.config import ConfigError, default_config_path, load_config
@@ -101,6 +105,22 @@ def _connector_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload(args: argparse.Namespace) -> int:
+    """Check the file first, then signal the running gateway (SIGHUP)."""
+    config = _load(args)
+    if config is None:
+        print("not reloaded: the running gateway keeps its configuration", file=sys.stderr)
+        return 1
+    try:
+        pid = args.pid or int(Path(args.pidfile).read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as e:
+        print(f"exgateway: cannot signal the gateway ({e}); give --pid or --pidfile", file=sys.stderr)
+        return 1
+    print(f"sent SIGHUP to {pid}: it reloads {config.path}; its log says what was applied")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     help_text = f"config file (default: {default_config_path()})"
     top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.")
@@ -129,6 +149,13 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--mail-from", metavar="ADDR", help="envelope sender to check")
     test.add_argument("--rcpt", metavar="ADDR", nargs="+", help="recipients to check")
     test.set_defaults(run=_connector_test)
+
+    reload = commands.add_parser(
+        "reload", help="check the config file, then have the running gateway apply it (SIGHUP)", parents=[common]
+    )
+    reload.add_argument("--pidfile", default="twistd.pid", help="twistd's pid file (default: ./twistd.pid)")
+    reload.add_argument("--pid", type=int, help="the gateway's process id, instead of --pidfile")
+    reload.set_defaults(run=_reload)
     return top
 
 

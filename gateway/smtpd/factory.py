@@ -28,8 +28,14 @@ class _Refuse(Protocol):
 
 
 class BindingFactory(Factory):
-    def __init__(self, binding: Binding, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock) -> None:
+    """
+    `connectors` and `policy` are read at each new connection and may be
+    replaced between connections (a reload); a session keeps the ones it got.
+    """
+
+    def __init__(self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock) -> None:
         self.binding = binding
+        self.role = role
         self.connectors = connectors
         self.handler = handler
         self.policy = policy

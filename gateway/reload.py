@@ -1,0 +1,127 @@
+"""
+Reloading the configuration without a restart (SIGHUP, or `exgateway reload`).
+
+An admin who adds a relay IP or an accepted domain should not have to drop
+every session to apply it. On reload the file is read and validated whole;
+a file with errors is refused, each error logged, and the running
+configuration kept. A good file replaces the connectors, rights and accepted
+domains that new connections see. A session already open keeps the
+connector and policy it started with: the listener hands each new session
+the objects current at that moment, and a reload swaps them, never edits
+them.
+
+A file that changes the listening addresses is refused as a whole (sockets
+are opened at start-up, as root): restart to apply it. Changes to the hub
+pool, the queue and mailbox settings are reported and wait for a restart.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from gateway.config import Config, ConfigError, load_config
+from gateway.domains import AcceptedDomains
+from gateway.policy.checks import SessionPolicy
+from gateway.route.router import Router
+
+log = Logger(namespace="exgateway.reload")
+
+
+def _bindings(config: Config, roles: tuple[str, ...]) -> set:
+    return {(str(b), c.role) for c in config.receive_connectors if c.enabled and c.role in roles for b in c.bindings}
+
+
+class LiveConfig:
+    """The running configuration, and the objects built from it that a reload replaces."""
+
+    def __init__(self, config: Config, path: Path | None, roles: tuple[str, ...]) -> None:
+        self.path = path
+        self.roles = roles
+        self.factories: list = []
+        self.routed: list = []
+        self._apply(config)
+
+    def _apply(self, config: Config) -> None:
+        self.config = config
+        domains = AcceptedDomains(config.accepted_domains)
+        self.policy = SessionPolicy(domains)
+        self.router = Router(domains)
+        for factory in self.factories:
+            self._update_factory(factory)
+        for holder in self.routed:
+            holder.router = self.router
+
+    def _update_factory(self, factory) -> None:
+        factory.connectors = tuple(
+            c for c in self.config.receive_connectors
+            if c.enabled and c.role == factory.role and factory.binding in c.bindings
+        )
+        factory.policy = self.policy
+
+    def attach(self, factory) -> None:
+        """A listener whose connectors and policy follow reloads."""
+        self.factories.append(factory)
+        self._update_factory(factory)
+
+    def follow_routes(self, holder) -> None:
+        """An object whose `router` attribute follows reloads (hub intake, scheduler)."""
+        holder.router = self.router
+        self.routed.append(holder)
+
+    def reload(self) -> bool:
+        """Read the file again; apply it if it is valid. True if applied."""
+        try:
+            new = load_config(self.path)
+        except ConfigError as e:
+            for problem in e.problems:
+                log.error("reload refused, running configuration kept: {problem}", problem=str(problem))
+            return False
+        old = self.config
+        added = _bindings(new, self.roles) - _bindings(old, self.roles)
+        removed = _bindings(old, self.roles) - _bindings(new, self.roles)
+        if added or removed:
+            # Listening sockets are opened at start-up (as root, before privileges
+            # drop); applying the rest would leave a port serving nobody.
+            log.error(
+                "reload refused, running configuration kept: listening addresses changed "
+                "(added: {added}; removed: {removed}); restart the gateway to apply this file",
+                added=", ".join(sorted(f"{b} ({r})" for b, r in added)) or "none",
+                removed=", ".join(sorted(f"{b} ({r})" for b, r in removed)) or "none",
+            )
+            return False
+        fixed = []
+        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name"):
+            if getattr(new, name) != getattr(old, name):
+                fixed.append(name)
+        self._apply(new)
+        log.info(
+            "configuration reloaded from {path}: {connectors} receive connectors, {domains} accepted domains",
+            path=str(new.path),
+            connectors=len(new.receive_connectors),
+            domains=len(new.accepted_domains),
+        )
+        if fixed:
+            log.warn("changes to {settings} take effect at the next restart", settings=", ".join(fixed))
+        return True
+
+
+class ReloadOnHangup(Service):
+    """SIGHUP reloads the configuration (what `exgateway reload` sends)."""
+
+    def __init__(self, live: LiveConfig, reactor) -> None:
+        self.live = live
+        self.reactor = reactor
+        self._previous = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.live.reload))
+
+    def stopService(self):
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+        return super().stopService()

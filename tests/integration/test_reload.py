@@ -1,0 +1,49 @@
+"""Reload on a running gateway: a new accepted domain applies to new sessions, not to the open one."""
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+
+from tests.integration.gatewayproc import REPO, Gateway
+
+
+def test_reload_applies_to_new_sessions_only(tmp_path):
+    gw = Gateway(tmp_path).start()
+    try:
+        open_session = smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10)
+        open_session.ehlo("before")
+        open_session.mail("app@devices.example")
+        assert open_session.rcpt("x@new.example")[0] == 550
+
+        text = gw.config.read_text().replace('domain = "corp.example"', 'domain = "corp.example"\n\n[[accepted_domains]]\ndomain = "new.example"')
+        gw.config.write_text(text)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.admin.cli", "--config", str(gw.config), "reload", "--pid", str(gw.pid)],
+            capture_output=True, text=True, env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        gw.wait_until(lambda: "configuration reloaded" in gw.log(), what="the reload")
+
+        # The open session keeps the policy it started with...
+        assert open_session.rcpt("y@new.example") == (550, b"5.7.54 SMTP; Unable to relay recipient in non-accepted domain")
+        open_session.quit()
+        # ...and a new one gets the new accepted domain, end to end.
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["zed@new.example"], b"Subject: reloaded\r\n\r\nhello\r\n")
+        (stored,) = gw.wait_until(lambda: gw.mailbox("zed@new.example"), what="delivery to the new domain")
+        assert stored.endswith(b"Subject: reloaded\r\n\r\nhello\r\n")
+
+        # A broken file is refused; the gateway keeps running on what it had.
+        gw.config.write_text(text.replace('role = "frontend"', 'role = "edge"'))
+        os.kill(gw.pid, signal.SIGHUP)
+        gw.wait_until(lambda: "reload refused" in gw.log(), what="the refusal")
+        assert "'edge' is not one of frontend, hub" in gw.log()
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.ehlo("after")
+            s.mail("app@devices.example")
+            assert s.rcpt("again@new.example")[0] == 250
+    finally:
+        gw.stop()

@@ -1,0 +1,88 @@
+"""Reloading: a good file replaces what new sessions see; a bad one is refused and logged."""
+
+from twisted.logger import LogLevel, globalLogPublisher
+
+from gateway.config import Binding, load_config
+from gateway.reload import LiveConfig
+from gateway.smtpd.factory import BindingFactory
+
+BASE = """
+[server]
+name = "EXSERVER"
+fqdn = "mail.corp.example"
+[[accepted_domains]]
+domain = "corp.example"
+[[receive_connectors]]
+name = "Default Frontend"
+role = "frontend"
+bindings = ["127.0.0.1:2025"]
+permission_groups = ["AnonymousUsers"]
+[hub_pool]
+hosts = ["127.0.0.1:2525"]
+"""
+
+RELAY = """
+[[receive_connectors]]
+name = "Anon Relay"
+role = "frontend"
+bindings = ["127.0.0.1:2025"]
+remote_ip_ranges = ["127.0.0.2"]
+permission_groups = ["AnonymousUsers"]
+"""
+
+
+def setup(tmp_path):
+    path = tmp_path / "gw.toml"
+    path.write_text(BASE)
+    live = LiveConfig(load_config(path), path, ("frontend",))
+    factory = BindingFactory(Binding("127.0.0.1", 2025), "frontend", (), None, None, None)
+    live.attach(factory)
+    return path, live, factory
+
+
+def captured():
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    return events, lambda: globalLogPublisher.removeObserver(events.append)
+
+
+def test_good_file_replaces_connectors_and_policy_for_new_sessions(tmp_path):
+    path, live, factory = setup(tmp_path)
+    old_policy, old_connectors = factory.policy, factory.connectors
+    assert [c.name for c in factory.connectors] == ["Default Frontend"]
+    path.write_text(BASE.replace('domain = "corp.example"', 'domain = "corp.example"\n[[accepted_domains]]\ndomain = "new.example"') + RELAY)
+    assert live.reload()
+    assert [c.name for c in factory.connectors] == ["Default Frontend", "Anon Relay"]
+    assert "new.example" in factory.policy.accepted_domains
+    # What an open session holds is untouched.
+    assert "new.example" not in old_policy.accepted_domains and len(old_connectors) == 1
+
+
+def test_bad_file_is_refused_and_every_error_logged(tmp_path):
+    path, live, factory = setup(tmp_path)
+    path.write_text(BASE.replace('bindings = ["127.0.0.1:2025"]', 'bindings = ["127.0.0.1:2025"]\nmax_recipients = 0') + "[oops]\n")
+    events, done = captured()
+    try:
+        assert not live.reload()
+    finally:
+        done()
+    errors = [e["problem"] for e in events if e.get("log_namespace") == "exgateway.reload" and e["log_level"] == LogLevel.error]
+    assert errors == [
+        f"{path}: oops: unknown key (known: accepted_domains, hub_pool, mailbox, queue, receive_connectors, server)",
+        f'{path}: receive_connectors[0] ("Default Frontend").max_recipients: 0 is not a positive integer',
+    ]
+    assert [c.name for c in factory.connectors] == ["Default Frontend"]
+
+
+def test_binding_change_is_refused_until_a_restart(tmp_path):
+    """A new port cannot be opened by a reload: the whole file waits for a restart, the old one keeps serving."""
+    path, live, factory = setup(tmp_path)
+    path.write_text(BASE.replace("127.0.0.1:2025", "127.0.0.1:2026"))
+    events, done = captured()
+    try:
+        assert not live.reload()
+    finally:
+        done()
+    (event,) = [e for e in events if e.get("log_namespace") == "exgateway.reload"]
+    assert (event["added"], event["removed"]) == ("127.0.0.1:2026 (frontend)", "127.0.0.1:2025 (frontend)")
+    assert [c.name for c in factory.connectors] == ["Default Frontend"]
