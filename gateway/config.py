@@ -67,6 +67,10 @@ class ReceiveConnector:
     connection_inactivity_timeout: float
     enabled: bool
     max_protocol_errors: int = 5
+    # None is Exchange's "unlimited".
+    max_inbound_connection: int | None = 5000
+    max_inbound_connection_per_source: int | None = 20
+    message_rate_limit: int | None = None
     connection_timeout: float = 600.0
     pipelining_enabled: bool = True
     eight_bit_mime_enabled: bool = True
@@ -295,6 +299,15 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _limit(value: Any) -> int | None:
+    """A positive count, or "unlimited" (Exchange's word)."""
+    if isinstance(value, str) and value.lower() == "unlimited":
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{value!r} is not a positive integer or \"unlimited\"")
+    return value
+
+
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         for option in options:
@@ -347,6 +360,7 @@ CONNECTOR_KEYS = {
     "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
     "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
+    "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit",
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
@@ -417,6 +431,12 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         ),
         enabled=reader.get(data, where, "enabled", _bool, True),
         max_protocol_errors=reader.get(data, where, "max_protocol_errors", _positive_int, 5),
+        max_inbound_connection=reader.get(data, where, "max_inbound_connection", _limit, 5000),
+        # Exchange's hub connector takes every frontend's connections from few addresses.
+        max_inbound_connection_per_source=reader.get(
+            data, where, "max_inbound_connection_per_source", _limit, 20 if role == "frontend" else None
+        ),
+        message_rate_limit=reader.get(data, where, "message_rate_limit", _limit, None),
         connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 600.0),
         **{key: reader.get(data, where, key, _bool, True) for key in ESMTP_TOGGLES},
     )

@@ -106,6 +106,13 @@ class Reply:
     BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
     EIGHTBIT_NOT_DECLARED = SMTPReply(554, "5.6.0", "Invalid message content, 8-bit data in a 7BIT message")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
+    TOO_MANY_CONNECTIONS = SMTPReply(
+        421, "4.3.2", "The maximum number of concurrent server connections has exceeded a limit, closing transmission channel"
+    )
+    TOO_MANY_CONNECTIONS_FROM_SOURCE = SMTPReply(
+        421, "4.3.2", "The maximum number of concurrent connections has exceeded a limit, closing transmission channel"
+    )
+    RATE_LIMITED = SMTPReply(421, "4.4.2", "Message submission rate for this client has exceeded the configured limit")
     TIMEOUT = SMTPReply(451, "4.7.0", "Timeout waiting for client input")
     CONNECTION_TIMEOUT = SMTPReply(421, "4.4.1", "Connection timed out")
     TOO_MANY_ERRORS = SMTPReply(421, "4.7.0", "Too many errors on this connection, closing transmission channel")

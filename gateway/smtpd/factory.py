@@ -16,14 +16,18 @@ from gateway.config import Binding, ReceiveConnector
 from gateway.connectors import client_address, select_connector
 from gateway.errors import Reply
 from gateway.policy.checks import SessionPolicy
+from gateway.policy.limits import ConnectionLimits
 from gateway.smtpd.protocol import ESMTPServer
 
 log = Logger(namespace="exgateway.smtpd")
 
 
 class _Refuse(Protocol):
+    def __init__(self, reply) -> None:
+        self.reply = reply
+
     def connectionMade(self) -> None:
-        self.transport.write(Reply.NO_CONNECTOR.encode())
+        self.transport.write(self.reply.encode())
         self.transport.loseConnection()
 
 
@@ -33,7 +37,10 @@ class BindingFactory(Factory):
     replaced between connections (a reload); a session keeps the ones it got.
     """
 
-    def __init__(self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock) -> None:
+    def __init__(
+        self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None
+    ) -> None:
+        self.limits = limits if limits is not None else ConnectionLimits()
         self.binding = binding
         self.role = role
         self.connectors = connectors
@@ -49,5 +56,11 @@ class BindingFactory(Factory):
         connector = select_connector(self.connectors, client) if client is not None else None
         if connector is None:
             log.warn("no receive connector on {binding} serves {client}: refused", binding=str(self.binding), client=addr.host)
-            return _Refuse()
-        return ESMTPServer(connector, self.handler, self.policy, self.clock)
+            return _Refuse(Reply.NO_CONNECTOR)
+        refusal = self.limits.admit(connector, str(client))
+        if refusal is not None:
+            log.warn(
+                "{connector} refused {client}: {reply}", connector=connector.identity, client=str(client), reply=str(refusal)
+            )
+            return _Refuse(refusal)
+        return ESMTPServer(connector, self.handler, self.policy, self.clock, self.limits)

@@ -57,7 +57,11 @@ def principal_for(connector: ReceiveConnector) -> Principal:
 class ESMTPServer(Protocol):
     """One SMTP session on one receive connector."""
 
-    def __init__(self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime) -> None:
+    def __init__(
+        self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None
+    ) -> None:
+        # ConnectionLimits that counted this connection in (the listener's), if any.
+        self.limits = limits
         self.connector = connector
         self.handler = handler
         self.policy = policy
@@ -124,6 +128,9 @@ class ESMTPServer(Protocol):
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
+        if self.limits is not None and self.session is not None:
+            self.limits.release(self.connector, self.session.client_ip)
+            self.limits = None
         self._closed = True
         for timer in (self._timer, self._lifetime):
             if timer is not None and timer.active():
@@ -367,6 +374,10 @@ class ESMTPServer(Protocol):
             else:
                 raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
         self.policy.check_mail(self.session.rights, sender, size, self.connector.max_message_size)
+        if self.limits is not None and not self.limits.message(self.connector, self.session.client_ip, self.clock.seconds()):
+            self._answer_now(Reply.RATE_LIMITED)
+            self._close()
+            return None
         mail = MailFrom(sender, size, body)
         self._txn = self.handler.begin(self.session, mail)
         self._rcpt_count = 0

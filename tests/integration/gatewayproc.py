@@ -54,6 +54,8 @@ name = "Default Frontend"
 role = "frontend"
 bindings = ["127.0.0.1:{frontend_port}"]
 permission_groups = ["AnonymousUsers"]
+# The load tests run 50 clients from one address.
+max_inbound_connection_per_source = 100
 
 [[receive_connectors]]
 name = "Default"
