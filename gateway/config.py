@@ -66,6 +66,7 @@ class ReceiveConnector:
     max_recipients: int
     connection_inactivity_timeout: float
     enabled: bool
+    protocol_logging_level: str = "None"
     max_protocol_errors: int = 5
     # None is Exchange's "unlimited".
     max_inbound_connection: int | None = 5000
@@ -118,6 +119,13 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class ProtocolLogConfig:
+    directory: Path
+    max_file_size: int
+    max_age: float
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server_name: str
@@ -128,6 +136,7 @@ class Config:
     hub_pool: HubPool
     queue: QueueConfig
     mailbox: MailboxConfig
+    protocol_log: ProtocolLogConfig
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -352,7 +361,8 @@ def _accepted_domain_name(value: Any) -> str:
     return value
 
 
-TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox"}
+TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log"}
+PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir"}
 DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
@@ -360,7 +370,7 @@ CONNECTOR_KEYS = {
     "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
     "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
-    "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit",
+    "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
@@ -430,6 +440,7 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
             data, where, "connection_inactivity_timeout", parse_duration, DEFAULT_INACTIVITY[role]
         ),
         enabled=reader.get(data, where, "enabled", _bool, True),
+        protocol_logging_level=reader.get(data, where, "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         max_protocol_errors=reader.get(data, where, "max_protocol_errors", _positive_int, 5),
         max_inbound_connection=reader.get(data, where, "max_inbound_connection", _limit, 5000),
         # Exchange's hub connector takes every frontend's connections from few addresses.
@@ -571,6 +582,13 @@ def parse_config(raw: dict, file: str) -> Config:
         next_hop=next_hop,
     )
 
+    plog = _section(reader, raw, "protocol_log", PROTOCOL_LOG_KEYS)
+    protocol_log = ProtocolLogConfig(
+        directory=var_dir / reader.get(plog, "protocol_log", "directory", _string, "logs/ProtocolLog"),
+        max_file_size=reader.get(plog, "protocol_log", "max_file_size", parse_size, 10 * 1024 * 1024),
+        max_age=reader.get(plog, "protocol_log", "max_age", parse_duration, 30 * 86400.0),
+    )
+
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -583,6 +601,7 @@ def parse_config(raw: dict, file: str) -> Config:
         hub_pool=hub_pool,
         queue=queue_config,
         mailbox=mailbox_config,
+        protocol_log=protocol_log,
     )
 
 

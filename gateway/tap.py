@@ -27,6 +27,7 @@ from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
+from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.route.router import MAILBOX
@@ -103,13 +104,15 @@ def _endpoint(reactor, binding):
     return TCP4ServerEndpoint(reactor, binding.port, backlog=LISTEN_BACKLOG, interface=binding.host)
 
 
-def _listeners(parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits) -> None:
+def _listeners(
+    parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog
+) -> None:
     bindings = []
     for c in live.config.connectors(role):
         if c.enabled:
             bindings += [b for b in c.bindings if b not in bindings]
     for binding in bindings:
-        factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits)
+        factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits, plog)
         live.attach(factory)
         service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
         # A port that cannot be bound stops start-up instead of being logged and ignored.
@@ -125,6 +128,16 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     live = LiveConfig(config, config.path, roles)
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits()
+    protocol_logs: list[ProtocolLog] = []
+
+    def receive_log(tier: str) -> ProtocolLog:
+        """Exchange keeps front end and hub logs apart: <dir>/FrontEnd/SmtpReceive, <dir>/Hub/SmtpReceive."""
+        plc = config.protocol_log
+        plog = ProtocolLog(plc.directory / tier / "SmtpReceive", "RECV", reactor, plc.max_file_size, plc.max_age)
+        protocol_logs.append(plog)
+        return plog
+
+    ProtocolLogService(protocol_logs, reactor).setServiceParent(top)
     pool_threads = reactor.getThreadPool()
 
     def run_in_thread(f, *args):
@@ -143,14 +156,14 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
         live.follow_routes(intake)
-        _listeners(top, reactor, live, "hub", intake, limits)
+        _listeners(top, reactor, live, "hub", intake, limits, receive_log("Hub"))
 
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
         pool = ConnectionPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits)
+        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, receive_log("FrontEnd"))
     ReloadOnHangup(live, reactor).setServiceParent(top)
     return top
 

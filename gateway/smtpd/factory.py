@@ -38,9 +38,11 @@ class BindingFactory(Factory):
     """
 
     def __init__(
-        self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None
+        self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None,
+        protocol_log=None,
     ) -> None:
         self.limits = limits if limits is not None else ConnectionLimits()
+        self.protocol_log = protocol_log
         self.binding = binding
         self.role = role
         self.connectors = connectors
@@ -63,4 +65,4 @@ class BindingFactory(Factory):
                 "{connector} refused {client}: {reply}", connector=connector.identity, client=str(client), reply=str(refusal)
             )
             return _Refuse(refusal)
-        return ESMTPServer(connector, self.handler, self.policy, self.clock, self.limits)
+        return ESMTPServer(connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log)

@@ -29,6 +29,7 @@ from gateway.address import parse_path
 from gateway.config import ReceiveConnector
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.logs.protocol import SessionLog
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.smtpd import xtext
@@ -47,6 +48,15 @@ _HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
 log = Logger(namespace="exgateway.smtpd")
 
 
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _log_right(right: Right) -> str:
+    """Exchange's spelling in protocol logs: ms-Exch-SMTP-Accept-Any-Sender -> SMTPAcceptAnySender."""
+    return right.value.removeprefix("ms-Exch-").removeprefix("exgw-").replace("-", "")
+
+
 def principal_for(connector: ReceiveConnector) -> Principal:
     """Without AUTH, a client is anonymous unless the connector is externally secured."""
     if "ExternalAuthoritative" in connector.auth_mechanisms:
@@ -58,8 +68,12 @@ class ESMTPServer(Protocol):
     """One SMTP session on one receive connector."""
 
     def __init__(
-        self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None
+        self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None,
+        protocol_log=None,
     ) -> None:
+        # The receive protocol log of this tier, written if the connector says Verbose.
+        self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
+        self._plog = None
         # ConnectionLimits that counted this connection in (the listener's), if any.
         self.limits = limits
         self.connector = connector
@@ -72,6 +86,7 @@ class ESMTPServer(Protocol):
         self._processing = False
         self._discarding = False
         self._closed = False
+        self._local_close = False
         self._paused = False
         self._timer = None
         self._lifetime = None
@@ -112,6 +127,13 @@ class ESMTPServer(Protocol):
             server_ip=host.host,
             server_port=host.port,
         )
+        if self.protocol_log is not None:
+            self._plog = SessionLog(
+                self.protocol_log, self.connector.identity, self.session.session_id,
+                _endpoint(host.host, host.port), _endpoint(peer.host, peer.port),
+            )
+            self._plog.event("+")
+            self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
         self._send(SMTPReply(220, "", self._banner()))
@@ -136,6 +158,9 @@ class ESMTPServer(Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._drop_transaction()
+        if self._plog is not None:
+            self._plog.event("-", "", "Local" if self._local_close else "Remote")
+            self._plog = None
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -151,6 +176,7 @@ class ESMTPServer(Protocol):
         self._close()
 
     def _close(self) -> None:
+        self._local_close = True
         self._closed = True
         self._drop_transaction()
         self.transport.loseConnection()
@@ -158,6 +184,9 @@ class ESMTPServer(Protocol):
     def _send(self, reply: SMTPReply) -> None:
         if not self.connector.enhanced_status_codes_enabled:
             reply = reply.without_enhanced()
+        if self._plog is not None:
+            for line in reply.lines():
+                self._plog.event(">", line)
         self.transport.write(reply.encode())
 
     # --- input ----------------------------------------------------------
@@ -317,6 +346,8 @@ class ESMTPServer(Protocol):
             self._error(Reply.BAD_SYNTAX)
             return
         verb, _, arg = line.partition(" ")
+        if self._plog is not None:
+            self._plog.event("<", line)
         handler = self._COMMANDS.get(verb.upper())
         if handler is None:
             self._error(Reply.UNRECOGNIZED)

@@ -56,6 +56,7 @@ bindings = ["127.0.0.1:{frontend_port}"]
 permission_groups = ["AnonymousUsers"]
 # The load tests run 50 clients from one address.
 max_inbound_connection_per_source = 100
+protocol_logging_level = "Verbose"
 
 [[receive_connectors]]
 name = "Default"

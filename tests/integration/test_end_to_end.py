@@ -119,3 +119,36 @@ def test_connection_log_names_connector_and_client(gateway):
     assert re.search(r"connect [0-9A-F]{16} 127\.0\.0\.1:\d+ -> EXSERVER\\Default Frontend \(127\.0\.0\.1:\d+\)", log)
     assert re.search(r"queued \d+ <swaks-1@devices\.example> from <scanner@devices\.example> for 1 recipients", log)
     assert re.search(r"delivered \d+ to <alice@corp\.example>", log)
+
+
+def test_protocol_log_of_a_session_parses_as_exchange_csv(gateway):
+    """The frontend's receive log has Exchange's header and one row per event of the session."""
+    import csv
+    import time
+
+    with smtplib.SMTP("127.0.0.1", gateway.frontend_port, timeout=10) as s:
+        s.ehlo("logcheck")
+        s.mail("log@devices.example")
+        s.rcpt("alice@corp.example")
+        s.rset()
+    logs = gateway.var / "logs" / "ProtocolLog" / "FrontEnd" / "SmtpReceive"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        files = sorted(logs.glob("RECV*.LOG"))
+        text = "".join(f.read_text() for f in files)
+        if "ehlo logcheck" in text and ",-," in text.split("ehlo logcheck", 1)[1]:
+            break
+        time.sleep(0.1)
+    assert re.fullmatch(r"RECV\d{10}-\d+\.LOG", files[0].name)
+    lines = files[0].read_text().splitlines()
+    assert lines[2] == "#Log-type: SMTP Receive Protocol Log"
+    assert lines[4] == "#Fields: date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context"
+    rows = list(csv.reader(line for line in text.splitlines() if not line.startswith("#")))
+    # smtplib writes its commands in lower case; the log keeps the line as sent.
+    session = next(r[2] for r in rows if r[7] == "ehlo logcheck")
+    mine = [r for r in rows if r[2] == session]
+    assert [r[6] for r in mine][:3] == ["+", "*", ">"]
+    assert [int(r[3]) for r in mine] == list(range(len(mine)))
+    assert ["<", "rcpt TO:<alice@corp.example>"] in [r[6:8] for r in mine]
+    assert [">", "250 2.1.5 Recipient OK"] in [r[6:8] for r in mine]
+    assert mine[-1][6] == "-"

@@ -1,0 +1,1 @@
+"""Logs in Exchange's formats: SMTP protocol logs (and, later, message tracking)."""
