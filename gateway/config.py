@@ -102,6 +102,7 @@ class HubPool:
     hosts: tuple[HostPort, ...]
     connect_timeout: float
     idle_connections: int
+    protocol_logging_level: str = "Verbose"
 
 
 @dataclass(frozen=True)
@@ -374,7 +375,7 @@ CONNECTOR_KEYS = {
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
-HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections"}
+HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level"}
 QUEUE_KEYS = {"directory", "retry_interval", "max_concurrent_deliveries"}
 MAILBOX_KEYS = {"delivery", "maildir", "next_hop"}
 
@@ -562,6 +563,7 @@ def parse_config(raw: dict, file: str) -> Config:
         hosts=hub_hosts,
         connect_timeout=reader.get(pool, "hub_pool", "connect_timeout", parse_duration, 10.0),
         idle_connections=reader.get(pool, "hub_pool", "idle_connections", _positive_int, 32),
+        protocol_logging_level=reader.get(pool, "hub_pool", "protocol_logging_level", _choice(("None", "Verbose")), "Verbose"),
     )
 
     queue = _section(reader, raw, "queue", QUEUE_KEYS)

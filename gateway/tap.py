@@ -130,10 +130,11 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     limits = ConnectionLimits()
     protocol_logs: list[ProtocolLog] = []
 
-    def receive_log(tier: str) -> ProtocolLog:
-        """Exchange keeps front end and hub logs apart: <dir>/FrontEnd/SmtpReceive, <dir>/Hub/SmtpReceive."""
+    def protocol_log(tier: str, kind: str) -> ProtocolLog:
+        """Exchange keeps front end and hub logs apart: <dir>/FrontEnd/SmtpReceive, <dir>/Hub/SmtpReceive, .../SmtpSend."""
         plc = config.protocol_log
-        plog = ProtocolLog(plc.directory / tier / "SmtpReceive", "RECV", reactor, plc.max_file_size, plc.max_age)
+        folder = "SmtpReceive" if kind == "RECV" else "SmtpSend"
+        plog = ProtocolLog(plc.directory / tier / folder, kind, reactor, plc.max_file_size, plc.max_age)
         protocol_logs.append(plog)
         return plog
 
@@ -156,14 +157,19 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
         live.follow_routes(intake)
-        _listeners(top, reactor, live, "hub", intake, limits, receive_log("Hub"))
+        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"))
 
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
-        pool = ConnectionPool(reactor, config.hub_pool.hosts, config.fqdn, config.hub_pool.connect_timeout, config.hub_pool.idle_connections)
+        hp = config.hub_pool
+        pool = ConnectionPool(
+            reactor, hp.hosts, config.fqdn, hp.connect_timeout, hp.idle_connections,
+            protocol_log=protocol_log("FrontEnd", "SEND") if hp.protocol_logging_level == "Verbose" else None,
+            connector_id="Hub Pool",
+        )
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, receive_log("FrontEnd"))
+        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"))
     ReloadOnHangup(live, reactor).setServiceParent(top)
     return top
 

@@ -25,6 +25,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.errors import SMTPReply
+from gateway.logs.protocol import SessionLog
+from gateway.smtpd.session import new_session_id
 from gateway.smtpd.data import dot_stuff
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3}) ")
@@ -82,7 +84,11 @@ class _BodyProducer:
 class SMTPClient(Protocol):
     """One SMTP connection; `ready` fires with the client after EHLO."""
 
-    def __init__(self, helo_name: str, clock: IReactorTime, timeout: float = 300.0) -> None:
+    def __init__(self, helo_name: str, clock: IReactorTime, timeout: float = 300.0, protocol_log=None, connector_id: str = "") -> None:
+        # A send protocol log (Exchange's SMTP Send Protocol Log) for this connection, if any.
+        self.protocol_log = protocol_log
+        self.connector_id = connector_id
+        self._plog = None
         self.helo_name = helo_name
         self.clock = clock
         self.timeout = timeout
@@ -100,6 +106,13 @@ class SMTPClient(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        if self.protocol_log is not None:
+            host, peer = self.transport.getHost(), self.transport.getPeer()
+            self._plog = SessionLog(
+                self.protocol_log, self.connector_id, new_session_id(self.clock.seconds()),
+                f"{host.host}:{host.port}", f"{peer.host}:{peer.port}",
+            )
+            self._plog.event("+")
         greeting = self._expect()
         greeting.addCallback(self._greeted)
         greeting.addErrback(self._not_ready)
@@ -145,6 +158,9 @@ class SMTPClient(Protocol):
                 self._reply(parse_reply(lines))
 
     def _reply(self, reply: SMTPReply) -> None:
+        if self._plog is not None:
+            for line in reply.lines():
+                self._plog.event("<", line)
         if not self._waiting:
             # Unsolicited (e.g. a 421 before closing): nothing waits for it.
             return
@@ -171,6 +187,9 @@ class SMTPClient(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         self.connected = False
+        if self._plog is not None:
+            self._plog.event("-")
+            self._plog = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._fail_all(reason or Failure(ConnectionLost()))
@@ -205,6 +224,8 @@ class SMTPClient(Protocol):
         where the server offers PIPELINING (see `pipelining`)."""
         d = self._expect()
         if self.connected:
+            if self._plog is not None:
+                self._plog.event(">", line)
             self.transport.write(line.encode("utf-8") + b"\r\n")
         return d
 
@@ -237,6 +258,8 @@ class SMTPClient(Protocol):
         d = self._expect()
         if not self.connected:
             return d
+        if self._plog is not None:
+            self._plog.event(">", f"BDAT {size} LAST")
         self.transport.write(b"BDAT %d LAST\r\n" % size)
         if size <= SMALL_BODY:
             self.transport.write(body.read())
@@ -285,9 +308,11 @@ def endpoint_for(reactor, host: str, port: int, connect_timeout: float):
     return TCP4ClientEndpoint(reactor, host, port, timeout=connect_timeout)
 
 
-def connect(reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0) -> Deferred:
+def connect(
+    reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0, protocol_log=None, connector_id: str = ""
+) -> Deferred:
     """Connect and greet; fires with a ready SMTPClient."""
-    client = SMTPClient(helo_name, reactor, timeout)
+    client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id)
     d = endpoint_for(reactor, host, port, connect_timeout).connect(_OneClient(client))
     d.addCallback(lambda _: client.ready)
     return d

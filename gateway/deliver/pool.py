@@ -41,7 +41,11 @@ class ConnectionPool:
         idle_max: int,
         reply_timeout: float = 300.0,
         max_age: float = MAX_AGE,
+        protocol_log=None,
+        connector_id: str = "",
     ) -> None:
+        self.protocol_log = protocol_log
+        self.connector_id = connector_id
         self.reactor = reactor
         self.hosts = hosts
         self.helo_name = helo_name
@@ -70,7 +74,10 @@ class ConnectionPool:
         if tried >= len(self.hosts):
             return fail(NoHostAvailable("; ".join(errors)))
         host = self.hosts[(start + tried) % len(self.hosts)]
-        d = smtp_client.connect(self.reactor, host.host, host.port, self.helo_name, self.connect_timeout, self.reply_timeout)
+        d = smtp_client.connect(
+            self.reactor, host.host, host.port, self.helo_name, self.connect_timeout, self.reply_timeout,
+            self.protocol_log, self.connector_id,
+        )
 
         def failed(failure: Failure):
             log.warn("{host} unavailable: {error}", host=str(host), error=failure.getErrorMessage())

@@ -152,3 +152,18 @@ def test_protocol_log_of_a_session_parses_as_exchange_csv(gateway):
     assert ["<", "rcpt TO:<alice@corp.example>"] in [r[6:8] for r in mine]
     assert [">", "250 2.1.5 Recipient OK"] in [r[6:8] for r in mine]
     assert mine[-1][6] == "-"
+
+
+def test_frontend_hand_off_is_a_send_log(gateway):
+    """Every message handed to the hub appears in the frontend's SMTP Send Protocol Log, as BDAT."""
+    import time
+
+    logs = gateway.var / "logs" / "ProtocolLog" / "FrontEnd" / "SmtpSend"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("BDAT" in f.read_text() for f in logs.glob("SEND*.LOG")):
+        time.sleep(0.1)
+    text = "".join(f.read_text() for f in sorted(logs.glob("SEND*.LOG")))
+    assert "#Log-type: SMTP Send Protocol Log" in text
+    assert re.search(r",Hub Pool,[0-9A-F]{16},\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,>,BDAT \d+ LAST,", text)
+    # The hub's reply holds a comma, so the field is quoted.
+    assert re.search(r',<,"250 2\.6\.0 <swaks-1@devices\.example> \[InternalId=\d+, Hostname=mail\.corp\.example\] Queued mail for delivery",', text)

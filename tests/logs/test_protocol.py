@@ -93,3 +93,39 @@ def test_connector_without_verbose_writes_nothing(tmp_path):
     proto.dataReceived(b"QUIT\r\n")
     plog.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_client_connection_writes_a_send_log(tmp_path):
+    """The frontend's hand-off to the hub as an SMTP Send Protocol Log: commands out, replies in."""
+    import io
+
+    from gateway.deliver.client import SMTPClient
+
+    clock = Clock()
+    clock.advance(NOW)
+    plog = ProtocolLog(tmp_path, "SEND", clock)
+    client = SMTPClient("fe.corp.example", clock, 30, plog, "Hub Pool")
+    client.makeConnection(StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 40000), peerAddress=IPv4Address("TCP", "127.0.0.1", 2525)))
+    client.dataReceived(b"220 hub ready\r\n250-hub\r\n250 CHUNKING\r\n")
+    client.command("MAIL FROM:<a@b.example>")
+    client.dataReceived(b"250 2.1.0 Sender OK\r\n")
+    client.send_bdat(io.BytesIO(b"body\r\n"), 6)
+    client.dataReceived(b"250 2.6.0 queued\r\n")
+    client.connectionLost(None)
+    plog.close()
+    (path,) = list(tmp_path.iterdir())
+    header, data = rows(path)
+    assert path.name.startswith("SEND") and header[2] == "#Log-type: SMTP Send Protocol Log"
+    assert [(r[1], r[4], r[5]) for r in data][0] == ("Hub Pool", "127.0.0.1:40000", "127.0.0.1:2525")
+    assert [(r[6], r[7]) for r in data] == [
+        ("+", ""),
+        ("<", "220 hub ready"),
+        (">", "EHLO fe.corp.example"),
+        ("<", "250-hub"),
+        ("<", "250 CHUNKING"),
+        (">", "MAIL FROM:<a@b.example>"),
+        ("<", "250 2.1.0 Sender OK"),
+        (">", "BDAT 6 LAST"),
+        ("<", "250 2.6.0 queued"),
+        ("-", ""),
+    ]
