@@ -21,6 +21,7 @@ import re
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -87,6 +88,7 @@ class ESMTPServer(Protocol):
         self._discarding = False
         self._closed = False
         self._local_close = False
+        self._tarpit = 0.0
         self._paused = False
         self._timer = None
         self._lifetime = None
@@ -118,6 +120,8 @@ class ESMTPServer(Protocol):
             principal=principal,
             rights=connector_rights(self.connector, principal),
         )
+        # TarpitInterval: errors to unauthenticated clients are slowed down, as in Exchange.
+        self._tarpit = self.connector.tarpit_interval if principal is Principal.ANONYMOUS else 0.0
         log.info(
             "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",
             session_id=self.session.session_id,
@@ -292,11 +296,18 @@ class ESMTPServer(Protocol):
             result.addCallbacks(self._answer_now, self._answer_failure)
             result.addBoth(self._resume)
             return
-        self._answer_now(result)
+        self._hold_if_delayed(self._answer_now(result))
 
-    def _answer_now(self, reply: SMTPReply | None, details: dict | None = None) -> None:
+    def _hold_if_delayed(self, delayed: Deferred | None) -> None:
+        """A tarpitted reply holds the session, and every command pipelined behind it, until it is sent."""
+        if delayed is not None:
+            self._busy = True
+            delayed.addBoth(self._resume)
+
+    def _answer_now(self, reply: SMTPReply | None, details: dict | None = None) -> Deferred | None:
+        """Send a reply; an error to an unauthenticated client waits the tarpit interval first."""
         if reply is None or self._closed:
-            return
+            return None
         if reply.code >= 400:
             log.info(
                 "refused {session_id}: {code} {enhanced} {text} {details}",
@@ -306,6 +317,14 @@ class ESMTPServer(Protocol):
                 text=reply.text,
                 details=details or {},
             )
+        if reply.code >= 500 and self._tarpit > 0:
+            return deferLater(self.clock, self._tarpit, self._deliver, reply)
+        self._deliver(reply)
+        return None
+
+    def _deliver(self, reply: SMTPReply) -> None:
+        if self._closed:
+            return
         self._send(reply)
         if reply.code in PROTOCOL_ERROR_CODES:
             self.protocol_errors += 1
@@ -314,12 +333,11 @@ class ESMTPServer(Protocol):
                 self._send(Reply.TOO_MANY_ERRORS)
                 self._close()
 
-    def _answer_failure(self, failure: Failure) -> None:
+    def _answer_failure(self, failure: Failure) -> Deferred | None:
         if failure.check(SMTPError):
-            self._answer_now(failure.value.reply, failure.value.log_fields)
-        else:
-            log.failure("unexpected error in session {session_id}", failure, session_id=self.session.session_id)
-            self._answer_now(Reply.LOCAL_ERROR)
+            return self._answer_now(failure.value.reply, failure.value.log_fields)
+        log.failure("unexpected error in session {session_id}", failure, session_id=self.session.session_id)
+        return self._answer_now(Reply.LOCAL_ERROR)
 
     def _resume(self, _=None) -> None:
         self._busy = False
@@ -327,13 +345,13 @@ class ESMTPServer(Protocol):
             self._process()
 
     def _error(self, reply: SMTPReply) -> None:
-        self._answer_now(reply)
+        self._hold_if_delayed(self._answer_now(reply))
 
     def _run(self, method, *args) -> None:
         try:
             result = method(*args)
         except Exception:
-            self._answer_failure(Failure())
+            self._hold_if_delayed(self._answer_failure(Failure()))
             return
         self._answer(result)
 
@@ -507,7 +525,7 @@ class ESMTPServer(Protocol):
         try:
             result = txn.finish()
         except Exception:
-            self._answer_failure(Failure())
+            self._hold_if_delayed(self._answer_failure(Failure()))
             return
         self._answer(result)
 

@@ -12,6 +12,7 @@ role = "frontend"
 bindings = ["127.0.0.1:{port}"]
 remote_ip_ranges = ["127.0.0.2"]
 permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
 [[receive_connectors.permissions]]
 user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
 extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
@@ -22,6 +23,7 @@ role = "frontend"
 bindings = ["127.0.0.1:{port}"]
 remote_ip_ranges = ["127.0.0.4-127.0.0.5"]
 permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
 banner = "220 {{connector}} ready"
 max_inbound_connection_per_source = 2
 message_rate_limit = 2

@@ -1,5 +1,7 @@
 """The ESMTP server over StringTransport: every reply a client can see."""
 
+import dataclasses
+
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -15,9 +17,12 @@ NOW = 1_795_000_000.0
 
 
 class Client:
-    def __init__(self, connector="Default Frontend", ip="192.0.2.1", **sections):
+    def __init__(self, connector="Default Frontend", ip="192.0.2.1", tarpit=False, **sections):
         cfg = testing.config(**sections)
         self.connector = next(c for c in cfg.receive_connectors if c.name == connector)
+        if not tarpit:
+            # Most tests look at replies, not at their timing: no tarpit unless asked.
+            self.connector = dataclasses.replace(self.connector, tarpit_interval=0.0)
         self.handler = testing.FakeHandler()
         self.clock = Clock()
         self.clock.advance(NOW)
@@ -459,3 +464,21 @@ def test_esmtp_toggles():
     assert c.send("MAIL FROM:<a@b.example> SIZE=10\r\n") == ["555 Unsupported parameter"]
     assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 Sender OK"]
     assert c.send("RCPT TO:<alice@corp.example>\r\nBDAT 1 LAST\r\n") == ["250 Recipient OK", "500 Unrecognized command"]
+
+
+def test_tarpit_delays_errors_to_anonymous_clients_and_keeps_order():
+    """TarpitInterval (default 5 s): a 5xx to an unauthenticated client waits; pipelined commands wait behind it."""
+    c = Client(tarpit=True)
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    assert c.send("RCPT TO:<x@outside.example>\r\nNOOP\r\n") == []
+    c.clock.advance(4.9)
+    assert c.read() == []
+    c.clock.advance(0.1)
+    assert c.read() == ["550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain", "250 2.0.0 OK"]
+
+
+def test_no_tarpit_for_gateway_nodes():
+    c = Client(connector="Default", ip="127.0.0.1", tarpit=True)
+    c.hello()
+    assert c.send("BOGUS\r\n") == ["500 5.3.3 Unrecognized command"]
