@@ -68,6 +68,7 @@ class ReceiveConnector:
     enabled: bool
     protocol_logging_level: str = "None"
     tarpit_interval: float = 5.0
+    max_header_size: int = 256 * 1024
     max_protocol_errors: int = 5
     # None is Exchange's "unlimited".
     max_inbound_connection: int | None = 5000
@@ -373,7 +374,7 @@ CONNECTOR_KEYS = {
     "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
     "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
-    "tarpit_interval",
+    "tarpit_interval", "max_header_size",
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
@@ -446,6 +447,7 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         protocol_logging_level=reader.get(data, where, "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         max_protocol_errors=reader.get(data, where, "max_protocol_errors", _positive_int, 5),
         tarpit_interval=reader.get(data, where, "tarpit_interval", parse_duration, 5.0),
+        max_header_size=reader.get(data, where, "max_header_size", parse_size, 256 * 1024),
         max_inbound_connection=reader.get(data, where, "max_inbound_connection", _limit, 5000),
         # Exchange's hub connector takes every frontend's connections from few addresses.
         max_inbound_connection_per_source=reader.get(

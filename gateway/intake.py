@@ -15,7 +15,6 @@ being misread as a header: the "first paragraph vanished" complaint.
 
 from __future__ import annotations
 
-import re
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -24,6 +23,7 @@ from twisted.logger import Logger
 from gateway.dates import rfc5322
 from gateway.address import Address
 from gateway.envelope import Envelope, Recipient
+from gateway.headers import HeaderScan
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
 from gateway.route.router import Router
@@ -31,9 +31,6 @@ from gateway.smtpd.session import MailFrom, Session
 
 log = Logger(namespace="exgateway.intake")
 
-MAX_HEADER_SIZE = 256 * 1024
-_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
-_MSGID = re.compile(rb"<[^<>\s]+>")
 
 
 def _comment_safe(text: str) -> str:
@@ -58,67 +55,6 @@ class InternalIds:
         return self._last
 
 
-class HeaderScan:
-    """
-    Buffers the start of a message until its header section is known, then
-    tells what the message lacks. Bytes are passed on unchanged.
-    """
-
-    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "_pos", "_field")
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.done = False
-        self.has_header = False
-        self.message_id: str | None = None
-        self.has_date = False
-        self.too_large = False
-        self._pos = 0
-        self._field = b""
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data
-        while not self.done:
-            end = self.buffer.find(b"\n", self._pos)
-            if end < 0:
-                if len(self.buffer) > MAX_HEADER_SIZE:
-                    self.too_large = True
-                    self.done = True
-                return
-            line = self.buffer[self._pos : end + 1]
-            self._line(line)
-            self._pos = end + 1
-
-    def finish(self) -> None:
-        if not self.done and self._pos < len(self.buffer):
-            self._line(self.buffer[self._pos :])
-        self.done = True
-
-    def _line(self, line: bytes) -> None:
-        is_field = bool(_FIELD.match(line))
-        if self._pos == 0:
-            self.has_header = is_field
-        continuation = self._pos > 0 and line[:1] in (b" ", b"\t")
-        if not (is_field or continuation):
-            self.done = True
-            return
-        if self._pos > MAX_HEADER_SIZE:
-            self.too_large = True
-            self.done = True
-            return
-        if is_field:
-            name, _, value = line.partition(b":")
-            self._field = name.lower()
-            if self._field == b"date":
-                self.has_date = True
-        else:
-            value = line
-        if self._field == b"message-id" and not self.message_id:
-            m = _MSGID.search(value)
-            if m:
-                self.message_id = m.group(0).decode("ascii", "replace")
-
-
 class IntakeTransaction:
     def __init__(self, handler: "IntakeHandler", session: Session, mail: MailFrom) -> None:
         self.handler = handler
@@ -141,7 +77,7 @@ class IntakeTransaction:
     def open_body(self) -> None:
         self.internal_id = self.handler.ids.next()
         self.entry = self.handler.store.create(str(self.internal_id))
-        self.scan = HeaderScan()
+        self.scan = HeaderScan(self.session.connector.max_header_size)
 
     def write(self, data: bytes) -> None:
         scan = self.scan

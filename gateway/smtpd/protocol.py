@@ -30,6 +30,7 @@ from gateway.address import parse_path
 from gateway.config import ReceiveConnector
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
@@ -99,6 +100,7 @@ class ESMTPServer(Protocol):
         self._check: LineCheck | None = None
         self._size = 0
         self._overflow = False
+        self._headers: HeaderScan | None = None
         self._bdat_left: int | None = None
         self._bdat_size = 0
         self._bdat_last = False
@@ -279,6 +281,11 @@ class ESMTPServer(Protocol):
 
     def _take(self, content: bytes) -> None:
         """Body bytes for the transaction, unless the message is already over size."""
+        headers = self._headers
+        if headers is not None and not headers.done:
+            headers.feed(content)
+            if headers.done:
+                self._headers = None if not headers.too_large else headers
         self._size += len(content)
         if self._overflow:
             return
@@ -475,6 +482,8 @@ class ESMTPServer(Protocol):
         self._check = check
         self._size = 0
         self._overflow = False
+        # Frontends check MaxHeaderSize here; a hub's intake scans headers anyway and checks it there.
+        self._headers = HeaderScan(self.connector.max_header_size) if self.connector.role == "frontend" else None
 
     def do_BDAT(self, arg: str):
         """RFC 3030 CHUNKING: the chunk's octets are read whatever the verdict, then answered."""
@@ -515,6 +524,8 @@ class ESMTPServer(Protocol):
             refusal = Reply.LINE_TOO_LONG
         elif self._overflow:
             refusal = Reply.SIZE_EXCEEDED
+        elif self._headers is not None and self._headers.too_large:
+            refusal = Reply.HEADER_TOO_LARGE
         if refusal is not None:
             self._drop_transaction()
             self._error(refusal)

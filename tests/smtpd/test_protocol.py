@@ -482,3 +482,16 @@ def test_no_tarpit_for_gateway_nodes():
     c = Client(connector="Default", ip="127.0.0.1", tarpit=True)
     c.hello()
     assert c.send("BOGUS\r\n") == ["500 5.3.3 Unrecognized command"]
+
+
+def test_header_section_over_max_header_size_is_refused():
+    """MaxHeaderSize (default 256 KB): a header section over the connector's limit gets 552 5.3.4 at the end of data."""
+    c = Client(receive_connectors=[{"name": "Default Frontend", "role": "frontend", "bindings": ["127.0.0.1:25"],
+                                    "permission_groups": ["AnonymousUsers"], "max_header_size": 1000}])
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    headers = "".join(f"X-Line-{i}: {'v' * 60}\r\n" for i in range(20))
+    assert c.send(headers + "\r\nbody\r\n.\r\n") == ["552 5.3.4 Header size exceeds fixed maximum size"]
+    assert c.handler.finished == []
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    assert c.send("Subject: short\r\n\r\n" + "long body line\r\n" * 200 + ".\r\n")[0].startswith("250 2.6.0")

@@ -1,0 +1,79 @@
+"""
+The header section of a message, found as it streams in.
+
+A message's header section ends at the first empty line, or at the first
+line that is neither a header field nor a continuation (a device that sends
+plain text after DATA has no header section at all). The scanner buffers
+only that far, which is what the size limit (Exchange's MaxHeaderSize) and
+the hub's trace headers need.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_MAX_HEADER_SIZE = 256 * 1024
+_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
+_MSGID = re.compile(rb"<[^<>\s]+>")
+
+
+class HeaderScan:
+    """
+    Buffers the start of a message until its header section is known, then
+    tells what the message lacks. Bytes are passed on unchanged.
+    """
+
+    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field")
+
+    def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
+        self.max_size = max_size
+        self.buffer = b""
+        self.done = False
+        self.has_header = False
+        self.message_id: str | None = None
+        self.has_date = False
+        self.too_large = False
+        self._pos = 0
+        self._field = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += data
+        while not self.done:
+            end = self.buffer.find(b"\n", self._pos)
+            if end < 0:
+                if len(self.buffer) > self.max_size:
+                    self.too_large = True
+                    self.done = True
+                return
+            line = self.buffer[self._pos : end + 1]
+            self._line(line)
+            self._pos = end + 1
+
+    def finish(self) -> None:
+        if not self.done and self._pos < len(self.buffer):
+            self._line(self.buffer[self._pos :])
+        self.done = True
+
+    def _line(self, line: bytes) -> None:
+        is_field = bool(_FIELD.match(line))
+        if self._pos == 0:
+            self.has_header = is_field
+        continuation = self._pos > 0 and line[:1] in (b" ", b"\t")
+        if not (is_field or continuation):
+            self.done = True
+            return
+        if self._pos > self.max_size:
+            self.too_large = True
+            self.done = True
+            return
+        if is_field:
+            name, _, value = line.partition(b":")
+            self._field = name.lower()
+            if self._field == b"date":
+                self.has_date = True
+        else:
+            value = line
+        if self._field == b"message-id" and not self.message_id:
+            m = _MSGID.search(value)
+            if m:
+                self.message_id = m.group(0).decode("ascii", "replace")
