@@ -61,6 +61,10 @@ def _connector_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unlimited(value: int | None) -> str:
+    return "Unlimited" if value is None else str(value)
+
+
 def _connector_show(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
@@ -84,6 +88,19 @@ def _connector_show(args: argparse.Namespace) -> int:
         ("MaxMessageSize", f"{c.max_message_size} bytes"),
         ("MaxRecipientsPerMessage", str(c.max_recipients)),
         ("ConnectionInactivityTimeout", f"{c.connection_inactivity_timeout:g} s"),
+        ("ConnectionTimeout", f"{c.connection_timeout:g} s"),
+        ("MaxHeaderSize", f"{c.max_header_size} bytes"),
+        ("MaxInboundConnection", _unlimited(c.max_inbound_connection)),
+        ("MaxInboundConnectionPerSource", _unlimited(c.max_inbound_connection_per_source)),
+        ("MessageRateLimit", _unlimited(c.message_rate_limit)),
+        ("MaxProtocolErrors", str(c.max_protocol_errors)),
+        ("TarpitInterval", f"{c.tarpit_interval:g} s"),
+        ("ProtocolLoggingLevel", c.protocol_logging_level),
+        ("PipeliningEnabled", str(c.pipelining_enabled)),
+        ("EightBitMimeEnabled", str(c.eight_bit_mime_enabled)),
+        ("SizeEnabled", str(c.size_enabled)),
+        ("EnhancedStatusCodesEnabled", str(c.enhanced_status_codes_enabled)),
+        ("ChunkingEnabled", str(c.chunking_enabled)),
         ("Enabled", str(c.enabled)),
     ]
     width = max(len(k) for k, _ in fields)

@@ -80,6 +80,7 @@ def test_cli_list_and_show(tmp_path, capsys):
     ]
     assert main(["--config", str(cfg), "receive-connector", "show", "Default Frontend"]) == 0
     out = capsys.readouterr().out
-    assert "ExtendedRightsWithheld      : Anonymous: ms-Exch-SMTP-Accept-Authoritative-Domain-Sender" in out
-    assert "MaxMessageSize              : 37748736 bytes" in out
+    assert "ExtendedRightsWithheld        : Anonymous: ms-Exch-SMTP-Accept-Authoritative-Domain-Sender" in out
+    assert "MaxMessageSize                : 37748736 bytes" in out
+    assert "MaxInboundConnectionPerSource : 20" in out and "MessageRateLimit              : Unlimited" in out
     assert main(["--config", str(cfg), "receive-connector", "show", "Nope"]) == 1
