@@ -95,3 +95,40 @@ def test_message_rate_limit(tmp_path):
             assert (code, text) == (421, b"4.4.2 Message submission rate for this client has exceeded the configured limit")
     finally:
         gw.stop()
+
+
+SPOOF_AND_TIMEOUT = """
+[[receive_connectors]]
+name = "Printers"
+role = "frontend"
+bindings = ["127.0.0.1:{port}"]
+remote_ip_ranges = ["127.0.0.6"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+connection_inactivity_timeout = "1s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Authoritative-Domain-Sender"]
+deny = true
+"""
+
+
+def test_spoofed_internal_sender_refused_and_idle_session_timed_out(tmp_path):
+    """On a connector that withholds Accept-Authoritative-Domain-Sender, ceo@corp.example is refused; idling gets 451 4.7.0."""
+    port = free_port()
+    gw = Gateway(tmp_path, frontend_port=port)
+    gw.config.write_text(gw.config.read_text().replace("[queue]", SPOOF_AND_TIMEOUT.format(port=port) + "\n[queue]"))
+    gw.start()
+    try:
+        with session(gw, "127.0.0.6") as s:
+            s.ehlo("printer")
+            assert s.mail("ceo@corp.example") == (550, b"5.7.1 Client does not have permissions to send as this sender")
+            assert s.mail("printer@devices.example") == (250, b"2.1.0 Sender OK")
+        sock = socket.create_connection(("127.0.0.1", gw.frontend_port), source_address=("127.0.0.6", 0), timeout=10)
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        assert f.readline() == b"451 4.7.0 Timeout waiting for client input\r\n"
+        assert f.readline() == b""
+        sock.close()
+    finally:
+        gw.stop()

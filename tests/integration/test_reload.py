@@ -47,3 +47,41 @@ def test_reload_applies_to_new_sessions_only(tmp_path):
             assert s.rcpt("again@new.example")[0] == 250
     finally:
         gw.stop()
+
+
+def test_reload_adds_a_relay_ip_for_new_connections(tmp_path):
+    """Add a relay connector for 127.0.0.7 while its session is open: that session still gets 550 5.7.54, a new one passes."""
+    gw = Gateway(tmp_path).start()
+    try:
+        old = smtplib.SMTP(timeout=10, source_address=("127.0.0.7", 0))
+        old.connect("127.0.0.1", gw.frontend_port)
+        old.ehlo("device")
+        old.mail("device@devices.example")
+        assert old.rcpt("someone@outside.example")[1].startswith(b"5.7.54")
+        relay = f"""
+[[receive_connectors]]
+name = "Anon Relay"
+role = "frontend"
+bindings = ["127.0.0.1:{gw.frontend_port}"]
+remote_ip_ranges = ["127.0.0.7"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
+"""
+        gw.config.write_text(gw.config.read_text().replace("[queue]", relay + "\n[queue]"))
+        os.kill(gw.pid, signal.SIGHUP)
+        gw.wait_until(lambda: "configuration reloaded" in gw.log(), what="the reload")
+        assert old.rcpt("other@outside.example")[1].startswith(b"5.7.54")
+        old.quit()
+        new = smtplib.SMTP(timeout=10, source_address=("127.0.0.7", 0))
+        new.connect("127.0.0.1", gw.frontend_port)
+        new.ehlo("device")
+        new.mail("device@devices.example")
+        # Past the connector's relay rule; the hub has no route outside the accepted domains yet.
+        assert new.rcpt("someone@outside.example") == (550, b"5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain")
+        new.quit()
+        assert "-> EXSERVER\\Anon Relay" in gw.log()
+    finally:
+        gw.stop()
