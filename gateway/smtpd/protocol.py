@@ -352,7 +352,7 @@ class ESMTPServer(Protocol):
             self._process()
 
     def _error(self, reply: SMTPReply) -> None:
-        self._hold_if_delayed(self._answer_now(reply))
+        self._answer(reply)
 
     def _run(self, method, *args) -> None:
         try:
