@@ -264,8 +264,10 @@ class Exgateway:
         text = (REPO / "etc" / "exgateway.toml").read_text()
         # smtp-source runs up to 100 sessions from one address: lift Exchange's
         # per-source default of 20 (Postfix exempts its mynetworks likewise).
-        text = text.replace(
-            'bindings = ["0.0.0.0:25"]', f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"'
+        text = re.sub(
+            r'^bindings = \["0\.0\.0\.0:25"\]$',
+            f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"',
+            text, count=1, flags=re.M,
         )
         text = text.replace("127.0.0.1:2525", f"127.0.0.1:{self.hub_port}")
         text = text.replace('var_dir = "var"', f'var_dir = "{self.dir / "var"}"')
