@@ -122,6 +122,17 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class SendConnector:
+    """An outbound route: the address spaces it serves and the smart hosts it uses."""
+
+    name: str
+    address_spaces: tuple[str, ...]
+    smart_hosts: tuple[HostPort, ...]
+    cost: int = 1
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class ProtocolLogConfig:
     directory: Path
     max_file_size: int
@@ -140,6 +151,7 @@ class Config:
     queue: QueueConfig
     mailbox: MailboxConfig
     protocol_log: ProtocolLogConfig
+    send_connectors: tuple[SendConnector, ...] = ()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -356,6 +368,17 @@ def _banner(value: Any) -> str:
     return value
 
 
+def _address_space(value: Any) -> str:
+    """`*`, `ext.example` or `*.partner.example`."""
+    value = _string(value).lower()
+    if value == "*":
+        return value
+    bare = value[2:] if value.startswith("*.") else value
+    if not valid_domain(bare):
+        raise ValueError(f"{value!r} is not *, a domain or a *.domain address space")
+    return value
+
+
 def _accepted_domain_name(value: Any) -> str:
     value = _string(value).lower()
     bare = value[2:] if value.startswith("*.") else value
@@ -364,7 +387,8 @@ def _accepted_domain_name(value: Any) -> str:
     return value
 
 
-TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log"}
+TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors"}
+SEND_CONNECTOR_KEYS = {"name", "address_spaces", "smart_hosts", "port", "cost", "enabled"}
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir"}
 DOMAIN_KEYS = {"name", "domain", "type"}
@@ -589,6 +613,27 @@ def parse_config(raw: dict, file: str) -> Config:
         next_hop=next_hop,
     )
 
+    send_connectors = []
+    for i, data in enumerate(_array_of_tables(reader, raw, "send_connectors")):
+        where = f"send_connectors[{i}]"
+        reader.table(data, where, SEND_CONNECTOR_KEYS)
+        name = reader.get(data, where, "name", _string, "")
+        if not name:
+            reader.problem(f"{where}.name", "every send connector needs a name")
+        elif name in {c.name for c in send_connectors}:
+            reader.problem(f"{where}.name", f"{name!r} is already the name of another send connector")
+        port = reader.get(data, where, "port", parse_port, 25)
+        spaces = reader.items(data, where, "address_spaces", _address_space, ())
+        hosts = reader.items(data, where, "smart_hosts", lambda v: parse_host_port(v, port), ())
+        if not spaces:
+            reader.problem(f"{where}.address_spaces", "required: e.g. [\"*\"] or [\"partner.example\", \"*.partner.example\"]")
+        if not hosts:
+            reader.problem(f"{where}.smart_hosts", "required: DNS MX routing is not available yet, so give one or more host[:port]")
+        send_connectors.append(SendConnector(
+            name=name, address_spaces=spaces, smart_hosts=hosts,
+            cost=reader.get(data, where, "cost", _positive_int, 1), enabled=reader.get(data, where, "enabled", _bool, True),
+        ))
+
     plog = _section(reader, raw, "protocol_log", PROTOCOL_LOG_KEYS)
     protocol_log = ProtocolLogConfig(
         directory=var_dir / reader.get(plog, "protocol_log", "directory", _string, "logs/ProtocolLog"),
@@ -609,6 +654,7 @@ def parse_config(raw: dict, file: str) -> Config:
         queue=queue_config,
         mailbox=mailbox_config,
         protocol_log=protocol_log,
+        send_connectors=tuple(send_connectors),
     )
 
 

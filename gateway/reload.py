@@ -49,7 +49,7 @@ class LiveConfig:
         self.config = config
         domains = AcceptedDomains(config.accepted_domains)
         self.policy = SessionPolicy(domains)
-        self.router = Router(domains)
+        self.router = Router(domains, config.send_connectors)
         for factory in self.factories:
             self._update_factory(factory)
         for holder in self.routed:

@@ -30,7 +30,7 @@ from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
-from gateway.route.router import MAILBOX
+from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
 
 ROLES = ("all", "frontend", "hub")
@@ -68,9 +68,7 @@ class QueueService(Service):
 
     def stopService(self):
         self.scheduler.stop()
-        for deliverer in self.scheduler.deliverers.values():
-            if hasattr(deliverer, "close"):
-                deliverer.close()
+        self.scheduler.deliverers.close()
         return super().stopService()
 
 
@@ -147,11 +145,12 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     if role in ("all", "hub"):
         store = QueueStore(config.queue.directory, run_in_thread)
         if config.mailbox.delivery == "smtp":
-            mailbox = SMTPDelivery(reactor, config.mailbox.next_hop, config.fqdn)
+            mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
+        deliverers = Deliverers(mailbox, lambda hosts: SMTPDelivery(reactor, hosts, config.fqdn))
         scheduler = DeliveryScheduler(
-            store, live.router, {MAILBOX: mailbox}, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
+            store, live.router, deliverers, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
         )
         live.follow_routes(scheduler)
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)

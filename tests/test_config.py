@@ -198,19 +198,31 @@ extended_rights = ["MS-Exch-SMTP-Accept-Any-Recipient"]''')
     assert c.granted == {(Principal.ANONYMOUS, Right.ACCEPT_ANY_RECIPIENT)} and c.withheld == frozenset()
 
 
+def uncommented_sample(first_line: str) -> str:
+    """etc/exgateway.toml with the commented example that starts at `first_line` made live."""
+    lines = (REPO / "etc" / "exgateway.toml").read_text().splitlines()
+    start = lines.index(first_line)
+    end = start
+    while end < len(lines) and lines[end].startswith("# "):
+        end += 1
+    return "\n".join(lines[:start] + [line[2:] for line in lines[start:end]] + lines[end:])
+
+
 def test_the_sample_anon_relay_block_works_when_uncommented(tmp_path):
     """The commented seed example in etc/exgateway.toml is a valid connector that relays for its IPs."""
     from gateway.admin.explain import explain
 
-    lines = (REPO / "etc" / "exgateway.toml").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# The seed's anonymous relay"))
-    out, i = [], start + 2
-    while lines[i].startswith("# "):
-        out.append(lines[i][2:])
-        i += 1
-    text = "\n".join(lines[:start] + out + lines[i:])
+    text = uncommented_sample('# [[receive_connectors]]')
     config = load_config(write(tmp_path, text))
     assert [c.name for c in config.receive_connectors] == ["Default Frontend", "Anon Relay", "Default"]
     report = explain(config, "198.51.100.7", 25, "app@devices.example", ("someone@outside.example",))
     assert any(line.endswith("198.51.100.0/24 matches (256 addresses) <- chosen") for line in report)
     assert "ms-Exch-SMTP-Accept-Any-Recipient" in report[-3]
+
+
+def test_the_sample_send_connector_block_works_when_uncommented(tmp_path):
+    config = load_config(write(tmp_path, uncommented_sample("# [[send_connectors]]")))
+    (internet,) = config.send_connectors
+    assert (internet.name, internet.address_spaces, [str(h) for h in internet.smart_hosts]) == (
+        "Internet", ("*",), ["smarthost.corp.example:25", "192.0.2.25:25"]
+    )

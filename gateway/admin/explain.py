@@ -75,7 +75,7 @@ def explain(config: Config, client_ip: str, port: int, mail_from: str | None = N
 
     domains = AcceptedDomains(config.accepted_domains)
     policy = SessionPolicy(domains)
-    router = Router(domains)
+    router = Router(domains, config.send_connectors)
 
     def mail() -> SMTPReply:
         sender, params = parse_path(f"<{mail_from or ''}>", sender=True)

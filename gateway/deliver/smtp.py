@@ -40,9 +40,11 @@ class _Empty:
 
 
 class SMTPDelivery:
-    def __init__(self, reactor, next_hop: HostPort, helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16) -> None:
-        self.next_hop = next_hop
-        self.pool = ConnectionPool(reactor, (next_hop,), helo_name, connect_timeout, idle_max)
+    """Delivery over SMTP to one of a list of hosts (tried in turn), over kept connections."""
+
+    def __init__(self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16) -> None:
+        self.next_hop = ", ".join(map(str, hosts))
+        self.pool = ConnectionPool(reactor, hosts, helo_name, connect_timeout, idle_max)
 
     @inlineCallbacks
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody):

@@ -118,14 +118,14 @@ class DeliveryScheduler:
         results: dict[str, tuple[RecipientState, str | None]] = {}
         for r in envelope.pending:
             hop = self._route(r.address)
-            if hop is None or hop not in self.deliverers:
+            if self.deliverers.get(hop) is None:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
         body = StoredBody(self.store.body_path(envelope.queue_id), self._take_body(envelope.queue_id))
         ds = []
         for hop, addresses in groups.items():
-            d = maybeDeferred(self.deliverers[hop].deliver, envelope, addresses, body)
+            d = maybeDeferred(self.deliverers.get(hop).deliver, envelope, addresses, body)
             d.addCallback(results.update)
             d.addErrback(self._hop_failed, addresses, results)
             ds.append(d)

@@ -2,9 +2,11 @@
 Where a recipient goes next.
 
 Accepted domains go to mailbox delivery (the local Maildir store or the
-configured next hop). Every other domain has no route until send connectors
-exist, and a recipient with no route is refused at RCPT rather than accepted
-and bounced later.
+configured next hop). Other domains go to the enabled send connector whose
+address space matches most specifically (an exact domain beats the longest
+`*.suffix`, which beats `*`), then the lowest cost, as in Exchange. A
+recipient with no route is refused at RCPT rather than accepted and bounced
+later.
 """
 
 from __future__ import annotations
@@ -15,12 +17,32 @@ from gateway.domains import AcceptedDomains
 MAILBOX = "mailbox"
 
 
-class Router:
-    def __init__(self, accepted_domains: AcceptedDomains) -> None:
-        self.accepted_domains = accepted_domains
+def _specificity(space: str, domain: str) -> int | None:
+    """How closely an address space matches a domain (higher is closer), or None."""
+    if space == "*":
+        return 0
+    if space.startswith("*."):
+        return len(space) if domain.endswith(space[1:]) or domain == space[2:] else None
+    return 10_000 if domain == space else None
 
-    def route(self, recipient: Address) -> str | None:
-        """The name of the next hop for a recipient, or None if there is none."""
-        if not recipient.literal and recipient.domain in self.accepted_domains:
+
+class Router:
+    def __init__(self, accepted_domains: AcceptedDomains, send_connectors: tuple = ()) -> None:
+        self.accepted_domains = accepted_domains
+        self.send_connectors = tuple(c for c in send_connectors if c.enabled)
+
+    def route(self, recipient: Address):
+        """MAILBOX, the SendConnector for the recipient, or None if there is no route."""
+        if recipient.literal:
+            return None
+        if recipient.domain in self.accepted_domains:
             return MAILBOX
-        return None
+        best, best_key = None, None
+        for connector in self.send_connectors:
+            score = max((m for m in (_specificity(s, recipient.domain) for s in connector.address_spaces) if m is not None), default=None)
+            if score is None:
+                continue
+            key = (-score, connector.cost)
+            if best_key is None or key < best_key:
+                best, best_key = connector, key
+        return best

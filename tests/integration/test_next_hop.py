@@ -83,3 +83,50 @@ def test_next_hop_hard_refusal_fails_the_recipient_and_frees_the_queue(tmp_path,
         proc.terminate()
         proc.wait()
         gw.stop()
+
+
+def test_seed_anonymous_relay_reaches_the_smart_host(tmp_path, sink_dir):
+    """The seed's scenario end to end: a device on the relay connector sends outside; the smart host gets it."""
+    sink = require_tool("smtp-sink")
+    sink_port = free_port()
+    proc = start_sink(sink, sink_port, str(sink_dir / "%M."))
+    gw = Gateway(tmp_path / "gw")
+    extra = f"""
+[[receive_connectors]]
+name = "Anon Relay"
+role = "frontend"
+bindings = ["127.0.0.1:{gw.frontend_port}"]
+remote_ip_ranges = ["127.0.0.2"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
+
+[[send_connectors]]
+name = "Internet"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{sink_port}"]
+"""
+    gw.config.write_text(gw.config.read_text().replace("[queue]", extra + "\n[queue]"))
+    gw.start()
+    try:
+        s = smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0))
+        s.connect("127.0.0.1", gw.frontend_port)
+        s.sendmail("scanner@devices.example", ["someone@outside.example"], b"Subject: scan\r\n\r\npage 1\r\n")
+        s.quit()
+        (dump,) = gw.wait_until(lambda: list(sink_dir.iterdir()), timeout=30, what="the smart host to get the message")
+        text = dump.read_bytes()
+        assert b"X-Rcpt-Args: <someone@outside.example>" in text and text.endswith(b"Subject: scan\n\npage 1\n\n")
+        gw.wait_until(lambda: gw.queue_files() == [], what="the queue to empty")
+        # Every other client on the port still may not relay.
+        other = smtplib.SMTP(timeout=10, source_address=("127.0.0.3", 0))
+        other.connect("127.0.0.1", gw.frontend_port)
+        other.ehlo("laptop")
+        other.mail("x@devices.example")
+        assert other.rcpt("someone@outside.example") == (550, b"5.7.54 SMTP; Unable to relay recipient in non-accepted domain")
+        other.quit()
+    finally:
+        proc.terminate()
+        proc.wait()
+        gw.stop()

@@ -1,0 +1,54 @@
+"""Routing: accepted domains to mailbox delivery, others to the most specific send connector."""
+
+import pytest
+
+from gateway import testing
+from gateway.address import parse_mailbox
+from gateway.config import ConfigError
+from gateway.domains import AcceptedDomains
+from gateway.route.router import MAILBOX, Router
+
+CFG = testing.config(send_connectors=[
+    {"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example"], "cost": 5},
+    {"name": "Internet backup", "address_spaces": ["*"], "smart_hosts": ["192.0.2.25:2525"], "cost": 10},
+    {"name": "Partner", "address_spaces": ["*.partner.example"], "smart_hosts": ["mx.partner.example:26"]},
+    {"name": "Partner HQ", "address_spaces": ["hq.partner.example"], "smart_hosts": ["hq.partner.example"], "cost": 50},
+    {"name": "Old", "address_spaces": ["old.example"], "smart_hosts": ["old.example"], "enabled": False},
+])
+ROUTER = Router(AcceptedDomains(CFG.accepted_domains), CFG.send_connectors)
+
+
+@pytest.mark.parametrize("address, hop", [
+    ("alice@corp.example", MAILBOX),
+    ("bob@anywhere.example", "Internet"),  # "*" twice: the lower cost wins
+    ("c@partner.example", "Partner"),
+    ("c@eu.partner.example", "Partner"),
+    ("c@hq.partner.example", "Partner HQ"),  # exact beats wildcard, whatever the cost
+    ("d@old.example", "Internet"),  # a disabled connector routes nothing
+])
+def test_most_specific_address_space_then_cost(address, hop):
+    got = ROUTER.route(parse_mailbox(address))
+    assert (got if got == MAILBOX else got.name) == hop
+
+
+def test_smart_hosts_parsed_with_default_port():
+    internet, backup, partner = CFG.send_connectors[:3]
+    assert [str(h) for h in internet.smart_hosts + backup.smart_hosts + partner.smart_hosts] == [
+        "relay.isp.example:25", "192.0.2.25:2525", "mx.partner.example:26"
+    ]
+
+
+def test_no_send_connector_no_route():
+    assert Router(AcceptedDomains(CFG.accepted_domains)).route(parse_mailbox("x@elsewhere.example")) is None
+
+
+def test_send_connector_errors_are_named():
+    with pytest.raises(ConfigError) as e:
+        testing.config(send_connectors=[{"name": "X", "address_spaces": ["bad..space"], "smart_hosts": []}, {"name": "X", "address_spaces": ["*"], "smart_hosts": ["h.example"], "colour": 1}])
+    assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
+        "send_connectors[0].address_spaces[0]: 'bad..space' is not *, a domain or a *.domain address space",
+        'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
+        "send_connectors[0].smart_hosts: required: DNS MX routing is not available yet, so give one or more host[:port]",
+        "send_connectors[1].colour: unknown key (known: address_spaces, cost, enabled, name, port, smart_hosts)",
+        "send_connectors[1].name: 'X' is already the name of another send connector",
+    ]
