@@ -658,6 +658,31 @@ def parse_config(raw: dict, file: str) -> Config:
     )
 
 
+def path_problems(config: Config) -> list[ConfigProblem]:
+    """
+    Directories the gateway will create or write, checked without touching
+    anything: each must exist and be writable, or be creatable under the
+    nearest existing parent.
+    """
+    import os
+
+    checks = [("server.var_dir", config.var_dir), ("queue.directory", config.queue.directory),
+              ("protocol_log.directory", config.protocol_log.directory)]
+    if config.mailbox.delivery == "maildir":
+        checks.append(("mailbox.maildir", config.mailbox.maildir))
+    problems = []
+    for key, path in checks:
+        probe = path.absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            problems.append(ConfigProblem(str(config.path), key, f"{path} cannot be created: {probe} is not a directory"))
+        elif not os.access(probe, os.W_OK | os.X_OK):
+            verb = "is not writable" if probe == path.absolute() else f"cannot be created: {probe} is not writable"
+            problems.append(ConfigProblem(str(config.path), key, f"{path} {verb}"))
+    return problems
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read and validate a config file (the packaged default if None)."""
     path = Path(path) if path is not None else default_config_path()

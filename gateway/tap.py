@@ -19,7 +19,7 @@ from twisted.internet import threads
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
-from gateway.config import Config, ConfigError, default_config_path, load_config
+from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.smtp import SMTPDelivery
 from gateway.intake import IntakeHandler
@@ -46,9 +46,22 @@ class Options(usage.Options):
         if self["role"] not in ROLES:
             raise usage.UsageError(f"--role must be one of {', '.join(ROLES)}, not {self['role']!r}")
         try:
-            self["gateway_config"] = load_config(self["config"])
+            config = load_config(self["config"])
+            problems = path_problems(config)
+            if problems:
+                raise ConfigError(problems)
         except ConfigError as e:
             raise usage.UsageError("the configuration has errors:\n" + str(e)) from None
+        self["gateway_config"] = config
+
+
+def make_directories(*paths: Path) -> None:
+    """Create what the gateway writes to; a failure stops start-up with one clear line, not a traceback."""
+    for path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SystemExit(f"exgateway: cannot create {path}: {e.strerror} (check server.var_dir and the paths under it)") from None
 
 
 class QueueService(Service):
@@ -60,8 +73,7 @@ class QueueService(Service):
         self.extra_dirs = extra_dirs
 
     def startService(self) -> None:
-        for d in self.extra_dirs:
-            d.mkdir(parents=True, exist_ok=True)
+        make_directories(self.store.directory, *self.extra_dirs)
         envelopes = self.store.recover()
         self.scheduler.start(envelopes)
         super().startService()
@@ -77,8 +89,7 @@ class DirectoryService(Service):
         self.dirs = dirs
 
     def startService(self) -> None:
-        for d in self.dirs:
-            d.mkdir(parents=True, exist_ok=True)
+        make_directories(*self.dirs)
         super().startService()
 
 

@@ -226,3 +226,16 @@ def test_the_sample_send_connector_block_works_when_uncommented(tmp_path):
     assert (internet.name, internet.address_spaces, [str(h) for h in internet.smart_hosts]) == (
         "Internet", ("*",), ["smarthost.corp.example:25", "192.0.2.25:25"]
     )
+
+
+def test_path_problems_name_the_key(tmp_path):
+    """A var_dir that cannot be created (a file stands in the way) is named with its key before start-up."""
+    from gateway.config import path_problems
+
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    config = load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{blocker}/var"')))
+    found = [f"{p.key}: {p.reason}" for p in path_problems(config)]
+    assert found[0] == f"server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory"
+    assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir"}
+    assert path_problems(load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{tmp_path}/ok"')))) == []

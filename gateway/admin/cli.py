@@ -18,13 +18,16 @@ import sys
 from pathlib import Path
 
 from gateway.admin.explain import explain
-from gateway.config import ConfigError, default_config_path, load_config
+from gateway.config import ConfigError, default_config_path, load_config, path_problems
 
 
 def _config_check(args: argparse.Namespace) -> int:
     path = args.file or args.config or default_config_path()
     try:
         config = load_config(path)
+        problems = path_problems(config)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as e:
         print(f"{path}: {len(e.problems)} error(s)", file=sys.stderr)
         for problem in e.problems:

@@ -60,3 +60,13 @@ def test_twistd_refuses_a_broken_config_with_every_error(tmp_path):
 def test_twistd_role_must_be_known(tmp_path):
     result = twistd("-n", "--pidfile=", "exgateway", "--role", "edge", cwd=tmp_path)
     assert result.returncode != 0 and "--role must be one of all, frontend, hub, not 'edge'" in result.stdout + result.stderr
+
+
+def test_twistd_refuses_a_var_dir_it_cannot_create(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text((REPO / "etc" / "exgateway.toml").read_text().replace('var_dir = "var"', f'var_dir = "{blocker}/var"'))
+    result = twistd("-n", "--pidfile=", "exgateway", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{cfg}: server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory" in result.stdout + result.stderr
