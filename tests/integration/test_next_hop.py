@@ -115,10 +115,11 @@ smart_hosts = ["127.0.0.1:{sink_port}"]
         s.connect("127.0.0.1", gw.frontend_port)
         s.sendmail("scanner@devices.example", ["someone@outside.example"], b"Subject: scan\r\n\r\npage 1\r\n")
         s.quit()
-        (dump,) = gw.wait_until(lambda: list(sink_dir.iterdir()), timeout=30, what="the smart host to get the message")
+        # The queue empties once the smart host has said 250, i.e. after its dump is complete.
+        gw.wait_until(lambda: gw.queue_files() == [] and list(sink_dir.iterdir()), timeout=30, what="the smart host to get the message")
+        (dump,) = list(sink_dir.iterdir())
         text = dump.read_bytes()
         assert b"X-Rcpt-Args: <someone@outside.example>" in text and text.endswith(b"Subject: scan\n\npage 1\n\n")
-        gw.wait_until(lambda: gw.queue_files() == [], what="the queue to empty")
         # Every other client on the port still may not relay.
         other = smtplib.SMTP(timeout=10, source_address=("127.0.0.3", 0))
         other.connect("127.0.0.1", gw.frontend_port)
