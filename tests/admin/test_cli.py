@@ -25,3 +25,16 @@ def test_check_named_file_and_config_option_agree(tmp_path, capsys):
         f"  {bad}: receive_connectors[0] (\"A\").bindings[0]: '1.2.3.4:0': '0' is not a valid port (1-65535)",
         f"  {bad}: hub_pool.hosts: frontend connectors need at least one hub to hand mail to",
     ]
+
+
+def test_every_gateway_package_is_packaged():
+    """setup.cfg lists packages by hand (for twisted.plugins): a new subpackage must be listed, or pip install breaks."""
+    import configparser
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = configparser.ConfigParser()
+    cfg.read(repo / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "gateway").rglob("__init__.py")}
+    assert found <= listed, f"missing from setup.cfg: {sorted(found - listed)}"

@@ -70,3 +70,25 @@ def test_twistd_refuses_a_var_dir_it_cannot_create(tmp_path):
     result = twistd("-n", "--pidfile=", "exgateway", "--config", str(cfg), cwd=tmp_path)
     assert result.returncode != 0
     assert f"{cfg}: server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory" in result.stdout + result.stderr
+
+
+def test_the_wheel_carries_every_module_and_the_default_config(tmp_path):
+    """What `pip install .` installs: every gateway module, the plugin dropin, and etc/exgateway.toml."""
+    import shutil
+    import zipfile
+
+    # Build from a clean copy: a stale build/ directory would hide a missing package.
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", ".tox", ".git", "var", "__pycache__", ".pytest_cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("exgateway-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {str(p.relative_to(REPO)) for p in (REPO / "gateway").rglob("*.py") if "etc" not in p.parts}
+    assert expected - names == set()
+    assert "twisted/plugins/exgateway_plugin.py" in names
+    assert "gateway/etc/exgateway.toml" in names
