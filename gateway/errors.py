@@ -92,7 +92,6 @@ class Reply:
     BAD_ADDRESS = SMTPReply(501, "5.1.3", "Invalid address")
     BAD_SENDER = SMTPReply(501, "5.1.7", "Invalid address")
     UNKNOWN_PARAMETER = SMTPReply(555, "5.5.4", "Unsupported parameter")
-    NO_XFORWARD = SMTPReply(550, "5.7.1", "XFORWARD not permitted for this client")
     XFORWARD_IN_TRANSACTION = SMTPReply(503, "5.5.1", "XFORWARD not permitted inside a mail transaction")
 
     # Policy
@@ -104,7 +103,6 @@ class Reply:
     SIZE_EXCEEDED = SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
     HEADER_TOO_LARGE = SMTPReply(552, "5.3.4", "Header size exceeds fixed maximum size")
     BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
-    EIGHTBIT_NOT_DECLARED = SMTPReply(554, "5.6.0", "Invalid message content, 8-bit data in a 7BIT message")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
     TOO_MANY_CONNECTIONS = SMTPReply(
         421, "4.3.2", "The maximum number of concurrent server connections has exceeded a limit, closing transmission channel"
@@ -120,14 +118,6 @@ class Reply:
     # Transient trouble inside the gateway
     HUB_UNAVAILABLE = SMTPReply(451, "4.4.0", "Temporary server error. Please try again later")
     LOCAL_ERROR = SMTPReply(451, "4.3.0", "Temporary server error. Please try again later")
-    SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service not active")
 
 
-def reply_for(failure_value: BaseException) -> SMTPReply:
-    """The reply for any exception: its own for SMTPError, else a 451."""
-    if isinstance(failure_value, SMTPError):
-        return failure_value.reply
-    return Reply.LOCAL_ERROR
-
-
-__all__ = ["SMTPReply", "SMTPError", "Reply", "reply_for"]
+__all__ = ["SMTPReply", "SMTPError", "Reply"]

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.errors import SMTPReply
-from gateway.logs.protocol import SessionLog
+from gateway.logs.protocol import SessionLog, endpoint
 from gateway.smtpd.session import new_session_id
 from gateway.smtpd.data import dot_stuff
 
@@ -95,7 +95,6 @@ class SMTPClient(Protocol):
         self.ready: Deferred = Deferred()
         self.extensions: dict[str, str] = {}
         self.connected = False
-        self.on_lost = None
         self._lines: list[bytes] = []
         self._buffer = b""
         self._waiting: deque[Deferred] = deque()
@@ -110,7 +109,7 @@ class SMTPClient(Protocol):
             host, peer = self.transport.getHost(), self.transport.getPeer()
             self._plog = SessionLog(
                 self.protocol_log, self.connector_id, new_session_id(self.clock.seconds()),
-                f"{host.host}:{host.port}", f"{peer.host}:{peer.port}",
+                endpoint(host.host, host.port), endpoint(peer.host, peer.port),
             )
             self._plog.event("+")
         greeting = self._expect()
@@ -195,8 +194,6 @@ class SMTPClient(Protocol):
         self._fail_all(reason or Failure(ConnectionLost()))
         if not self.ready.called:
             self.ready.errback(reason)
-        if self.on_lost is not None:
-            self.on_lost(self)
 
     def _fail_all(self, failure: Failure) -> None:
         waiting, self._waiting = self._waiting, deque()

@@ -40,6 +40,11 @@ def csv_field(value: str) -> str:
     return value
 
 
+def endpoint(host: str, port: int) -> str:
+    """`ip:port` as the logs write it, with brackets around IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def iso_time(seconds: float) -> str:
     t = time.gmtime(seconds)
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{int(seconds % 1 * 1000):03d}Z"

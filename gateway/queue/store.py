@@ -92,24 +92,19 @@ class QueueEntry:
             return
         self._chunks.append(data)
         if self.size > self.SPILL:
-            self._open()
+            self._open(b"".join(self._chunks))
 
-    def _open(self) -> None:
+    def _open(self, first: bytes) -> None:
         self.file = open(self.path, "xb", buffering=WRITE_BUFFER)
-        chunks, self._chunks = self._chunks, []
-        self.file.writelines(chunks)
+        self._chunks = []
+        self.file.write(first)
 
     def flush(self) -> None:
         """Put every byte in the body file, ready for fsync."""
         if self.file is None:
             self.kept = b"".join(self._chunks)
-            self._open()
+            self._open(self.kept)
         self.file.flush()
-
-    def sync(self) -> None:
-        self.flush()
-        os.fsync(self.file.fileno())
-        self.close()
 
     def close(self) -> None:
         if self.file is not None:

@@ -31,7 +31,7 @@ from gateway.config import ReceiveConnector
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.headers import HeaderScan
-from gateway.logs.protocol import SessionLog
+from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.smtpd import xtext
@@ -48,10 +48,6 @@ XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "C
 _HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
 log = Logger(namespace="exgateway.smtpd")
-
-
-def _endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _log_right(right: Right) -> str:
@@ -136,7 +132,7 @@ class ESMTPServer(Protocol):
         if self.protocol_log is not None:
             self._plog = SessionLog(
                 self.protocol_log, self.connector.identity, self.session.session_id,
-                _endpoint(host.host, host.port), _endpoint(peer.host, peer.port),
+                endpoint(host.host, host.port), endpoint(peer.host, peer.port),
             )
             self._plog.event("+")
             self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")

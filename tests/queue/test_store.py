@@ -148,7 +148,8 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
     for _ in range(5):
         big.write(b"y" * 100_000)
     assert files(store) == ["2.eml"]
-    big.sync()
+    big.flush()
+    big.close()
     assert (tmp_path / "q" / "2.eml").stat().st_size == 500_000
 
 
