@@ -78,6 +78,22 @@ retry_interval = "{retry}"
 '''
 
 
+def anon_relay(port: int, source: str) -> str:
+    """The seed's anonymous relay connector for one client address, as config text."""
+    return f"""
+[[receive_connectors]]
+name = "Anon Relay"
+role = "frontend"
+bindings = ["127.0.0.1:{port}"]
+remote_ip_ranges = ["{source}"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
+"""
+
+
 class Gateway:
     def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "") -> None:
         self.directory = directory
@@ -91,6 +107,10 @@ class Gateway:
             self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra))
         self.log_path = directory / f"twistd-{role}.log"
         self.process: subprocess.Popen | None = None
+
+    def add_config(self, text: str) -> None:
+        """Add sections (connectors) to this gateway's config file, before [queue]."""
+        self.config.write_text(self.config.read_text().replace("[queue]", text + "\n[queue]"))
 
     def start(self) -> "Gateway":
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))

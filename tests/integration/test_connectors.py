@@ -3,20 +3,9 @@
 import smtplib
 import socket
 
-from tests.integration.gatewayproc import Gateway, free_port
+from tests.integration.gatewayproc import Gateway, anon_relay, free_port
 
 EXTRA_CONNECTORS = """
-[[receive_connectors]]
-name = "Anon Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{port}"]
-remote_ip_ranges = ["127.0.0.2"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-
 [[receive_connectors]]
 name = "Scanners"
 role = "frontend"
@@ -33,7 +22,7 @@ message_rate_limit = 2
 def gateway(tmp_path):
     port = free_port()
     gw = Gateway(tmp_path, frontend_port=port)
-    gw.config.write_text(gw.config.read_text().replace("[queue]", EXTRA_CONNECTORS.format(port=port) + "\n[queue]"))
+    gw.add_config(anon_relay(port, "127.0.0.2") + EXTRA_CONNECTORS.format(port=port))
     return gw.start()
 
 
@@ -117,7 +106,7 @@ def test_spoofed_internal_sender_refused_and_idle_session_timed_out(tmp_path):
     """On a connector that withholds Accept-Authoritative-Domain-Sender, ceo@corp.example is refused; idling gets 451 4.7.0."""
     port = free_port()
     gw = Gateway(tmp_path, frontend_port=port)
-    gw.config.write_text(gw.config.read_text().replace("[queue]", SPOOF_AND_TIMEOUT.format(port=port) + "\n[queue]"))
+    gw.add_config(SPOOF_AND_TIMEOUT.format(port=port))
     gw.start()
     try:
         with session(gw, "127.0.0.6") as s:

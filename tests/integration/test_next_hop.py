@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from tests.integration.conftest import require_tool
-from tests.integration.gatewayproc import Gateway, free_port, wait_for_port
+from tests.integration.gatewayproc import Gateway, anon_relay, free_port, wait_for_port
 
 
 @pytest.fixture
@@ -91,24 +91,13 @@ def test_seed_anonymous_relay_reaches_the_smart_host(tmp_path, sink_dir):
     sink_port = free_port()
     proc = start_sink(sink, sink_port, str(sink_dir / "%M."))
     gw = Gateway(tmp_path / "gw")
-    extra = f"""
-[[receive_connectors]]
-name = "Anon Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{gw.frontend_port}"]
-remote_ip_ranges = ["127.0.0.2"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-
+    extra = anon_relay(gw.frontend_port, "127.0.0.2") + f"""
 [[send_connectors]]
 name = "Internet"
 address_spaces = ["*"]
 smart_hosts = ["127.0.0.1:{sink_port}"]
 """
-    gw.config.write_text(gw.config.read_text().replace("[queue]", extra + "\n[queue]"))
+    gw.add_config(extra)
     gw.start()
     try:
         s = smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0))

@@ -6,7 +6,7 @@ import smtplib
 import subprocess
 import sys
 
-from tests.integration.gatewayproc import REPO, Gateway
+from tests.integration.gatewayproc import REPO, Gateway, anon_relay
 
 
 def test_reload_applies_to_new_sessions_only(tmp_path):
@@ -58,19 +58,7 @@ def test_reload_adds_a_relay_ip_for_new_connections(tmp_path):
         old.ehlo("device")
         old.mail("device@devices.example")
         assert old.rcpt("someone@outside.example")[1].startswith(b"5.7.54")
-        relay = f"""
-[[receive_connectors]]
-name = "Anon Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{gw.frontend_port}"]
-remote_ip_ranges = ["127.0.0.7"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-"""
-        gw.config.write_text(gw.config.read_text().replace("[queue]", relay + "\n[queue]"))
+        gw.add_config(anon_relay(gw.frontend_port, "127.0.0.7"))
         os.kill(gw.pid, signal.SIGHUP)
         gw.wait_until(lambda: "configuration reloaded" in gw.log(), what="the reload")
         assert old.rcpt("other@outside.example")[1].startswith(b"5.7.54")
