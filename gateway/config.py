@@ -27,7 +27,11 @@ from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
 
 ROLES = ("frontend", "hub")
-AUTH_MECHANISMS = ("None", "ExternalAuthoritative")
+# Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
+# offered; BasicAuth: AUTH PLAIN/LOGIN; BasicAuthRequireTLS: AUTH only after TLS.
+AUTH_MECHANISMS = ("None", "Tls", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative")
+MESSAGE_RATE_SOURCES = ("None", "IPAddress", "User", "All")
+AUTH_BACKENDS = ("users_file", "ldap")
 
 
 def default_config_path() -> Path:
@@ -84,10 +88,30 @@ class ReceiveConnector:
     # (Exchange's Add-ADPermission / Remove-ADPermission on a receive connector).
     granted: frozenset = frozenset()
     withheld: frozenset = frozenset()
+    # TLS: STARTTLS is offered with the "Tls" mechanism; implicit_tls (port 465,
+    # RFC 8314) starts TLS before the banner. require_tls is Exchange's RequireTLS.
+    require_tls: bool = False
+    implicit_tls: bool = False
+    # A thumbprint or "<I>issuer<S>subject"; empty: the certificate matching fqdn.
+    tls_certificate_name: str = ""
+    # Exchange's MessageRateSource: whom message_rate_limit counts.
+    message_rate_source: str = "IPAddress"
 
     @property
     def identity(self) -> str:
         return f"{self.server_name}\\{self.name}"
+
+    @property
+    def offers_starttls(self) -> bool:
+        return "Tls" in self.auth_mechanisms and not self.implicit_tls
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.implicit_tls or "Tls" in self.auth_mechanisms
+
+    @property
+    def basic_auth(self) -> bool:
+        return bool({"BasicAuth", "BasicAuthRequireTLS"} & self.auth_mechanisms)
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,45 @@ class SendConnector:
 
 
 @dataclass(frozen=True)
+class LDAPConfig:
+    """An LDAP / Active Directory credential backend: find the user's DN, then bind as it."""
+
+    url: str
+    base_dn: str
+    bind_dn: str = ""
+    bind_password: str = ""
+    start_tls: bool = False
+    ca_file: Path | None = None
+    login_attributes: tuple[str, ...] = ("sAMAccountName", "userPrincipalName", "uid", "mail")
+    sender_attributes: tuple[str, ...] = ("mail", "proxyAddresses")
+    timeout: float = 5.0
+
+    @property
+    def host_port(self) -> tuple[str, int, bool]:
+        """(host, port, ldaps) from the URL."""
+        scheme, _, rest = self.url.partition("://")
+        host, port = _split_host_port(rest.rstrip("/")) if ":" in rest.rstrip("/") else (rest.rstrip("/"), "")
+        ldaps = scheme.lower() == "ldaps"
+        return host, int(port) if port else (636 if ldaps else 389), ldaps
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """How AUTH is checked, and the brute-force defence around it."""
+
+    backends: tuple[str, ...] = ("users_file",)
+    users_file: Path = Path("users.toml")
+    ldap: LDAPConfig | None = None
+    failure_tarpit: float = 2.0
+    max_failures_per_connection: int = 3
+    max_failures_per_source: int = 10
+    max_failures_per_user: int = 20
+    failure_window: float = 900.0
+    lockout: float = 900.0
+    check_header_from: bool = False
+
+
+@dataclass(frozen=True)
 class ProtocolLogConfig:
     directory: Path
     max_file_size: int
@@ -152,6 +215,8 @@ class Config:
     mailbox: MailboxConfig
     protocol_log: ProtocolLogConfig
     send_connectors: tuple[SendConnector, ...] = ()
+    certificate_dir: Path = Path("var/certs")
+    auth: AuthConfig = AuthConfig()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -368,6 +433,27 @@ def _banner(value: Any) -> str:
     return value
 
 
+def _certificate_identifier(value: Any) -> str:
+    from gateway.tls.certname import parse_certificate_identifier
+
+    value = _string(value)
+    parse_certificate_identifier(value)  # CertificateIdentifierError is a ValueError naming what is wrong
+    return value
+
+
+def _ldap_url(value: Any) -> str:
+    value = _string(value)
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("ldap", "ldaps") or not rest.strip("/"):
+        raise ValueError(f"{value!r} is not an ldap://host[:port] or ldaps://host[:port] URL")
+    host = rest.strip("/")
+    try:
+        parse_host_port(host, 389)
+    except ValueError as e:
+        raise ValueError(f"{value!r}: {e}") from None
+    return value
+
+
 def _address_space(value: Any) -> str:
     """`*`, `ext.example` or `*.partner.example`."""
     value = _string(value).lower()
@@ -387,7 +473,16 @@ def _accepted_domain_name(value: Any) -> str:
     return value
 
 
-TOP_KEYS = {"server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors"}
+TOP_KEYS = {
+    "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
+    "certificates", "authentication",
+}
+CERTIFICATE_KEYS = {"directory"}
+AUTH_KEYS = {
+    "backends", "users_file", "ldap", "failure_tarpit", "max_failures_per_connection", "max_failures_per_source",
+    "max_failures_per_user", "failure_window", "lockout", "check_header_from",
+}
+LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file", "login_attributes", "sender_attributes", "timeout"}
 SEND_CONNECTOR_KEYS = {"name", "address_spaces", "smart_hosts", "port", "cost", "enabled"}
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir"}
@@ -398,7 +493,7 @@ CONNECTOR_KEYS = {
     "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
     "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
-    "tarpit_interval", "max_header_size",
+    "tarpit_interval", "max_header_size", "require_tls", "implicit_tls", "tls_certificate_name", "message_rate_source",
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
@@ -479,8 +574,18 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         ),
         message_rate_limit=reader.get(data, where, "message_rate_limit", _limit, None),
         connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 600.0),
+        require_tls=reader.get(data, where, "require_tls", _bool, False),
+        implicit_tls=reader.get(data, where, "implicit_tls", _bool, False),
+        tls_certificate_name=reader.get(data, where, "tls_certificate_name", _certificate_identifier, ""),
+        message_rate_source=reader.get(data, where, "message_rate_source", _choice(MESSAGE_RATE_SOURCES), "IPAddress"),
         **{key: reader.get(data, where, key, _bool, True) for key in ESMTP_TOGGLES},
     )
+    if "BasicAuthRequireTLS" in connector.auth_mechanisms and not connector.uses_tls:
+        reader.problem(f"{where}.auth_mechanisms", "BasicAuthRequireTLS needs TLS: add \"Tls\" or set implicit_tls = true")
+    if connector.require_tls and not connector.uses_tls:
+        reader.problem(f"{where}.require_tls", "require_tls needs TLS offered: add \"Tls\" to auth_mechanisms or set implicit_tls = true")
+    if connector.basic_auth and "ExternalAuthoritative" in connector.auth_mechanisms:
+        reader.problem(f"{where}.auth_mechanisms", "ExternalAuthoritative trusts every client in the remote ranges; it does not mix with BasicAuth")
     return connector
 
 
@@ -634,6 +739,10 @@ def parse_config(raw: dict, file: str) -> Config:
             cost=reader.get(data, where, "cost", _positive_int, 1), enabled=reader.get(data, where, "enabled", _bool, True),
         ))
 
+    certs = _section(reader, raw, "certificates", CERTIFICATE_KEYS)
+    certificate_dir = var_dir / reader.get(certs, "certificates", "directory", _string, "certs")
+    auth = _read_auth(reader, _section(reader, raw, "authentication", AUTH_KEYS), var_dir)
+
     plog = _section(reader, raw, "protocol_log", PROTOCOL_LOG_KEYS)
     protocol_log = ProtocolLogConfig(
         directory=var_dir / reader.get(plog, "protocol_log", "directory", _string, "logs/ProtocolLog"),
@@ -655,7 +764,63 @@ def parse_config(raw: dict, file: str) -> Config:
         mailbox=mailbox_config,
         protocol_log=protocol_log,
         send_connectors=tuple(send_connectors),
+        certificate_dir=certificate_dir,
+        auth=auth,
     )
+
+
+def _read_auth(reader: _Reader, data: dict, var_dir: Path) -> AuthConfig:
+    """[authentication] and [authentication.ldap]."""
+    w = "authentication"
+    backends = reader.items(data, w, "backends", _choice(AUTH_BACKENDS), ("users_file",))
+    ldap = None
+    raw_ldap = data.get("ldap")
+    if raw_ldap is not None:
+        if not isinstance(raw_ldap, dict):
+            reader.problem(f"{w}.ldap", "must be a table ([authentication.ldap])")
+            raw_ldap = {}
+        reader.table(raw_ldap, f"{w}.ldap", LDAP_KEYS)
+        wl = f"{w}.ldap"
+        for key in ("url", "base_dn"):
+            if key not in raw_ldap:
+                reader.problem(f"{wl}.{key}", "required")
+        ca_file = reader.get(raw_ldap, wl, "ca_file", _string, None)
+        ldap = LDAPConfig(
+            url=reader.get(raw_ldap, wl, "url", _ldap_url, "ldap://localhost"),
+            base_dn=reader.get(raw_ldap, wl, "base_dn", _string, ""),
+            bind_dn=reader.get(raw_ldap, wl, "bind_dn", _string, ""),
+            bind_password=reader.get(raw_ldap, wl, "bind_password", _string, ""),
+            start_tls=reader.get(raw_ldap, wl, "start_tls", _bool, False),
+            ca_file=Path(ca_file) if ca_file else None,
+            login_attributes=reader.items(raw_ldap, wl, "login_attributes", _ldap_attribute, LDAPConfig.login_attributes),
+            sender_attributes=reader.items(raw_ldap, wl, "sender_attributes", _ldap_attribute, LDAPConfig.sender_attributes),
+            timeout=reader.get(raw_ldap, wl, "timeout", parse_duration, 5.0),
+        )
+        if ldap.start_tls and ldap.host_port[2]:
+            reader.problem(f"{wl}.start_tls", "ldaps:// is already TLS; start_tls is for ldap:// URLs")
+        if bool(ldap.bind_dn) != bool(ldap.bind_password):
+            reader.problem(f"{wl}.bind_password", "bind_dn and bind_password go together (or leave both out to search anonymously)")
+    if "ldap" in backends and ldap is None:
+        reader.problem(f"{w}.backends", "\"ldap\" is listed but there is no [authentication.ldap] section")
+    return AuthConfig(
+        backends=backends,
+        users_file=var_dir / reader.get(data, w, "users_file", _string, "users.toml"),
+        ldap=ldap,
+        failure_tarpit=reader.get(data, w, "failure_tarpit", parse_duration, 2.0),
+        max_failures_per_connection=reader.get(data, w, "max_failures_per_connection", _positive_int, 3),
+        max_failures_per_source=reader.get(data, w, "max_failures_per_source", _positive_int, 10),
+        max_failures_per_user=reader.get(data, w, "max_failures_per_user", _positive_int, 20),
+        failure_window=reader.get(data, w, "failure_window", parse_duration, 900.0),
+        lockout=reader.get(data, w, "lockout", parse_duration, 900.0),
+        check_header_from=reader.get(data, w, "check_header_from", _bool, False),
+    )
+
+
+def _ldap_attribute(value: Any) -> str:
+    value = _string(value)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", value):
+        raise ValueError(f"{value!r} is not an LDAP attribute name")
+    return value
 
 
 def path_problems(config: Config) -> list[ConfigProblem]:
@@ -667,7 +832,7 @@ def path_problems(config: Config) -> list[ConfigProblem]:
     import os
 
     checks = [("server.var_dir", config.var_dir), ("queue.directory", config.queue.directory),
-              ("protocol_log.directory", config.protocol_log.directory)]
+              ("protocol_log.directory", config.protocol_log.directory), ("certificates.directory", config.certificate_dir)]
     if config.mailbox.delivery == "maildir":
         checks.append(("mailbox.maildir", config.mailbox.maildir))
     problems = []

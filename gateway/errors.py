@@ -115,6 +115,23 @@ class Reply:
     CONNECTION_TIMEOUT = SMTPReply(421, "4.4.1", "Connection timed out")
     TOO_MANY_ERRORS = SMTPReply(421, "4.7.0", "Too many errors on this connection, closing transmission channel")
 
+    # TLS (RFC 3207)
+    STARTTLS_READY = SMTPReply(220, "2.0.0", "SMTP server ready")
+    TLS_ALREADY = SMTPReply(503, "5.5.2", "Only one STARTTLS command can be issued per session")
+    TLS_REQUIRED = SMTPReply(530, "5.7.0", "Must issue a STARTTLS command first")
+    TLS_UNAVAILABLE = SMTPReply(454, "4.7.0", "TLS not available due to temporary reason")
+
+    # AUTH (RFC 4954)
+    AUTH_OK = SMTPReply(235, "2.7.0", "Authentication successful")
+    AUTH_FAILED = SMTPReply(535, "5.7.3", "Authentication unsuccessful")
+    AUTH_UNRECOGNIZED = SMTPReply(504, "5.7.4", "Unrecognized authentication type")
+    AUTH_TEMPFAIL = SMTPReply(454, "4.7.0", "Temporary authentication failure")
+    AUTH_CANCELLED = SMTPReply(501, "5.0.0", "Authentication cancelled")
+    AUTH_BAD_BASE64 = SMTPReply(501, "5.5.2", "Cannot Base64-decode Client responses")
+    AUTH_ALREADY = SMTPReply(503, "5.5.1", "Already authenticated")
+    AUTH_IN_TRANSACTION = SMTPReply(503, "5.5.1", "AUTH not permitted during a mail transaction")
+    SEND_AS_DENIED = SMTPReply(550, "5.7.60", "SMTP; Client does not have permissions to send as this sender")
+
     # Transient trouble inside the gateway
     HUB_UNAVAILABLE = SMTPReply(451, "4.4.0", "Temporary server error. Please try again later")
     LOCAL_ERROR = SMTPReply(451, "4.3.0", "Temporary server error. Please try again later")

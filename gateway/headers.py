@@ -23,7 +23,7 @@ class HeaderScan:
     tells what the message lacks. Bytes are passed on unchanged.
     """
 
-    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field")
+    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "_froms")
 
     def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
         self.max_size = max_size
@@ -35,6 +35,9 @@ class HeaderScan:
         self.too_large = False
         self._pos = 0
         self._field = b""
+        # The From: field's value, unfolded (send-as checks on the header); None if absent.
+        self.from_value: bytes | None = None
+        self._froms = 0
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -71,8 +74,14 @@ class HeaderScan:
             self._field = name.lower()
             if self._field == b"date":
                 self.has_date = True
+            elif self._field == b"from":
+                self._froms += 1
+                # Two From: fields are a spoofing trick: keep both, so every address is checked.
+                self.from_value = value.strip() if self.from_value is None else self.from_value + b", " + value.strip()
         else:
             value = line
+            if self._field == b"from" and self.from_value is not None:
+                self.from_value += b" " + value.strip()
         if self._field == b"message-id" and not self.message_id:
             m = _MSGID.search(value)
             if m:

@@ -35,7 +35,8 @@ log = Logger(namespace="exgateway.proxy")
 SPOOL_IN_MEMORY = 512 * 1024
 
 
-def xforward_line(session: Session) -> str:
+def xforward_line(session: Session, offered: str | None = None) -> str:
+    """XFORWARD with the original client's attributes (only those the hub offered, if it said)."""
     origin = session.origin()
     addr = origin.client_ip if ":" not in origin.client_ip else "IPV6:" + origin.client_ip
     attrs = [
@@ -44,8 +45,11 @@ def xforward_line(session: Session) -> str:
         ("PROTO", origin.proto),
         ("HELO", origin.helo[:255]),
         ("CONNECTOR", origin.connector),
+        ("AUTH", origin.auth),
+        ("TLS", origin.tls),
     ]
-    return "XFORWARD " + " ".join(f"{k}={xtext.encode(v)}" for k, v in attrs if v)
+    known = set(offered.upper().split()) if offered else None
+    return "XFORWARD " + " ".join(f"{k}={xtext.encode(v)}" for k, v in attrs if v and (known is None or k in known))
 
 
 class FrontendTransaction:
@@ -82,7 +86,7 @@ class FrontendTransaction:
         self.client = client
         lines = []
         if "XFORWARD" in client.extensions:
-            lines.append(xforward_line(self.session))
+            lines.append(xforward_line(self.session, client.extensions["XFORWARD"]))
         mail = f"MAIL FROM:{self.mail.sender.path}"
         if "SIZE" in client.extensions and self.mail.size is not None:
             mail += f" SIZE={self.mail.size}"

@@ -38,11 +38,18 @@ def _bindings(config: Config, roles: tuple[str, ...]) -> set:
 class LiveConfig:
     """The running configuration, and the objects built from it that a reload replaces."""
 
-    def __init__(self, config: Config, path: Path | None, roles: tuple[str, ...]) -> None:
+    def __init__(
+        self, config: Config, path: Path | None, roles: tuple[str, ...], tls=None, make_auth=None
+    ) -> None:
         self.path = path
         self.roles = roles
         self.factories: list = []
         self.routed: list = []
+        # The frontend's TLSProvider (its store is re-read on reload) and a
+        # function config -> AuthService (rebuilt on reload); None on a hub.
+        self.tls = tls
+        self.make_auth = make_auth
+        self.auth = None
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
@@ -50,6 +57,8 @@ class LiveConfig:
         domains = AcceptedDomains(config.accepted_domains)
         self.policy = SessionPolicy(domains)
         self.router = Router(domains, config.send_connectors)
+        if self.make_auth is not None:
+            self.auth = self.make_auth(config, self.auth)
         for factory in self.factories:
             self._update_factory(factory)
         for holder in self.routed:
@@ -61,6 +70,8 @@ class LiveConfig:
             if c.enabled and c.role == factory.role and factory.binding in c.bindings
         )
         factory.policy = self.policy
+        factory.tls = self.tls
+        factory.auth = self.auth
 
     def attach(self, factory) -> None:
         """A listener whose connectors and policy follow reloads."""
@@ -94,10 +105,12 @@ class LiveConfig:
             )
             return False
         fixed = []
-        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name"):
+        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir"):
             if getattr(new, name) != getattr(old, name):
                 fixed.append(name)
         self._apply(new)
+        if self.tls is not None:
+            self.tls.reload()
         log.info(
             "configuration reloaded from {path}: {connectors} receive connectors, {domains} accepted domains",
             path=str(new.path),

@@ -32,6 +32,9 @@ from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
+from gateway.auth.service import build_auth
+from gateway.tls.provider import TLSProvider
+from gateway.tls.store import CertificateStore
 
 ROLES = ("all", "frontend", "hub")
 
@@ -130,11 +133,41 @@ def _listeners(
         service.setServiceParent(parent)
 
 
+class CertificateService(Service):
+    """Reads the certificate store at start; with none in it, makes the self-signed one for the FQDN."""
+
+    def __init__(self, tls: TLSProvider, fqdn: str) -> None:
+        self.tls = tls
+        self.fqdn = fqdn
+
+    def startService(self) -> None:
+        make_directories(self.tls.store.directory)
+        try:
+            self.tls.store.ensure_default(self.fqdn, self.tls.now())
+        except OSError as e:
+            raise SystemExit(f"exgateway: cannot write the certificate store {self.tls.store.directory}: {e.strerror}") from None
+        self.tls.reload()
+        super().startService()
+
+
 def build_service(config: Config, role: str, reactor) -> MultiService:
     """Assemble the gateway's services for one config and role."""
     top = MultiService()
     roles = ("frontend", "hub") if role == "all" else (role,)
-    live = LiveConfig(config, config.path, roles)
+    pool_threads = reactor.getThreadPool()
+
+    def run_in_thread(f, *args):
+        return threads.deferToThreadPool(reactor, pool_threads, f, *args)
+
+    tls = auth = None
+    if role in ("all", "frontend"):
+        tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
+        CertificateService(tls, config.fqdn).setServiceParent(top)
+
+        def auth(new_config: Config, previous):
+            return build_auth(new_config.auth, reactor, run_in_thread, previous.throttle if previous else None)
+
+    live = LiveConfig(config, config.path, roles, tls=tls, make_auth=auth)
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits()
     protocol_logs: list[ProtocolLog] = []
@@ -148,10 +181,6 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         return plog
 
     ProtocolLogService(protocol_logs, reactor).setServiceParent(top)
-    pool_threads = reactor.getThreadPool()
-
-    def run_in_thread(f, *args):
-        return threads.deferToThreadPool(reactor, pool_threads, f, *args)
 
     if role in ("all", "hub"):
         store = QueueStore(config.queue.directory, run_in_thread)

@@ -183,7 +183,7 @@ deny = "yes"''')
     found = problems(tmp_path, text)
     assert found == [
         'receive_connectors[0] ("Default Frontend").permissions[1].user: \'Everyone\' is not a principal this gateway knows '
-        "(use 'NT AUTHORITY\\ANONYMOUS LOGON' or 'MS Exchange\\Externally Secured Servers')",
+        "(use 'NT AUTHORITY\\ANONYMOUS LOGON', 'NT AUTHORITY\\Authenticated Users' or 'MS Exchange\\Externally Secured Servers')",
         'receive_connectors[0] ("Default Frontend").permissions[1].extended_rights[0]: \'ms-Exch-SMTP-Fly\' is not an extended right '
         "(known: " + ", ".join(r.value for r in __import__("gateway.policy.rights", fromlist=["Right"]).Right) + ")",
         'receive_connectors[0] ("Default Frontend").permissions[1].deny: \'yes\' is not true or false',
@@ -237,5 +237,5 @@ def test_path_problems_name_the_key(tmp_path):
     config = load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{blocker}/var"')))
     found = [f"{p.key}: {p.reason}" for p in path_problems(config)]
     assert found[0] == f"server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory"
-    assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir"}
+    assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir", "certificates.directory"}
     assert path_problems(load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{tmp_path}/ok"')))) == []

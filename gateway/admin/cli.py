@@ -7,6 +7,8 @@ Every subcommand takes `--config FILE` and defaults to the same file
     exgateway config check [FILE]
     exgateway receive-connector list | show NAME | test --client-ip IP --port N [--mail-from A] [--rcpt A ...]
     exgateway reload [--pidfile FILE | --pid PID]
+    exgateway certificate list | new-self-signed --subject CN=... [--san ...] | import FILE
+    exgateway user add NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway.admin import certificates, users
 from gateway.admin.explain import explain
 from gateway.config import ConfigError, default_config_path, load_config, path_problems
 
@@ -53,6 +56,16 @@ def _load(args: argparse.Namespace):
         return None
 
 
+def _with_config(command):
+    """A subcommand that needs the parsed config: load it (errors to stderr, exit 1) and pass it on."""
+
+    def run(args: argparse.Namespace) -> int:
+        config = _load(args)
+        return 1 if config is None else command(args, config)
+
+    return run
+
+
 def _connector_list(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
@@ -84,6 +97,9 @@ def _connector_show(args: argparse.Namespace) -> int:
         ("RemoteIPRanges", ", ".join(map(str, c.remote_ip_ranges))),
         ("PermissionGroups", ", ".join(sorted(g.value for g in c.permission_groups)) or "None"),
         ("AuthMechanism", ", ".join(sorted(c.auth_mechanisms)) or "None"),
+        ("RequireTLS", str(c.require_tls)),
+        ("ImplicitTLS", str(c.implicit_tls)),
+        ("TlsCertificateName", c.tls_certificate_name or "(by Fqdn)"),
         ("ExtendedRightsGranted", ", ".join(sorted(f"{p.value}: {r.value}" for p, r in c.granted)) or "None"),
         ("ExtendedRightsWithheld", ", ".join(sorted(f"{p.value}: {r.value}" for p, r in c.withheld)) or "None"),
         ("Banner", c.banner or "(default)"),
@@ -96,6 +112,7 @@ def _connector_show(args: argparse.Namespace) -> int:
         ("MaxInboundConnection", _unlimited(c.max_inbound_connection)),
         ("MaxInboundConnectionPerSource", _unlimited(c.max_inbound_connection_per_source)),
         ("MessageRateLimit", _unlimited(c.message_rate_limit)),
+        ("MessageRateSource", c.message_rate_source),
         ("MaxProtocolErrors", str(c.max_protocol_errors)),
         ("TarpitInterval", f"{c.tarpit_interval:g} s"),
         ("ProtocolLoggingLevel", c.protocol_logging_level),
@@ -117,7 +134,7 @@ def _connector_test(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     try:
-        lines = explain(config, args.client_ip, args.port, args.mail_from, tuple(args.rcpt or ()))
+        lines = explain(config, args.client_ip, args.port, args.mail_from, tuple(args.rcpt or ()), args.user)
     except ValueError as e:
         print(f"exgateway: {e}", file=sys.stderr)
         return 2
@@ -168,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--port", required=True, type=int, help="the port it connects to")
     test.add_argument("--mail-from", metavar="ADDR", help="envelope sender to check")
     test.add_argument("--rcpt", metavar="ADDR", nargs="+", help="recipients to check")
+    test.add_argument("--user", metavar="NAME", help="as if this user (from the users file) had authenticated")
     test.set_defaults(run=_connector_test)
 
     reload = commands.add_parser(
@@ -176,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
     reload.add_argument("--pidfile", default="twistd.pid", help="twistd's pid file (default: ./twistd.pid)")
     reload.add_argument("--pid", type=int, help="the gateway's process id, instead of --pidfile")
     reload.set_defaults(run=_reload)
+    certificates.add_commands(commands, common, _with_config)
+    users.add_commands(commands, common, _with_config)
     return top
 
 

@@ -17,7 +17,8 @@ from gateway.connectors import client_address, explain_selection
 from gateway.domains import AcceptedDomains
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.policy.checks import SessionPolicy
-from gateway.policy.rights import connector_rights
+from gateway.auth.users import UsersFile, UsersFileError
+from gateway.policy.rights import Principal, connector_rights
 from gateway.route.router import Router
 from gateway.smtpd.protocol import principal_for
 
@@ -38,7 +39,34 @@ def _reply(fn) -> SMTPReply:
         return e.reply
 
 
-def explain(config: Config, client_ip: str, port: int, mail_from: str | None = None, rcpts: tuple[str, ...] = ()) -> list[str]:
+def _as_user(config: Config, chosen: ReceiveConnector, address, user: str, out: list[str]):
+    """What AUTH as `user` (from the users file) would give on this connector: its Identity, or None."""
+    if not chosen.basic_auth:
+        mechanisms = ", ".join(sorted(chosen.auth_mechanisms)) or "None"
+        out.append(f"  AUTH: not offered on {chosen.identity} (auth_mechanisms: {mechanisms}); {user} cannot log in here")
+        return None
+    try:
+        record = UsersFile(config.auth.users_file).load_strict().get(user.lower())
+    except (UsersFileError, OSError) as e:
+        raise ValueError(str(e)) from None
+    if record is None:
+        where = " (LDAP users are not looked up by this command)" if "ldap" in config.auth.backends else ""
+        out.append(f"  AUTH: no user {user!r} in {config.auth.users_file}{where}")
+        return None
+    if record.remote_ip_ranges and not any(r.contains(address) for r in record.remote_ip_ranges):
+        ranges = ", ".join(map(str, record.remote_ip_ranges))
+        out.append(f"  AUTH as {record.name}: fails from {address} even with the right password (it may log in only from {ranges})")
+        return None
+    when = "after STARTTLS" if "BasicAuthRequireTLS" in chosen.auth_mechanisms and not chosen.implicit_tls else "offered"
+    out.append(f"  AUTH as {record.name} ({when}): accepted with the right password")
+    identity = record.identity()
+    out.append("  may send as: " + (", ".join(identity.send_as.patterns) or "(nothing: every MAIL FROM gets 550 5.7.60)"))
+    return identity
+
+
+def explain(
+    config: Config, client_ip: str, port: int, mail_from: str | None = None, rcpts: tuple[str, ...] = (), user: str | None = None
+) -> list[str]:
     """The report, as lines."""
     address = client_address(client_ip)
     out = [f"Connection from {address} to port {port}:"]
@@ -67,9 +95,16 @@ def explain(config: Config, client_ip: str, port: int, mail_from: str | None = N
     if chosen is None:
         return out
     principal = principal_for(chosen)
+    identity = None
+    if user is not None:
+        identity = _as_user(config, chosen, address, user, out)
+        if identity is not None:
+            principal = Principal.AUTHENTICATED
     rights = connector_rights(chosen, principal)
     out.append(f"Session on {chosen.identity} ({chosen.role}) as {principal.value}:")
     out.append("  rights: " + (", ".join(sorted(r.value for r in rights)) or "(none)"))
+    if chosen.require_tls:
+        out.append("  (this connector requires STARTTLS before MAIL: 530 5.7.0 otherwise)")
     if mail_from is None and not rcpts:
         return out
 
@@ -79,7 +114,7 @@ def explain(config: Config, client_ip: str, port: int, mail_from: str | None = N
 
     def mail() -> SMTPReply:
         sender, params = parse_path(f"<{mail_from or ''}>", sender=True)
-        policy.check_mail(rights, sender, None, chosen.max_message_size)
+        policy.check_mail(rights, sender, None, chosen.max_message_size, identity)
         return Reply.SENDER_OK
 
     mail_reply = _reply(mail)

@@ -21,10 +21,20 @@ class SessionPolicy:
     def __init__(self, accepted_domains: AcceptedDomains) -> None:
         self.accepted_domains = accepted_domains
 
-    def check_mail(self, rights: frozenset[Right], sender: Address, size: int | None, max_size: int) -> None:
+    def check_mail(
+        self, rights: frozenset[Right], sender: Address, size: int | None, max_size: int, identity=None
+    ) -> None:
+        """
+        `identity` is set once AUTH succeeded: then the user's send-as
+        addresses decide the sender (550 5.7.60), unless the connector grants
+        authenticated users ms-Exch-SMTP-Accept-Any-Sender.
+        """
         if Right.SUBMIT not in rights:
             raise SMTPError(Reply.NOT_AUTHENTICATED, reason="connector grants no Submit right to this client")
-        if (
+        if identity is not None:
+            if Right.ACCEPT_ANY_SENDER not in rights and not identity.send_as.allows(str(sender)):
+                raise SMTPError(Reply.SEND_AS_DENIED, reason=f"{identity.name} may not send as <{sender}>")
+        elif (
             not sender.null
             and Right.ACCEPT_AUTHORITATIVE_DOMAIN_SENDER not in rights
             and self.accepted_domains.authoritative(sender.domain)

@@ -65,11 +65,14 @@ class Principal(str, Enum):
     # Exchange's ExternalAuthoritative mechanism: the connector's remote
     # ranges are the proof, and clients there count as gateway nodes.
     EXTERNALLY_SECURED = "ExternallySecured"
+    # A client that passed AUTH.
+    AUTHENTICATED = "Authenticated"
 
 
 PRINCIPAL_GROUPS: dict[Principal, tuple[PermissionGroup, ...]] = {
     Principal.ANONYMOUS: (PermissionGroup.ANONYMOUS_USERS,),
     Principal.EXTERNALLY_SECURED: (PermissionGroup.EXCHANGE_SERVERS, PermissionGroup.PARTNERS),
+    Principal.AUTHENTICATED: (PermissionGroup.EXCHANGE_USERS,),
 }
 
 
@@ -79,6 +82,8 @@ PRINCIPAL_NAMES: dict[str, Principal] = {
     "anonymous": Principal.ANONYMOUS,
     "ms exchange\\externally secured servers": Principal.EXTERNALLY_SECURED,
     "externallysecured": Principal.EXTERNALLY_SECURED,
+    "nt authority\\authenticated users": Principal.AUTHENTICATED,
+    "authenticated": Principal.AUTHENTICATED,
 }
 
 
@@ -87,8 +92,8 @@ def parse_principal(name: str) -> Principal:
         return PRINCIPAL_NAMES[name.strip().lower()]
     except KeyError:
         raise ValueError(
-            f"{name!r} is not a principal this gateway knows (use 'NT AUTHORITY\\ANONYMOUS LOGON' or "
-            "'MS Exchange\\Externally Secured Servers')"
+            f"{name!r} is not a principal this gateway knows (use 'NT AUTHORITY\\ANONYMOUS LOGON', "
+            "'NT AUTHORITY\\Authenticated Users' or 'MS Exchange\\Externally Secured Servers')"
         ) from None
 
 

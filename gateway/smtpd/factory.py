@@ -39,8 +39,11 @@ class BindingFactory(Factory):
 
     def __init__(
         self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None,
-        protocol_log=None,
+        protocol_log=None, tls=None, auth=None,
     ) -> None:
+        # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
+        self.tls = tls
+        self.auth = auth
         self.limits = limits if limits is not None else ConnectionLimits()
         self.protocol_log = protocol_log
         self.binding = binding
@@ -65,4 +68,6 @@ class BindingFactory(Factory):
                 "{connector} refused {client}: {reply}", connector=connector.identity, client=str(client), reply=str(refusal)
             )
             return _Refuse(refusal)
-        return ESMTPServer(connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log)
+        return ESMTPServer(
+            connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log, tls=self.tls, auth=self.auth
+        )

@@ -12,18 +12,27 @@ buffer, so replies always go out in command order.
 Line limits: a command line over 512 octets gets `500 5.5.2 Line too long`
 and the session goes on; the excess is discarded up to the next LF, never
 buffered. DATA is decoded in bulk by DataDecoder.
+
+TLS (RFC 3207): at STARTTLS every byte already buffered behind the command
+is thrown away before the handshake, so nothing a man in the middle
+pipelined in clear text runs inside the TLS session (CVE-2011-0411); the
+session forgets HELO, transaction and XFORWARD, and STARTTLS is not offered
+again. AUTH (RFC 4954) is a small state machine (sasl.py) whose response
+lines never reach the command parser or any log.
 """
 
 from __future__ import annotations
 
 import re
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway.dates import rfc5322
 from gateway.address import parse_path
@@ -34,9 +43,11 @@ from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
-from gateway.smtpd import xtext
+from gateway.auth.identity import DirectoryUnavailable
+from gateway.smtpd import sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineCheck
-from gateway.smtpd.session import MailFrom, MailHandler, Session, Transaction, new_session_id
+from gateway.smtpd.session import MailFrom, MailHandler, Session, TLSInfo, Transaction, new_session_id
+from gateway.tls.store import CertificateError
 
 MAX_COMMAND_LINE = 512
 # Input held while an answer is pending; past this the socket is paused.
@@ -44,7 +55,9 @@ MAX_PENDING_INPUT = 256 * 1024
 # Syntax and sequence errors count toward MaxProtocolErrors; policy refusals
 # (a relay denied, a sender refused) do not.
 PROTOCOL_ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
-XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "CONNECTOR")
+XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "CONNECTOR", "AUTH", "TLS")
+# RFC 4954 allows an AUTH response line of up to 12288 octets.
+MAX_AUTH_LINE = 12288
 _HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
 
 log = Logger(namespace="exgateway.smtpd")
@@ -62,13 +75,22 @@ def principal_for(connector: ReceiveConnector) -> Principal:
     return Principal.ANONYMOUS
 
 
+@implementer(IHandshakeListener)
 class ESMTPServer(Protocol):
     """One SMTP session on one receive connector."""
 
     def __init__(
         self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None,
-        protocol_log=None,
+        protocol_log=None, tls=None, auth=None,
     ) -> None:
+        # TLSProvider (certificates per connector) and AuthService; None where a tier has neither.
+        self.tls = tls
+        self.auth = auth
+        self._tls_started = False
+        self._tls_cert = None
+        self._sasl = None
+        self.auth_failures = 0
+        self._header_from: bytes | None = None
         # The receive protocol log of this tier, written if the connector says Verbose.
         self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
         self._plog = None
@@ -138,7 +160,45 @@ class ESMTPServer(Protocol):
             self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
+        if self.connector.implicit_tls and not self._implicit_tls():
+            return
         self._send(SMTPReply(220, "", self._banner()))
+
+    def _implicit_tls(self) -> bool:
+        """Port 465 (RFC 8314): TLS from the first byte; the banner goes out inside it."""
+        try:
+            options, cert = self._tls_options()
+        except CertificateError:
+            self._close()
+            return False
+        self._start_tls(options, cert)
+        return True
+
+    def _tls_options(self):
+        if self.tls is None:
+            raise CertificateError("no certificate store on this tier")
+        try:
+            return self.tls.options_for(self.connector)
+        except CertificateError as e:
+            log.error("no TLS for {connector}: {error}", connector=self.connector.identity, error=str(e))
+            raise
+
+    def _start_tls(self, options, cert) -> None:
+        self._tls_started = True
+        self._tls_cert = cert
+        self.transport.startTLS(options)
+
+    def handshakeCompleted(self) -> None:
+        conn = self.transport.getHandle()
+        self.session.tls = TLSInfo(conn.get_protocol_version_name(), conn.get_cipher_name(), self._tls_cert.thumbprint)
+        log.info(
+            "tls {session_id} {version} {cipher} certificate {thumbprint}", session_id=self.session.session_id,
+            version=self.session.tls.version, cipher=self.session.tls.cipher, thumbprint=self.session.tls.thumbprint,
+        )
+        if self._plog is not None:
+            self._plog.event("*", self._tls_cert.subject, "Certificate subject")
+            self._plog.event("*", self._tls_cert.thumbprint, "Certificate thumbprint")
+            self._plog.event("*", f"{self.session.tls.version} {self.session.tls.cipher}", "TLS negotiation succeeded")
 
     def _banner(self) -> str:
         template = self.connector.banner or Reply.BANNER_DEFAULT
@@ -224,6 +284,7 @@ class ESMTPServer(Protocol):
 
     def _process_line(self) -> bool:
         """Take one command line; False if only part of a line is buffered."""
+        limit = MAX_AUTH_LINE if self._sasl is not None else MAX_COMMAND_LINE
         newline = self._in.find(b"\n")
         if self._discarding:
             if newline < 0:
@@ -234,15 +295,20 @@ class ESMTPServer(Protocol):
             self._error(Reply.LINE_TOO_LONG)
             return True
         if newline < 0:
-            if len(self._in) > MAX_COMMAND_LINE:
+            if len(self._in) > limit:
                 self._in = b""
+                self._sasl = None
                 self._discarding = True
             return False
         line, self._in = self._in[: newline + 1], self._in[newline + 1 :]
-        if len(line) > MAX_COMMAND_LINE:
+        if len(line) > limit:
+            self._sasl = None
             self._error(Reply.LINE_TOO_LONG)
             return True
-        self._command(line.rstrip(b"\r\n"))
+        if self._sasl is not None:
+            self._sasl_line(line.rstrip(b"\r\n"))
+        else:
+            self._command(line.rstrip(b"\r\n"))
         return True
 
     def _process_data(self) -> None:
@@ -281,6 +347,7 @@ class ESMTPServer(Protocol):
         if headers is not None and not headers.done:
             headers.feed(content)
             if headers.done:
+                self._header_from = headers.from_value
                 self._headers = None if not headers.too_large else headers
         self._size += len(content)
         if self._overflow:
@@ -368,7 +435,8 @@ class ESMTPServer(Protocol):
             return
         verb, _, arg = line.partition(" ")
         if self._plog is not None:
-            self._plog.event("<", line)
+            # An AUTH initial response carries the password: never logged.
+            self._plog.event("<", f"{verb} {arg.split()[0]} ****" if verb.upper() == "AUTH" and len(arg.split()) > 1 else line)
         handler = self._COMMANDS.get(verb.upper())
         if handler is None:
             self._error(Reply.UNRECOGNIZED)
@@ -399,6 +467,10 @@ class ESMTPServer(Protocol):
         lines += ["8BITMIME"] if c.eight_bit_mime_enabled else []
         lines += ["ENHANCEDSTATUSCODES"] if c.enhanced_status_codes_enabled else []
         lines += ["CHUNKING"] if c.chunking_enabled else []
+        if c.offers_starttls and not self._tls_started and self.tls is not None:
+            lines.append("STARTTLS")
+        if self._auth_offered() and self.session.identity is None:
+            lines.append("AUTH " + " ".join(sasl.MECHANISMS))
         if Right.ACCEPT_XFORWARD in self.session.rights:
             lines.append("XFORWARD " + " ".join(XFORWARD_ATTRS))
         lines.append("HELP")
@@ -425,8 +497,10 @@ class ESMTPServer(Protocol):
                 raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad {key} value {value!r}")
             else:
                 raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
-        self.policy.check_mail(self.session.rights, sender, size, self.connector.max_message_size)
-        if self.limits is not None and not self.limits.message(self.connector, self.session.client_ip, self.clock.seconds()):
+        if self.connector.require_tls and self.session.tls is None:
+            raise SMTPError(Reply.TLS_REQUIRED, reason="RequireTLS connector, no STARTTLS yet")
+        self.policy.check_mail(self.session.rights, sender, size, self.connector.max_message_size, self.session.identity)
+        if not self._rate_ok():
             self._answer_now(Reply.RATE_LIMITED)
             self._close()
             return None
@@ -434,6 +508,18 @@ class ESMTPServer(Protocol):
         self._txn = self.handler.begin(self.session, mail)
         self._rcpt_count = 0
         return Reply.SENDER_OK
+
+    def _rate_ok(self) -> bool:
+        """MessageRateLimit, counted per MessageRateSource: the client address, the user, or both."""
+        if self.limits is None:
+            return True
+        source, now = self.connector.message_rate_source, self.clock.seconds()
+        if source in ("IPAddress", "All") and not self.limits.message(self.connector, self.session.client_ip, now):
+            return False
+        identity = self.session.identity
+        if source in ("User", "All") and identity is not None:
+            return self.limits.message(self.connector, "user:" + identity.name.lower(), now)
+        return True
 
     def do_RCPT(self, arg: str):
         if self._txn is None:
@@ -522,6 +608,8 @@ class ESMTPServer(Protocol):
             refusal = Reply.SIZE_EXCEEDED
         elif self._headers is not None and self._headers.too_large:
             refusal = Reply.HEADER_TOO_LARGE
+        elif not self._header_from_allowed():
+            refusal = Reply.SEND_AS_DENIED
         if refusal is not None:
             self._drop_transaction()
             self._error(refusal)
@@ -535,6 +623,143 @@ class ESMTPServer(Protocol):
             self._hold_if_delayed(self._answer_failure(Failure()))
             return
         self._answer(result)
+
+    def _header_from_allowed(self) -> bool:
+        """With [authentication] check_header_from, the From: header must be one of the user's addresses too."""
+        identity = self.session.identity
+        if identity is None or self.auth is None or not self.auth.config.check_header_from:
+            return True
+        if Right.ACCEPT_ANY_SENDER in self.session.rights:
+            return True
+        from email.utils import getaddresses
+
+        value = (self._header_from or b"").decode("utf-8", "replace")
+        addresses = [a for _, a in getaddresses([value]) if a]
+        if addresses and all(identity.send_as.allows(a) for a in addresses):
+            return True
+        log.info("header From {value!r} is not an address {user} may send as", value=value.strip(), user=identity.name)
+        return False
+
+    # --- TLS and AUTH ---------------------------------------------------------
+
+    def do_STARTTLS(self, arg: str):
+        if self._tls_started:
+            raise SMTPError(Reply.TLS_ALREADY)
+        if not self.connector.offers_starttls or self.tls is None:
+            raise SMTPError(Reply.UNRECOGNIZED, reason="STARTTLS not offered on this connector")
+        if arg.strip():
+            raise SMTPError(Reply.BAD_SYNTAX, reason="STARTTLS takes no argument")
+        if self.session.helo is None:
+            raise SMTPError(Reply.NEED_HELO)
+        try:
+            options, cert = self._tls_options()
+        except CertificateError as e:
+            raise SMTPError(Reply.TLS_UNAVAILABLE, reason=str(e)) from None
+        if self._in:
+            # Pipelined behind STARTTLS in clear text: never executed (CVE-2011-0411 class).
+            log.warn("discarded {count} bytes sent after STARTTLS before the handshake by {client_ip}",
+                     count=len(self._in), client_ip=self.session.client_ip)
+            self._in = b""
+        self._drop_transaction()
+        self.session.helo = None
+        self.session.esmtp = False
+        self.session.xforward = {}
+        self._send(Reply.STARTTLS_READY)
+        self._start_tls(options, cert)
+        return None
+
+    def _auth_offered(self) -> bool:
+        c = self.connector
+        if self.auth is None or not c.basic_auth:
+            return False
+        return self.session.tls is not None or "BasicAuthRequireTLS" not in c.auth_mechanisms
+
+    def do_AUTH(self, arg: str):
+        if not self._auth_offered():
+            raise SMTPError(Reply.AUTH_UNRECOGNIZED, reason="AUTH not offered here (clear text, or no BasicAuth)")
+        if self.session.helo is None:
+            raise SMTPError(Reply.NEED_HELO)
+        if self.session.identity is not None:
+            raise SMTPError(Reply.AUTH_ALREADY)
+        if self._txn is not None:
+            raise SMTPError(Reply.AUTH_IN_TRANSACTION)
+        words = arg.split()
+        if not 1 <= len(words) <= 2:
+            raise SMTPError(Reply.BAD_SYNTAX, reason="AUTH mechanism [initial-response]")
+        mechanism = sasl.MECHANISMS.get(words[0].upper())
+        if mechanism is None:
+            raise SMTPError(Reply.AUTH_UNRECOGNIZED, reason=f"unknown SASL mechanism {words[0]!r}")
+        m = mechanism()
+        return self._sasl_step(m, m.start(words[1] if len(words) == 2 else None))
+
+    def _sasl_step(self, mechanism, step):
+        if isinstance(step, sasl.Credentials):
+            return self._authenticate(mechanism.name, step)
+        self._sasl = mechanism
+        return SMTPReply(334, "", step)
+
+    def _sasl_line(self, raw: bytes) -> None:
+        mechanism, self._sasl = self._sasl, None
+        if self._plog is not None:
+            self._plog.event("<", "****")
+        self._run(lambda: self._sasl_step(mechanism, mechanism.respond(raw.decode("ascii", "replace"))))
+
+    def _authenticate(self, mechanism: str, creds: sasl.Credentials) -> Deferred:
+        source, auth = self.session.client_ip, self.auth
+        locked = auth.throttle.locked(source, creds.username)
+        if locked is not None:
+            d = maybeDeferred(self._locked_out, locked)
+        else:
+            d = auth.authenticator.login(creds.username, creds.password, source)
+        return d.addCallbacks(self._authenticated, self._auth_failed, (mechanism,), None, (creds.username,))
+
+    @staticmethod
+    def _locked_out(why: str):
+        raise DirectoryUnavailable(f"AUTH locked out for this {why}")
+
+    def _authenticated(self, identity, mechanism: str) -> SMTPReply:
+        if self._closed:
+            return None
+        self.auth.throttle.succeeded(self.session.client_ip, identity.name)
+        self.session.identity = identity
+        self.session.auth_mechanism = mechanism
+        self.session.principal = Principal.AUTHENTICATED
+        self.session.rights = connector_rights(self.connector, Principal.AUTHENTICATED)
+        self._tarpit = 0.0
+        log.info("auth {session_id} {user} via {mechanism} from {client_ip}: ok", session_id=self.session.session_id,
+                 user=identity.name, mechanism=mechanism, client_ip=self.session.client_ip)
+        if self._plog is not None:
+            self._plog.event("*", identity.name, "authenticated")
+            self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
+        return Reply.AUTH_OK
+
+    def _auth_failed(self, failure: Failure, username: str):
+        """A failed login: counted, answered after the failure tarpit, and past the limit the session ends."""
+        if failure.check(UnauthorizedLogin):
+            reply, why, count = Reply.AUTH_FAILED, str(failure.value) or "bad credentials", True
+        elif failure.check(DirectoryUnavailable):
+            reply, why = Reply.AUTH_TEMPFAIL, str(failure.value)
+            count = "locked out" in why
+        else:
+            log.failure("AUTH failed unexpectedly in {session_id}", failure, session_id=self.session.session_id)
+            reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
+        log.info("auth {session_id} {user} from {client_ip}: {reply} ({why})", session_id=self.session.session_id,
+                 user=username, client_ip=self.session.client_ip, reply=str(reply), why=why)
+        if count:
+            self.auth_failures += 1
+            self.auth.throttle.failed(self.session.client_ip, username)
+        delay = self.auth.config.failure_tarpit if count else 0.0
+        return deferLater(self.clock, delay, self._auth_failure_reply, reply)
+
+    def _auth_failure_reply(self, reply: SMTPReply) -> None:
+        if self._closed:
+            return None
+        self._send(reply)
+        if self.auth_failures >= self.auth.config.max_failures_per_connection:
+            log.info("too many AUTH failures {session_id}", session_id=self.session.session_id)
+            self._send(Reply.TOO_MANY_ERRORS)
+            self._close()
+        return None
 
     def do_RSET(self, arg: str) -> SMTPReply:
         self._drop_transaction()
@@ -601,6 +826,8 @@ class ESMTPServer(Protocol):
         "HELP": do_HELP,
         "QUIT": do_QUIT,
         "XFORWARD": do_XFORWARD,
+        "STARTTLS": do_STARTTLS,
+        "AUTH": do_AUTH,
     }
 
     def _drop_transaction(self) -> None:
@@ -608,5 +835,6 @@ class ESMTPServer(Protocol):
         self._rcpt_count = 0
         self._decoder = None
         self._check = None
+        self._header_from = None
         if txn is not None:
             txn.abort()

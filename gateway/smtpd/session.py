@@ -37,6 +37,21 @@ class Origin:
     helo: str
     proto: str
     connector: str
+    # The login an AUTH proved, and "version cipher thumbprint" of the TLS session; "" if none.
+    auth: str = ""
+    tls: str = ""
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    """What a TLS handshake agreed: for the Received header, protocol log and XFORWARD."""
+
+    version: str
+    cipher: str
+    thumbprint: str
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.cipher} {self.thumbprint}"
 
 
 @dataclass(eq=False)
@@ -53,6 +68,18 @@ class Session:
     esmtp: bool = False
     # XFORWARD attributes a trusted upstream node told us (hub side).
     xforward: dict[str, str] = field(default_factory=dict)
+    tls: TLSInfo | None = None
+    # Set by a successful AUTH (gateway.auth.identity.Identity).
+    identity: object | None = None
+    auth_mechanism: str = ""
+
+    @property
+    def proto(self) -> str:
+        """RFC 3848's names: ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both)."""
+        base = "ESMTP" if self.esmtp else "SMTP"
+        if self.tls is None and self.identity is None:
+            return base
+        return base + ("S" if self.tls is not None else "") + ("A" if self.identity is not None else "")
 
     def origin(self) -> Origin:
         """The original client: XFORWARD's word if a gateway node gave it."""
@@ -62,8 +89,10 @@ class Session:
             client_ip=xf.get("ADDR", self.client_ip),
             client_port=int(xf["PORT"]) if xf.get("PORT", "").isdigit() else self.client_port,
             helo=xf.get("HELO", helo),
-            proto=xf.get("PROTO", "ESMTP" if self.esmtp else "SMTP"),
+            proto=xf.get("PROTO", self.proto),
             connector=xf.get("CONNECTOR", self.connector.identity),
+            auth=xf.get("AUTH", self.identity.name if self.identity is not None else ""),
+            tls=xf.get("TLS", str(self.tls) if self.tls is not None else ""),
         )
 
 

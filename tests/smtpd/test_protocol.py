@@ -81,7 +81,7 @@ def test_ehlo_lists_extensions_and_helo_does_not():
 def test_xforward_offered_only_to_exchange_servers():
     """The hub's externally secured connector offers XFORWARD; the anonymous frontend does not."""
     hub = Client(connector="Default", ip="127.0.0.1")
-    assert "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE CONNECTOR" in hub.send("EHLO fe\r\n")
+    assert "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE CONNECTOR AUTH TLS" in hub.send("EHLO fe\r\n")
     fe = Client()
     assert fe.send("EHLO x\r\nXFORWARD ADDR=10.0.0.1\r\n")[-1] == "500 5.3.3 Unrecognized command"
 

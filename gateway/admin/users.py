@@ -1,0 +1,135 @@
+"""
+`exgateway user add | remove | passwd | list`: the users file.
+
+A password is read from a prompt (twice) or, with --password-stdin, from
+the first line of standard input; never from the command line, where it
+would sit in shell history and in every `ps`. A running gateway sees the
+change at the next AUTH (the file is re-read when it changes).
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+
+from gateway.auth.sendas import parse_pattern
+from gateway.auth.users import UserRecord, UsersFile, UsersFileError, hash_password
+from gateway.connectors import parse_range
+
+
+def _read_password(args) -> str | None:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("exgateway: the passwords differ", file=sys.stderr)
+            return None
+    if not password:
+        print("exgateway: an empty password is not allowed", file=sys.stderr)
+        return None
+    return password
+
+
+def _open(config) -> tuple[UsersFile, dict[str, UserRecord]] | None:
+    users_file = UsersFile(config.auth.users_file)
+    try:
+        return users_file, users_file.load_strict()
+    except (UsersFileError, OSError) as e:
+        print(f"exgateway: {e}", file=sys.stderr)
+        return None
+
+
+def _add(args, config) -> int:
+    opened = _open(config)
+    if opened is None:
+        return 1
+    users_file, users = opened
+    if args.name.lower() in users:
+        print(f"exgateway: {args.name!r} already exists (use `exgateway user passwd` or `remove`)", file=sys.stderr)
+        return 1
+    try:
+        send_as = tuple(parse_pattern(p) for p in args.send_as or ())
+        ranges = tuple(parse_range(r) for r in args.remote_ip or ())
+    except ValueError as e:
+        print(f"exgateway: {e}", file=sys.stderr)
+        return 2
+    password = _read_password(args)
+    if password is None:
+        return 1
+    record = UserRecord(args.name, hash_password(password), send_as, ranges)
+    users_file.save([*users.values(), record])
+    patterns = record.identity().send_as.patterns
+    print(f"added {args.name} to {users_file.path}; may send as: {', '.join(patterns) or '(nothing yet: add --send-as)'}")
+    return 0
+
+
+def _passwd(args, config) -> int:
+    opened = _open(config)
+    if opened is None:
+        return 1
+    users_file, users = opened
+    record = users.get(args.name.lower())
+    if record is None:
+        print(f"exgateway: no user {args.name!r} in {users_file.path}", file=sys.stderr)
+        return 1
+    password = _read_password(args)
+    if password is None:
+        return 1
+    users[args.name.lower()] = UserRecord(record.name, hash_password(password), record.send_as, record.remote_ip_ranges)
+    users_file.save(list(users.values()))
+    print(f"password of {record.name} changed")
+    return 0
+
+
+def _remove(args, config) -> int:
+    opened = _open(config)
+    if opened is None:
+        return 1
+    users_file, users = opened
+    record = users.pop(args.name.lower(), None)
+    if record is None:
+        print(f"exgateway: no user {args.name!r} in {users_file.path}", file=sys.stderr)
+        return 1
+    users_file.save(list(users.values()))
+    print(f"removed {record.name}")
+    return 0
+
+
+def _list(args, config) -> int:
+    opened = _open(config)
+    if opened is None:
+        return 1
+    users_file, users = opened
+    if not users:
+        print(f"no users in {users_file.path}")
+        return 0
+    rows = [(u.name, ", ".join(u.identity().send_as.patterns) or "-", ", ".join(map(str, u.remote_ip_ranges)) or "any")
+            for u in users.values()]
+    header = ("Name", "SendAs", "RemoteIPRanges")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def add_commands(commands, common, with_config) -> None:
+    user = commands.add_parser("user", help="local accounts for devices and apps (the users file)", parents=[common])
+    actions = user.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a user; the password is prompted for", parents=[common])
+    add.add_argument("name", help="login name; if it is an address, the user may send as it")
+    add.add_argument("--send-as", nargs="+", metavar="PATTERN", help="more senders: address, *@domain, *@*.domain, <>")
+    add.add_argument("--remote-ip", nargs="+", metavar="RANGE", help="only from these addresses (IP, CIDR or a-b)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(run=with_config(_add))
+    passwd = actions.add_parser("passwd", help="set a user's password", parents=[common])
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    passwd.set_defaults(run=with_config(_passwd))
+    remove = actions.add_parser("remove", help="remove a user", parents=[common])
+    remove.add_argument("name")
+    remove.set_defaults(run=with_config(_remove))
+    actions.add_parser("list", help="Name, SendAs, RemoteIPRanges", parents=[common]).set_defaults(run=with_config(_list))
+
+
+__all__ = ["add_commands"]

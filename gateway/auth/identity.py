@@ -1,0 +1,33 @@
+"""
+Who an AUTH proved the client to be, and the errors a login can end in.
+
+A credential backend (users file, LDAP) answers a login with an `Identity`:
+the login name, the sender addresses it may use, and the networks it may
+log in from. The session keeps it for send-as, per-user rate limits and the
+trace headers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted.cred.error import UnauthorizedLogin
+
+from gateway.auth.sendas import SenderPatterns
+from gateway.connectors import IPRange
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    send_as: SenderPatterns
+    # Empty: from anywhere. Otherwise a right password from elsewhere fails.
+    remote_ip_ranges: tuple[IPRange, ...] = ()
+    backend: str = ""
+
+
+class DirectoryUnavailable(Exception):
+    """The backend could not answer (LDAP down or slow): a temporary failure, 454 4.7.0."""
+
+
+__all__ = ["Identity", "DirectoryUnavailable", "UnauthorizedLogin"]

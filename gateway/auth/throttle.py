@@ -1,0 +1,73 @@
+"""
+Brute-force defence for AUTH: failures counted per source IP and per user.
+
+Every failure is answered after a tarpit delay (the protocol waits it).
+Past `max_failures_per_source` failures within the window a source is locked
+out for `lockout`: its AUTH attempts are refused without looking at the
+password, so a right guess during a lockout teaches the attacker nothing.
+The same holds per user name past `max_failures_per_user` (set it higher:
+a per-user lockout is also something an attacker can inflict on a user).
+Pure counting over an injected clock; nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class AuthThrottle:
+    def __init__(self, clock, max_per_source: int, max_per_user: int, window: float, lockout: float) -> None:
+        self.clock = clock
+        self.max_per_source = max_per_source
+        self.max_per_user = max_per_user
+        self.window = window
+        self.lockout = lockout
+        self._failures: dict[tuple[str, str], deque] = {}
+        self._locked_until: dict[tuple[str, str], float] = {}
+
+    def _key_locked(self, key: tuple[str, str], now: float) -> bool:
+        until = self._locked_until.get(key)
+        if until is None:
+            return False
+        if now >= until:
+            del self._locked_until[key]
+            return False
+        return True
+
+    def locked(self, source: str, user: str | None = None) -> str | None:
+        """Why AUTH is refused right now ("source" or "user"), or None."""
+        now = self.clock.seconds()
+        if self._key_locked(("ip", source), now):
+            return "source"
+        if user is not None and self._key_locked(("user", user.lower()), now):
+            return "user"
+        return None
+
+    def failed(self, source: str, user: str | None) -> None:
+        now = self.clock.seconds()
+        if len(self._failures) > 10_000:
+            self.prune()
+        self._count(("ip", source), self.max_per_source, now)
+        if user:
+            self._count(("user", user.lower()), self.max_per_user, now)
+
+    def _count(self, key: tuple[str, str], limit: int, now: float) -> None:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        times.append(now)
+        if len(times) >= limit:
+            self._locked_until[key] = now + self.lockout
+            times.clear()
+
+    def succeeded(self, source: str, user: str) -> None:
+        """A good login clears the user's count, not the source's (one good account must not launder a scan)."""
+        self._failures.pop(("user", user.lower()), None)
+
+    def prune(self) -> None:
+        """Forget expired state; called now and then so an address scan cannot grow memory without end."""
+        now = self.clock.seconds()
+        for key in [k for k, t in self._failures.items() if not t or t[-1] <= now - self.window]:
+            del self._failures[key]
+        for key in [k for k, until in self._locked_until.items() if until <= now]:
+            del self._locked_until[key]

@@ -1,0 +1,194 @@
+"""
+The users file: local accounts for devices and apps, with argon2id hashes.
+
+    [[users]]
+    name = "scanner01@corp.example"
+    password = "$argon2id$v=19$m=65536,t=3,p=4$..."
+    send_as = ["*@scan.corp.example"]          # besides its own name, if that is an address
+    remote_ip_ranges = ["10.20.0.0/16"]       # optional: where it may log in from
+
+`exgateway user add|remove|passwd|list` manage it; it is re-read when it
+changes, so a new account works without a reload. A file that stops
+parsing is reported in the log and the last good contents are kept.
+Writes are atomic (temporary file, fsync, rename) and the file is readable
+by its owner only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import argon2
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import fail, maybeDeferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gateway.auth.identity import Identity
+from gateway.auth.sendas import SenderPatterns, parse_pattern
+from gateway.connectors import IPRange, parse_range
+
+log = Logger(namespace="exgateway.auth")
+
+HASHER = argon2.PasswordHasher.from_parameters(argon2.profiles.RFC_9106_LOW_MEMORY)
+USER_KEYS = {"name", "password", "send_as", "remote_ip_ranges"}
+
+
+class UsersFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    password_hash: str
+    send_as: tuple[str, ...] = ()
+    remote_ip_ranges: tuple[IPRange, ...] = ()
+
+    def identity(self) -> Identity:
+        own = (self.name,) if "@" in self.name else ()
+        return Identity(self.name, SenderPatterns.of(own + self.send_as), self.remote_ip_ranges, "users_file")
+
+
+def hash_password(password: str) -> str:
+    if not password:
+        raise UsersFileError("an empty password is not allowed")
+    return HASHER.hash(password)
+
+
+def parse_users(text: str, file: str) -> dict[str, UserRecord]:
+    """The file's users by lower-cased name; UsersFileError names file, entry and key."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsersFileError(f"{file}: {e}") from None
+    unknown = set(raw) - {"users"}
+    if unknown:
+        raise UsersFileError(f"{file}: unknown key {sorted(unknown)[0]!r} (the file holds [[users]] entries)")
+    users: dict[str, UserRecord] = {}
+    entries = raw.get("users", [])
+    if not isinstance(entries, list):
+        raise UsersFileError(f"{file}: users must be an array of tables ([[users]])")
+    for i, entry in enumerate(entries):
+        where = f"{file}: users[{i}]"
+        extra = set(entry) - USER_KEYS
+        if extra:
+            raise UsersFileError(f"{where}: unknown key {sorted(extra)[0]!r} (known: {', '.join(sorted(USER_KEYS))})")
+        name, password = entry.get("name"), entry.get("password")
+        if not isinstance(name, str) or not name.strip():
+            raise UsersFileError(f"{where}.name: required")
+        if not isinstance(password, str) or not password.startswith("$argon2"):
+            raise UsersFileError(f"{where}.password: must be an argon2 hash (set it with `exgateway user passwd {name}`)")
+        try:
+            send_as = tuple(parse_pattern(p) for p in entry.get("send_as", []))
+            ranges = tuple(parse_range(r) for r in entry.get("remote_ip_ranges", []))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise UsersFileError(f"{where} ({name}): {e}") from None
+        if name.lower() in users:
+            raise UsersFileError(f"{where}.name: {name!r} is listed twice")
+        users[name.lower()] = UserRecord(name, password, send_as, ranges)
+    return users
+
+
+def _toml_string(value: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes.
+    return json.dumps(value, ensure_ascii=True)
+
+
+def format_users(users: list[UserRecord]) -> str:
+    out = ["# exgateway users. Manage with `exgateway user add|remove|passwd|list`.\n"]
+    for u in users:
+        out.append("\n[[users]]\n")
+        out.append(f"name = {_toml_string(u.name)}\n")
+        out.append(f"password = {_toml_string(u.password_hash)}\n")
+        if u.send_as:
+            out.append(f"send_as = [{', '.join(_toml_string(p) for p in u.send_as)}]\n")
+        if u.remote_ip_ranges:
+            out.append(f"remote_ip_ranges = [{', '.join(_toml_string(str(r)) for r in u.remote_ip_ranges)}]\n")
+    return "".join(out)
+
+
+class UsersFile:
+    """The file, re-read whenever its size or modification time changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._users: dict[str, UserRecord] = {}
+        self._stamp = None
+
+    def users(self) -> dict[str, UserRecord]:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            self._users, self._stamp = {}, None
+            return self._users
+        if stamp != self._stamp:
+            try:
+                self._users = parse_users(self.path.read_text("utf-8"), str(self.path))
+            except (UsersFileError, OSError, UnicodeDecodeError) as e:
+                log.error("users file not re-read, keeping the last good contents: {error}", error=str(e))
+            self._stamp = stamp
+        return self._users
+
+    def load_strict(self) -> dict[str, UserRecord]:
+        """For the CLI: read now, and fail loudly on a broken file."""
+        if not self.path.exists():
+            return {}
+        return parse_users(self.path.read_text("utf-8"), str(self.path))
+
+    def save(self, users: list[UserRecord]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(format_users(users))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so an unknown name costs as
+    long as a wrong password and timing does not tell which names exist."""
+    return HASHER.hash("exgateway-no-such-user")
+
+
+def _verify(record: UserRecord | None, password: str) -> Identity:
+    try:
+        HASHER.verify(record.password_hash if record else _dummy_hash(), password)
+    except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError):
+        raise UnauthorizedLogin("wrong password") from None
+    if record is None:
+        raise UnauthorizedLogin("no such user")
+    return record.identity()
+
+
+@implementer(ICredentialsChecker)
+class UsersFileChecker:
+    """twisted.cred checker over the users file; argon2 runs in a thread (it costs ~50 ms of CPU by design)."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, users_file: UsersFile, run_in_thread) -> None:
+        self.users_file = users_file
+        self.run_in_thread = run_in_thread
+
+    def requestAvatarId(self, credentials):
+        try:
+            name = credentials.username.decode("utf-8")
+            password = credentials.password.decode("utf-8")
+        except UnicodeDecodeError:
+            return fail(UnauthorizedLogin("credentials are not UTF-8"))
+        if not password:
+            return fail(UnauthorizedLogin("empty password"))
+        record = self.users_file.users().get(name.lower())
+        return maybeDeferred(self.run_in_thread, _verify, record, password)
