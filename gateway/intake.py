@@ -109,9 +109,17 @@ class IntakeTransaction:
         date = rfc5322(self.handler.clock.seconds())
         connector = _comment_safe(origin.connector).replace("\\", "\\\\").replace('"', "'")
         address = f"IPv6:{origin.client_ip}" if ":" in origin.client_ip else origin.client_ip
+        extra = ""
+        if origin.tls:
+            version, _, rest = _comment_safe(origin.tls).partition(" ")
+            cipher, _, thumbprint = rest.partition(" ")
+            extra += f"\t(version={version} cipher={cipher} certificate={thumbprint})\r\n"
+        if origin.auth:
+            extra += f"\t(authenticated as {_comment_safe(origin.auth)})\r\n"
         return (
             f"Received: from {helo} ([{address}])\r\n"
-            f"\tby {self.handler.fqdn} (exgateway) with {origin.proto}\r\n"
+            f"\tby {self.handler.fqdn} (exgateway) with {_comment_safe(origin.proto)}\r\n"
+            f"{extra}"
             f'\t(connector "{connector}") id {self.internal_id};\r\n'
             f"\t{date}\r\n"
         )

@@ -159,15 +159,15 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     def run_in_thread(f, *args):
         return threads.deferToThreadPool(reactor, pool_threads, f, *args)
 
-    tls = auth = None
+    def make_auth(new_config: Config, previous):
+        """AUTH for the frontend: rebuilt at each reload, keeping the brute-force counts."""
+        return build_auth(new_config.auth, reactor, run_in_thread, previous.throttle if previous else None)
+
+    tls = None
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
         CertificateService(tls, config.fqdn).setServiceParent(top)
-
-        def auth(new_config: Config, previous):
-            return build_auth(new_config.auth, reactor, run_in_thread, previous.throttle if previous else None)
-
-    live = LiveConfig(config, config.path, roles, tls=tls, make_auth=auth)
+    live = LiveConfig(config, config.path, roles, tls=tls, make_auth=make_auth if tls is not None else None)
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits()
     protocol_logs: list[ProtocolLog] = []

@@ -45,14 +45,24 @@ auth_mechanisms = ["ExternalAuthoritative"]
 
 
 def test_default_config_is_the_repository_file_and_parses_whole():
-    """The packaged default is etc/exgateway.toml, and it gives the two default connectors."""
+    """The packaged default is etc/exgateway.toml, and it gives the default connectors."""
     assert default_config_path().resolve() == (REPO / "etc" / "exgateway.toml").resolve()
     c = load_config()
     assert [(k.name, k.role, [str(b) for b in k.bindings]) for k in c.receive_connectors] == [
         ("Default Frontend", "frontend", ["0.0.0.0:25"]),
+        ("Client Frontend", "frontend", ["0.0.0.0:587"]),
+        ("Client SMTPS", "frontend", ["0.0.0.0:465"]),
         ("Default", "hub", ["127.0.0.1:2525"]),
     ]
-    frontend, hub = c.receive_connectors
+    frontend, client, smtps, hub = c.receive_connectors
+    for submission in (client, smtps):
+        assert submission.permission_groups == {PermissionGroup.EXCHANGE_USERS}
+        assert submission.auth_mechanisms == {"Tls", "BasicAuth", "BasicAuthRequireTLS"}
+        assert (submission.message_rate_limit, submission.message_rate_source) == (5, "User")
+    assert client.require_tls and client.offers_starttls and not client.implicit_tls
+    assert smtps.implicit_tls and not smtps.offers_starttls
+    assert c.auth.backends == ("users_file",) and c.auth.users_file == Path("var/users.toml")
+    assert c.certificate_dir == Path("var/certs")
     assert frontend.permission_groups == {PermissionGroup.ANONYMOUS_USERS}
     assert [str(r) for r in frontend.remote_ip_ranges] == ["0.0.0.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
     assert frontend.max_message_size == 36 * 1024 * 1024 and frontend.max_recipients == 200
@@ -214,7 +224,7 @@ def test_the_sample_anon_relay_block_works_when_uncommented(tmp_path):
 
     text = uncommented_sample('# [[receive_connectors]]')
     config = load_config(write(tmp_path, text))
-    assert [c.name for c in config.receive_connectors] == ["Default Frontend", "Anon Relay", "Default"]
+    assert [c.name for c in config.receive_connectors] == ["Default Frontend", "Anon Relay", "Client Frontend", "Client SMTPS", "Default"]
     report = explain(config, "198.51.100.7", 25, "app@devices.example", ("someone@outside.example",))
     assert any(line.endswith("198.51.100.0/24 matches (256 addresses) <- chosen") for line in report)
     assert "ms-Exch-SMTP-Accept-Any-Recipient" in report[-3]
@@ -226,6 +236,46 @@ def test_the_sample_send_connector_block_works_when_uncommented(tmp_path):
     assert (internet.name, internet.address_spaces, [str(h) for h in internet.smart_hosts]) == (
         "Internet", ("*",), ["smarthost.corp.example:25", "192.0.2.25:25"]
     )
+
+
+def test_the_sample_ldap_block_works_when_uncommented(tmp_path):
+    config = load_config(write(tmp_path, uncommented_sample("# [authentication.ldap]")))
+    ldap = config.auth.ldap
+    assert (ldap.url, ldap.host_port, ldap.base_dn, ldap.timeout) == (
+        "ldaps://dc1.corp.example", ("dc1.corp.example", 636, True), "DC=corp,DC=example", 5.0
+    )
+    assert ldap.login_attributes == ("sAMAccountName", "userPrincipalName", "uid", "mail")
+
+
+def test_tls_and_auth_settings_are_checked(tmp_path):
+    """Each TLS/AUTH mistake names its key and says what is wrong, the certificate name parser's words included."""
+    text = BASE.replace('permission_groups = ["AnonymousUsers"]', '''permission_groups = ["ExchangeUsers"]
+auth_mechanisms = ["BasicAuthRequireTLS", "Kerberos"]
+require_tls = true
+tls_certificate_name = "<S>CN=mail.corp.example"
+message_rate_source = "Device"''') + '''
+[authentication]
+backends = ["ldap", "radius"]
+failure_tarpit = "soon"
+[authentication.ldap]
+url = "http://dc1"
+start_tls = true
+bind_dn = "cn=svc"
+'''
+    found = problems(tmp_path, text)
+    where = 'receive_connectors[0] ("Default Frontend")'
+    assert found == [
+        f"{where}.auth_mechanisms[1]: 'Kerberos' is not one of None, Tls, BasicAuth, BasicAuthRequireTLS, ExternalAuthoritative",
+        f"{where}.tls_certificate_name: the issuer part <I>... is missing (expected <I>issuer<S>subject)",
+        f"{where}.message_rate_source: 'Device' is not one of None, IPAddress, User, All",
+        f"{where}.auth_mechanisms: BasicAuthRequireTLS needs TLS: add \"Tls\" or set implicit_tls = true",
+        f"{where}.require_tls: require_tls needs TLS offered: add \"Tls\" to auth_mechanisms or set implicit_tls = true",
+        "authentication.backends[1]: 'radius' is not one of users_file, ldap",
+        "authentication.ldap.base_dn: required",
+        "authentication.ldap.url: 'http://dc1' is not an ldap://host[:port] or ldaps://host[:port] URL",
+        "authentication.ldap.bind_password: bind_dn and bind_password go together (or leave both out to search anonymously)",
+        "authentication.failure_tarpit: 'soon' is not a duration (use e.g. '30s', '5m', '2d' or '00:05:00')",
+    ]
 
 
 def test_path_problems_name_the_key(tmp_path):

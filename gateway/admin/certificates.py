@@ -9,7 +9,6 @@ gateway picks changes up at `exgateway reload`.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import sys
 from pathlib import Path

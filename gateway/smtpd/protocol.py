@@ -745,11 +745,11 @@ class ESMTPServer(Protocol):
             reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
         log.info("auth {session_id} {user} from {client_ip}: {reply} ({why})", session_id=self.session.session_id,
                  user=username, client_ip=self.session.client_ip, reply=str(reply), why=why)
-        if count:
-            self.auth_failures += 1
-            self.auth.throttle.failed(self.session.client_ip, username)
-        delay = self.auth.config.failure_tarpit if count else 0.0
-        return deferLater(self.clock, delay, self._auth_failure_reply, reply)
+        if not count:
+            return self._auth_failure_reply(reply)
+        self.auth_failures += 1
+        self.auth.throttle.failed(self.session.client_ip, username)
+        return deferLater(self.clock, self.auth.config.failure_tarpit, self._auth_failure_reply, reply)
 
     def _auth_failure_reply(self, reply: SMTPReply) -> None:
         if self._closed:

@@ -1,5 +1,7 @@
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +23,13 @@ def gateway(tmp_path_factory):
     gw = Gateway(tmp_path_factory.mktemp("gw")).start()
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def sink_dir():
+    """Where smtp-sink dumps messages. It drops to nobody before writing, so
+    the directory must be reachable by nobody, which pytest's tmp_path is not."""
+    d = Path(tempfile.mkdtemp(prefix="exgw-sink-"))
+    os.chmod(d, 0o777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -78,6 +78,25 @@ retry_interval = "{retry}"
 '''
 
 
+def start_sink(binary: str, port: int, dump: str, *extra: str) -> subprocess.Popen:
+    """Postfix's smtp-sink on loopback, dumping each message to `dump` (a %M. template)."""
+    args = [binary, *extra, "-d", dump, f"127.0.0.1:{port}", "20"]
+    if os.geteuid() == 0:
+        args[1:1] = ["-u", "nobody"]
+    proc = subprocess.Popen(args)
+    wait_for_port(port, process=proc)
+    return proc
+
+
+def exgateway_cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """The `exgateway` command from this checkout, as an admin runs it."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.admin.cli", "--config", str(config), *args],
+        input=stdin, capture_output=True, text=True, env=env, cwd=config.parent, timeout=60,
+    )
+
+
 def anon_relay(port: int, source: str) -> str:
     """The seed's anonymous relay connector for one client address, as config text."""
     return f"""

@@ -1,36 +1,10 @@
 """Mailbox delivery to an SMTP next hop (Postfix's smtp-sink): deferred while it is down, then delivered."""
 
-import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
 import smtplib
-import subprocess
-
-import pytest
 
 from tests.integration.conftest import require_tool
-from tests.integration.gatewayproc import Gateway, anon_relay, free_port, wait_for_port
-
-
-@pytest.fixture
-def sink_dir():
-    # smtp-sink drops to nobody before writing: its directory must be reachable
-    # by nobody, which pytest's private tmp_path is not.
-    d = Path(tempfile.mkdtemp(prefix="exgw-sink-"))
-    os.chmod(d, 0o777)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def start_sink(binary: str, port: int, dump: str, *extra: str) -> subprocess.Popen:
-    args = [binary, *extra, "-d", dump, f"127.0.0.1:{port}", "20"]
-    if os.geteuid() == 0:
-        args[1:1] = ["-u", "nobody"]
-    proc = subprocess.Popen(args)
-    wait_for_port(port, process=proc)
-    return proc
+from tests.integration.gatewayproc import Gateway, anon_relay, free_port, start_sink
 
 
 def test_next_hop_down_then_up(tmp_path, sink_dir):

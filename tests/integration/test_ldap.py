@@ -1,0 +1,79 @@
+"""AUTH against a real OpenLDAP slapd (StartTLS, a service account, AD-style attributes), through swaks on 587."""
+
+import subprocess
+
+import pytest
+
+from tests.integration.conftest import require_tool
+from tests.integration.gatewayproc import Gateway, free_port, wait_for_port
+from tests.integration.slapd import ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd
+
+PASSWORD = "Ld@p-Pa55"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ldap")
+    slapd = Slapd(directory / "slapd", require_tool("slapd"), require_tool("slapadd"), PASSWORD).start()
+    port = free_port()
+    gw = Gateway(directory / "gw")
+    gw.add_config(f"""
+[[receive_connectors]]
+name = "Client Frontend"
+role = "frontend"
+bindings = ["127.0.0.1:{port}"]
+permission_groups = ["ExchangeUsers"]
+auth_mechanisms = ["Tls", "BasicAuth", "BasicAuthRequireTLS"]
+
+[authentication]
+backends = ["users_file", "ldap"]
+failure_tarpit = "0s"
+[authentication.ldap]
+url = "ldap://localhost:{slapd.port}"
+start_tls = true
+ca_file = "{slapd.ca_file}"
+base_dn = "{BASE_DN}"
+bind_dn = "{ADMIN_DN}"
+bind_password = "{ADMIN_PASSWORD}"
+timeout = "3s"
+""")
+    gw.start()
+    wait_for_port(port)
+    gw.submit_port, gw.slapd = port, slapd
+    yield gw
+    gw.stop()
+    slapd.stop()
+
+
+def swaks(gw, user, password, sender, *extra):
+    run = subprocess.run(
+        [require_tool("swaks"), "--hide-informational", "--server", f"127.0.0.1:{gw.submit_port}", "--tls", "--auth", "PLAIN",
+         "--auth-user", user, "--auth-password", password, "--from", sender, "--to", "helpdesk@corp.example", *extra],
+        capture_output=True, text=True, timeout=60,
+    )
+    return run.stdout
+
+
+def test_directory_user_logs_in_by_account_name_and_sends_as_a_proxy_address(env):
+    out = swaks(env, "scanner1", PASSWORD, "scans@apps.corp.example", "--header", "Subject: from ldap")
+    assert "<~  235 2.7.0 Authentication successful" in out and "<~  250 2.6.0" in out
+    (message,) = env.wait_until(lambda: env.mailbox("helpdesk@corp.example"), what="delivery")
+    assert b"Subject: from ldap" in message and b"(authenticated as scanner1)" in message
+
+
+def test_user_principal_name_works_and_send_as_comes_from_the_directory(env):
+    out = swaks(env, "scanner1@corp.example", PASSWORD, "someone.else@corp.example")
+    assert "<~  235 2.7.0 Authentication successful" in out
+    assert "<~* 550 5.7.60 SMTP; Client does not have permissions to send as this sender" in out
+
+
+def test_wrong_password_is_535(env):
+    out = swaks(env, "scanner1", "not-it", "scans@apps.corp.example", "--quit-after", "AUTH")
+    assert "<~* 535 5.7.3 Authentication unsuccessful" in out
+
+
+def test_directory_down_is_a_temporary_failure(env):
+    env.slapd.stop()
+    out = swaks(env, "scanner1", PASSWORD, "scans@apps.corp.example", "--quit-after", "AUTH")
+    assert "<~* 454 4.7.0 Temporary authentication failure" in out
+    assert "credential backend ldap unavailable" in env.log()

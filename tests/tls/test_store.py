@@ -1,0 +1,81 @@
+"""The certificate store: self-signed default, selection, and files it cannot use."""
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.tls.store import CertificateError, CertificateStore, make_self_signed, read_pem
+
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def test_an_empty_store_gets_a_self_signed_certificate_for_the_fqdn(tmp_path):
+    store = CertificateStore(tmp_path / "certs")
+    made = store.ensure_default("mail.corp.example", NOW)
+    assert made.subject == made.issuer == "CN=mail.corp.example"
+    assert made.dns_names == ("mail.corp.example",)
+    assert made.not_after - NOW > datetime.timedelta(days=5 * 365 - 1)
+    assert made.path.name == f"{made.thumbprint}.pem" and len(made.thumbprint) == 40
+    assert made.path.stat().st_mode & 0o777 == 0o600
+    # The second start finds it and makes nothing.
+    assert store.ensure_default("mail.corp.example", NOW) is None
+    assert [c.thumbprint for c in store.certificates] == [made.thumbprint]
+
+
+def test_subject_is_printed_as_exchange_prints_it(tmp_path):
+    cert = CertificateStore(tmp_path).write(make_self_signed("CN=smtp.corp.example, O=Corp, S=WA, C=US", ("smtp.corp.example",), NOW))
+    assert cert.subject == "CN=smtp.corp.example, O=Corp, S=WA, C=US"
+    assert cert.certificate.subject.rfc4514_string() == "CN=smtp.corp.example,O=Corp,ST=WA,C=US"
+
+
+def test_selection_by_thumbprint_by_name_and_by_fqdn(tmp_path):
+    store = CertificateStore(tmp_path)
+    mail = store.write(make_self_signed("CN=mail.corp.example", (), NOW))
+    wild = store.write(make_self_signed("CN=wild, O=Corp", ("*.apps.corp.example",), NOW))
+    assert store.select(None, "mail.corp.example", NOW) == mail
+    assert store.select(None, "relay.apps.corp.example", NOW) == wild
+    assert store.select(wild.thumbprint.lower(), "mail.corp.example", NOW) == wild
+    assert store.select("<I>O=Corp, CN=wild<S>cn=WILD,o=corp", "mail.corp.example", NOW) == wild
+    with pytest.raises(CertificateError, match="matches '<I>CN=other<S>CN=wild'"):
+        store.select("<I>CN=other<S>CN=wild", "mail.corp.example", NOW)
+
+
+def test_expired_certificates_lose_to_valid_ones(tmp_path):
+    store = CertificateStore(tmp_path)
+    old = store.write(make_self_signed("CN=mail.corp.example", (), NOW - datetime.timedelta(days=30), days=10))
+    new = store.write(make_self_signed("CN=other.corp.example", (), NOW))
+    assert store.select(None, "mail.corp.example", NOW) == new
+    assert store.select(None, "mail.corp.example", NOW - datetime.timedelta(days=25)) == old
+
+
+def _ec_pem():
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def test_files_it_cannot_use_say_why(tmp_path):
+    pem = make_self_signed("CN=mail.corp.example", (), NOW)
+    cert_only = pem[pem.index(b"-----BEGIN CERTIFICATE") :]
+    (tmp_path / "a.pem").write_bytes(cert_only)
+    (tmp_path / "b.pem").write_bytes(_ec_pem() + cert_only)
+    (tmp_path / "c.pem").write_bytes(b"hello")
+    (tmp_path / "d.pem").write_bytes(pem)
+    store = CertificateStore(tmp_path).load()
+    assert [c.path.name for c in store.certificates] == ["d.pem"]
+    assert store.problems == (
+        f"{tmp_path}/a.pem: no private key in the file (put the key and the certificate in one PEM file)",
+        f"{tmp_path}/b.pem: the private key belongs to none of the certificates in the file",
+        f"{tmp_path}/c.pem: no PEM certificate in the file",
+    )
+
+
+def test_a_chain_after_the_leaf_is_kept(tmp_path):
+    leaf = make_self_signed("CN=mail.corp.example", (), NOW)
+    other = make_self_signed("CN=Corp CA", (), NOW)
+    ca_cert = other[other.index(b"-----BEGIN CERTIFICATE") :]
+    stored = read_pem(tmp_path / "x.pem", leaf + ca_cert)
+    assert stored.subject == "CN=mail.corp.example"
+    assert [x509.Name.rfc4514_string(c.subject) for c in stored.chain] == ["CN=Corp CA"]
