@@ -34,7 +34,7 @@ from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
 from gateway.auth.service import build_auth
 from gateway.tls.provider import TLSProvider
-from gateway.tls.store import CertificateStore
+from gateway.tls.store import CertificateError, CertificateStore
 
 ROLES = ("all", "frontend", "hub")
 
@@ -134,19 +134,31 @@ def _listeners(
 
 
 class CertificateService(Service):
-    """Reads the certificate store at start; with none in it, makes the self-signed one for the FQDN."""
+    """
+    Reads the certificate store at start; with none in it, makes the
+    self-signed one for the FQDN. A TLS connector whose certificate cannot
+    be found stops start-up with its name and the reason, rather than
+    failing every STARTTLS later.
+    """
 
-    def __init__(self, tls: TLSProvider, fqdn: str) -> None:
+    def __init__(self, tls: TLSProvider, config: Config) -> None:
         self.tls = tls
-        self.fqdn = fqdn
+        self.config = config
 
     def startService(self) -> None:
-        make_directories(self.tls.store.directory)
+        store = self.tls.store
+        make_directories(store.directory)
         try:
-            self.tls.store.ensure_default(self.fqdn, self.tls.now())
+            store.ensure_default(self.config.fqdn, self.tls.now())
         except OSError as e:
-            raise SystemExit(f"exgateway: cannot write the certificate store {self.tls.store.directory}: {e.strerror}") from None
+            raise SystemExit(f"exgateway: cannot write the certificate store {store.directory}: {e.strerror}") from None
         self.tls.reload()
+        for c in self.config.connectors("frontend"):
+            if c.enabled and c.uses_tls:
+                try:
+                    self.tls.options_for(c)
+                except CertificateError as e:
+                    raise SystemExit(f"exgateway: receive connector '{c.identity}' cannot serve TLS: {e}") from None
         super().startService()
 
 
@@ -166,7 +178,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     tls = None
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
-        CertificateService(tls, config.fqdn).setServiceParent(top)
+        CertificateService(tls, config).setServiceParent(top)
     live = LiveConfig(config, config.path, roles, tls=tls, make_auth=make_auth if tls is not None else None)
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits()

@@ -92,3 +92,29 @@ def test_the_wheel_carries_every_module_and_the_default_config(tmp_path):
     assert expected - names == set()
     assert "twisted/plugins/exgateway_plugin.py" in names
     assert "gateway/etc/exgateway.toml" in names
+
+
+def test_twistd_refuses_a_tls_connector_whose_certificate_is_missing(tmp_path):
+    """A TlsCertificateName that matches nothing stops start-up naming the connector, not every STARTTLS later."""
+    from tests.integration.gatewayproc import config_text, free_port
+
+    cfg = tmp_path / "gw.toml"
+    text = config_text(free_port(), free_port(), tmp_path / "var") + f"""
+[[receive_connectors]]
+name = "Client Frontend"
+role = "frontend"
+bindings = ["127.0.0.1:{free_port()}"]
+permission_groups = ["ExchangeUsers"]
+auth_mechanisms = ["Tls", "BasicAuth"]
+tls_certificate_name = "<I>CN=Corp CA<S>CN=relay.corp.example"
+"""
+    cfg.write_text(text)
+    result = twistd("-n", "--pidfile=", "exgateway", "--config", str(cfg), cwd=tmp_path)
+    assert result.returncode != 0
+    assert (
+        "exgateway: receive connector 'EXSERVER\\Client Frontend' cannot serve TLS: no certificate in "
+        f"{tmp_path}/var/certs matches '<I>CN=Corp CA<S>CN=relay.corp.example'"
+    ) in result.stdout + result.stderr
+    # The store was still given its self-signed default, which `certificate list` shows.
+    listed = subprocess.run(exgateway_command() + ["--config", str(cfg), "certificate", "list"], capture_output=True, text=True)
+    assert "CN=mail.corp.example" in listed.stdout and "......." in listed.stdout

@@ -33,6 +33,8 @@ permission_groups = ["ExchangeUsers"]
 auth_mechanisms = ["Tls", "BasicAuth", "BasicAuthRequireTLS"]
 require_tls = true
 protocol_logging_level = "Verbose"
+# Replies, not their timing, are under test here (the tarpit has unit tests).
+tarpit_interval = "0s"
 
 [[receive_connectors]]
 name = "Client SMTPS"
@@ -41,6 +43,7 @@ bindings = ["127.0.0.1:{smtps_port}"]
 implicit_tls = true
 permission_groups = ["ExchangeUsers"]
 auth_mechanisms = ["Tls", "BasicAuth", "BasicAuthRequireTLS"]
+tarpit_interval = "0s"
 
 [[send_connectors]]
 name = "Internet"
