@@ -142,6 +142,8 @@ class IntakeTransaction:
             client_ip=self.origin.client_ip,
             helo=self.origin.helo,
             connector=self.origin.connector,
+            # Who submitted it, for tracking and NDRs: the AUTH login and the TLS session, if any.
+            extra={k: v for k, v in (("auth", self.origin.auth), ("tls", self.origin.tls)) if v},
         )
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
@@ -173,7 +175,8 @@ class IntakeHandler:
 
     def queued(self, envelope: Envelope, body: bytes | None = None) -> SMTPReply:
         log.info(
-            "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip} via {connector}",
+            "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip}"
+            " via {connector}{auth_text}",
             queue_id=envelope.queue_id,
             message_id=envelope.message_id,
             sender=envelope.sender,
@@ -181,6 +184,8 @@ class IntakeHandler:
             size=envelope.size,
             client_ip=envelope.client_ip,
             connector=envelope.connector,
+            auth=envelope.extra.get("auth", ""),
+            auth_text=f" as {envelope.extra['auth']}" if "auth" in envelope.extra else "",
         )
         self.scheduler.enqueue(envelope, body)
         return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)

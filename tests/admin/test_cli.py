@@ -38,3 +38,74 @@ def test_every_gateway_package_is_packaged():
     listed = set(cfg["options"]["packages"].split())
     found = {".".join(p.parent.relative_to(repo).parts) for p in (repo / "gateway").rglob("__init__.py")}
     assert found <= listed, f"missing from setup.cfg: {sorted(found - listed)}"
+
+
+def _config_file(tmp_path):
+    cfg = tmp_path / "gw.toml"
+    text = (default_config_path()).read_text().replace('var_dir = "var"', f'var_dir = "{tmp_path}/var"')
+    cfg.write_text(text)
+    return cfg
+
+
+def test_user_add_list_passwd_remove(tmp_path, capsys, monkeypatch):
+    """Passwords come from stdin (or a prompt), never argv; the file holds only argon2id hashes."""
+    import io
+
+    from gateway.auth.users import UsersFile
+
+    cfg = _config_file(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("first-pw\n"))
+    assert main(["--config", str(cfg), "user", "add", "app@corp.example", "--send-as", "*@apps.corp.example", "--remote-ip", "10.0.0.0/8", "--password-stdin"]) == 0
+    assert "may send as: app@corp.example, *@apps.corp.example" in capsys.readouterr().out
+    text = (tmp_path / "var" / "users.toml").read_text()
+    assert "first-pw" not in text and '$argon2id$' in text
+    assert main(["--config", str(cfg), "user", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split() == ["app@corp.example", "app@corp.example,", "*@apps.corp.example", "10.0.0.0/8"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("second-pw\n"))
+    assert main(["--config", str(cfg), "user", "add", "APP@corp.example", "--password-stdin"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("second-pw\n"))
+    assert main(["--config", str(cfg), "user", "passwd", "app@corp.example", "--password-stdin"]) == 0
+    from gateway.auth.users import HASHER
+
+    record = UsersFile(tmp_path / "var" / "users.toml").load_strict()["app@corp.example"]
+    assert HASHER.verify(record.password_hash, "second-pw")
+    assert main(["--config", str(cfg), "user", "remove", "app@corp.example"]) == 0
+    assert UsersFile(tmp_path / "var" / "users.toml").load_strict() == {}
+
+
+def test_user_add_refuses_an_empty_password_and_has_no_password_option(tmp_path, capsys, monkeypatch):
+    import io
+
+    import pytest
+
+    cfg = _config_file(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["--config", str(cfg), "user", "add", "app", "--password-stdin"]) == 1
+    assert "an empty password is not allowed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg), "user", "add", "app", "--password", "x"])
+
+
+def test_certificate_new_self_signed_import_and_list(tmp_path, capsys):
+    cfg = _config_file(tmp_path)
+    assert main(["--config", str(cfg), "certificate", "list"]) == 0
+    assert "no certificates in" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "certificate", "new-self-signed", "--subject", "CN=relay.corp.example, O=Corp", "--san", "relay.corp.example"]) == 0
+    made = capsys.readouterr().out
+    thumbprint = made.split("Thumbprint ")[1].split()[0]
+    pem = tmp_path / "var" / "certs" / f"{thumbprint}.pem"
+    copy = tmp_path / "copy.pem"
+    copy.write_bytes(pem.read_bytes())
+    pem.unlink()
+    assert main(["--config", str(cfg), "certificate", "import", str(copy)]) == 0
+    assert f"as {pem}" in capsys.readouterr().out
+    assert main(["--config", str(cfg), "certificate", "list"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["Thumbprint", "Services", "Subject", "NotAfter", "Connectors"]
+    assert rows[2].startswith(f"{thumbprint}  ....S..   CN=relay.corp.example, O=Corp  ")
+    assert rows[2].endswith("Client Frontend, Client SMTPS")
+    bad = tmp_path / "bad.pem"
+    bad.write_text("nothing")
+    assert main(["--config", str(cfg), "certificate", "import", str(bad)]) == 1
+    assert capsys.readouterr().err == f"exgateway: {bad}: no PEM certificate in the file\n"

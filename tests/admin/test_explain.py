@@ -84,3 +84,47 @@ def test_cli_list_and_show(tmp_path, capsys):
     assert "MaxMessageSize                : 37748736 bytes" in out
     assert "MaxInboundConnectionPerSource : 20" in out and "MessageRateLimit              : Unlimited" in out
     assert main(["--config", str(cfg), "receive-connector", "show", "Nope"]) == 1
+
+
+def _submission(tmp_path):
+    """The Client Frontend on 587 and a users file with one account bound to 10.0.0.0/8."""
+    from gateway.auth.users import UserRecord, UsersFile, hash_password
+    from gateway.connectors import parse_range
+
+    users = tmp_path / "users.toml"
+    UsersFile(users).save([UserRecord("scanner01@corp.example", hash_password("pw"), ("*@apps.corp.example",), (parse_range("10.0.0.0/8"),))])
+    connectors = SEED["receive_connectors"] + [{
+        "name": "Client Frontend", "role": "frontend", "bindings": ["0.0.0.0:587"], "permission_groups": ["ExchangeUsers"],
+        "auth_mechanisms": ["Tls", "BasicAuth", "BasicAuthRequireTLS"], "require_tls": True,
+    }]
+    return testing.config(
+        receive_connectors=connectors, authentication={"users_file": str(users)},
+        send_connectors=[{"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["192.0.2.25"]}],
+    )
+
+
+def test_as_a_user_shows_auth_send_as_and_the_replies(tmp_path):
+    config = _submission(tmp_path)
+    lines = explain(config, "10.1.2.3", 587, "boss@corp.example", ("someone@outside.example",), user="Scanner01@corp.example")
+    assert lines[3:] == [
+        "  AUTH as scanner01@corp.example (after STARTTLS): accepted with the right password",
+        "  may send as: scanner01@corp.example, *@apps.corp.example",
+        "Session on EXSERVER\\Client Frontend (frontend) as Authenticated:",
+        "  rights: ms-Exch-Accept-Headers-Routing, ms-Exch-Bypass-Anti-Spam, ms-Exch-SMTP-Accept-Any-Recipient, ms-Exch-SMTP-Submit",
+        "  (this connector requires STARTTLS before MAIL: 530 5.7.0 otherwise)",
+        "  MAIL FROM:<boss@corp.example>  ->  550 5.7.60 SMTP; Client does not have permissions to send as this sender",
+        "  RCPT TO:<someone@outside.example>  ->  503 5.5.2 Need mail command",
+    ]
+    ok = explain(config, "10.1.2.3", 587, "scan@apps.corp.example", ("someone@outside.example",), user="scanner01@corp.example")
+    assert ok[-2:] == ["  MAIL FROM:<scan@apps.corp.example>  ->  250 2.1.0 Sender OK", "  RCPT TO:<someone@outside.example>  ->  250 2.1.5 Recipient OK"]
+
+
+def test_as_a_user_from_outside_its_networks_or_on_a_connector_without_auth(tmp_path):
+    config = _submission(tmp_path)
+    outside = explain(config, "192.0.2.50", 587, "scan@apps.corp.example", user="scanner01@corp.example")
+    assert outside[3] == "  AUTH as scanner01@corp.example: fails from 192.0.2.50 even with the right password (it may log in only from 10.0.0.0/8)"
+    assert outside[-1] == "  MAIL FROM:<scan@apps.corp.example>  ->  530 5.7.57 SMTP; Client was not authenticated to send anonymous mail during MAIL FROM"
+    port25 = explain(config, "10.1.2.3", 25, user="scanner01@corp.example")
+    assert "  AUTH: not offered on EXSERVER\\Default Frontend (auth_mechanisms: None); scanner01@corp.example cannot log in here" in port25
+    unknown = explain(config, "10.1.2.3", 587, user="nobody")
+    assert unknown[3] == f"  AUTH: no user 'nobody' in {tmp_path}/users.toml"
