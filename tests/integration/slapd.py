@@ -58,6 +58,7 @@ class Slapd:
         self.slapd, self.slapadd = slapd, slapadd
         self.password = password
         self.port = free_port()
+        self.ldaps_port = free_port()
         self.ca_file = directory / "ldap-cert.pem"
         self.process: subprocess.Popen | None = None
 
@@ -94,10 +95,11 @@ directory {d}/db
         subprocess.run([self.slapadd, "-f", str(conf), "-l", str(self.directory / "data.ldif")], check=True, capture_output=True)
         # -d 0: stay in the foreground, so the PID we hold is slapd's.
         self.process = subprocess.Popen(
-            [self.slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+            [self.slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.ldaps_port}/", "-d", "0"],
             stdout=subprocess.DEVNULL, stderr=open(self.directory / "slapd.log", "wb"),
         )
         wait_for_port(self.port, process=self.process)
+        wait_for_port(self.ldaps_port, process=self.process)
         return self
 
     def stop(self) -> None:

@@ -1,8 +1,17 @@
 """AUTH against a real OpenLDAP slapd (StartTLS, a service account, AD-style attributes), through swaks on 587."""
 
+import datetime
 import subprocess
 
 import pytest
+import pytest_twisted
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+
+from gateway.auth.identity import DirectoryUnavailable
+from gateway.auth.ldap import LDAPChecker
+from gateway.config import LDAPConfig
+from gateway.tls.store import make_self_signed
 
 from tests.integration.conftest import require_tool
 from tests.integration.gatewayproc import Gateway, free_port, wait_for_port
@@ -70,6 +79,43 @@ def test_user_principal_name_works_and_send_as_comes_from_the_directory(env):
 def test_wrong_password_is_535(env):
     out = swaks(env, "scanner1", "not-it", "scans@apps.corp.example", "--quit-after", "AUTH")
     assert "<~* 535 5.7.3 Authentication unsuccessful" in out
+
+
+@pytest_twisted.ensureDeferred
+async def test_ldaps_with_anonymous_search_checks_the_server_certificate(env):
+    """LDAPS (TLS from the first byte) against the CA file; a certificate it does not trust is a temporary failure."""
+    from twisted.internet import reactor
+
+    good = LDAPChecker(LDAPConfig(url=f"ldaps://localhost:{env.slapd.ldaps_port}", base_dn=BASE_DN, ca_file=env.slapd.ca_file), reactor)
+    identity = await good.requestAvatarId(UsernamePassword(b"scanner1", PASSWORD.encode()))
+    assert identity.send_as.patterns == ("scanner1@corp.example", "scans@apps.corp.example")
+    with pytest.raises(UnauthorizedLogin):
+        await good.requestAvatarId(UsernamePassword(b"scanner1", b"wrong"))
+    other_ca = env.slapd.directory / "other-ca.pem"
+    pem = make_self_signed("CN=localhost", ("localhost",), datetime.datetime.now(datetime.timezone.utc))
+    other_ca.write_bytes(pem[pem.index(b"-----BEGIN CERTIFICATE") :])
+    untrusted = LDAPChecker(LDAPConfig(url=f"ldaps://localhost:{env.slapd.ldaps_port}", base_dn=BASE_DN, ca_file=other_ca), reactor)
+    with pytest.raises(DirectoryUnavailable):
+        await untrusted.requestAvatarId(UsernamePassword(b"scanner1", PASSWORD.encode()))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_directory_that_never_answers_times_out_as_temporary():
+    """A listener that accepts and says nothing: the timeout turns it into 454, not a hang."""
+    import socket
+
+    from twisted.internet import reactor
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    try:
+        port = silent.getsockname()[1]
+        checker = LDAPChecker(LDAPConfig(url=f"ldap://127.0.0.1:{port}", base_dn=BASE_DN, timeout=0.5), reactor)
+        with pytest.raises(DirectoryUnavailable, match="did not answer in time"):
+            await checker.requestAvatarId(UsernamePassword(b"scanner1", PASSWORD.encode()))
+    finally:
+        silent.close()
 
 
 def test_directory_down_is_a_temporary_failure(env):
