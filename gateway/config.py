@@ -147,13 +147,31 @@ class MailboxConfig:
 
 @dataclass(frozen=True)
 class SendConnector:
-    """An outbound route: the address spaces it serves and the smart hosts it uses."""
+    """
+    An outbound route: the address spaces it serves, and either smart hosts
+    (tried in order) or, with none, DNS MX routing (Exchange's DNSRoutingEnabled).
+    """
 
     name: str
     address_spaces: tuple[str, ...]
     smart_hosts: tuple[HostPort, ...]
     cost: int = 1
     enabled: bool = True
+    port: int = 25
+    fqdn: str = ""
+    connection_timeout: float = 30.0
+
+    @property
+    def dns_routing(self) -> bool:
+        return not self.smart_hosts
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    """Which DNS servers the hub asks for MX/A/AAAA; empty: the system's (/etc/resolv.conf)."""
+
+    servers: tuple[HostPort, ...] = ()
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +235,7 @@ class Config:
     send_connectors: tuple[SendConnector, ...] = ()
     certificate_dir: Path = Path("var/certs")
     auth: AuthConfig = AuthConfig()
+    dns: DNSConfig = DNSConfig()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -475,15 +494,16 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication",
+    "certificates", "authentication", "dns",
 }
+DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
 AUTH_KEYS = {
     "backends", "users_file", "ldap", "failure_tarpit", "max_failures_per_connection", "max_failures_per_source",
     "max_failures_per_user", "failure_window", "lockout", "check_header_from",
 }
 LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file", "login_attributes", "sender_attributes", "timeout"}
-SEND_CONNECTOR_KEYS = {"name", "address_spaces", "smart_hosts", "port", "cost", "enabled"}
+SEND_CONNECTOR_KEYS = {"name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout"}
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir"}
 DOMAIN_KEYS = {"name", "domain", "type"}
@@ -732,13 +752,25 @@ def parse_config(raw: dict, file: str) -> Config:
         hosts = reader.items(data, where, "smart_hosts", lambda v: parse_host_port(v, port), ())
         if not spaces:
             reader.problem(f"{where}.address_spaces", "required: e.g. [\"*\"] or [\"partner.example\", \"*.partner.example\"]")
-        if not hosts:
-            reader.problem(f"{where}.smart_hosts", "required: DNS MX routing is not available yet, so give one or more host[:port]")
+        if data.get("smart_hosts") == []:
+            reader.problem(f"{where}.smart_hosts", "an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]")
         send_connectors.append(SendConnector(
             name=name, address_spaces=spaces, smart_hosts=hosts,
             cost=reader.get(data, where, "cost", _positive_int, 1), enabled=reader.get(data, where, "enabled", _bool, True),
+            port=port, fqdn=reader.get(data, where, "fqdn", _fqdn, fqdn),
+            connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 30.0),
         ))
 
+    dns_section = _section(reader, raw, "dns", DNS_KEYS)
+    dns_config = DNSConfig(
+        servers=reader.items(dns_section, "dns", "servers", lambda v: parse_host_port(v, 53), ()),
+        timeout=reader.get(dns_section, "dns", "timeout", parse_duration, 10.0),
+    )
+    for i, server in enumerate(dns_config.servers):
+        try:
+            ipaddress.ip_address(server.host)
+        except ValueError:
+            reader.problem(f"dns.servers[{i}]", f"{server.host!r}: a DNS server is given by IP address")
     certs = _section(reader, raw, "certificates", CERTIFICATE_KEYS)
     certificate_dir = var_dir / reader.get(certs, "certificates", "directory", _string, "certs")
     auth = _read_auth(reader, _section(reader, raw, "authentication", AUTH_KEYS), var_dir)
@@ -766,6 +798,7 @@ def parse_config(raw: dict, file: str) -> Config:
         send_connectors=tuple(send_connectors),
         certificate_dir=certificate_dir,
         auth=auth,
+        dns=dns_config,
     )
 
 

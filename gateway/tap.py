@@ -21,6 +21,9 @@ from twisted.python import usage
 
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
+from gateway.deliver.health import AddressHealth
+from gateway.deliver.mx import MXDelivery
+from gateway.deliver.resolve import MXResolver, make_resolver
 from gateway.deliver.smtp import SMTPDelivery
 from gateway.intake import IntakeHandler
 from gateway.deliver.pool import ConnectionPool
@@ -200,7 +203,20 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
-        deliverers = Deliverers(mailbox, lambda hosts: SMTPDelivery(reactor, hosts, config.fqdn))
+        resolver = MXResolver(make_resolver(config.dns, reactor))
+        health = AddressHealth(reactor)
+
+        def send_connector_delivery(connector):
+            """Smart hosts in order (names expanded to every address), or DNS MX routing."""
+            if connector.dns_routing:
+                return MXDelivery(reactor, resolver, connector.fqdn, health, connector.port, connector.connection_timeout)
+            pool = ConnectionPool(
+                reactor, connector.smart_hosts, connector.fqdn, connector.connection_timeout, 16,
+                resolver=resolver, health=health, rotate=False,
+            )
+            return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool)
+
+        deliverers = Deliverers(mailbox, send_connector_delivery)
         scheduler = DeliveryScheduler(
             store, live.router, deliverers, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
         )

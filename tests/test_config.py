@@ -230,12 +230,19 @@ def test_the_sample_anon_relay_block_works_when_uncommented(tmp_path):
     assert "ms-Exch-SMTP-Accept-Any-Recipient" in report[-3]
 
 
-def test_the_sample_send_connector_block_works_when_uncommented(tmp_path):
+def test_the_sample_routes_the_internet_by_mx_and_its_smart_host_block_works_when_uncommented(tmp_path):
+    (internet,) = load_config().send_connectors
+    assert (internet.name, internet.address_spaces, internet.dns_routing, internet.port) == ("Internet", ("*",), True, 25)
     config = load_config(write(tmp_path, uncommented_sample("# [[send_connectors]]")))
-    (internet,) = config.send_connectors
-    assert (internet.name, internet.address_spaces, [str(h) for h in internet.smart_hosts]) == (
-        "Internet", ("*",), ["smarthost.corp.example:25", "192.0.2.25:25"]
+    internet, partner = config.send_connectors
+    assert (partner.name, partner.address_spaces, [str(h) for h in partner.smart_hosts]) == (
+        "Partner", ("partner.example", "*.partner.example"), ["smarthost.corp.example:25", "192.0.2.25:25"]
     )
+
+
+def test_the_sample_dns_block_works_when_uncommented(tmp_path):
+    config = load_config(write(tmp_path, uncommented_sample("# [dns]")))
+    assert [str(s) for s in config.dns.servers] == ["192.0.2.53:53", "192.0.2.54:53"] and config.dns.timeout == 10.0
 
 
 def test_the_sample_ldap_block_works_when_uncommented(tmp_path):

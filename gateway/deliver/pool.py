@@ -3,20 +3,29 @@ Kept-open SMTP connections to a list of hosts.
 
 Used by the frontend for its hub pool and by the hub for its next hop: a
 busy gateway sends many messages over a few connections instead of paying a
-TCP handshake and an EHLO per message. New connections start at the next
-host in turn, so load spreads over the list; a host that does not answer is
-skipped for that connection and the next one is tried.
+TCP handshake and an EHLO per message.
+
+A new connection walks the candidate addresses: each configured host
+expanded to all its A/AAAA addresses when a resolver is given (else a name
+is left to HostnameEndpoint), in the order AddressHealth gives (the hosts in
+turn when `rotate`, as the hub pool does, or in their configured order, as
+smart hosts are; a name's addresses rotating; addresses that failed lately
+last). An address that refuses, times out or greets with 4xx is marked bad
+and the next one is tried in the same attempt.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, fail, succeed
+import ipaddress
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import HostPort
 from gateway.deliver import client as smtp_client
 from gateway.deliver.client import SMTPClient
+from gateway.deliver.health import AddressHealth
 
 log = Logger(namespace="exgateway.deliver")
 
@@ -31,6 +40,10 @@ class NoHostAvailable(Exception):
     pass
 
 
+def _no_address(hosts) -> list:
+    raise NoHostAvailable("no address (A/AAAA) for " + ", ".join(map(str, hosts)))
+
+
 class ConnectionPool:
     def __init__(
         self,
@@ -43,7 +56,17 @@ class ConnectionPool:
         max_age: float = MAX_AGE,
         protocol_log=None,
         connector_id: str = "",
+        resolver=None,
+        health: AddressHealth | None = None,
+        rotate: bool = True,
+        groups=None,
     ) -> None:
+        # MXResolver to expand host names to all their addresses; None leaves names to HostnameEndpoint.
+        self.resolver = resolver
+        self.health = health if health is not None else AddressHealth(reactor)
+        self.rotate = rotate
+        # A callable giving the address groups to walk (MX delivery); default: the configured hosts.
+        self.groups = groups or self._host_groups
         self.protocol_log = protocol_log
         self.connector_id = connector_id
         self.reactor = reactor
@@ -64,16 +87,37 @@ class ConnectionPool:
             if client.connected:
                 return succeed((client, True))
             self._born.pop(client, None)
+        d = self.groups()
+        d.addCallback(lambda groups: self._connect(self.health.order(groups), 0, []))
+        return d
+
+    def _host_groups(self) -> Deferred:
+        """The configured hosts, each as the group of its addresses."""
         if not self.hosts:
             return fail(NoHostAvailable("no hosts configured"))
-        start = self._rotation
-        self._rotation = (self._rotation + 1) % len(self.hosts)
-        return self._connect(start, 0, [])
+        hosts = list(self.hosts)
+        if self.rotate:
+            start = self._rotation
+            self._rotation = (self._rotation + 1) % len(hosts)
+            hosts = hosts[start:] + hosts[:start]
+        if self.resolver is None:
+            return succeed([[h] for h in hosts])
+        return DeferredList([self._expand(h) for h in hosts]).addCallback(
+            lambda results: [group for ok, group in results if ok and group] or _no_address(hosts)
+        )
 
-    def _connect(self, start: int, tried: int, errors: list[str]) -> Deferred:
-        if tried >= len(self.hosts):
-            return fail(NoHostAvailable("; ".join(errors)))
-        host = self.hosts[(start + tried) % len(self.hosts)]
+    def _expand(self, host: HostPort) -> Deferred:
+        try:
+            ipaddress.ip_address(host.host)
+            return succeed([host])
+        except ValueError:
+            pass
+        return self.resolver.addresses(host.host).addCallback(lambda addresses: [HostPort(a, host.port) for a in addresses])
+
+    def _connect(self, candidates: list[HostPort], tried: int, errors: list[str]) -> Deferred:
+        if tried >= len(candidates):
+            return fail(NoHostAvailable("; ".join(errors) or "no address to try"))
+        host = candidates[tried]
         d = smtp_client.connect(
             self.reactor, host.host, host.port, self.helo_name, self.connect_timeout, self.reply_timeout,
             self.protocol_log, self.connector_id,
@@ -81,9 +125,11 @@ class ConnectionPool:
 
         def failed(failure: Failure):
             log.warn("{host} unavailable: {error}", host=str(host), error=failure.getErrorMessage())
-            return self._connect(start, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
+            self.health.mark_bad(host)
+            return self._connect(candidates, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
 
         def connected(client: SMTPClient):
+            self.health.mark_good(host)
             self._born[client] = self.reactor.seconds()
             return client, False
 

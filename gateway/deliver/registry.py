@@ -21,10 +21,10 @@ class Deliverers:
             return self.mailbox
         if hop is None:
             return None
-        key = (hop.name, hop.smart_hosts)
-        if key not in self._smtp:
-            self._smtp[key] = self._make_smtp(hop.smart_hosts)
-        return self._smtp[key]
+        # A reload that changes the connector's hosts or settings gets a fresh deliverer.
+        if hop not in self._smtp:
+            self._smtp[hop] = self._make_smtp(hop)
+        return self._smtp[hop]
 
     def close(self) -> None:
         for deliverer in [self.mailbox, *self._smtp.values()]:

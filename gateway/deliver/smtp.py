@@ -14,6 +14,7 @@ from twisted.logger import Logger
 
 from gateway.config import HostPort
 from gateway.deliver.pool import ConnectionPool
+from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, RecipientState
 from gateway.queue.store import StoredBody
 from gateway.errors import SMTPReply
@@ -42,9 +43,12 @@ class _Empty:
 class SMTPDelivery:
     """Delivery over SMTP to one of a list of hosts (tried in turn), over kept connections."""
 
-    def __init__(self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16) -> None:
-        self.next_hop = ", ".join(map(str, hosts))
-        self.pool = ConnectionPool(reactor, hosts, helo_name, connect_timeout, idle_max)
+    def __init__(
+        self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16,
+        pool: ConnectionPool | None = None, next_hop: str = "",
+    ) -> None:
+        self.next_hop = next_hop or ", ".join(map(str, hosts))
+        self.pool = pool or ConnectionPool(reactor, hosts, helo_name, connect_timeout, idle_max)
 
     @inlineCallbacks
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody):
@@ -52,6 +56,9 @@ class SMTPDelivery:
         for _ in range(2):
             try:
                 client, reused = yield self.pool.acquire(reuse)
+            except ResolveError as e:
+                state = RecipientState.FAILED if e.permanent else RecipientState.PENDING
+                return {r: (state, e.reply) for r in recipients}
             except Exception as e:
                 reason = f"451 4.4.0 next hop {self.next_hop} unreachable: {e}"
                 return {r: (RecipientState.PENDING, reason) for r in recipients}

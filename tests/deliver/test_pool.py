@@ -35,3 +35,38 @@ def test_idle_limit():
     pool.release(a)
     pool.release(b)
     assert pool._idle == [a] and not b.connected
+
+
+def test_a_refusing_address_is_marked_bad_and_the_next_tried_in_the_same_attempt(monkeypatch):
+    """A smart host name with three addresses: the first refuses, the second answers; the next attempt skips the first."""
+    from twisted.internet.defer import fail, succeed
+    from twisted.internet.error import ConnectionRefusedError
+
+    from gateway.deliver import client as smtp_client
+    from tests.deliver.test_resolve import FakeResolver
+    from gateway.deliver.resolve import MXResolver
+
+    clock = Clock()
+    tried = []
+
+    def connect(reactor, host, port, *args):
+        tried.append(host)
+        if host == "192.0.2.1":
+            return fail(ConnectionRefusedError())
+        c = SMTPClient("fe", clock)
+        c.connected = True
+        return succeed(c)
+
+    monkeypatch.setattr(smtp_client, "connect", connect)
+    resolver = MXResolver(FakeResolver(a={"relay.isp.example": ["192.0.2.1", "192.0.2.2", "192.0.2.3"]}))
+    pool = ConnectionPool(clock, (HostPort("relay.isp.example", 25),), "fe", 5, idle_max=0, resolver=resolver, rotate=False)
+    got = []
+    pool.acquire().addCallback(got.append)
+    assert tried == ["192.0.2.1", "192.0.2.2"] and got[0][1] is False
+    tried.clear()
+    pool.acquire(reuse=False).addCallback(got.append)
+    # Rotation starts at the second address now; the bad first one would come last.
+    assert tried == ["192.0.2.2"]
+    tried.clear()
+    pool.acquire(reuse=False).addCallback(got.append)
+    assert tried == ["192.0.2.3"]

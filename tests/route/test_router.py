@@ -48,7 +48,14 @@ def test_send_connector_errors_are_named():
     assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
         "send_connectors[0].address_spaces[0]: 'bad..space' is not *, a domain or a *.domain address space",
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
-        "send_connectors[0].smart_hosts: required: DNS MX routing is not available yet, so give one or more host[:port]",
-        "send_connectors[1].colour: unknown key (known: address_spaces, cost, enabled, name, port, smart_hosts)",
+        "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
+        "send_connectors[1].colour: unknown key (known: address_spaces, connection_timeout, cost, enabled, fqdn, name, port, smart_hosts)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
+
+
+def test_a_send_connector_without_smart_hosts_routes_by_mx():
+    cfg = testing.config(send_connectors=[{"name": "Internet", "address_spaces": ["*"], "port": 2525, "fqdn": "out.corp.example"}])
+    (internet,) = cfg.send_connectors
+    assert internet.dns_routing and (internet.port, internet.fqdn) == (2525, "out.corp.example")
+    assert Router(AcceptedDomains(cfg.accepted_domains), cfg.send_connectors).route(parse_mailbox("x@outside.example")) == internet

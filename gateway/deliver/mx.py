@@ -1,0 +1,60 @@
+"""
+Delivery by DNS MX routing (a send connector without smart hosts).
+
+Recipients are grouped by domain; each domain gets its own kept-connection
+pool whose candidates are the domain's exchangers in MX order, each
+expanded to all its addresses (resolve.py), walked with AddressHealth. A
+null MX or a domain that does not exist fails its recipients at once; any
+other DNS trouble leaves them queued for the next attempt.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import inlineCallbacks
+
+from gateway.deliver.health import AddressHealth
+from gateway.deliver.pool import ConnectionPool
+from gateway.deliver.resolve import MXResolver
+from gateway.deliver.smtp import SMTPDelivery
+
+# Idle connections kept per destination domain; most domains see one message at a time.
+IDLE_PER_DOMAIN = 2
+
+
+class MXDelivery:
+    def __init__(self, reactor, resolver: MXResolver, helo_name: str, health: AddressHealth, port: int = 25, connect_timeout: float = 30.0) -> None:
+        self.reactor = reactor
+        self.resolver = resolver
+        self.helo_name = helo_name
+        self.health = health
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.next_hop = "DNS MX"
+        self._domains: dict[str, SMTPDelivery] = {}
+
+    def _for(self, domain: str) -> SMTPDelivery:
+        delivery = self._domains.get(domain)
+        if delivery is None:
+            def groups(domain=domain):
+                return self.resolver.targets(domain, self.port).addCallback(lambda found: [addresses for _, addresses in found])
+
+            pool = ConnectionPool(
+                self.reactor, (), self.helo_name, self.connect_timeout, IDLE_PER_DOMAIN, health=self.health, groups=groups,
+            )
+            delivery = self._domains[domain] = SMTPDelivery(self.reactor, (), self.helo_name, pool=pool, next_hop=f"MX of {domain}")
+        return delivery
+
+    @inlineCallbacks
+    def deliver(self, envelope, recipients: list[str], body):
+        by_domain: dict[str, list[str]] = {}
+        for r in recipients:
+            by_domain.setdefault(r.rpartition("@")[2].lower(), []).append(r)
+        results = {}
+        for domain, group in by_domain.items():
+            results.update((yield self._for(domain).deliver(envelope, group, body)))
+        return results
+
+    def close(self) -> None:
+        for delivery in self._domains.values():
+            delivery.close()
+        self._domains.clear()

@@ -1,0 +1,91 @@
+"""
+DNS MX routing end to end: a send connector without smart hosts, a real
+DNS server on loopback (twisted.names, its own zone), and smtp-sink as the
+exchanger. The equal-preference exchangers include a dead address, which the
+delivery walks past; a null MX fails at once.
+"""
+
+import json
+import smtplib
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import require_tool
+from tests.integration.gatewayproc import REPO, Gateway, free_port, start_sink, wait_for_port
+
+
+def start_dns(directory, zone: dict) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    zone_file = directory / "zone.json"
+    zone_file.write_text(json.dumps(zone))
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.dnsserver", str(port), str(zone_file)], cwd=REPO)
+    # Ready when it listens on TCP (UDP is bound first).
+    wait_for_port(port, process=proc)
+    return proc, port
+
+
+@pytest.fixture
+def mx_env(tmp_path, sink_dir):
+    sink_port = free_port()
+    sink = start_sink(require_tool("smtp-sink"), sink_port, str(sink_dir / "%M."))
+    dns_proc, dns_port = start_dns(tmp_path, {
+        "outside.example": {"MX": [[10, "dead.outside.example"], [10, "live.outside.example"], [20, "backup.outside.example"]]},
+        # 127.0.0.66 has nothing on the sink's port: refused, marked bad, next address.
+        "dead.outside.example": {"A": ["127.0.0.66"]},
+        "live.outside.example": {"A": ["127.0.0.1"]},
+        "backup.outside.example": {"A": ["127.0.0.67"]},
+        "nomail.example": {"MX": [[0, ""]]},
+    })
+    gw = Gateway(tmp_path / "gw")
+    gw.add_config(f"""
+[[receive_connectors]]
+name = "Relay"
+role = "frontend"
+bindings = ["127.0.0.1:{gw.frontend_port}"]
+remote_ip_ranges = ["127.0.0.2"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
+
+[[send_connectors]]
+name = "Internet"
+address_spaces = ["*"]
+port = {sink_port}
+connection_timeout = "3s"
+
+[dns]
+servers = ["127.0.0.1:{dns_port}"]
+timeout = "2s"
+""")
+    gw.start()
+    yield gw
+    gw.stop()
+    for proc in (sink, dns_proc):
+        proc.terminate()
+        proc.wait()
+
+
+def send(gw, rcpt: str, subject: str) -> None:
+    with smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0)) as s:
+        s.connect("127.0.0.1", gw.frontend_port)
+        s.sendmail("app@corp.example", [rcpt], f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+
+
+def test_mx_delivery_walks_past_a_dead_exchanger(mx_env, sink_dir):
+    for i in range(4):
+        send(mx_env, f"user{i}@outside.example", f"mx {i}")
+    mx_env.wait_until(lambda: len(list(sink_dir.iterdir())) == 4 and mx_env.queue_files() == [], what="4 messages at the MX")
+    texts = b"".join(p.read_bytes() for p in sink_dir.iterdir())
+    assert all(f"Subject: mx {i}".encode() in texts for i in range(4))
+
+
+def test_null_mx_fails_at_once(mx_env):
+    send(mx_env, "someone@nomail.example", "no mail")
+    failed = mx_env.var / "queue" / "failed"
+    mx_env.wait_until(lambda: failed.exists() and list(failed.glob("*.json")), timeout=15, what="the message in failed/")
+    (envelope,) = [json.loads(p.read_text()) for p in failed.glob("*.json")]
+    assert envelope["recipients"][0]["last_reply"] == "556 5.1.10 the domain nomail.example accepts no mail (null MX, RFC 7505)"
