@@ -136,6 +136,20 @@ class QueueConfig:
     directory: Path
     retry_interval: float
     max_concurrent_deliveries: int
+    # Exchange's TransientFailureRetryAttempts / -Interval, MessageExpirationTimeout,
+    # DelayNotificationTimeout (None: no delay notices).
+    transient_retry_attempts: int = 6
+    transient_retry_interval: float = 60.0
+    message_expiration_timeout: float = 2 * 86400.0
+    delay_notification_timeout: float | None = 4 * 3600.0
+
+    def retry_policy(self):
+        from gateway.queue.retry import RetryPolicy
+
+        return RetryPolicy(
+            self.retry_interval, self.transient_retry_attempts, self.transient_retry_interval,
+            self.message_expiration_timeout, self.delay_notification_timeout,
+        )
 
 
 @dataclass(frozen=True)
@@ -407,6 +421,18 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{value!r} is not a whole number (0 or more)")
+    return value
+
+
+def _duration_or_off(value: Any) -> float | None:
+    if isinstance(value, str) and value.lower() == "off":
+        return None
+    return parse_duration(value)
+
+
 def _limit(value: Any) -> int | None:
     """A positive count, or "unlimited" (Exchange's word)."""
     if isinstance(value, str) and value.lower() == "unlimited":
@@ -518,7 +544,10 @@ CONNECTOR_KEYS = {
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
 HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level"}
-QUEUE_KEYS = {"directory", "retry_interval", "max_concurrent_deliveries"}
+QUEUE_KEYS = {
+    "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
+    "message_expiration_timeout", "delay_notification_timeout",
+}
 MAILBOX_KEYS = {"delivery", "maildir", "next_hop"}
 
 DEFAULT_MAX_MESSAGE_SIZE = 36 * 1024 * 1024
@@ -723,9 +752,15 @@ def parse_config(raw: dict, file: str) -> Config:
     queue = _section(reader, raw, "queue", QUEUE_KEYS)
     queue_config = QueueConfig(
         directory=var_dir / reader.get(queue, "queue", "directory", _string, "queue"),
-        retry_interval=reader.get(queue, "queue", "retry_interval", parse_duration, 60.0),
+        retry_interval=reader.get(queue, "queue", "retry_interval", parse_duration, 900.0),
         max_concurrent_deliveries=reader.get(queue, "queue", "max_concurrent_deliveries", _positive_int, 20),
+        transient_retry_attempts=reader.get(queue, "queue", "transient_retry_attempts", _count, 6),
+        transient_retry_interval=reader.get(queue, "queue", "transient_retry_interval", parse_duration, 60.0),
+        message_expiration_timeout=reader.get(queue, "queue", "message_expiration_timeout", parse_duration, 2 * 86400.0),
+        delay_notification_timeout=reader.get(queue, "queue", "delay_notification_timeout", _duration_or_off, 4 * 3600.0),
     )
+    if queue_config.delay_notification_timeout is not None and queue_config.delay_notification_timeout >= queue_config.message_expiration_timeout:
+        reader.problem("queue.delay_notification_timeout", "must be shorter than message_expiration_timeout (or \"off\")")
 
     mailbox = _section(reader, raw, "mailbox", MAILBOX_KEYS)
     delivery = reader.get(mailbox, "mailbox", "delivery", _choice(("maildir", "smtp")), "maildir")

@@ -28,6 +28,7 @@ from gateway.deliver.smtp import SMTPDelivery
 from gateway.intake import IntakeHandler
 from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
+from gateway.queue.notify import Notifier
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
@@ -218,11 +219,12 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
 
         deliverers = Deliverers(mailbox, send_connector_delivery)
         scheduler = DeliveryScheduler(
-            store, live.router, deliverers, reactor, config.queue.retry_interval, config.queue.max_concurrent_deliveries
+            store, live.router, deliverers, reactor, config.queue.retry_policy(), config.queue.max_concurrent_deliveries
         )
         live.follow_routes(scheduler)
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
+        scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
         live.follow_routes(intake)
         _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"))
 

@@ -71,7 +71,8 @@ def test_default_config_is_the_repository_file_and_parses_whole():
     assert [(d.domain, d.type) for d in c.accepted_domains] == [("corp.example", DomainType.AUTHORITATIVE)]
     assert [str(h) for h in c.hub_pool.hosts] == ["127.0.0.1:2525"]
     assert (c.queue.directory, c.mailbox.delivery, c.mailbox.maildir) == (Path("var/queue"), "maildir", Path("var/mailboxes"))
-    assert c.queue.retry_interval == 60.0
+    assert (c.queue.retry_interval, c.queue.transient_retry_attempts, c.queue.transient_retry_interval) == (900.0, 6, 60.0)
+    assert (c.queue.message_expiration_timeout, c.queue.delay_notification_timeout) == (2 * 86400.0, 4 * 3600.0)
 
 
 def test_base_config_identity(tmp_path):

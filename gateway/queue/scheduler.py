@@ -1,26 +1,30 @@
 """
-Delivery attempts for queued messages, and a fixed retry for the ones that
-could not be delivered yet.
+Delivery attempts for queued messages, retries on Exchange's schedule,
+expiry, and the notices the sender gets.
 
-A message is attempted as soon as it is committed, then every
-`retry_interval` while any recipient is pending; each attempt's outcome is
-written to the envelope before the next, so state survives a restart. The
-queue entry goes away only when every recipient is delivered or has failed
-for good; one that failed for some recipient is moved to `failed/` with its
-envelope, to wait for the non-delivery reports the outbound work brings.
-(The full Exchange-like schedule and expiry come with that work too.)
+A message is attempted as soon as it is committed, then on the RetryPolicy
+schedule while any recipient is pending; each attempt's outcome (and
+whether a delay notice went out) is written to the envelope before the
+next, so the state survives a restart. Recipients that fail for good, or
+are still pending when the message expires, get the sender one
+non-delivery report; a message pending past the delay-notice time gets one
+delay notice. Notices are queued durably before the message's entry is
+updated or removed. A message that failed and cannot be reported (null
+sender: it is itself a notice) is kept in `failed/` for the admin.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from gateway.address import parse_mailbox
 from gateway.envelope import Envelope, RecipientState
 from gateway.errors import SMTPError
+from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
 
 log = Logger(namespace="exgateway.queue")
@@ -31,12 +35,16 @@ NO_ROUTE = "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient
 
 
 class DeliveryScheduler:
-    def __init__(self, store: QueueStore, router, deliverers: dict, clock, retry_interval: float, max_concurrent: int) -> None:
+    def __init__(
+        self, store: QueueStore, router, deliverers: dict, clock, retry: RetryPolicy, max_concurrent: int, notifier=None,
+    ) -> None:
         self.store = store
         self.router = router
         self.deliverers = deliverers
         self.clock = clock
-        self.retry_interval = retry_interval
+        self.retry = retry
+        # Queues DSNs (Notifier); None: failures are only logged and kept in failed/.
+        self.notifier = notifier
         self.max_concurrent = max_concurrent
         self._ready: deque[Envelope] = deque()
         self._active = 0
@@ -138,7 +146,7 @@ class DeliveryScheduler:
 
     def _record(self, envelope: Envelope, results) -> Deferred | None:
         now = self.clock.seconds()
-        updated = envelope.with_results(results, now + self.retry_interval)
+        updated = envelope.with_results(results, 0.0)
         for address, (state, reply) in results.items():
             log.info(
                 "{event} {queue_id} to <{recipient}>: {reply}",
@@ -148,16 +156,45 @@ class DeliveryScheduler:
                 reply=reply,
                 state=state.value,
             )
-        if updated.done and any(r.state is RecipientState.FAILED for r in updated.recipients):
-            # Until non-delivery reports exist, a message that failed for good
-            # is kept (queue/failed/, with its envelope and every reply) rather
-            # than forgotten: nothing the gateway said 250 to vanishes unseen.
-            d = self.store.update(updated)
-            d.addCallback(lambda _: self.store.set_failed(envelope.queue_id))
-            return d
+        if updated.pending and self.retry.expired(updated.received_at, now):
+            updated = self._expire(updated)
+        newly_failed = [
+            r for r in updated.recipients
+            if r.state is RecipientState.FAILED and not any(o.address == r.address and o.state is RecipientState.FAILED for o in envelope.recipients)
+        ]
+        notices = succeed(None)
+        # Notices go to the sender; the null sender (a notice itself) never gets one.
+        tell = self.notifier is not None and bool(updated.sender)
+        if newly_failed and tell:
+            notices.addCallback(lambda _: self.notifier.notify("failed", updated, newly_failed))
+        if updated.pending and self.retry.delay_notice_due(updated.received_at, now, bool(updated.extra.get("delay_notified"))):
+            updated = replace(updated, extra={**updated.extra, "delay_notified": True})
+            if tell:
+                pending, until = list(updated.pending), updated.received_at + self.retry.expiration
+                notices.addCallback(lambda _: self.notifier.notify("delayed", updated, pending, until))
+        return notices.addCallback(lambda _: self._settle(updated, now))
+
+    def _expire(self, envelope: Envelope) -> Envelope:
+        log.info("expired {queue_id}: {count} recipients still pending", queue_id=envelope.queue_id, count=len(envelope.pending))
+        recipients = tuple(
+            replace(r, state=RecipientState.FAILED, last_reply=expiry_reply(r.last_reply)) if r.state is RecipientState.PENDING else r
+            for r in envelope.recipients
+        )
+        return replace(envelope, recipients=recipients)
+
+    def _settle(self, updated: Envelope, now: float) -> Deferred | None:
+        """Write the outcome: remove a finished message, keep an unreportable failure, schedule the rest."""
         if updated.done:
-            self.store.remove(envelope.queue_id)
+            failed = any(r.state is RecipientState.FAILED for r in updated.recipients)
+            if failed and (self.notifier is None or not updated.sender):
+                # Nobody to tell (a notice that bounced, or no notifier): kept for
+                # the admin in queue/failed/ with every reply, never dropped unseen.
+                d = self.store.update(updated)
+                d.addCallback(lambda _: self.store.set_failed(updated.queue_id))
+                return d
+            self.store.remove(updated.queue_id)
             return None
+        updated = replace(updated, next_attempt=self.retry.next_attempt(updated.attempts, now))
         d = self.store.update(updated)
-        d.addCallback(lambda _: self._later(updated, self.retry_interval) if self._running else None)
+        d.addCallback(lambda _: self._later(updated, updated.next_attempt - now) if self._running else None)
         return d

@@ -74,6 +74,7 @@ connect_timeout = "2s"
 
 [queue]
 retry_interval = "{retry}"
+transient_retry_interval = "{retry}"
 {extra}
 '''
 

@@ -83,9 +83,15 @@ def test_mx_delivery_walks_past_a_dead_exchanger(mx_env, sink_dir):
     assert all(f"Subject: mx {i}".encode() in texts for i in range(4))
 
 
-def test_null_mx_fails_at_once(mx_env):
+def test_null_mx_fails_at_once_with_a_non_delivery_report(mx_env):
+    """RFC 7505: no attempt, no retry; the sender (an accepted-domain mailbox here) gets an RFC 3464 report."""
     send(mx_env, "someone@nomail.example", "no mail")
-    failed = mx_env.var / "queue" / "failed"
-    mx_env.wait_until(lambda: failed.exists() and list(failed.glob("*.json")), timeout=15, what="the message in failed/")
-    (envelope,) = [json.loads(p.read_text()) for p in failed.glob("*.json")]
-    assert envelope["recipients"][0]["last_reply"] == "556 5.1.10 the domain nomail.example accepts no mail (null MX, RFC 7505)"
+    (ndr,) = mx_env.wait_until(lambda: mx_env.mailbox("app@corp.example"), timeout=15, what="the NDR")
+    mx_env.wait_until(lambda: mx_env.queue_files() == [], what="an empty queue")
+    assert b"Subject: Undeliverable: no mail\r\n" in ndr
+    assert b"Content-Type: multipart/report; report-type=delivery-status;" in ndr
+    assert b"Final-Recipient: rfc822; someone@nomail.example\r\nAction: failed\r\nStatus: 5.1.10\r\n" in ndr
+    assert b"Diagnostic-Code: smtp; 556 5.1.10 the domain nomail.example accepts no mail (null MX, RFC 7505)" in ndr
+    # The original header section rides along, and the NDR itself came from the null sender.
+    assert b"Content-Type: text/rfc822-headers\r\n\r\nReceived: from " in ndr and b"Subject: no mail" in ndr
+    assert "non-delivery notice" in mx_env.log() and "to <app@corp.example> about 1 recipients" in mx_env.log()

@@ -5,6 +5,7 @@ from twisted.internet.task import Clock
 
 from gateway.domains import AcceptedDomain, AcceptedDomains
 from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.queue.retry import RetryPolicy
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
 from gateway.route.router import MAILBOX, Router
@@ -30,7 +31,7 @@ def setup(tmp_path):
     clock = Clock()
     mailbox = Mailbox()
     router = Router(AcceptedDomains([AcceptedDomain("c", "corp.example")]))
-    scheduler = DeliveryScheduler(store, router, {MAILBOX: mailbox}, clock, retry_interval=60, max_concurrent=5)
+    scheduler = DeliveryScheduler(store, router, {MAILBOX: mailbox}, clock, RetryPolicy(60, 0, 60), max_concurrent=5)
     e = store.create("42")
     e.write(BODY)
     env = Envelope("42", 42, "<m@x>", "s@x", (Recipient("a@corp.example"), Recipient("b@corp.example")), 0.0, len(BODY))
@@ -112,3 +113,96 @@ def test_first_attempt_body_from_memory_within_a_budget(tmp_path, monkeypatch):
     scheduler._pump()
     assert seen[0] == b"12345" and seen[1] is None
     assert scheduler._body_bytes == 0
+
+
+class Notices:
+    def __init__(self):
+        self.sent = []
+
+    def notify(self, kind, envelope, recipients, retry_until=None):
+        self.sent.append((kind, envelope.queue_id, [r.address for r in recipients], [r.last_reply for r in recipients]))
+        return succeed(None)
+
+
+def with_notices(tmp_path, policy):
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    scheduler.retry = policy
+    scheduler.notifier = Notices()
+    return store, clock, mailbox, scheduler, env
+
+
+def test_a_permanent_failure_is_reported_once_and_the_message_leaves(tmp_path):
+    store, clock, mailbox, scheduler, env = with_notices(tmp_path, RetryPolicy(60, 0, 60))
+    mailbox.outcomes = [
+        {"a@corp.example": (RecipientState.FAILED, "550 5.1.1 unknown"), "b@corp.example": (RecipientState.PENDING, "451 busy")},
+        {"b@corp.example": (RecipientState.DELIVERED, "250 ok")},
+    ]
+    scheduler.start([env])
+    assert scheduler.notifier.sent == [("failed", "42", ["a@corp.example"], ["550 5.1.1 unknown"])]
+    clock.advance(60)
+    assert scheduler.notifier.sent == [("failed", "42", ["a@corp.example"], ["550 5.1.1 unknown"])]
+    assert not store.exists("42") and not (store.failed_directory / "42.json").exists()
+
+
+def test_quick_retries_then_delay_notice_once_then_expiry_with_ndr(tmp_path):
+    policy = RetryPolicy(retry_interval=3600, transient_attempts=2, transient_interval=60, expiration=6 * 3600, delay_notice=2 * 3600)
+    store, clock, mailbox, scheduler, env = with_notices(tmp_path, policy)
+    busy = {"a@corp.example": (RecipientState.PENDING, "451 busy"), "b@corp.example": (RecipientState.PENDING, "451 busy")}
+    mailbox.outcomes = [dict(busy) for _ in range(10)]
+    scheduler.start([env])
+    times = []
+    for _ in range(20):
+        if not clock.getDelayedCalls():
+            break
+        clock.advance(min(t.getTime() for t in clock.getDelayedCalls()) - clock.seconds())
+        times.append(clock.seconds())
+    # Attempts at 0, then 60, 120 (quick), then hourly until 6 hours have passed.
+    assert times == [60, 120, 3720, 7320, 10920, 14520, 18120, 21720]
+    kinds = [n[0] for n in scheduler.notifier.sent]
+    assert kinds == ["delayed", "failed"]
+    assert scheduler.notifier.sent[1][3] == ["550 4.4.7 Message expired: it could not be delivered in time; last error: 451 busy"] * 2
+    assert not store.exists("42")
+
+
+def test_delay_notice_state_survives_a_restart(tmp_path):
+    policy = RetryPolicy(retry_interval=3600, transient_attempts=0, transient_interval=60, delay_notice=0.0)
+    store, clock, mailbox, scheduler, env = with_notices(tmp_path, policy)
+    mailbox.outcomes = [{"a@corp.example": (RecipientState.PENDING, "451"), "b@corp.example": (RecipientState.PENDING, "451")}] * 3
+    scheduler.start([env])
+    assert [n[0] for n in scheduler.notifier.sent] == ["delayed"]
+    scheduler.stop()
+    (recovered,) = QueueStore(tmp_path / "q", None).recover()
+    assert recovered.extra["delay_notified"] is True and recovered.next_attempt == 3600
+    again = DeliveryScheduler(store, scheduler.router, scheduler.deliverers, clock, policy, 5, Notices())
+    again.start([recovered])
+    clock.advance(3600)
+    assert again.notifier.sent == []
+
+
+def test_a_failed_notice_is_kept_in_failed_not_reported(tmp_path):
+    """A message from the null sender (a notice itself) that fails: no notice about a notice; kept for the admin."""
+    store, clock, mailbox, scheduler, env = with_notices(tmp_path, RetryPolicy(60, 0, 60))
+    bounce = Envelope(**{**env.__dict__, "sender": ""})
+    mailbox.outcomes = [{"a@corp.example": (RecipientState.FAILED, "550 no"), "b@corp.example": (RecipientState.FAILED, "550 no")}]
+    scheduler.start([bounce])
+    assert scheduler.notifier.sent == []
+    assert (store.failed_directory / "42.json").exists()
+
+
+def test_the_notifier_queues_a_durable_notice_from_the_null_sender(tmp_path):
+    from gateway.intake import InternalIds
+    from gateway.queue.notify import Notifier
+
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    enqueued = []
+    notifier = Notifier(store, InternalIds(clock, lambda: 42), clock, "mail.corp.example", lambda f, *a: succeed(f(*a)),
+                        lambda e, body: enqueued.append((e, body)))
+    failed = Recipient("a@corp.example", RecipientState.FAILED, 1, "550 5.1.1 unknown")
+    notifier.notify("failed", env, [failed])
+    (notice, body), = enqueued
+    assert (notice.sender, [r.address for r in notice.recipients], notice.extra) == ("", ["s@x"], {"reports_on": "42", "kind": "failed"})
+    (on_disk,) = [e for e in QueueStore(tmp_path / "q", None).recover() if e.queue_id == notice.queue_id]
+    assert on_disk.sender == "" and store.body_path(notice.queue_id).read_bytes() == body
+    assert b"Final-Recipient: rfc822; a@corp.example" in body and b"Subject: t" in body
+    assert notifier.notify("failed", Envelope(**{**env.__dict__, "sender": ""}), [failed]).result is None
+    assert len(enqueued) == 1

@@ -1,0 +1,115 @@
+"""
+Delivery status notifications (RFC 3464): non-delivery reports and delay notices.
+
+A notice is a multipart/report message from the null sender to the
+envelope sender: a human part saying which recipients failed (or are
+delayed) and the next hop's reply, a message/delivery-status part (one
+per-recipient block each, with Final-Recipient, Action, Status and the
+remote Diagnostic-Code), and the original message's header section as
+text/rfc822-headers. Never sent to the null sender, so a notice about a
+notice cannot happen: notices themselves have the null sender.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gateway.dates import rfc5322
+from gateway.envelope import Envelope, Recipient
+
+HEADER_LIMIT = 64 * 1024
+_STATUS = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def read_headers(path, limit: int = HEADER_LIMIT) -> bytes:
+    """The original message's header section (up to the first empty line), at most `limit` bytes."""
+    with open(path, "rb") as f:
+        data = f.read(limit)
+    end = data.find(b"\r\n\r\n")
+    return data[: end + 2] if end >= 0 else data
+
+
+def status_of(reply: str | None, default: str) -> str:
+    """The enhanced status code in a reply ("550 5.1.1 ..." -> "5.1.1"), or a default from its class."""
+    if reply:
+        m = _STATUS.match(reply)
+        if m:
+            return m.group(1)
+        if reply[:1] in "45":
+            return f"{reply[0]}.0.0"
+    return default
+
+
+def _ascii(text: str) -> str:
+    """Header-safe: one line, printable ASCII."""
+    return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)
+
+
+def build_dsn(
+    kind: str, envelope: Envelope, recipients: list[Recipient], headers: bytes, fqdn: str, now: float, boundary: str,
+    retry_until: float | None = None, message_id: str = "",
+) -> bytes:
+    """`kind` is "failed" (a non-delivery report) or "delayed" (a delay notice, saying until when it retries)."""
+    failed = kind == "failed"
+    subject = _subject(headers)
+    title = ("Undeliverable: " if failed else "Delivery delayed: ") + (subject or "(no subject)")
+    lines = [
+        f"From: Mail Delivery System <MAILER-DAEMON@{fqdn}>",
+        f"To: <{envelope.sender}>",
+        f"Subject: {_ascii(title)[:200]}",
+        f"Date: {rfc5322(now)}",
+        f"Message-ID: {message_id or f'<dsn.{envelope.internal_id}.{kind}@{fqdn}>'}",
+        "Auto-Submitted: auto-replied",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"',
+        "",
+        "This is a delivery status notification in MIME format.",
+        "",
+        f"--{boundary}",
+        "Content-Type: text/plain; charset=us-ascii",
+        "",
+    ]
+    if failed:
+        lines.append(f"Your message {envelope.message_id} could not be delivered to these recipients:")
+    else:
+        lines += [
+            f"Your message {envelope.message_id} has not been delivered yet to these recipients.",
+            "The gateway keeps trying; you need not send it again. You will be told if it fails for good.",
+        ]
+    lines.append("")
+    for r in recipients:
+        lines.append(f"  <{r.address}>: {_ascii(r.last_reply or 'no reply recorded')}")
+    lines += [
+        "",
+        f"Reporting server: {fqdn}",
+        "",
+        f"--{boundary}",
+        "Content-Type: message/delivery-status",
+        "",
+        f"Reporting-MTA: dns; {fqdn}",
+        f"X-Exgateway-Queue-ID: {envelope.queue_id}",
+        f"Arrival-Date: {rfc5322(envelope.received_at)}",
+    ]
+    for r in recipients:
+        lines += [
+            "",
+            f"Final-Recipient: rfc822; {r.address}",
+            f"Action: {'failed' if failed else 'delayed'}",
+            f"Status: {status_of(r.last_reply, '5.0.0' if failed else '4.0.0')}",
+        ]
+        if r.last_reply:
+            lines.append(f"Diagnostic-Code: smtp; {_ascii(r.last_reply)}")
+        lines.append(f"Last-Attempt-Date: {rfc5322(now)}")
+        if not failed and retry_until is not None:
+            lines.append(f"Will-Retry-Until: {rfc5322(retry_until)}")
+    lines += ["", f"--{boundary}", "Content-Type: text/rfc822-headers", ""]
+    text = "\r\n".join(lines).encode("ascii") + b"\r\n"
+    original = headers if headers.endswith(b"\r\n") or not headers else headers + b"\r\n"
+    return text + original + f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def _subject(headers: bytes) -> str:
+    m = re.search(rb"(?im)^subject:[ \t]*(.*(?:\r\n[ \t].*)*)", headers)
+    if not m:
+        return ""
+    return re.sub(r"\s+", " ", m.group(1).decode("ascii", "replace")).strip()

@@ -1,0 +1,56 @@
+"""
+Puts delivery status notifications into the queue, durably, before the
+message they report on is removed: a crash in between may send a notice
+twice, never lose it. A notice is an ordinary queued message (null sender,
+one recipient: the original sender), delivered like any other.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+
+from gateway.envelope import Envelope, Recipient
+from gateway.queue.dsn import build_dsn, read_headers
+
+log = Logger(namespace="exgateway.queue")
+
+
+class Notifier:
+    def __init__(self, store, ids, clock, fqdn: str, run_in_thread, enqueue) -> None:
+        self.store = store
+        # InternalIds shared with the intake, so a notice never reuses a queue id.
+        self.ids = ids
+        self.clock = clock
+        self.fqdn = fqdn
+        self.run_in_thread = run_in_thread
+        self.enqueue = enqueue
+
+    def notify(self, kind: str, envelope: Envelope, recipients: list[Recipient], retry_until: float | None = None) -> Deferred:
+        """Queue a "failed" or "delayed" notice to the envelope sender; nothing for the null sender."""
+        if not envelope.sender or not recipients:
+            return succeed(None)
+        d = self.run_in_thread(read_headers, self.store.body_path(envelope.queue_id))
+        d.addCallback(self._queue, kind, envelope, recipients, retry_until)
+        return d
+
+    def _queue(self, headers: bytes, kind: str, envelope: Envelope, recipients, retry_until) -> Deferred:
+        now = self.clock.seconds()
+        internal_id = self.ids.next()
+        message_id = f"<{internal_id}.{kind}@{self.fqdn}>"
+        data = build_dsn(kind, envelope, recipients, headers, self.fqdn, now, f"exgw-{internal_id}", retry_until, message_id)
+        entry = self.store.create(str(internal_id))
+        entry.write(data)
+        notice = Envelope(
+            queue_id=entry.queue_id, internal_id=internal_id, message_id=message_id, sender="",
+            recipients=(Recipient(envelope.sender),), received_at=now, size=len(data), connector="DSN",
+            extra={"reports_on": envelope.queue_id, "kind": kind},
+        )
+        log.info(
+            "{kind} notice {notice_id} for {queue_id} to <{sender}> about {count} recipients",
+            kind="non-delivery" if kind == "failed" else "delay", notice_id=entry.queue_id, queue_id=envelope.queue_id,
+            sender=envelope.sender, count=len(recipients),
+        )
+        d = self.store.commit(entry, notice)
+        d.addCallback(lambda _: self.enqueue(notice, data))
+        return d
