@@ -1,0 +1,135 @@
+"""
+A scriptable SMTP next hop for integration tests: it records every
+transaction byte for byte (the DATA as it came on the wire, dot-stuffing and
+all), answers RCPT per recipient as told, and offers STARTTLS and AUTH when
+asked. Threads, loopback only, stopped by `stop()`.
+"""
+
+from __future__ import annotations
+
+import base64
+import socketserver
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Transaction:
+    helo: str = ""
+    mail_from: str = ""
+    rcpts: list[str] = field(default_factory=list)
+    wire_data: bytes = b""
+    tls: bool = False
+    auth: str = ""
+
+    @property
+    def data(self) -> bytes:
+        """The message as the sender meant it: dot-stuffing undone, final dot line removed."""
+        lines = self.wire_data.split(b"\r\n")
+        return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
+
+
+class CaptureServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, rcpt_replies: dict | None = None, greeting: bytes = b"220 capture ESMTP",
+                 tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None) -> None:
+        self.transactions: list[Transaction] = []
+        self.rcpt_replies = rcpt_replies or {}
+        self.greeting = greeting
+        self.tls_context = tls_context
+        self.auth = auth
+        self.connections = 0
+        server = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                server.connections += 1
+                server._session(self.request, self.rfile, self.wfile)
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _session(self, sock, rfile, wfile) -> None:
+        def send(line: bytes) -> None:
+            wfile.write(line + b"\r\n")
+            wfile.flush()
+
+        send(self.greeting)
+        if not self.greeting.startswith(b"220"):
+            return
+        txn, tls, user = None, False, ""
+        while True:
+            line = rfile.readline()
+            if not line:
+                return
+            cmd = line.rstrip(b"\r\n")
+            verb = cmd.split(b" ", 1)[0].upper()
+            if verb == b"EHLO":
+                ext = [b"250-capture", b"250-PIPELINING", b"250-SIZE 100000000", b"250-8BITMIME"]
+                if self.tls_context is not None and not tls:
+                    ext.append(b"250-STARTTLS")
+                if self.auth is not None:
+                    ext.append(b"250-AUTH PLAIN LOGIN")
+                for x in ext:
+                    send(x)
+                send(b"250 HELP")
+                helo = cmd[5:].decode()
+            elif verb == b"STARTTLS":
+                send(b"220 2.0.0 go ahead")
+                sock = self.tls_context.wrap_socket(sock, server_side=True)
+                rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
+                tls = True
+            elif verb == b"AUTH":
+                parts = cmd.split()
+                if len(parts) == 3 and parts[1].upper() == b"PLAIN":
+                    _, u, p = base64.b64decode(parts[2]).split(b"\0")
+                else:
+                    send(b"535 5.7.8 only PLAIN with an initial response here")
+                    continue
+                if self.auth == (u.decode(), p.decode()):
+                    user = u.decode()
+                    send(b"235 2.7.0 ok")
+                else:
+                    send(b"535 5.7.8 bad credentials")
+            elif verb == b"MAIL":
+                txn = Transaction(helo=helo, mail_from=cmd[10:].split(b">")[0].lstrip(b"<").decode(), tls=tls, auth=user)
+                send(b"250 2.1.0 ok")
+            elif verb == b"RCPT":
+                rcpt = cmd[8:].split(b">")[0].lstrip(b"<").decode()
+                reply = self.rcpt_replies.get(rcpt, b"250 2.1.5 ok")
+                if reply.startswith(b"250"):
+                    txn.rcpts.append(rcpt)
+                send(reply)
+            elif verb == b"DATA":
+                if txn is None or not txn.rcpts:
+                    send(b"554 5.5.1 no valid recipients")
+                    continue
+                send(b"354 go ahead")
+                chunks = []
+                while True:
+                    chunk = rfile.readline()
+                    if not chunk:
+                        return
+                    if chunk == b".\r\n":
+                        break
+                    chunks.append(chunk)
+                txn.wire_data = b"".join(chunks)
+                self.transactions.append(txn)
+                send(b"250 2.0.0 queued as %d" % len(self.transactions))
+                txn = None
+            elif verb == b"RSET":
+                txn = None
+                send(b"250 2.0.0 ok")
+            elif verb == b"QUIT":
+                send(b"221 2.0.0 bye")
+                return
+            else:
+                send(b"502 5.5.2 not here")

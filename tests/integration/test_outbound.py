@@ -1,0 +1,114 @@
+"""
+The hub's outbound side against a scriptable next hop (tests/integration/capture.py)
+and a real DNS server on loopback: smart host names with several addresses,
+per-recipient failures with their NDR, byte-exact dot-stuffing.
+"""
+
+import smtplib
+
+import pytest
+
+from tests.integration.capture import CaptureServer
+from tests.integration.gatewayproc import Gateway, free_port
+from tests.integration.test_mx import start_dns
+
+RELAY = """
+[[receive_connectors]]
+name = "Relay"
+role = "frontend"
+bindings = ["127.0.0.1:{port}"]
+remote_ip_ranges = ["127.0.0.2"]
+permission_groups = ["AnonymousUsers"]
+tarpit_interval = "0s"
+[[receive_connectors.permissions]]
+user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
+extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
+"""
+
+
+def relay_gateway(directory, send_connector: str, extra: str = "") -> Gateway:
+    gw = Gateway(directory)
+    gw.add_config(RELAY.format(port=gw.frontend_port) + send_connector + extra)
+    return gw.start()
+
+
+def send(gw, rcpts, data: bytes, sender="app@corp.example") -> None:
+    with smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0)) as s:
+        s.connect("127.0.0.1", gw.frontend_port)
+        s.sendmail(sender, rcpts, data)
+
+
+@pytest.fixture
+def capture():
+    server = CaptureServer("127.0.0.1", free_port(), rcpt_replies={"bad@outside.example": b"550 5.1.1 <bad@outside.example>: no such user"})
+    yield server
+    server.stop()
+
+
+def test_a_smart_host_name_with_a_dead_address_is_walked(tmp_path, capture):
+    dns_proc, dns_port = start_dns(tmp_path, {"relay.isp.example": {"A": ["127.0.0.71", "127.0.0.1"]}})
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["relay.isp.example:{capture.port}"]
+connection_timeout = "3s"
+[dns]
+servers = ["127.0.0.1:{dns_port}"]
+""")
+    try:
+        for i in range(5):
+            send(gw, [f"user{i}@outside.example"], f"Subject: n{i}\r\n\r\nhello\r\n".encode())
+        gw.wait_until(lambda: len(capture.transactions) == 5 and gw.queue_files() == [], what="5 messages at the smart host")
+        assert sorted(t.rcpts[0] for t in capture.transactions) == [f"user{i}@outside.example" for i in range(5)]
+        assert f"127.0.0.71:{capture.port} unavailable" in gw.log()
+    finally:
+        gw.stop()
+        dns_proc.terminate()
+        dns_proc.wait()
+
+
+def test_one_recipient_refused_gets_its_own_ndr_and_the_other_is_delivered(tmp_path, capture):
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{capture.port}"]
+""")
+    try:
+        send(gw, ["good@outside.example", "bad@outside.example"], b"Subject: quarterly\r\n\r\nfigures\r\n")
+        (ndr,) = gw.wait_until(lambda: gw.mailbox("app@corp.example"), what="the NDR")
+        (txn,) = capture.transactions
+        assert txn.rcpts == ["good@outside.example"] and b"figures" in txn.data
+        assert b"Final-Recipient: rfc822; bad@outside.example\r\nAction: failed\r\nStatus: 5.1.1\r\n" in ndr
+        assert b"Diagnostic-Code: smtp; 550 5.1.1 <bad@outside.example>: no such user" in ndr
+        assert b"good@outside.example" not in ndr.split(b"text/rfc822-headers")[0]
+        gw.wait_until(lambda: gw.queue_files() == [], what="an empty queue")
+    finally:
+        gw.stop()
+
+
+def test_dots_at_every_buffer_boundary_arrive_byte_identical(tmp_path, capture):
+    """A body whose first line is "." and with a "." line starting at each 4096- and 16384-byte boundary."""
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{capture.port}"]
+""")
+    try:
+        body = bytearray(b".\r\n")
+        for boundary in sorted(set(range(4096, 70000, 4096))):
+            while len(body) < boundary:
+                room = boundary - len(body)
+                body += b"x" * 798 + b"\r\n" if room > 1000 else b"y" * (room - 2) + b"\r\n"
+            body += b".dot at %d\r\n..two\r\n" % boundary
+        original = bytes(body)
+        send(gw, ["far@outside.example"], original)
+        gw.wait_until(lambda: capture.transactions, what="the message at the next hop")
+        received = capture.transactions[0].data
+        trace, sep, rest = received.partition(b"\r\n\r\n")
+        assert trace.startswith(b"Received: from ") and rest == original
+        assert all(line[:1] != b"." or line[:2] == b".." for line in capture.transactions[0].wire_data.split(b"\r\n")[:-1])
+    finally:
+        gw.stop()
