@@ -17,7 +17,7 @@ import ipaddress
 import re
 import socket
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -118,6 +118,8 @@ class ReceiveConnector:
 class HostPort:
     host: str
     port: int
+    # For an address found by DNS: the name it was found under (TLS checks the certificate against it).
+    name: str = field(default="", compare=False)
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -174,10 +176,27 @@ class SendConnector:
     port: int = 25
     fqdn: str = ""
     connection_timeout: float = 30.0
+    # "none", "opportunistic" (Exchange's default) or "required" (certificate checked).
+    tls: str = "opportunistic"
+    tls_domain: str = ""
+    tls_ca_file: Path | None = None
+    # Exchange's SmartHostAuthMechanism: None, BasicAuth, BasicAuthRequireTLS.
+    smart_host_auth: str = "None"
+    auth_user: str = ""
+    auth_password: str = field(default="", repr=False)
+    max_message_size: int | None = None
+    # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
+    max_connections: int = 20
+    max_messages_per_connection: int = 20
 
     @property
     def dns_routing(self) -> bool:
         return not self.smart_hosts
+
+    def security(self):
+        from gateway.deliver.security import OutboundSecurity
+
+        return OutboundSecurity(self.tls, self.tls_domain, self.tls_ca_file, self.smart_host_auth, self.auth_user, self.auth_password)
 
 
 @dataclass(frozen=True)
@@ -529,7 +548,11 @@ AUTH_KEYS = {
     "max_failures_per_user", "failure_window", "lockout", "check_header_from",
 }
 LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file", "login_attributes", "sender_attributes", "timeout"}
-SEND_CONNECTOR_KEYS = {"name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout"}
+SEND_CONNECTOR_KEYS = {
+    "name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout", "tls", "tls_domain",
+    "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
+    "max_messages_per_connection",
+}
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir"}
 DOMAIN_KEYS = {"name", "domain", "type"}
@@ -789,12 +812,34 @@ def parse_config(raw: dict, file: str) -> Config:
             reader.problem(f"{where}.address_spaces", "required: e.g. [\"*\"] or [\"partner.example\", \"*.partner.example\"]")
         if data.get("smart_hosts") == []:
             reader.problem(f"{where}.smart_hosts", "an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]")
-        send_connectors.append(SendConnector(
+        auth_user = reader.get(data, where, "auth_user", _string, "")
+        auth = reader.get(data, where, "smart_host_auth", _choice(("None", "BasicAuth", "BasicAuthRequireTLS")),
+                          "BasicAuthRequireTLS" if auth_user else "None")
+        ca_file = reader.get(data, where, "tls_ca_file", _string, "")
+        connector = SendConnector(
             name=name, address_spaces=spaces, smart_hosts=hosts,
             cost=reader.get(data, where, "cost", _positive_int, 1), enabled=reader.get(data, where, "enabled", _bool, True),
             port=port, fqdn=reader.get(data, where, "fqdn", _fqdn, fqdn),
             connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 30.0),
-        ))
+            tls=reader.get(data, where, "tls", _choice(("none", "opportunistic", "required")), "opportunistic"),
+            tls_domain=reader.get(data, where, "tls_domain", _fqdn, ""),
+            tls_ca_file=Path(ca_file) if ca_file else None,
+            smart_host_auth=auth, auth_user=auth_user,
+            auth_password=reader.get(data, where, "auth_password", _string, ""),
+            max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
+            max_connections=reader.get(data, where, "max_connections", _positive_int, 20),
+            max_messages_per_connection=reader.get(data, where, "max_messages_per_connection", _positive_int, 20),
+        )
+        if connector.smart_host_auth != "None":
+            if connector.dns_routing:
+                reader.problem(f"{where}.smart_host_auth", "AUTH is for smart hosts; this connector routes by MX")
+            if not connector.auth_user or not connector.auth_password:
+                reader.problem(f"{where}.auth_user", "smart_host_auth needs auth_user and auth_password")
+            if connector.smart_host_auth == "BasicAuthRequireTLS" and connector.tls == "none":
+                reader.problem(f"{where}.tls", "BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)")
+        if (connector.tls_domain or connector.tls_ca_file) and connector.tls != "required":
+            reader.problem(f"{where}.tls", "tls_domain and tls_ca_file check certificates, which only tls = \"required\" does")
+        send_connectors.append(connector)
 
     dns_section = _section(reader, raw, "dns", DNS_KEYS)
     dns_config = DNSConfig(

@@ -209,6 +209,7 @@ class FrontendTransaction:
             return
         if client.busy or not client.connected:
             client.abort()
+            self.handler.pool.discard(client)
             return
         client.command("RSET").addCallbacks(lambda _: self.handler.pool.release(client), lambda _: None)
 
@@ -216,6 +217,7 @@ class FrontendTransaction:
         client, self.client = self.client, None
         if client is not None:
             client.abort()
+            self.handler.pool.discard(client)
 
 
 class ProxyHandler:

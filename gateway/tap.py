@@ -210,12 +210,13 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
             if connector.dns_routing:
-                return MXDelivery(reactor, resolver, connector.fqdn, health, connector.port, connector.connection_timeout)
+                return MXDelivery(reactor, resolver, connector, health)
             pool = ConnectionPool(
                 reactor, connector.smart_hosts, connector.fqdn, connector.connection_timeout, 16,
-                resolver=resolver, health=health, rotate=False,
+                resolver=resolver, health=health, rotate=False, security=connector.security(),
+                max_connections=connector.max_connections, max_messages=connector.max_messages_per_connection,
             )
-            return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool)
+            return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool, max_message_size=connector.max_message_size)
 
         deliverers = Deliverers(mailbox, send_connector_delivery)
         scheduler = DeliveryScheduler(

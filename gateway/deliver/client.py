@@ -11,12 +11,13 @@ dot is stuffed even when a read splits it from its CRLF).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections import deque
 from typing import BinaryIO
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IPullProducer, IReactorTime
@@ -84,7 +85,16 @@ class _BodyProducer:
 class SMTPClient(Protocol):
     """One SMTP connection; `ready` fires with the client after EHLO."""
 
-    def __init__(self, helo_name: str, clock: IReactorTime, timeout: float = 300.0, protocol_log=None, connector_id: str = "") -> None:
+    def __init__(
+        self, helo_name: str, clock: IReactorTime, timeout: float = 300.0, protocol_log=None, connector_id: str = "",
+        security=None, peer_name: str = "",
+    ) -> None:
+        # OutboundSecurity (STARTTLS and AUTH policy) and the name the next hop is known by.
+        self.security = security
+        self.peer_name = peer_name
+        self.tls_active = False
+        self.authenticated = False
+        self.messages = 0
         # A send protocol log (Exchange's SMTP Send Protocol Log) for this connection, if any.
         self.protocol_log = protocol_log
         self.connector_id = connector_id
@@ -123,10 +133,70 @@ class SMTPClient(Protocol):
 
     def _ehlo_done(self, reply: SMTPReply):
         if reply.code != 250:
+            if self.security is not None and self.security.tls == "required":
+                raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} does not speak ESMTP"))
             return self.command(f"HELO {self.helo_name}").addCallback(self._helo_done)
+        self.extensions = {}
         for line in reply.text.split("\n")[1:]:
             keyword, _, params = line.partition(" ")
             self.extensions[keyword.upper()] = params
+        security = self.security
+        if security is not None and not self.tls_active and security.tls != "none":
+            if "STARTTLS" in self.extensions:
+                return self.command("STARTTLS").addCallback(self._starttls)
+            if security.tls == "required":
+                raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} does not offer STARTTLS"))
+        if security is not None and security.auth != "None" and not self.authenticated:
+            return self._authenticate()
+        self.ready.callback(self)
+
+    def _starttls(self, reply: SMTPReply):
+        if reply.code != 220:
+            if self.security.tls == "required":
+                raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} refused STARTTLS: {reply}"))
+            return self._after_tls_refused()
+        self.transport.startTLS(self.security.tls_options(self.peer_name))
+        self.tls_active = True
+        return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
+
+    def _after_tls_refused(self):
+        """Opportunistic TLS that the server refused: go on in clear, as without STARTTLS."""
+        if self.security.auth != "None" and not self.authenticated:
+            return self._authenticate()
+        self.ready.callback(self)
+
+    def _authenticate(self):
+        security = self.security
+        if not self.tls_active and security.auth == "BasicAuthRequireTLS":
+            raise SMTPClientError(SMTPReply(451, "4.7.5", f"smart host AUTH needs TLS, and the session with {self.peer_name} has none"))
+        line = security.auth_line(self.extensions.get("AUTH", ""))
+        if line is None:
+            raise SMTPClientError(SMTPReply(451, "4.7.5", f"{self.peer_name} offers no AUTH PLAIN or LOGIN"))
+        if self._plog is not None:
+            self._plog.event("*", "AUTH " + line.split()[1], "sending credentials")
+        d = self._secret_command(line)
+        if line == "AUTH LOGIN":
+            d.addCallback(self._login_step, security.username)
+            d.addCallback(self._login_step, security.password)
+        return d.addCallback(self._auth_done)
+
+    def _secret_command(self, line: str) -> Deferred:
+        """A command carrying credentials: sent, never written to the protocol log."""
+        d = self._expect()
+        if self.connected:
+            self.transport.write(line.encode("utf-8") + b"\r\n")
+        return d
+
+    def _login_step(self, reply: SMTPReply, value: str) -> Deferred:
+        if reply.code != 334:
+            return succeed(reply)
+        return self._secret_command(base64.b64encode(value.encode()).decode())
+
+    def _auth_done(self, reply: SMTPReply):
+        if reply.code != 235:
+            # Wrong credentials are the admin's to fix: defer (4xx) rather than bounce the mail.
+            raise SMTPClientError(SMTPReply(451, "4.7.5", f"smart host AUTH refused by {self.peer_name}: {reply}"))
+        self.authenticated = True
         self.ready.callback(self)
 
     def _helo_done(self, reply: SMTPReply):
@@ -306,10 +376,11 @@ def endpoint_for(reactor, host: str, port: int, connect_timeout: float):
 
 
 def connect(
-    reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0, protocol_log=None, connector_id: str = ""
+    reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0, protocol_log=None, connector_id: str = "",
+    security=None, peer_name: str = "",
 ) -> Deferred:
-    """Connect and greet; fires with a ready SMTPClient."""
-    client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id)
+    """Connect, greet (and STARTTLS and AUTH as `security` says); fires with a ready SMTPClient."""
+    client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id, security, peer_name or host)
     d = endpoint_for(reactor, host, port, connect_timeout).connect(_OneClient(client))
     d.addCallback(lambda _: client.ready)
     return d

@@ -22,13 +22,14 @@ IDLE_PER_DOMAIN = 2
 
 
 class MXDelivery:
-    def __init__(self, reactor, resolver: MXResolver, helo_name: str, health: AddressHealth, port: int = 25, connect_timeout: float = 30.0) -> None:
+    def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth) -> None:
         self.reactor = reactor
         self.resolver = resolver
-        self.helo_name = helo_name
+        self.connector = connector
+        self.helo_name = connector.fqdn
         self.health = health
-        self.port = port
-        self.connect_timeout = connect_timeout
+        self.port = connector.port
+        self.connect_timeout = connector.connection_timeout
         self.next_hop = "DNS MX"
         self._domains: dict[str, SMTPDelivery] = {}
 
@@ -38,10 +39,14 @@ class MXDelivery:
             def groups(domain=domain):
                 return self.resolver.targets(domain, self.port).addCallback(lambda found: [addresses for _, addresses in found])
 
+            c = self.connector
             pool = ConnectionPool(
                 self.reactor, (), self.helo_name, self.connect_timeout, IDLE_PER_DOMAIN, health=self.health, groups=groups,
+                security=c.security(), max_connections=c.max_connections, max_messages=c.max_messages_per_connection,
             )
-            delivery = self._domains[domain] = SMTPDelivery(self.reactor, (), self.helo_name, pool=pool, next_hop=f"MX of {domain}")
+            delivery = self._domains[domain] = SMTPDelivery(
+                self.reactor, (), self.helo_name, pool=pool, next_hop=f"MX of {domain}", max_message_size=c.max_message_size,
+            )
         return delivery
 
     @inlineCallbacks

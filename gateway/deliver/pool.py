@@ -17,6 +17,7 @@ and the next one is tried in the same attempt.
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
@@ -60,7 +61,17 @@ class ConnectionPool:
         health: AddressHealth | None = None,
         rotate: bool = True,
         groups=None,
+        security=None,
+        max_connections: int | None = None,
+        max_messages: int | None = None,
     ) -> None:
+        # OutboundSecurity for every connection (STARTTLS / AUTH policy); None: plain, as to a hub.
+        self.security = security
+        # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
+        self.max_connections = max_connections
+        self.max_messages = max_messages
+        self._open = 0
+        self._queued: deque[Deferred] = deque()
         # MXResolver to expand host names to all their addresses; None leaves names to HostnameEndpoint.
         self.resolver = resolver
         self.health = health if health is not None else AddressHealth(reactor)
@@ -86,10 +97,34 @@ class ConnectionPool:
             client = self._idle.pop()
             if client.connected:
                 return succeed((client, True))
-            self._born.pop(client, None)
+            self._forget(client)
+        if self.max_connections is not None and self._open >= self.max_connections:
+            # At the per-destination limit: wait for a connection to come back.
+            waiter: Deferred = Deferred()
+            self._queued.append(waiter)
+            return waiter
+        return self._new()
+
+    def _new(self) -> Deferred:
+        self._open += 1
         d = self.groups()
         d.addCallback(lambda groups: self._connect(self.health.order(groups), 0, []))
+        d.addErrback(self._not_opened)
         return d
+
+    def _not_opened(self, failure: Failure):
+        self._open -= 1
+        self._next_waiter()
+        return failure
+
+    def _forget(self, client: SMTPClient) -> None:
+        if self._born.pop(client, None) is not None:
+            self._open -= 1
+
+    def _next_waiter(self) -> None:
+        if self._queued and (self.max_connections is None or self._open < self.max_connections):
+            waiter = self._queued.popleft()
+            self._new().chainDeferred(waiter)
 
     def _host_groups(self) -> Deferred:
         """The configured hosts, each as the group of its addresses."""
@@ -112,7 +147,7 @@ class ConnectionPool:
             return succeed([host])
         except ValueError:
             pass
-        return self.resolver.addresses(host.host).addCallback(lambda addresses: [HostPort(a, host.port) for a in addresses])
+        return self.resolver.addresses(host.host).addCallback(lambda addresses: [HostPort(a, host.port, host.host) for a in addresses])
 
     def _connect(self, candidates: list[HostPort], tried: int, errors: list[str]) -> Deferred:
         if tried >= len(candidates):
@@ -120,7 +155,7 @@ class ConnectionPool:
         host = candidates[tried]
         d = smtp_client.connect(
             self.reactor, host.host, host.port, self.helo_name, self.connect_timeout, self.reply_timeout,
-            self.protocol_log, self.connector_id,
+            self.protocol_log, self.connector_id, self.security, host.name or host.host,
         )
 
         def failed(failure: Failure):
@@ -138,15 +173,28 @@ class ConnectionPool:
 
     def release(self, client: SMTPClient) -> None:
         """Take back a client that is between transactions."""
+        client.messages += 1
         young = self.reactor.seconds() - self._born.get(client, 0.0) < self.max_age
-        if client.connected and not client.busy and young and len(self._idle) < self.idle_max:
+        fresh = self.max_messages is None or client.messages < self.max_messages
+        usable = client.connected and not client.busy and young and fresh
+        if usable and self._queued:
+            self._queued.popleft().callback((client, True))
+            return
+        if usable and len(self._idle) < self.idle_max:
             self._idle.append(client)
         else:
-            self._born.pop(client, None)
+            self._forget(client)
             client.quit()
+            self._next_waiter()
+
+    def discard(self, client: SMTPClient) -> None:
+        """A client that broke in use (and was aborted): no longer counts toward the limit."""
+        self._forget(client)
+        self._next_waiter()
 
     def close(self) -> None:
         idle, self._idle = self._idle, []
-        self._born.clear()
+        for client in idle:
+            self._forget(client)
         for client in idle:
             client.quit()

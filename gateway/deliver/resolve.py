@@ -101,7 +101,7 @@ class MXResolver:
         for x in exchangers:
             addresses = yield self.addresses(x.name)
             if addresses:
-                groups.append((x.name, [HostPort(a, port) for a in addresses]))
+                groups.append((x.name, [HostPort(a, port, x.name) for a in addresses]))
         if not groups:
             names = ", ".join(x.name for x in exchangers)
             raise ResolveError(f"451 4.4.4 no address (A/AAAA) for the exchangers of {domain}: {names}", False)

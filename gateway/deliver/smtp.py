@@ -45,13 +45,18 @@ class SMTPDelivery:
 
     def __init__(
         self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16,
-        pool: ConnectionPool | None = None, next_hop: str = "",
+        pool: ConnectionPool | None = None, next_hop: str = "", max_message_size: int | None = None,
     ) -> None:
         self.next_hop = next_hop or ", ".join(map(str, hosts))
+        # The send connector's MaxMessageSize: bigger messages fail without a connection.
+        self.max_message_size = max_message_size
         self.pool = pool or ConnectionPool(reactor, hosts, helo_name, connect_timeout, idle_max)
 
     @inlineCallbacks
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody):
+        if self.max_message_size is not None and envelope.size > self.max_message_size:
+            reason = f"552 5.3.4 message of {envelope.size} bytes is over the send connector's limit of {self.max_message_size}"
+            return {r: (RecipientState.FAILED, reason) for r in recipients}
         reuse = True
         for _ in range(2):
             try:
@@ -66,6 +71,7 @@ class SMTPDelivery:
                 results = yield self._transaction(client, envelope, recipients, body)
             except Exception as e:
                 client.abort()
+                self.pool.discard(client)
                 if reused:
                     # A kept connection the next hop has meanwhile closed: one fresh try.
                     reuse = False
@@ -78,6 +84,10 @@ class SMTPDelivery:
     @inlineCallbacks
     def _transaction(self, client, envelope: Envelope, recipients: list[str], body: StoredBody):
         """One transaction; MAIL, RCPTs and DATA go in one write where PIPELINING is offered."""
+        limit = client.extensions.get("SIZE", "")
+        if limit.isdigit() and int(limit) and envelope.size > int(limit):
+            reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
+            return {r: (RecipientState.FAILED, reason) for r in recipients}
         mail = f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}"
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if client.pipelining:

@@ -112,3 +112,80 @@ smart_hosts = ["127.0.0.1:{capture.port}"]
         assert all(line[:1] != b"." or line[:2] == b".." for line in capture.transactions[0].wire_data.split(b"\r\n")[:-1])
     finally:
         gw.stop()
+
+
+def _tls_context(tmp_path, name="relay.isp.example"):
+    import datetime
+    import ssl
+
+    from gateway.tls.store import make_self_signed
+
+    pem = make_self_signed(f"CN={name}", (name,), datetime.datetime.now(datetime.timezone.utc))
+    cut = pem.index(b"-----BEGIN CERTIFICATE")
+    (tmp_path / "key.pem").write_bytes(pem[:cut])
+    (tmp_path / "cert.pem").write_bytes(pem[cut:])
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context, tmp_path / "cert.pem"
+
+
+def test_tls_required_to_a_next_hop_without_starttls_defers_and_sends_nothing(tmp_path, capture):
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{capture.port}"]
+tls = "required"
+""")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: secret\r\n\r\nnot in clear\r\n")
+        gw.wait_until(lambda: "deferred" in gw.log() and "does not offer STARTTLS" in gw.log(), what="the deferral")
+        assert capture.transactions == [] and len(gw.queue_files()) == 2
+    finally:
+        gw.stop()
+
+
+def test_tls_required_with_a_pinned_name_and_smart_host_auth(tmp_path):
+    context, cert = _tls_context(tmp_path)
+    hop = CaptureServer("127.0.0.1", free_port(), tls_context=context, auth=("relay-account", "Sm4rt-host"))
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{hop.port}"]
+tls = "required"
+tls_domain = "relay.isp.example"
+tls_ca_file = "{cert}"
+auth_user = "relay-account"
+auth_password = "Sm4rt-host"
+""")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: over tls\r\n\r\nhello\r\n")
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery over TLS")
+        (txn,) = hop.transactions
+        assert (txn.tls, txn.auth, txn.rcpts) == (True, "relay-account", ["far@outside.example"])
+        assert "Sm4rt-host" not in gw.log()
+    finally:
+        gw.stop()
+        hop.stop()
+
+
+def test_a_certificate_for_another_name_is_refused_when_tls_is_required(tmp_path):
+    context, cert = _tls_context(tmp_path, name="impostor.example")
+    hop = CaptureServer("127.0.0.1", free_port(), tls_context=context)
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{hop.port}"]
+tls = "required"
+tls_domain = "relay.isp.example"
+tls_ca_file = "{cert}"
+""")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: x\r\n\r\nhello\r\n")
+        gw.wait_until(lambda: "deferred" in gw.log() and "DNSMismatch" in gw.log(), what="the deferral")
+        assert hop.transactions == [] and len(gw.queue_files()) == 2
+    finally:
+        gw.stop()
+        hop.stop()

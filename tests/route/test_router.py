@@ -49,7 +49,8 @@ def test_send_connector_errors_are_named():
         "send_connectors[0].address_spaces[0]: 'bad..space' is not *, a domain or a *.domain address space",
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
         "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
-        "send_connectors[1].colour: unknown key (known: address_spaces, connection_timeout, cost, enabled, fqdn, name, port, smart_hosts)",
+        "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
+        "max_connections, max_message_size, max_messages_per_connection, name, port, smart_host_auth, smart_hosts, tls, tls_ca_file, tls_domain)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
@@ -59,3 +60,24 @@ def test_a_send_connector_without_smart_hosts_routes_by_mx():
     (internet,) = cfg.send_connectors
     assert internet.dns_routing and (internet.port, internet.fqdn) == (2525, "out.corp.example")
     assert Router(AcceptedDomains(cfg.accepted_domains), cfg.send_connectors).route(parse_mailbox("x@outside.example")) == internet
+
+
+def test_send_connector_tls_and_auth_settings_are_checked():
+    with pytest.raises(ConfigError) as e:
+        testing.config(send_connectors=[
+            {"name": "A", "address_spaces": ["*"], "auth_user": "relay", "auth_password": "pw"},
+            {"name": "B", "address_spaces": ["b.example"], "smart_hosts": ["relay.isp.example"], "auth_user": "relay", "tls": "none"},
+            {"name": "C", "address_spaces": ["c.example"], "smart_hosts": ["relay.isp.example"], "tls_domain": "relay.isp.example"},
+        ])
+    assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
+        "send_connectors[0].smart_host_auth: AUTH is for smart hosts; this connector routes by MX",
+        "send_connectors[1].auth_user: smart_host_auth needs auth_user and auth_password",
+        'send_connectors[1].tls: BasicAuthRequireTLS needs TLS: tls = "opportunistic" or "required" '
+        '(or smart_host_auth = "BasicAuth" to send credentials in clear)',
+        'send_connectors[2].tls: tls_domain and tls_ca_file check certificates, which only tls = "required" does',
+    ]
+    ok = testing.config(send_connectors=[{"name": "S", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example:587"],
+                                          "tls": "required", "auth_user": "relay", "auth_password": "pw"}])
+    (s,) = ok.send_connectors
+    assert (s.tls, s.smart_host_auth, s.max_connections, s.max_messages_per_connection) == ("required", "BasicAuthRequireTLS", 20, 20)
+    assert "pw" not in repr(s)
