@@ -254,6 +254,16 @@ class ProtocolLogConfig:
 
 
 @dataclass(frozen=True)
+class MessageTrackingConfig:
+    """Exchange's MessageTrackingLogEnabled, -Path, -MaxFileSize, -MaxAge."""
+
+    enabled: bool = True
+    directory: Path = Path("var/logs/MessageTracking")
+    max_file_size: int = 10 * 1024 * 1024
+    max_age: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     server_name: str
@@ -269,6 +279,7 @@ class Config:
     certificate_dir: Path = Path("var/certs")
     auth: AuthConfig = AuthConfig()
     dns: DNSConfig = DNSConfig()
+    message_tracking: MessageTrackingConfig = MessageTrackingConfig()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -539,8 +550,9 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns",
+    "certificates", "authentication", "dns", "message_tracking",
 }
+TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
 AUTH_KEYS = {
@@ -862,6 +874,14 @@ def parse_config(raw: dict, file: str) -> Config:
         max_age=reader.get(plog, "protocol_log", "max_age", parse_duration, 30 * 86400.0),
     )
 
+    mt = _section(reader, raw, "message_tracking", TRACKING_KEYS)
+    message_tracking = MessageTrackingConfig(
+        enabled=reader.get(mt, "message_tracking", "enabled", _bool, True),
+        directory=var_dir / reader.get(mt, "message_tracking", "directory", _string, "logs/MessageTracking"),
+        max_file_size=reader.get(mt, "message_tracking", "max_file_size", parse_size, 10 * 1024 * 1024),
+        max_age=reader.get(mt, "message_tracking", "max_age", parse_duration, 30 * 86400.0),
+    )
+
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -879,6 +899,7 @@ def parse_config(raw: dict, file: str) -> Config:
         certificate_dir=certificate_dir,
         auth=auth,
         dns=dns_config,
+        message_tracking=message_tracking,
     )
 
 
@@ -946,6 +967,8 @@ def path_problems(config: Config) -> list[ConfigProblem]:
 
     checks = [("server.var_dir", config.var_dir), ("queue.directory", config.queue.directory),
               ("protocol_log.directory", config.protocol_log.directory), ("certificates.directory", config.certificate_dir)]
+    if config.message_tracking.enabled:
+        checks.append(("message_tracking.directory", config.message_tracking.directory))
     if config.mailbox.delivery == "maildir":
         checks.append(("mailbox.maildir", config.mailbox.maildir))
     problems = []

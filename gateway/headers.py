@@ -23,7 +23,7 @@ class HeaderScan:
     tells what the message lacks. Bytes are passed on unchanged.
     """
 
-    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "_froms")
+    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "subject", "_subject_open")
 
     def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
         self.max_size = max_size
@@ -37,7 +37,9 @@ class HeaderScan:
         self._field = b""
         # The From: field's value, unfolded (send-as checks on the header); None if absent.
         self.from_value: bytes | None = None
-        self._froms = 0
+        # The Subject: field, unfolded, for the tracking log and notices.
+        self.subject: str | None = None
+        self._subject_open = False
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -74,14 +76,18 @@ class HeaderScan:
             self._field = name.lower()
             if self._field == b"date":
                 self.has_date = True
+            self._subject_open = self._field == b"subject" and self.subject is None
+            if self._subject_open:
+                self.subject = value.strip().decode("utf-8", "replace")
             elif self._field == b"from":
-                self._froms += 1
                 # Two From: fields are a spoofing trick: keep both, so every address is checked.
                 self.from_value = value.strip() if self.from_value is None else self.from_value + b", " + value.strip()
         else:
             value = line
             if self._field == b"from" and self.from_value is not None:
                 self.from_value += b" " + value.strip()
+            elif self._subject_open:
+                self.subject += " " + value.strip().decode("utf-8", "replace")
         if self._field == b"message-id" and not self.message_id:
             m = _MSGID.search(value)
             if m:

@@ -143,11 +143,13 @@ class IntakeTransaction:
             helo=self.origin.helo,
             connector=self.origin.connector,
             # Who submitted it, for tracking and NDRs: the AUTH login and the TLS session, if any.
-            extra={k: v for k, v in (("auth", self.origin.auth), ("tls", self.origin.tls)) if v},
+            extra={
+                k: v for k, v in (("auth", self.origin.auth), ("tls", self.origin.tls), ("subject", (self.scan.subject or "")[:256])) if v
+            },
         )
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
-        d.addCallback(lambda _: self.handler.queued(envelope, entry.kept))
+        d.addCallback(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip))
         return d
 
     def abort(self) -> None:
@@ -166,6 +168,8 @@ class IntakeHandler:
         self.clock = clock
         self.fqdn = fqdn
         self.ids = InternalIds(clock, lambda: store.highest_id)
+        # The message tracking log (RECEIVE events), if one is kept.
+        self.tracking = None
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
         return IntakeTransaction(self, session, mail)
@@ -173,7 +177,7 @@ class IntakeHandler:
     def new_message_id(self, internal_id: int) -> str:
         return f"<{internal_id}@{self.fqdn}>"
 
-    def queued(self, envelope: Envelope, body: bytes | None = None) -> SMTPReply:
+    def queued(self, envelope: Envelope, body: bytes | None = None, server_ip: str = "") -> SMTPReply:
         log.info(
             "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip}"
             " via {connector}{auth_text}",
@@ -187,5 +191,7 @@ class IntakeHandler:
             auth=envelope.extra.get("auth", ""),
             auth_text=f" as {envelope.extra['auth']}" if "auth" in envelope.extra else "",
         )
+        if self.tracking is not None:
+            self.tracking.event("RECEIVE", "SMTP", envelope, [r.address for r in envelope.recipients], server_ip=server_ip)
         self.scheduler.enqueue(envelope, body)
         return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)

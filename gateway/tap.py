@@ -32,6 +32,7 @@ from gateway.queue.notify import Notifier
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
+from gateway.logs.tracking import TrackingLog
 from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.deliver.registry import Deliverers
@@ -226,6 +227,11 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
+        mt = config.message_tracking
+        if mt.enabled:
+            tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age)
+            protocol_logs.append(tracking)
+            intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
         live.follow_routes(intake)
         _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"))
 

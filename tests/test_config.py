@@ -295,5 +295,5 @@ def test_path_problems_name_the_key(tmp_path):
     config = load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{blocker}/var"')))
     found = [f"{p.key}: {p.reason}" for p in path_problems(config)]
     assert found[0] == f"server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory"
-    assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir", "certificates.directory"}
+    assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir", "certificates.directory", "message_tracking.directory"}
     assert path_problems(load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{tmp_path}/ok"')))) == []

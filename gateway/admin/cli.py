@@ -9,6 +9,7 @@ Every subcommand takes `--config FILE` and defaults to the same file
     exgateway reload [--pidfile FILE | --pid PID]
     exgateway certificate list | new-self-signed --subject CN=... [--san ...] | import FILE
     exgateway user add NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
+    exgateway track [--sender A] [--recipient A] [--message-id ID] [--event E] [--start T] [--end T] [--list]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.admin import certificates, users
+from gateway.admin import certificates, track, users
 from gateway.admin.explain import explain
 from gateway.config import ConfigError, default_config_path, load_config, path_problems
 
@@ -196,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
     reload.set_defaults(run=_reload)
     certificates.add_commands(commands, common, _with_config)
     users.add_commands(commands, common, _with_config)
+    track.add_commands(commands, common, _with_config)
     return top
 
 

@@ -19,102 +19,38 @@ second (and on stop): the log must not cost a write per SMTP line.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from gateway.logs.rolling import RollingLog, csv_field, endpoint, iso_time
+
+__all__ = ["ProtocolLog", "ProtocolLogService", "SessionLog", "csv_field", "endpoint", "iso_time"]
+
 FIELDS = "date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context"
-VERSION = "0.1.0"
 log = Logger(namespace="exgateway.logs")
 
 KINDS = {"RECV": "SMTP Receive Protocol Log", "SEND": "SMTP Send Protocol Log"}
 
 
-def csv_field(value: str) -> str:
-    """Quote a field the way Exchange's logs do: only when it must be."""
-    if value and (any(c in value for c in ',"\r\n') or value[0] == " " or value[-1] == " "):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
-def endpoint(host: str, port: int) -> str:
-    """`ip:port` as the logs write it, with brackets around IPv6."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def iso_time(seconds: float) -> str:
-    t = time.gmtime(seconds)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{int(seconds % 1 * 1000):03d}Z"
-
-
-class ProtocolLog:
+class ProtocolLog(RollingLog):
     def __init__(self, directory: Path, kind: str, clock, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400) -> None:
-        self.directory = Path(directory)
+        super().__init__(directory, kind, KINDS[kind], FIELDS, clock, max_file_size, max_age)
         self.kind = kind
-        self.clock = clock
-        self.max_file_size = max_file_size
-        self.max_age = max_age
-        self._file = None
-        self._hour = None
-        self._size = 0
-        self._buffer: list[str] = []
 
     def write(self, connector_id: str, session_id: str, sequence: int, local: str, remote: str, event: str, data: str = "", context: str = "") -> None:
         now = self.clock.seconds()
-        line = (
+        self.append(
+            now,
             f"{iso_time(now)},{csv_field(connector_id)},{session_id},{sequence},{local},{remote},{event},"
-            f"{csv_field(data)},{csv_field(context)}\r\n"
+            f"{csv_field(data)},{csv_field(context)}\r\n",
         )
-        hour = int(now // 3600)
-        if self._file is None or hour != self._hour or self._size + len(line) > self.max_file_size:
-            self._rotate(now, hour)
-        self._buffer.append(line)
-        self._size += len(line)
-
-    def flush(self) -> None:
-        if self._buffer and self._file is not None:
-            self._file.write("".join(self._buffer))
-            self._buffer = []
-            self._file.flush()
-
-    def close(self) -> None:
-        self.flush()
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def _rotate(self, now: float, hour: int) -> None:
-        self.close()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%d%H", time.gmtime(now))
-        n = 1
-        while (self.directory / f"{self.kind}{stamp}-{n}.LOG").exists():
-            n += 1
-        path = self.directory / f"{self.kind}{stamp}-{n}.LOG"
-        self._file = open(path, "a", encoding="utf-8", newline="")
-        self._hour = hour
-        header = (
-            f"#Software: exgateway\r\n#Version: {VERSION}\r\n#Log-type: {KINDS[self.kind]}\r\n"
-            f"#Date: {iso_time(now)}\r\n#Fields: {FIELDS}\r\n"
-        )
-        self._file.write(header)
-        self._size = len(header)
-        self._expire(now)
-
-    def _expire(self, now: float) -> None:
-        for old in self.directory.glob(f"{self.kind}*.LOG"):
-            try:
-                if now - old.stat().st_mtime > self.max_age:
-                    old.unlink()
-            except OSError:
-                pass
 
 
 class ProtocolLogService(Service):
-    """Flushes the logs about once a second, and on stop."""
+    """Flushes the logs (protocol and message tracking) about once a second, and on stop."""
 
     def __init__(self, logs: list[ProtocolLog], clock) -> None:
         self.logs = logs

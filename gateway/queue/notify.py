@@ -25,6 +25,8 @@ class Notifier:
         self.fqdn = fqdn
         self.run_in_thread = run_in_thread
         self.enqueue = enqueue
+        # The message tracking log (DSN events), if one is kept.
+        self.tracking = None
 
     def notify(self, kind: str, envelope: Envelope, recipients: list[Recipient], retry_until: float | None = None) -> Deferred:
         """Queue a "failed" or "delayed" notice to the envelope sender; nothing for the null sender."""
@@ -44,13 +46,21 @@ class Notifier:
         notice = Envelope(
             queue_id=entry.queue_id, internal_id=internal_id, message_id=message_id, sender="",
             recipients=(Recipient(envelope.sender),), received_at=now, size=len(data), connector="DSN",
-            extra={"reports_on": envelope.queue_id, "kind": kind},
+            extra={
+                "reports_on": envelope.queue_id, "kind": kind,
+                "subject": ("Undeliverable: " if kind == "failed" else "Delivery delayed: ") + envelope.extra.get("subject", ""),
+            },
         )
         log.info(
             "{kind} notice {notice_id} for {queue_id} to <{sender}> about {count} recipients",
             kind="non-delivery" if kind == "failed" else "delay", notice_id=entry.queue_id, queue_id=envelope.queue_id,
             sender=envelope.sender, count=len(recipients),
         )
+        if self.tracking is not None:
+            self.tracking.event(
+                "DSN", "DSN", envelope, [r.address for r in recipients], [r.last_reply or "" for r in recipients],
+                connector_id="DSN", related=envelope.sender, reference=message_id, source_context=kind,
+            )
         d = self.store.commit(entry, notice)
         d.addCallback(lambda _: self.enqueue(notice, data))
         return d

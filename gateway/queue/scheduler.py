@@ -26,6 +26,7 @@ from gateway.envelope import Envelope, RecipientState
 from gateway.errors import SMTPError
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
+from gateway.route.router import MAILBOX
 
 log = Logger(namespace="exgateway.queue")
 
@@ -45,6 +46,8 @@ class DeliveryScheduler:
         self.retry = retry
         # Queues DSNs (Notifier); None: failures are only logged and kept in failed/.
         self.notifier = notifier
+        # The message tracking log (DELIVER, SEND, DEFER, FAIL events), if one is kept.
+        self.tracking = None
         self.max_concurrent = max_concurrent
         self._ready: deque[Envelope] = deque()
         self._active = 0
@@ -137,16 +140,18 @@ class DeliveryScheduler:
             d.addCallback(results.update)
             d.addErrback(self._hop_failed, addresses, results)
             ds.append(d)
-        return gatherResults(ds).addCallback(lambda _: self._record(envelope, results))
+        hops = {a: hop for hop, addresses in groups.items() for a in addresses}
+        return gatherResults(ds).addCallback(lambda _: self._record(envelope, results, hops))
 
     def _hop_failed(self, failure, addresses, results) -> None:
         log.failure("delivery error", failure)
         for a in addresses:
             results[a] = (RecipientState.PENDING, f"451 4.3.0 {failure.getErrorMessage()}")
 
-    def _record(self, envelope: Envelope, results) -> Deferred | None:
+    def _record(self, envelope: Envelope, results, hops=None) -> Deferred | None:
         now = self.clock.seconds()
         updated = envelope.with_results(results, 0.0)
+        self._track(updated, results, hops or {})
         for address, (state, reply) in results.items():
             log.info(
                 "{event} {queue_id} to <{recipient}>: {reply}",
@@ -180,7 +185,29 @@ class DeliveryScheduler:
             replace(r, state=RecipientState.FAILED, last_reply=expiry_reply(r.last_reply)) if r.state is RecipientState.PENDING else r
             for r in envelope.recipients
         )
+        if self.tracking is not None:
+            expired = [r for r in recipients if r.last_reply and r.last_reply.startswith("550 4.4.7")]
+            self.tracking.event("FAIL", "ROUTING", envelope, [r.address for r in expired], [r.last_reply for r in expired])
         return replace(envelope, recipients=recipients)
+
+    def _track(self, envelope: Envelope, results, hops) -> None:
+        """One tracking event per outcome and next hop: DELIVER / SEND / DEFER / FAIL."""
+        if self.tracking is None:
+            return
+        events: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for address, (state, reply) in results.items():
+            hop = hops.get(address)
+            to_mailbox = hop == MAILBOX
+            connector = "Mailbox delivery" if to_mailbox else (getattr(hop, "name", "") or "no route")
+            if state is RecipientState.DELIVERED:
+                event, source = ("DELIVER", "STOREDRIVER") if to_mailbox else ("SEND", "SMTP")
+            elif state is RecipientState.PENDING:
+                event, source = "DEFER", "SMTP"
+            else:
+                event, source = "FAIL", "SMTP"
+            events.setdefault((event, source, connector), []).append((address, reply or ""))
+        for (event, source, connector), items in events.items():
+            self.tracking.event(event, source, envelope, [a for a, _ in items], [r for _, r in items], connector_id=connector)
 
     def _settle(self, updated: Envelope, now: float) -> Deferred | None:
         """Write the outcome: remove a finished message, keep an unreportable failure, schedule the rest."""

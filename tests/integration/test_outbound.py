@@ -9,7 +9,7 @@ import smtplib
 import pytest
 
 from tests.integration.capture import CaptureServer
-from tests.integration.gatewayproc import Gateway, free_port
+from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
 from tests.integration.test_mx import start_dns
 
 RELAY = """
@@ -84,6 +84,17 @@ smart_hosts = ["127.0.0.1:{capture.port}"]
         assert b"Diagnostic-Code: smtp; 550 5.1.1 <bad@outside.example>: no such user" in ndr
         assert b"good@outside.example" not in ndr.split(b"text/rfc822-headers")[0]
         gw.wait_until(lambda: gw.queue_files() == [], what="an empty queue")
+        # The message's life in the tracking log, as `exgateway track` shows it (logs are flushed every second).
+        def events():
+            out = exgateway_cli(gw.config, "track", "--sender", "app@corp.example").stdout
+            return out if "DSN" in out else None
+
+        table = gw.wait_until(events, what="the tracking log")
+        rows = [line.split()[:3] for line in table.splitlines()[2:]]
+        assert rows[0][1:] == ["RECEIVE", "SMTP"] and rows[-1][1:] == ["DSN", "DSN"]
+        assert sorted(r[1] for r in rows[1:3]) == ["FAIL", "SEND"]
+        ndr_events = exgateway_cli(gw.config, "track", "--recipient", "app@corp.example", "--event", "DELIVER").stdout
+        assert "STOREDRIVER" in ndr_events and "Undeliverable: quarterly" in ndr_events
     finally:
         gw.stop()
 

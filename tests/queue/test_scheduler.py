@@ -200,7 +200,8 @@ def test_the_notifier_queues_a_durable_notice_from_the_null_sender(tmp_path):
     failed = Recipient("a@corp.example", RecipientState.FAILED, 1, "550 5.1.1 unknown")
     notifier.notify("failed", env, [failed])
     (notice, body), = enqueued
-    assert (notice.sender, [r.address for r in notice.recipients], notice.extra) == ("", ["s@x"], {"reports_on": "42", "kind": "failed"})
+    assert (notice.sender, [r.address for r in notice.recipients]) == ("", ["s@x"])
+    assert notice.extra == {"reports_on": "42", "kind": "failed", "subject": "Undeliverable: "}
     (on_disk,) = [e for e in QueueStore(tmp_path / "q", None).recover() if e.queue_id == notice.queue_id]
     assert on_disk.sender == "" and store.body_path(notice.queue_id).read_bytes() == body
     assert b"Final-Recipient: rfc822; a@corp.example" in body and b"Subject: t" in body

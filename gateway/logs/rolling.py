@@ -1,0 +1,93 @@
+"""
+Exchange-style CSV log files: a header, hourly files, a size and an age limit.
+
+Shared by the protocol logs and the message tracking log. Files are
+`<PREFIX>yyyymmddhh-n.LOG`, a new one each hour or when one reaches the size
+limit; files older than the age limit are deleted when a new file starts.
+Lines are buffered and written about once a second (ProtocolLogService) and
+on stop: a log must not cost a write per event.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+VERSION = "0.1.0"
+
+
+def csv_field(value: str) -> str:
+    """Quote a field the way Exchange's logs do: only when it must be."""
+    if value and (any(c in value for c in ',"\r\n') or value[0] == " " or value[-1] == " "):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def endpoint(host: str, port: int) -> str:
+    """`ip:port` as the logs write it, with brackets around IPv6."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def iso_time(seconds: float) -> str:
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{int(seconds % 1 * 1000):03d}Z"
+
+
+class RollingLog:
+    def __init__(self, directory: Path, prefix: str, log_type: str, fields: str, clock, max_file_size: int, max_age: float) -> None:
+        self.directory = Path(directory)
+        self.prefix = prefix
+        self.log_type = log_type
+        self.fields = fields
+        self.clock = clock
+        self.max_file_size = max_file_size
+        self.max_age = max_age
+        self._file = None
+        self._hour = None
+        self._size = 0
+        self._buffer: list[str] = []
+
+    def append(self, now: float, line: str) -> None:
+        hour = int(now // 3600)
+        if self._file is None or hour != self._hour or self._size + len(line) > self.max_file_size:
+            self._rotate(now, hour)
+        self._buffer.append(line)
+        self._size += len(line)
+
+    def flush(self) -> None:
+        if self._buffer and self._file is not None:
+            self._file.write("".join(self._buffer))
+            self._buffer = []
+            self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _rotate(self, now: float, hour: int) -> None:
+        self.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d%H", time.gmtime(now))
+        n = 1
+        while (self.directory / f"{self.prefix}{stamp}-{n}.LOG").exists():
+            n += 1
+        path = self.directory / f"{self.prefix}{stamp}-{n}.LOG"
+        self._file = open(path, "a", encoding="utf-8", newline="")
+        self._hour = hour
+        header = (
+            f"#Software: exgateway\r\n#Version: {VERSION}\r\n#Log-type: {self.log_type}\r\n"
+            f"#Date: {iso_time(now)}\r\n#Fields: {self.fields}\r\n"
+        )
+        self._file.write(header)
+        self._size = len(header)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        for old in self.directory.glob(f"{self.prefix}*.LOG"):
+            try:
+                if now - old.stat().st_mtime > self.max_age:
+                    old.unlink()
+            except OSError:
+                pass
