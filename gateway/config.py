@@ -280,6 +280,8 @@ class Config:
     auth: AuthConfig = AuthConfig()
     dns: DNSConfig = DNSConfig()
     message_tracking: MessageTrackingConfig = MessageTrackingConfig()
+    # The admin API's UNIX socket (queue commands).
+    admin_socket: Path = Path("var/run/admin.sock")
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -550,8 +552,9 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns", "message_tracking",
+    "certificates", "authentication", "dns", "message_tracking", "admin",
 }
+ADMIN_KEYS = {"socket"}
 TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
@@ -882,6 +885,11 @@ def parse_config(raw: dict, file: str) -> Config:
         max_age=reader.get(mt, "message_tracking", "max_age", parse_duration, 30 * 86400.0),
     )
 
+    admin = _section(reader, raw, "admin", ADMIN_KEYS)
+    admin_socket = var_dir / reader.get(admin, "admin", "socket", _string, "run/admin.sock")
+    if len(str(admin_socket.absolute())) > 100:
+        reader.problem("admin.socket", f"{admin_socket.absolute()} is too long for a UNIX socket path (at most 100 characters)")
+
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -900,6 +908,7 @@ def parse_config(raw: dict, file: str) -> Config:
         auth=auth,
         dns=dns_config,
         message_tracking=message_tracking,
+        admin_socket=admin_socket,
     )
 
 

@@ -19,6 +19,7 @@ from twisted.internet import threads
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
+from gateway.admin.api import admin_service
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -99,6 +100,19 @@ class DirectoryService(Service):
     def startService(self) -> None:
         make_directories(*self.dirs)
         super().startService()
+
+
+class PrivateDirectoryService(Service):
+    """A directory only the gateway's user may enter (where the admin socket lives)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def privilegedStartService(self) -> None:
+        # Before the admin socket binds (which happens in privilegedStartService too).
+        make_directories(self.path)
+        self.path.chmod(0o700)
+        super().privilegedStartService()
 
 
 class HubPoolService(Service):
@@ -232,6 +246,8 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age)
             protocol_logs.append(tracking)
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
+        PrivateDirectoryService(config.admin_socket.parent).setServiceParent(top)
+        admin_service(reactor, config.admin_socket, scheduler, store, config.server_name).setServiceParent(top)
         live.follow_routes(intake)
         _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"))
 

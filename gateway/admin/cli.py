@@ -9,6 +9,8 @@ Every subcommand takes `--config FILE` and defaults to the same file
     exgateway reload [--pidfile FILE | --pid PID]
     exgateway certificate list | new-self-signed --subject CN=... [--san ...] | import FILE
     exgateway user add NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
+    exgateway queue list | messages [QUEUE] | retry QUEUE | suspend QUEUE | resume QUEUE
+    exgateway message remove ID [--with-ndr] | export ID [-o FILE]
     exgateway track [--sender A] [--recipient A] [--message-id ID] [--event E] [--start T] [--end T] [--list]
 """
 
@@ -20,7 +22,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.admin import certificates, track, users
+from gateway.admin import certificates, queues, track, users
 from gateway.admin.explain import explain
 from gateway.config import ConfigError, default_config_path, load_config, path_problems
 
@@ -198,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
     certificates.add_commands(commands, common, _with_config)
     users.add_commands(commands, common, _with_config)
     track.add_commands(commands, common, _with_config)
+    queues.add_commands(commands, common, _with_config)
     return top
 
 

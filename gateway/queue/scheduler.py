@@ -55,11 +55,17 @@ class DeliveryScheduler:
         self._bodies: dict[str, bytes] = {}
         self._body_bytes = 0
         self._running = False
+        # Every message held (waiting, ready or in delivery), for the queue commands.
+        self.messages: dict[str, Envelope] = {}
+        self.in_delivery: set[str] = set()
+        # Queue names (see queue_of) that an admin suspended.
+        self.suspended: set[str] = set()
 
     def start(self, envelopes: list[Envelope]) -> None:
         self._running = True
         now = self.clock.seconds()
         for envelope in envelopes:
+            self.messages[envelope.queue_id] = envelope
             if envelope.next_attempt > now:
                 self._later(envelope, envelope.next_attempt - now)
             else:
@@ -73,6 +79,7 @@ class DeliveryScheduler:
                 timer.cancel()
         self._timers.clear()
         self._ready.clear()
+        self.messages.clear()
         self._bodies.clear()
         self._body_bytes = 0
 
@@ -86,6 +93,7 @@ class DeliveryScheduler:
         if body is not None and self._body_bytes + len(body) <= BODY_CACHE_BYTES:
             self._bodies[envelope.queue_id] = body
             self._body_bytes += len(body)
+        self.messages[envelope.queue_id] = envelope
         self._ready.append(envelope)
         self._pump()
 
@@ -109,14 +117,67 @@ class DeliveryScheduler:
     def _pump(self) -> None:
         while self._running and self._ready and self._active < self.max_concurrent:
             envelope = self._ready.popleft()
+            if envelope.queue_id not in self.messages:
+                continue  # removed by an admin while it waited
             self._active += 1
+            self.in_delivery.add(envelope.queue_id)
             d = maybeDeferred(self._attempt, envelope)
             d.addErrback(lambda f, e=envelope: log.failure("delivery attempt for {queue_id} failed", f, queue_id=e.queue_id))
-            d.addBoth(self._finished)
+            d.addBoth(self._finished, envelope.queue_id)
 
-    def _finished(self, _) -> None:
+    def _finished(self, _, queue_id: str) -> None:
         self._active -= 1
+        self.in_delivery.discard(queue_id)
         self._pump()
+
+    # --- queues, as the admin commands see them -------------------------
+
+    def queue_of(self, address: str) -> str:
+        """The queue a pending recipient waits in: its next hop's name (stable across restarts)."""
+        hop = self._route(address)
+        if hop == MAILBOX:
+            return "Mailbox Delivery"
+        if hop is None or self.deliverers.get(hop) is None:
+            return "Unreachable"
+        if getattr(hop, "dns_routing", False):
+            return address.rpartition("@")[2].lower()
+        return hop.name
+
+    def _suspended_recipients(self, envelope: Envelope) -> set[str]:
+        if not self.suspended:
+            return set()
+        return {r.address for r in envelope.pending if self.queue_of(r.address) in self.suspended}
+
+    def retry_now(self, queue: str | None = None) -> int:
+        """Attempt now every waiting message with a recipient in `queue` (all if None); how many."""
+        count = 0
+        for queue_id, timer in list(self._timers.items()):
+            envelope = self.messages.get(queue_id)
+            if envelope is None or (queue is not None and queue not in {self.queue_of(r.address) for r in envelope.pending}):
+                continue
+            timer.cancel()
+            del self._timers[queue_id]
+            self.enqueue(envelope)
+            count += 1
+        return count
+
+    def remove(self, queue_id: str, with_ndr: bool) -> Deferred:
+        """An admin removes a message: its pending recipients fail (reported if asked), and it leaves the queue."""
+        envelope = self.messages.pop(queue_id)
+        timer = self._timers.pop(queue_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        reply = "550 5.3.0 Message deleted by an administrator"
+        results = {r.address: (RecipientState.FAILED, reply) for r in envelope.pending}
+        updated = envelope.with_results(results, 0.0)
+        log.warn("removed {queue_id} by an administrator ({ndr})", queue_id=queue_id, ndr="with NDR" if with_ndr else "without NDR")
+        self._track(updated, results, {})
+        d = succeed(None)
+        if with_ndr and self.notifier is not None and envelope.sender:
+            failed = [r for r in updated.recipients if r.address in results]
+            d.addCallback(lambda _: self.notifier.notify("failed", updated, failed))
+        d.addCallback(lambda _: self.store.remove(queue_id))
+        return d
 
     def _route(self, address: str) -> str | None:
         try:
@@ -127,7 +188,10 @@ class DeliveryScheduler:
     def _attempt(self, envelope: Envelope) -> Deferred:
         groups: dict[str, list[str]] = {}
         results: dict[str, tuple[RecipientState, str | None]] = {}
+        held = self._suspended_recipients(envelope)
         for r in envelope.pending:
+            if r.address in held:
+                continue
             hop = self._route(r.address)
             if self.deliverers.get(hop) is None:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
@@ -211,7 +275,10 @@ class DeliveryScheduler:
 
     def _settle(self, updated: Envelope, now: float) -> Deferred | None:
         """Write the outcome: remove a finished message, keep an unreportable failure, schedule the rest."""
+        if updated.queue_id not in self.messages:
+            return None  # removed by an admin during this attempt
         if updated.done:
+            self.messages.pop(updated.queue_id, None)
             failed = any(r.state is RecipientState.FAILED for r in updated.recipients)
             if failed and (self.notifier is None or not updated.sender):
                 # Nobody to tell (a notice that bounced, or no notifier): kept for
@@ -222,6 +289,7 @@ class DeliveryScheduler:
             self.store.remove(updated.queue_id)
             return None
         updated = replace(updated, next_attempt=self.retry.next_attempt(updated.attempts, now))
+        self.messages[updated.queue_id] = updated
         d = self.store.update(updated)
         d.addCallback(lambda _: self._later(updated, updated.next_attempt - now) if self._running else None)
         return d

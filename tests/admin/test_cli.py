@@ -109,3 +109,10 @@ def test_certificate_new_self_signed_import_and_list(tmp_path, capsys):
     bad.write_text("nothing")
     assert main(["--config", str(cfg), "certificate", "import", str(bad)]) == 1
     assert capsys.readouterr().err == f"exgateway: {bad}: no PEM certificate in the file\n"
+
+
+def test_queue_commands_say_when_the_hub_is_not_running(tmp_path, capsys):
+    cfg = _config_file(tmp_path)
+    assert main(["--config", str(cfg), "queue", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"exgateway: cannot reach the gateway at {tmp_path}/var/run/admin.sock: ") and "(is the hub running?)" in err

@@ -200,3 +200,60 @@ tls_ca_file = "{cert}"
     finally:
         gw.stop()
         hop.stop()
+
+
+def test_queue_commands_against_the_running_hub(tmp_path):
+    """Get-Queue, Get-Message, Export, Suspend, Remove-Message -WithNDR and Resume, through the admin socket."""
+    import os
+    import stat
+
+    port = free_port()
+    gw = Gateway(tmp_path / "gw")
+    gw.add_config(RELAY.format(port=gw.frontend_port) + f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{port}"]
+connection_timeout = "2s"
+""")
+    gw.config.write_text(gw.config.read_text().replace('retry_interval = "1s"', 'retry_interval = "1h"')
+                         .replace('transient_retry_interval = "1s"', 'transient_retry_interval = "1h"'))
+    gw.start()
+    hop = None
+    try:
+        for subject in ("first", "second"):
+            send(gw, ["far@outside.example"], f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        gw.wait_until(lambda: gw.log().count("deferred") >= 2, what="both messages deferred")
+        socket_path = gw.var / "run" / "admin.sock"
+        assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600 and stat.S_IMODE(os.stat(socket_path.parent).st_mode) == 0o700
+
+        listed = exgateway_cli(gw.config, "queue", "list")
+        assert listed.returncode == 0, listed.stderr
+        row = listed.stdout.splitlines()[2].split()
+        assert row[:5] == ["EXSERVER\\ISP", "SmartHostConnectorDelivery", "Retry", "2", "ISP"] and row[5] == "451"
+
+        messages = exgateway_cli(gw.config, "queue", "messages", "ISP").stdout.splitlines()[2:]
+        ids = [line.split()[0] for line in messages]
+        assert len(ids) == 2 and "first" in messages[0] and "second" in messages[1]
+
+        exported = exgateway_cli(gw.config, "message", "export", ids[0]).stdout
+        assert exported.startswith("Received: from ") and "Subject: first" in exported
+
+        assert exgateway_cli(gw.config, "queue", "suspend", "ISP").stdout.strip() == "ISP: Suspended"
+        assert "Suspended" in exgateway_cli(gw.config, "queue", "list").stdout
+
+        removed = exgateway_cli(gw.config, "message", "remove", ids[0], "--with-ndr")
+        assert removed.returncode == 0 and removed.stdout.strip() == f"removed {ids[0]} (the sender gets a non-delivery report)"
+        (ndr,) = gw.wait_until(lambda: gw.mailbox("app@corp.example"), what="the NDR for the removed message")
+        assert b"550 5.3.0 Message deleted by an administrator" in ndr and b"Subject: first" in ndr
+
+        hop = CaptureServer("127.0.0.1", port)
+        assert exgateway_cli(gw.config, "queue", "resume", "ISP").stdout.strip() == "ISP: 1 message(s) retried now"
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="the resumed message delivered")
+        assert [b"Subject: second" in t.data for t in hop.transactions] == [True]
+        missing = exgateway_cli(gw.config, "message", "remove", ids[0])
+        assert missing.returncode == 1 and missing.stderr.strip() == f"exgateway: no message '{ids[0]}' in the queue"
+    finally:
+        gw.stop()
+        if hop is not None:
+            hop.stop()

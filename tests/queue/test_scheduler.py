@@ -107,7 +107,7 @@ def test_first_attempt_body_from_memory_within_a_budget(tmp_path, monkeypatch):
     mailbox.deliver = lambda e, rcpts, body: (seen.append(body.data), succeed({r: (RecipientState.DELIVERED, "250") for r in rcpts}))[1]
     scheduler.max_concurrent = 0  # hold the attempts while bodies are offered
     scheduler.enqueue(env, b"12345")
-    scheduler.enqueue(env, b"too long for what is left")
+    scheduler.enqueue(Envelope(**{**env.__dict__, "queue_id": "43"}), b"too long for what is left")
     assert scheduler._body_bytes == 5
     scheduler.max_concurrent = 5
     scheduler._pump()

@@ -1,0 +1,97 @@
+"""
+The local admin API: HTTP + JSON on a UNIX socket that only its owner may use.
+
+`exgateway queue ...` and `exgateway message ...` talk to the running hub
+through it. A UNIX socket with mode 0600 (in a 0700 directory) means the
+file system decides who may manage the queue: root and the service user,
+nobody on the network. Requests:
+
+    GET  /queues                       Get-Queue
+    GET  /messages[?queue=NAME]        Get-Message
+    POST /queues/retry?queue=NAME      Retry-Queue (attempt now)
+    POST /queues/suspend?queue=NAME    Suspend-Queue
+    POST /queues/resume?queue=NAME     Resume-Queue (and attempt now)
+    POST /messages/remove?id=ID[&ndr=1]  Remove-Message [-WithNDR]
+    GET  /messages/export?id=ID        Export-Message (the raw message)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.web import resource, server
+
+from gateway.queue import view
+
+
+def _arg(request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _json(request, status: int, body) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body, indent=1).encode() + b"\n"
+
+
+class AdminAPI(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, scheduler, store, server_name: str) -> None:
+        super().__init__()
+        self.scheduler = scheduler
+        self.store = store
+        self.server_name = server_name
+
+    def render_GET(self, request):
+        path = request.path.decode()
+        if path == "/queues":
+            return _json(request, 200, view.queues(self.scheduler, self.server_name))
+        if path == "/messages":
+            return _json(request, 200, view.messages(self.scheduler, _arg(request, "queue")))
+        if path == "/messages/export":
+            queue_id = _arg(request, "id") or ""
+            if queue_id not in self.scheduler.messages:
+                return _json(request, 404, {"error": f"no message {queue_id!r} in the queue"})
+            request.setHeader(b"content-type", b"message/rfc822")
+            return self.store.body_path(queue_id).read_bytes()
+        return _json(request, 404, {"error": f"no such resource {path}"})
+
+    def render_POST(self, request):
+        path = request.path.decode()
+        s = self.scheduler
+        if path in ("/queues/retry", "/queues/suspend", "/queues/resume"):
+            queue = _arg(request, "queue")
+            known = {q["Name"] for q in view.queues(s, self.server_name)}
+            if queue not in known:
+                return _json(request, 404, {"error": f"no queue {queue!r} (queues: {', '.join(sorted(known)) or 'none'})"})
+            if path.endswith("suspend"):
+                s.suspended.add(queue)
+                return _json(request, 200, {"queue": queue, "status": "Suspended"})
+            if path.endswith("resume"):
+                s.suspended.discard(queue)
+            return _json(request, 200, {"queue": queue, "retried": s.retry_now(queue)})
+        if path == "/messages/remove":
+            queue_id = _arg(request, "id") or ""
+            if queue_id not in s.messages:
+                return _json(request, 404, {"error": f"no message {queue_id!r} in the queue"})
+            if queue_id in s.in_delivery:
+                return _json(request, 409, {"error": f"message {queue_id} is being delivered right now; try again in a moment"})
+            with_ndr = _arg(request, "ndr") == "1"
+            s.remove(queue_id, with_ndr)
+            return _json(request, 200, {"removed": queue_id, "ndr": with_ndr})
+        return _json(request, 404, {"error": f"no such resource {path}"})
+
+
+def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str) -> StreamServerEndpointService:
+    """The API listening on `socket_path` (mode 0600, its directory 0700)."""
+    site = server.Site(AdminAPI(scheduler, store, server_name))
+    site.noisy = False
+    endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
+    service = StreamServerEndpointService(endpoint, site)
+    service._raiseSynchronously = True
+    return service
