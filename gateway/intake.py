@@ -144,7 +144,10 @@ class IntakeTransaction:
             connector=self.origin.connector,
             # Who submitted it, for tracking and NDRs: the AUTH login and the TLS session, if any.
             extra={
-                k: v for k, v in (("auth", self.origin.auth), ("tls", self.origin.tls), ("subject", (self.scan.subject or "")[:256])) if v
+                k: v for k, v in (
+                    ("auth", self.origin.auth), ("tls", self.origin.tls), ("subject", (self.scan.subject or "")[:256]),
+                    ("body", self.mail.body or ""),
+                ) if v
             },
         )
         entry, self.entry = self.entry, None

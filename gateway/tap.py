@@ -212,6 +212,9 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         return plog
 
     ProtocolLogService(protocol_logs, reactor).setServiceParent(top)
+    # One resolver and one view of next-hop health per process: hub pool, smart hosts and MX alike.
+    resolver = MXResolver(make_resolver(config.dns, reactor))
+    health = AddressHealth(reactor)
 
     if role in ("all", "hub"):
         store = QueueStore(config.queue.directory, run_in_thread)
@@ -219,8 +222,6 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
-        resolver = MXResolver(make_resolver(config.dns, reactor))
-        health = AddressHealth(reactor)
 
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
@@ -258,7 +259,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         pool = ConnectionPool(
             reactor, hp.hosts, config.fqdn, hp.connect_timeout, hp.idle_connections,
             protocol_log=protocol_log("FrontEnd", "SEND") if hp.protocol_logging_level == "Verbose" else None,
-            connector_id="Hub Pool",
+            connector_id="Hub Pool", resolver=resolver, health=health,
         )
         HubPoolService(pool).setServiceParent(top)
         _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"))

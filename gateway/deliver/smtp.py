@@ -89,6 +89,8 @@ class SMTPDelivery:
             reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
             return {r: (RecipientState.FAILED, reason) for r in recipients}
         mail = f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}"
+        if envelope.extra.get("body") == "8BITMIME" and "8BITMIME" in client.extensions:
+            mail += " BODY=8BITMIME"
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if client.pipelining:
             replies = yield gatherResults([client.command(line) for line in [mail, *rcpts, "DATA"]])

@@ -257,3 +257,23 @@ connection_timeout = "2s"
         gw.stop()
         if hop is not None:
             hop.stop()
+
+
+def test_a_next_hop_that_answers_451_then_recovers(tmp_path):
+    hop = CaptureServer("127.0.0.1", free_port(), rcpt_replies={"far@outside.example": b"451 4.3.0 greylisted, try later"})
+    gw = relay_gateway(tmp_path / "gw", f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{hop.port}"]
+""")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: greylisted\r\n\r\nbody\r\n", sender="app@outside.example")
+        gw.wait_until(lambda: "451 4.3.0 greylisted, try later" in gw.log(), what="the 451")
+        assert hop.transactions == [] and len(gw.queue_files()) == 2
+        del hop.rcpt_replies["far@outside.example"]
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery on retry")
+        assert hop.transactions[0].rcpts == ["far@outside.example"]
+    finally:
+        gw.stop()
+        hop.stop()
