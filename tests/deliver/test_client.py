@@ -113,3 +113,85 @@ def test_commands_on_a_lost_connection_fail_at_once():
     client.send_bdat(io.BytesIO(b"x\r\n"), 3).addErrback(failures.append)
     assert len(failures) == 2
     assert transport.value() == b""
+
+
+class _TLSTransport:
+    """A StringTransport that records startTLS."""
+
+    def __new__(cls):
+        from twisted.internet.testing import StringTransport
+
+        class T(StringTransport):
+            tls = None
+
+            def startTLS(self, options):
+                self.tls = options
+
+        return T()
+
+
+def _client(security):
+    from twisted.internet.task import Clock
+
+    from gateway.deliver.client import SMTPClient
+
+    client = SMTPClient("out.corp.example", Clock(), security=security, peer_name="relay.isp.example")
+    transport = _TLSTransport()
+    client.makeConnection(transport)
+    outcome = []
+    client.ready.addBoth(outcome.append)
+    return client, transport, outcome
+
+
+def _said(transport) -> list[bytes]:
+    lines = transport.value().split(b"\r\n")[:-1]
+    transport.clear()
+    return lines
+
+
+def test_starttls_then_auth_login_to_a_smart_host():
+    import base64
+
+    from gateway.deliver.security import OutboundSecurity
+
+    client, t, outcome = _client(OutboundSecurity("opportunistic", auth="BasicAuthRequireTLS", username="relay", password="s3cret"))
+    client.dataReceived(b"220 relay ESMTP\r\n")
+    assert _said(t) == [b"EHLO out.corp.example"]
+    client.dataReceived(b"250-relay\r\n250-STARTTLS\r\n250 SIZE 1000\r\n")
+    assert _said(t) == [b"STARTTLS"]
+    client.dataReceived(b"220 go ahead\r\n")
+    assert t.tls is not None and _said(t) == [b"EHLO out.corp.example"]
+    client.dataReceived(b"250-relay\r\n250 AUTH LOGIN\r\n")
+    assert _said(t) == [b"AUTH LOGIN"]
+    client.dataReceived(b"334 VXNlcm5hbWU6\r\n")
+    assert _said(t) == [base64.b64encode(b"relay")]
+    client.dataReceived(b"334 UGFzc3dvcmQ6\r\n")
+    assert _said(t) == [base64.b64encode(b"s3cret")]
+    assert outcome == []
+    client.dataReceived(b"235 2.7.0 ok\r\n")
+    assert outcome == [client] and client.tls_active and client.authenticated
+
+
+def test_required_tls_without_starttls_fails_the_connection_before_mail():
+    from gateway.deliver.security import OutboundSecurity
+
+    client, t, outcome = _client(OutboundSecurity("required"))
+    client.dataReceived(b"220 relay ESMTP\r\n")
+    _said(t)
+    client.dataReceived(b"250-relay\r\n250 SIZE 1000\r\n")
+    assert _said(t) == []
+    assert str(outcome[0].value).endswith("451 4.7.5 TLS required, but relay.isp.example does not offer STARTTLS")
+
+
+def test_auth_is_not_sent_in_clear_unless_allowed():
+    from gateway.deliver.security import OutboundSecurity
+
+    client, t, outcome = _client(OutboundSecurity("opportunistic", auth="BasicAuthRequireTLS", username="u", password="p"))
+    client.dataReceived(b"220 relay ESMTP\r\n250-relay\r\n250 AUTH PLAIN\r\n")
+    assert _said(t) == [b"EHLO out.corp.example"]
+    assert "smart host AUTH needs TLS" in str(outcome[0].value)
+    clear, t2, ok = _client(OutboundSecurity("none", auth="BasicAuth", username="u", password="p"))
+    clear.dataReceived(b"220 relay ESMTP\r\n250-relay\r\n250 AUTH PLAIN\r\n")
+    assert _said(t2) == [b"EHLO out.corp.example", b"AUTH PLAIN AHUAcA=="]
+    clear.dataReceived(b"235 ok\r\n")
+    assert ok == [clear]

@@ -70,3 +70,56 @@ def test_a_refusing_address_is_marked_bad_and_the_next_tried_in_the_same_attempt
     tried.clear()
     pool.acquire(reuse=False).addCallback(got.append)
     assert tried == ["192.0.2.3"]
+
+
+def _fake_connect(monkeypatch, clock, made):
+    from twisted.internet.defer import succeed
+
+    from gateway.deliver import client as smtp_client
+
+    def connect(reactor, host, port, *args):
+        c = SMTPClient("fe", clock)
+        c.connected = True
+        c.quit = lambda c=c: setattr(c, "connected", False)
+        made.append(c)
+        return succeed(c)
+
+    monkeypatch.setattr(smtp_client, "connect", connect)
+
+
+def test_per_destination_connection_limit_queues_the_next_delivery(monkeypatch):
+    """MaxPerDomainOutboundConnections: the third delivery waits for one of two connections to come back."""
+    clock, made, got = Clock(), [], []
+    _fake_connect(monkeypatch, clock, made)
+    pool = ConnectionPool(clock, (HostPort("192.0.2.1", 25),), "fe", 5, idle_max=4, max_connections=2)
+    for _ in range(3):
+        pool.acquire().addCallback(got.append)
+    assert len(made) == 2 and len(got) == 2
+    pool.release(got[0][0])
+    assert len(got) == 3 and got[2] == (made[0], True) and len(made) == 2
+
+
+def test_a_connection_retires_after_its_message_limit_and_a_waiter_gets_a_new_one(monkeypatch):
+    """SmtpMaxMessagesPerConnection: after N messages the connection quits; a waiting delivery opens a fresh one."""
+    clock, made, got = Clock(), [], []
+    _fake_connect(monkeypatch, clock, made)
+    pool = ConnectionPool(clock, (HostPort("192.0.2.1", 25),), "fe", 5, idle_max=4, max_connections=1, max_messages=2)
+    pool.acquire().addCallback(got.append)
+    pool.release(made[0])
+    pool.acquire().addCallback(got.append)
+    assert got[1] == (made[0], True)
+    pool.acquire().addCallback(got.append)
+    assert len(got) == 2
+    pool.release(made[0])
+    assert not made[0].connected and len(made) == 2 and got[2] == (made[1], False)
+
+
+def test_a_broken_connection_frees_its_place(monkeypatch):
+    clock, made, got = Clock(), [], []
+    _fake_connect(monkeypatch, clock, made)
+    pool = ConnectionPool(clock, (HostPort("192.0.2.1", 25),), "fe", 5, idle_max=4, max_connections=1)
+    pool.acquire().addCallback(got.append)
+    pool.acquire().addCallback(got.append)
+    made[0].connected = False
+    pool.discard(made[0])
+    assert len(made) == 2 and got[1] == (made[1], False)
