@@ -96,6 +96,9 @@ class ReceiveConnector:
     tls_certificate_name: str = ""
     # Exchange's MessageRateSource: whom message_rate_limit counts.
     message_rate_source: str = "IPAddress"
+    # HAProxy's PROXY protocol (v1/v2), accepted only from these balancers.
+    proxy_protocol: bool = False
+    trusted_proxies: tuple[IPRange, ...] = ()
 
     @property
     def identity(self) -> str:
@@ -578,6 +581,7 @@ CONNECTOR_KEYS = {
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
     "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
     "tarpit_interval", "max_header_size", "require_tls", "implicit_tls", "tls_certificate_name", "message_rate_source",
+    "proxy_protocol", "trusted_proxies",
 }
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
@@ -665,12 +669,16 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         implicit_tls=reader.get(data, where, "implicit_tls", _bool, False),
         tls_certificate_name=reader.get(data, where, "tls_certificate_name", _certificate_identifier, ""),
         message_rate_source=reader.get(data, where, "message_rate_source", _choice(MESSAGE_RATE_SOURCES), "IPAddress"),
+        proxy_protocol=reader.get(data, where, "proxy_protocol", _bool, False),
+        trusted_proxies=reader.items(data, where, "trusted_proxies", _ip_range, ()),
         **{key: reader.get(data, where, key, _bool, True) for key in ESMTP_TOGGLES},
     )
     if "BasicAuthRequireTLS" in connector.auth_mechanisms and not connector.uses_tls:
         reader.problem(f"{where}.auth_mechanisms", "BasicAuthRequireTLS needs TLS: add \"Tls\" or set implicit_tls = true")
     if connector.require_tls and not connector.uses_tls:
         reader.problem(f"{where}.require_tls", "require_tls needs TLS offered: add \"Tls\" to auth_mechanisms or set implicit_tls = true")
+    if connector.proxy_protocol and not connector.trusted_proxies:
+        reader.problem(f"{where}.trusted_proxies", "proxy_protocol needs the balancers' addresses: a header from anyone else is a spoofed client address")
     if connector.basic_auth and "ExternalAuthoritative" in connector.auth_mechanisms:
         reader.problem(f"{where}.auth_mechanisms", "ExternalAuthoritative trusts every client in the remote ranges; it does not mix with BasicAuth")
     return connector
@@ -710,6 +718,13 @@ def _check_bindings(reader: _Reader, connectors: list[ReceiveConnector], where: 
             reader.problem(
                 where[group[0].name] + ".bindings",
                 f"{binding} is shared by frontend and hub connectors ({', '.join(repr(c.name) for c in group)}); a port serves one role",
+            )
+        proxy_settings = {(c.proxy_protocol, c.trusted_proxies) for c in group}
+        if len(proxy_settings) > 1:
+            reader.problem(
+                where[group[-1].name] + ".proxy_protocol",
+                f"the connectors on {binding} ({', '.join(repr(c.name) for c in group)}) must agree on proxy_protocol and "
+                "trusted_proxies: the header is read before the connector is chosen",
             )
         for a, b, why in range_conflicts(group):
             reader.problem(

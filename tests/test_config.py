@@ -297,3 +297,22 @@ def test_path_problems_name_the_key(tmp_path):
     assert found[0] == f"server.var_dir: {blocker}/var cannot be created: {blocker} is not a directory"
     assert {line.split(":")[0] for line in found} == {"server.var_dir", "queue.directory", "protocol_log.directory", "mailbox.maildir", "certificates.directory", "message_tracking.directory"}
     assert path_problems(load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{tmp_path}/ok"')))) == []
+
+
+def test_proxy_protocol_needs_trusted_proxies_and_one_setting_per_binding():
+    import pytest
+
+    from gateway import testing
+
+    with pytest.raises(ConfigError) as e:
+        testing.config(receive_connectors=[
+            {"name": "A", "role": "frontend", "bindings": ["0.0.0.0:25"], "proxy_protocol": True},
+            {"name": "B", "role": "frontend", "bindings": ["0.0.0.0:25"], "remote_ip_ranges": ["192.0.2.10"],
+             "proxy_protocol": True, "trusted_proxies": ["10.0.0.5"]},
+        ])
+    assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
+        'receive_connectors[0] ("A").trusted_proxies: proxy_protocol needs the balancers\' addresses: '
+        "a header from anyone else is a spoofed client address",
+        'receive_connectors[1] ("B").proxy_protocol: the connectors on 0.0.0.0:25 (\'A\', \'B\') must agree on proxy_protocol '
+        "and trusted_proxies: the header is read before the connector is chosen",
+    ]

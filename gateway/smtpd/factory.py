@@ -4,7 +4,8 @@ The listener of one binding: picks the receive connector for each connection.
 All connectors that share an `ip:port` sit behind one factory; the client's
 address decides which one serves the connection (most specific remote range,
 see connectors.py). A client no connector serves gets `421 4.3.2` and is
-disconnected, and the refusal is logged.
+disconnected, and the refusal is logged. Behind a load balancer with PROXY
+protocol, the address is the one the header reports (proxied.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gateway.errors import Reply
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.limits import ConnectionLimits
 from gateway.smtpd.protocol import ESMTPServer
+from gateway.smtpd.proxied import ProxyHeaderReceiver
 
 log = Logger(namespace="exgateway.smtpd")
 
@@ -53,14 +55,35 @@ class BindingFactory(Factory):
         self.policy = policy
         self.clock = clock
 
+    def _proxy_settings(self):
+        """(trusted proxy ranges) if this binding's connectors take PROXY headers, else None."""
+        for c in self.connectors:
+            if c.proxy_protocol:
+                return c.trusted_proxies
+        return None
+
     def buildProtocol(self, addr) -> Protocol:
+        trusted = self._proxy_settings()
+        if trusted is None:
+            return self.session_for(addr.host)
         try:
-            client = client_address(addr.host)
+            proxy = client_address(addr.host)
+        except ValueError:
+            proxy = None
+        if proxy is None or not any(r.contains(proxy) for r in trusted):
+            log.warn("{client} is not a trusted proxy for {binding} (PROXY protocol): refused", client=addr.host, binding=str(self.binding))
+            return _Refuse(Reply.NO_CONNECTOR)
+        return ProxyHeaderReceiver(self, addr)
+
+    def session_for(self, host: str) -> Protocol:
+        """The session for a client address: the most specific connector, within its limits."""
+        try:
+            client = client_address(host)
         except ValueError:
             client = None
         connector = select_connector(self.connectors, client) if client is not None else None
         if connector is None:
-            log.warn("no receive connector on {binding} serves {client}: refused", binding=str(self.binding), client=addr.host)
+            log.warn("no receive connector on {binding} serves {client}: refused", binding=str(self.binding), client=host)
             return _Refuse(Reply.NO_CONNECTOR)
         refusal = self.limits.admit(connector, str(client))
         if refusal is not None:

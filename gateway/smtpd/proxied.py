@@ -1,0 +1,106 @@
+"""
+A listener's side of the PROXY protocol: read the header, then hand the
+connection to the session the real client address selects.
+
+On a binding whose connectors use `proxy_protocol`, a connection must come
+from one of their `trusted_proxies` and begin with a PROXY header; nothing
+is sent before the header is read (no banner). The header's source address
+becomes the client everywhere: the session sees it through getPeer(). A
+missing, malformed or slow header closes the connection and is logged.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gateway.smtpd.proxyproto import ProxyHeaderError, parse
+
+log = Logger(namespace="exgateway.smtpd")
+
+HEADER_TIMEOUT = 10.0
+
+
+def _address(host: str, port: int):
+    return IPv6Address("TCP", host, port) if ":" in host else IPv4Address("TCP", host, port)
+
+
+class ProxiedTransport:
+    """The real transport, except that it reports the addresses from the PROXY header."""
+
+    def __init__(self, transport, peer, host) -> None:
+        self._transport = transport
+        self._peer = peer
+        self._host = host
+
+    def getPeer(self):
+        return self._peer
+
+    def getHost(self):
+        return self._host
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
+@implementer(IHandshakeListener)
+class ProxyHeaderReceiver(Protocol):
+    def __init__(self, factory, proxy_addr) -> None:
+        self.factory = factory
+        self.proxy_addr = proxy_addr
+        self.inner: Protocol | None = None
+        self._buffer = b""
+        self._timer = None
+
+    def connectionMade(self) -> None:
+        self._timer = self.factory.clock.callLater(HEADER_TIMEOUT, self._slow)
+
+    def _slow(self) -> None:
+        self._timer = None
+        log.warn("no PROXY header from {proxy} within {seconds:g}s on {binding}: closed",
+                 proxy=self.proxy_addr.host, seconds=HEADER_TIMEOUT, binding=str(self.factory.binding))
+        self.transport.abortConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.dataReceived(data)
+            return
+        self._buffer += data
+        try:
+            header, rest = parse(self._buffer)
+        except ProxyHeaderError as e:
+            log.warn("bad PROXY header from {proxy} on {binding}: {error}; closed",
+                     proxy=self.proxy_addr.host, binding=str(self.factory.binding), error=str(e))
+            self._cancel()
+            self.transport.abortConnection()
+            return
+        if header is None:
+            return
+        self._cancel()
+        self._buffer = b""
+        real_host = self.transport.getHost()
+        if header.local:
+            peer, host = self.transport.getPeer(), real_host
+        else:
+            peer, host = _address(*header.source), _address(*header.destination)
+        self.inner = self.factory.session_for(peer.host)
+        self.inner.makeConnection(ProxiedTransport(self.transport, peer, host))
+        if rest:
+            self.inner.dataReceived(rest)
+
+    def _cancel(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def connectionLost(self, reason=None) -> None:
+        self._cancel()
+        if self.inner is not None:
+            self.inner.connectionLost(reason)
+
+    def handshakeCompleted(self) -> None:
+        if self.inner is not None and IHandshakeListener.providedBy(self.inner):
+            self.inner.handshakeCompleted()
