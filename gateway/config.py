@@ -285,6 +285,9 @@ class Config:
     message_tracking: MessageTrackingConfig = MessageTrackingConfig()
     # The admin API's UNIX socket (queue commands).
     admin_socket: Path = Path("var/run/admin.sock")
+    # The HTTP health (and metrics) listener; None: none.
+    health_listen: Binding | None = None
+    min_free_space: int = 100 * 1024 * 1024
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -555,9 +558,10 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns", "message_tracking", "admin",
+    "certificates", "authentication", "dns", "message_tracking", "admin", "health",
 }
 ADMIN_KEYS = {"socket"}
+HEALTH_KEYS = {"listen", "min_free_space"}
 TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
@@ -905,6 +909,10 @@ def parse_config(raw: dict, file: str) -> Config:
     if len(str(admin_socket.absolute())) > 100:
         reader.problem("admin.socket", f"{admin_socket.absolute()} is too long for a UNIX socket path (at most 100 characters)")
 
+    health = _section(reader, raw, "health", HEALTH_KEYS)
+    health_listen = reader.get(health, "health", "listen", parse_binding, None)
+    min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
+
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -924,6 +932,8 @@ def parse_config(raw: dict, file: str) -> Config:
         dns=dns_config,
         message_tracking=message_tracking,
         admin_socket=admin_socket,
+        health_listen=health_listen,
+        min_free_space=min_free_space,
     )
 
 

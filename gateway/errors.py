@@ -104,6 +104,7 @@ class Reply:
     HEADER_TOO_LARGE = SMTPReply(552, "5.3.4", "Header size exceeds fixed maximum size")
     BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
+    DRAINING = SMTPReply(421, "4.3.2", "Service not active")
     TOO_MANY_CONNECTIONS = SMTPReply(
         421, "4.3.2", "The maximum number of concurrent server connections has exceeded a limit, closing transmission channel"
     )

@@ -20,6 +20,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
 from gateway.admin.api import admin_service
+from gateway.admin.health import NodeState, Readiness, health_site
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -136,7 +137,7 @@ def _endpoint(reactor, binding):
 
 
 def _listeners(
-    parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog
+    parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog, state: NodeState
 ) -> None:
     bindings = []
     for c in live.config.connectors(role):
@@ -144,6 +145,7 @@ def _listeners(
             bindings += [b for b in c.bindings if b not in bindings]
     for binding in bindings:
         factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits, plog)
+        factory.state = state
         live.attach(factory)
         service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
         # A port that cannot be bound stops start-up instead of being logged and ignored.
@@ -194,6 +196,9 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         """AUTH for the frontend: rebuilt at each reload, keeping the brute-force counts."""
         return build_auth(new_config.auth, reactor, run_in_thread, previous.throttle if previous else None)
 
+    # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
+    state = NodeState(config.var_dir / "draining")
+    scheduler = store = pool = None
     tls = None
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
@@ -247,10 +252,8 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age)
             protocol_logs.append(tracking)
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
-        PrivateDirectoryService(config.admin_socket.parent).setServiceParent(top)
-        admin_service(reactor, config.admin_socket, scheduler, store, config.server_name).setServiceParent(top)
         live.follow_routes(intake)
-        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"))
+        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state)
 
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
@@ -262,7 +265,19 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             connector_id="Hub Pool", resolver=resolver, health=health,
         )
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"))
+        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state)
+    # The queue commands talk to admin.sock; a frontend-only process beside a hub on one var_dir gets its own.
+    socket_path = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
+    PrivateDirectoryService(socket_path.parent).setServiceParent(top)
+    admin_service(reactor, socket_path, scheduler, store, config.server_name, state).setServiceParent(top)
+    if config.health_listen is not None:
+        readiness = Readiness(
+            state, store.directory if store is not None else None, config.min_free_space, pool, run_in_thread, reactor
+        )
+        service = StreamServerEndpointService(_endpoint(reactor, config.health_listen), health_site(readiness))
+        service._raiseSynchronously = True
+        service.setName(f"health {config.health_listen}")
+        service.setServiceParent(top)
     ReloadOnHangup(live, reactor).setServiceParent(top)
     return top
 

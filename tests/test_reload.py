@@ -2,7 +2,7 @@
 
 from twisted.logger import LogLevel, globalLogPublisher
 
-from gateway.config import Binding, load_config
+from gateway.config import TOP_KEYS, Binding, load_config
 from gateway.reload import LiveConfig
 from gateway.smtpd.factory import BindingFactory
 
@@ -68,7 +68,7 @@ def test_bad_file_is_refused_and_every_error_logged(tmp_path):
         done()
     errors = [e["problem"] for e in events if e.get("log_namespace") == "exgateway.reload" and e["log_level"] == LogLevel.error]
     assert errors == [
-        f"{path}: oops: unknown key (known: accepted_domains, admin, authentication, certificates, dns, hub_pool, mailbox, message_tracking, protocol_log, queue, receive_connectors, send_connectors, server)",
+        f"{path}: oops: unknown key (known: {', '.join(sorted(TOP_KEYS))})",
         f'{path}: receive_connectors[0] ("Default Frontend").max_recipients: 0 is not a positive integer',
     ]
     assert [c.name for c in factory.connectors] == ["Default Frontend"]

@@ -13,6 +13,8 @@ nobody on the network. Requests:
     POST /queues/resume?queue=NAME     Resume-Queue (and attempt now)
     POST /messages/remove?id=ID[&ndr=1]  Remove-Message [-WithNDR]
     GET  /messages/export?id=ID        Export-Message (the raw message)
+    POST /drain, /undrain              Set-ServerComponentState ... Draining / Active
+    GET  /state                        whether the node drains
 """
 
 from __future__ import annotations
@@ -41,14 +43,20 @@ def _json(request, status: int, body) -> bytes:
 class AdminAPI(resource.Resource):
     isLeaf = True
 
-    def __init__(self, scheduler, store, server_name: str) -> None:
+    def __init__(self, scheduler, store, server_name: str, state=None) -> None:
         super().__init__()
+        # None on a frontend-only node: it holds no queue.
         self.scheduler = scheduler
         self.store = store
         self.server_name = server_name
+        self.state = state
 
     def render_GET(self, request):
         path = request.path.decode()
+        if path == "/state":
+            return _json(request, 200, {"draining": bool(self.state and self.state.draining)})
+        if self.scheduler is None:
+            return _json(request, 404, {"error": "this node runs no hub: it has no queue"})
         if path == "/queues":
             return _json(request, 200, view.queues(self.scheduler, self.server_name))
         if path == "/messages":
@@ -63,7 +71,12 @@ class AdminAPI(resource.Resource):
 
     def render_POST(self, request):
         path = request.path.decode()
+        if path in ("/drain", "/undrain") and self.state is not None:
+            self.state.drain() if path == "/drain" else self.state.undrain()
+            return _json(request, 200, {"draining": self.state.draining})
         s = self.scheduler
+        if s is None:
+            return _json(request, 404, {"error": "this node runs no hub: it has no queue"})
         if path in ("/queues/retry", "/queues/suspend", "/queues/resume"):
             queue = _arg(request, "queue")
             known = {q["Name"] for q in view.queues(s, self.server_name)}
@@ -87,9 +100,9 @@ class AdminAPI(resource.Resource):
         return _json(request, 404, {"error": f"no such resource {path}"})
 
 
-def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str) -> StreamServerEndpointService:
+def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None) -> StreamServerEndpointService:
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
-    site = server.Site(AdminAPI(scheduler, store, server_name))
+    site = server.Site(AdminAPI(scheduler, store, server_name, state))
     site.noisy = False
     endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
     service = StreamServerEndpointService(endpoint, site)

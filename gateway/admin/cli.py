@@ -11,6 +11,7 @@ Every subcommand takes `--config FILE` and defaults to the same file
     exgateway user add NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
     exgateway queue list | messages [QUEUE] | retry QUEUE | suspend QUEUE | resume QUEUE
     exgateway message remove ID [--with-ndr] | export ID [-o FILE]
+    exgateway drain | undrain
     exgateway track [--sender A] [--recipient A] [--message-id ID] [--event E] [--start T] [--end T] [--list]
 """
 
@@ -161,6 +162,21 @@ def _reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drain(args, config) -> int:
+    """Drain or put back in service every process that shares this var_dir (the state is a file they all read)."""
+    from gateway.admin.health import NodeState
+
+    state = NodeState(config.var_dir / "draining")
+    if args.command == "drain":
+        state.drain()
+        print(f"{config.server_name} draining: new connections get 421 4.3.2 Service not active, /health/ready answers 503, "
+              "sessions in progress finish and the queue keeps delivering")
+    else:
+        state.undrain()
+        print(f"{config.server_name} in service")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     help_text = f"config file (default: {default_config_path()})"
     top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.")
@@ -201,6 +217,9 @@ def parser() -> argparse.ArgumentParser:
     users.add_commands(commands, common, _with_config)
     track.add_commands(commands, common, _with_config)
     queues.add_commands(commands, common, _with_config)
+    commands.add_parser("drain", help="take this node out of service, gently (as Set-ServerComponentState -State Draining)",
+                        parents=[common]).set_defaults(run=_with_config(_drain))
+    commands.add_parser("undrain", help="put it back in service", parents=[common]).set_defaults(run=_with_config(_drain))
     return top
 
 

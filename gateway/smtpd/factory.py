@@ -43,6 +43,8 @@ class BindingFactory(Factory):
         self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None,
         protocol_log=None, tls=None, auth=None,
     ) -> None:
+        # NodeState: a draining node takes no new connections.
+        self.state = None
         # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
         self.tls = tls
         self.auth = auth
@@ -63,6 +65,8 @@ class BindingFactory(Factory):
         return None
 
     def buildProtocol(self, addr) -> Protocol:
+        if self.state is not None and self.state.draining:
+            return _Refuse(Reply.DRAINING)
         trusted = self._proxy_settings()
         if trusted is None:
             return self.session_for(addr.host)

@@ -1,0 +1,171 @@
+"""
+Health that means something, and drain.
+
+`/health/live` says the process serves. `/health/ready` is 200 only when this
+node can take mail right now: its queue directory takes a synced write and
+has free space above the threshold (hub), at least one hub answers SMTP
+(frontend), and the node is not draining; otherwise 503 with a JSON body
+naming each failing check. A load balancer's `option httpchk GET
+/health/ready` then stops sending clients to a node whose relay is broken,
+which a TCP or SMTP banner check would miss.
+
+Drain (`exgateway drain`, like Set-ServerComponentState HubTransport
+-State Draining): new connections get `421 4.3.2 Service not active`,
+sessions in progress finish, the queue keeps delivering, ready turns 503.
+The state is a file, so a restart stays drained until `exgateway undrain`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+log = Logger(namespace="exgateway.health")
+
+
+class NodeState:
+    """Whether this node drains; kept in a file so it survives a restart."""
+
+    def __init__(self, flag: Path) -> None:
+        self.flag = flag
+
+    @property
+    def draining(self) -> bool:
+        return self.flag.exists()
+
+    def drain(self) -> None:
+        self.flag.parent.mkdir(parents=True, exist_ok=True)
+        self.flag.write_text("draining\n")
+        log.warn("node draining: new connections get 421 4.3.2 Service not active; the queue keeps delivering")
+
+    def undrain(self) -> None:
+        if self.flag.exists():
+            self.flag.unlink()
+        log.warn("node back in service")
+
+
+def evaluate(checks: dict[str, tuple[bool, str]]) -> tuple[int, dict]:
+    """The readiness answer for a set of named checks: 200 if all pass, else 503 naming the failures."""
+    failing = {name: detail for name, (ok, detail) in checks.items() if not ok}
+    body = {
+        "status": "ready" if not failing else "not ready",
+        "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in sorted(checks.items())},
+    }
+    if failing:
+        body["failing"] = sorted(failing)
+    return (200 if not failing else 503), body
+
+
+def queue_check(directory: Path, min_free: int) -> tuple[bool, str]:
+    """A file written, fsynced and removed in the queue directory, and enough free space."""
+    probe = directory / ".ready-probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as e:
+        return False, f"{directory} is not writable: {e.strerror}"
+    free = shutil.disk_usage(directory).free
+    if free < min_free:
+        return False, f"{free // (1024 * 1024)} MB free in {directory}, below {min_free // (1024 * 1024)} MB"
+    return True, f"{free // (1024 * 1024)} MB free"
+
+
+class Readiness:
+    def __init__(self, state: NodeState, queue_dir: Path | None, min_free: int, hub_pool, run_in_thread, clock, cache: float = 2.0) -> None:
+        self.state = state
+        self.queue_dir = queue_dir
+        self.min_free = min_free
+        self.hub_pool = hub_pool
+        self.run_in_thread = run_in_thread
+        self.clock = clock
+        self.cache = cache
+        self._hub: tuple[float, tuple[bool, str]] | None = None
+
+    def _hub_check(self) -> Deferred:
+        now = self.clock.seconds()
+        if self._hub is not None and now - self._hub[0] < self.cache:
+            return succeed(self._hub[1])
+
+        def ok(acquired):
+            client, _ = acquired
+            self.hub_pool.release(client)
+            return True, "a hub answered EHLO"
+
+        def failed(failure):
+            return False, f"no hub answers: {failure.getErrorMessage()}"
+
+        d = self.hub_pool.acquire(reuse=False)
+        d.addCallbacks(ok, failed)
+        d.addCallback(lambda result: (setattr(self, "_hub", (now, result)), result)[1])
+        return d
+
+    @inlineCallbacks
+    def check(self):
+        checks = {"not_draining": (not self.state.draining, "draining" if self.state.draining else "in service")}
+        pending, names = [], []
+        if self.queue_dir is not None:
+            names.append("queue")
+            pending.append(self.run_in_thread(queue_check, self.queue_dir, self.min_free))
+        if self.hub_pool is not None:
+            names.append("hub_reachable")
+            pending.append(self._hub_check())
+        results = yield gatherResults(pending)
+        checks.update(zip(names, results))
+        return evaluate(checks)
+
+
+class _Live(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        request.setHeader(b"content-type", b"application/json")
+        return b'{"status": "live"}\n'
+
+
+class _Ready(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, readiness: Readiness) -> None:
+        super().__init__()
+        self.readiness = readiness
+
+    def render_GET(self, request):
+        def answer(result):
+            code, body = result
+            request.setResponseCode(code)
+            request.setHeader(b"content-type", b"application/json")
+            request.write(json.dumps(body, indent=1).encode() + b"\n")
+            request.finish()
+
+        def broke(failure):
+            log.failure("readiness check failed", failure)
+            request.setResponseCode(503)
+            request.write(b'{"status": "not ready", "failing": ["internal error"]}\n')
+            request.finish()
+
+        self.readiness.check().addCallbacks(answer, broke)
+        return server.NOT_DONE_YET
+
+
+def health_site(readiness: Readiness, metrics: resource.Resource | None = None) -> server.Site:
+    root = resource.Resource()
+    health = resource.Resource()
+    root.putChild(b"health", health)
+    health.putChild(b"live", _Live())
+    health.putChild(b"ready", _Ready(readiness))
+    if metrics is not None:
+        root.putChild(b"metrics", metrics)
+    site = server.Site(root)
+    site.noisy = False
+    return site

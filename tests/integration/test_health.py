@@ -1,0 +1,69 @@
+"""Health endpoints and drain on a running node: ready turns 503, new sessions get 421, the queue still empties."""
+
+import json
+import smtplib
+import urllib.error
+import urllib.request
+
+from tests.integration.capture import CaptureServer
+from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
+from tests.integration.test_outbound import RELAY, send
+
+
+def get(port: int, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_drain_refuses_new_sessions_finishes_open_ones_and_keeps_delivering(tmp_path):
+    health_port, hop_port = free_port(), free_port()
+    gw = Gateway(tmp_path / "gw")
+    gw.add_config(RELAY.format(port=gw.frontend_port) + f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["127.0.0.1:{hop_port}"]
+connection_timeout = "2s"
+[health]
+listen = "127.0.0.1:{health_port}"
+""")
+    gw.config.write_text(gw.config.read_text().replace('retry_interval = "1s"', 'retry_interval = "1h"')
+                         .replace('transient_retry_interval = "1s"', 'transient_retry_interval = "1h"'))
+    gw.start()
+    hop = None
+    try:
+        assert get(health_port, "/health/live") == (200, {"status": "live"})
+        code, body = get(health_port, "/health/ready")
+        assert code == 200 and set(body["checks"]) == {"hub_reachable", "not_draining", "queue"}
+
+        send(gw, ["far@outside.example"], b"Subject: queued before drain\r\n\r\nx\r\n")
+        gw.wait_until(lambda: "deferred" in gw.log(), what="the message waiting for its next hop")
+        open_session = smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0))
+        open_session.connect("127.0.0.1", gw.frontend_port)
+
+        drained = exgateway_cli(gw.config, "drain")
+        assert drained.returncode == 0 and "draining" in drained.stdout
+        code, body = get(health_port, "/health/ready")
+        assert code == 503 and body["failing"] == ["not_draining"]
+        refused = smtplib.SMTP(timeout=10)
+        assert refused.connect("127.0.0.1", gw.frontend_port) == (421, b"4.3.2 Service not active")
+
+        # The session that was open before the drain finishes its message.
+        open_session.sendmail("app@corp.example", ["late@outside.example"], b"Subject: in flight\r\n\r\ny\r\n")
+        open_session.quit()
+
+        hop = CaptureServer("127.0.0.1", hop_port)
+        assert exgateway_cli(gw.config, "queue", "retry", "ISP").returncode == 0
+        gw.wait_until(lambda: len(hop.transactions) == 2 and gw.queue_files() == [], what="the queue to empty while draining")
+
+        assert exgateway_cli(gw.config, "undrain").returncode == 0
+        assert get(health_port, "/health/ready")[0] == 200
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            assert s.noop()[0] == 250
+    finally:
+        gw.stop()
+        if hop is not None:
+            hop.stop()
