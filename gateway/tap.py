@@ -21,6 +21,7 @@ from twisted.python import usage
 
 from gateway.admin.api import admin_service
 from gateway.admin.health import NodeState, Readiness, health_site
+from gateway.admin.metrics import Metrics
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -137,7 +138,8 @@ def _endpoint(reactor, binding):
 
 
 def _listeners(
-    parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog, state: NodeState
+    parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog, state: NodeState,
+    metrics=None,
 ) -> None:
     bindings = []
     for c in live.config.connectors(role):
@@ -146,6 +148,7 @@ def _listeners(
     for binding in bindings:
         factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits, plog)
         factory.state = state
+        factory.metrics = metrics
         live.attach(factory)
         service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
         # A port that cannot be bound stops start-up instead of being logged and ignored.
@@ -198,6 +201,8 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
 
     # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
     state = NodeState(config.var_dir / "draining")
+    # Prometheus metrics, served beside the health endpoints (so only where those listen).
+    metrics = Metrics() if config.health_listen is not None else None
     scheduler = store = pool = None
     tls = None
     if role in ("all", "frontend"):
@@ -253,7 +258,8 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             protocol_logs.append(tracking)
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
         live.follow_routes(intake)
-        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state)
+        scheduler.metrics = metrics
+        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state, metrics)
 
     if role in ("all", "frontend"):
         spool = config.var_dir / "spool"
@@ -265,7 +271,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             connector_id="Hub Pool", resolver=resolver, health=health,
         )
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state)
+        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state, metrics)
     # The queue commands talk to admin.sock; a frontend-only process beside a hub on one var_dir gets its own.
     socket_path = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
     PrivateDirectoryService(socket_path.parent).setServiceParent(top)
@@ -274,7 +280,8 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         readiness = Readiness(
             state, store.directory if store is not None else None, config.min_free_space, pool, run_in_thread, reactor
         )
-        service = StreamServerEndpointService(_endpoint(reactor, config.health_listen), health_site(readiness))
+        metrics.watch(scheduler, health, tls, config.server_name)
+        service = StreamServerEndpointService(_endpoint(reactor, config.health_listen), health_site(readiness, metrics.resource()))
         service._raiseSynchronously = True
         service.setName(f"health {config.health_listen}")
         service.setServiceParent(top)

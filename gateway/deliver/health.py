@@ -22,12 +22,20 @@ class AddressHealth:
         self.penalty = penalty
         self._bad_until: dict[HostPort, float] = {}
         self._turn: dict[tuple, int] = {}
+        # Every address tried so far, for the metrics (bounded: next hops, not clients).
+        self._seen: set[HostPort] = set()
 
     def mark_bad(self, address: HostPort) -> None:
+        self._seen.add(address)
         self._bad_until[address] = self.clock.seconds() + self.penalty
 
     def mark_good(self, address: HostPort) -> None:
+        self._seen.add(address)
         self._bad_until.pop(address, None)
+
+    def known(self) -> list[tuple[HostPort, bool]]:
+        """Each address tried so far, and whether it is usable now."""
+        return [(a, not self.is_bad(a)) for a in sorted(self._seen, key=str)]
 
     def is_bad(self, address: HostPort) -> bool:
         until = self._bad_until.get(address)

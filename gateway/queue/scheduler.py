@@ -48,6 +48,8 @@ class DeliveryScheduler:
         self.notifier = notifier
         # The message tracking log (DELIVER, SEND, DEFER, FAIL events), if one is kept.
         self.tracking = None
+        # Metrics (delivery attempts and their duration), if exported.
+        self.metrics = None
         self.max_concurrent = max_concurrent
         self._ready: deque[Envelope] = deque()
         self._active = 0
@@ -201,11 +203,21 @@ class DeliveryScheduler:
         ds = []
         for hop, addresses in groups.items():
             d = maybeDeferred(self.deliverers.get(hop).deliver, envelope, addresses, body)
+            if self.metrics is not None:
+                d.addBoth(self._timed, self._hop_name(hop), self.clock.seconds())
             d.addCallback(results.update)
             d.addErrback(self._hop_failed, addresses, results)
             ds.append(d)
         hops = {a: hop for hop, addresses in groups.items() for a in addresses}
         return gatherResults(ds).addCallback(lambda _: self._record(envelope, results, hops))
+
+    @staticmethod
+    def _hop_name(hop) -> str:
+        return "Mailbox Delivery" if hop == MAILBOX else getattr(hop, "name", "no route")
+
+    def _timed(self, result, next_hop: str, started: float):
+        self.metrics.delivery_seconds.labels(next_hop).observe(self.clock.seconds() - started)
+        return result
 
     def _hop_failed(self, failure, addresses, results) -> None:
         log.failure("delivery error", failure)
@@ -255,7 +267,10 @@ class DeliveryScheduler:
         return replace(envelope, recipients=recipients)
 
     def _track(self, envelope: Envelope, results, hops) -> None:
-        """One tracking event per outcome and next hop: DELIVER / SEND / DEFER / FAIL."""
+        """One tracking event per outcome and next hop: DELIVER / SEND / DEFER / FAIL (and the metrics' counts)."""
+        if self.metrics is not None:
+            for address, (state, _) in results.items():
+                self.metrics.deliveries.labels(self._hop_name(hops.get(address)), state.value).inc()
         if self.tracking is None:
             return
         events: dict[tuple[str, str, str], list[tuple[str, str]]] = {}

@@ -45,6 +45,8 @@ class BindingFactory(Factory):
     ) -> None:
         # NodeState: a draining node takes no new connections.
         self.state = None
+        # Metrics, if this process exports them.
+        self.metrics = None
         # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
         self.tls = tls
         self.auth = auth
@@ -96,5 +98,6 @@ class BindingFactory(Factory):
             )
             return _Refuse(refusal)
         return ESMTPServer(
-            connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log, tls=self.tls, auth=self.auth
+            connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log, tls=self.tls, auth=self.auth,
+            metrics=self.metrics,
         )

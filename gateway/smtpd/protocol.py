@@ -81,8 +81,10 @@ class ESMTPServer(Protocol):
 
     def __init__(
         self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None,
-        protocol_log=None, tls=None, auth=None,
+        protocol_log=None, tls=None, auth=None, metrics=None,
     ) -> None:
+        # gateway.admin.metrics.Metrics, if this process exports metrics.
+        self.metrics = metrics
         # TLSProvider (certificates per connector) and AuthService; None where a tier has neither.
         self.tls = tls
         self.auth = auth
@@ -91,6 +93,7 @@ class ESMTPServer(Protocol):
         self._sasl = None
         self.auth_failures = 0
         self._header_from: bytes | None = None
+        self._closed_counted = False
         # The receive protocol log of this tier, written if the connector says Verbose.
         self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
         self._plog = None
@@ -160,6 +163,9 @@ class ESMTPServer(Protocol):
             self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
+        if self.metrics is not None:
+            self.metrics.connections.labels(self.connector.name).inc()
+            self.metrics.sessions.labels(self.connector.name).inc()
         if self.connector.implicit_tls and not self._implicit_tls():
             return
         self._send(SMTPReply(220, "", self._banner()))
@@ -212,6 +218,9 @@ class ESMTPServer(Protocol):
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
+        if self.metrics is not None and self.session is not None and not self._closed_counted:
+            self._closed_counted = True
+            self.metrics.sessions.labels(self.connector.name).dec()
         if self.limits is not None and self.session is not None:
             self.limits.release(self.connector, self.session.client_ip)
             self.limits = None
@@ -379,6 +388,8 @@ class ESMTPServer(Protocol):
         if reply is None or self._closed:
             return None
         if reply.code >= 400:
+            if self.metrics is not None:
+                self.metrics.rejected.labels(self.connector.name, str(reply.code)).inc()
             log.info(
                 "refused {session_id}: {code} {enhanced} {text} {details}",
                 session_id=self.session.session_id,
@@ -622,7 +633,14 @@ class ESMTPServer(Protocol):
         except Exception:
             self._hold_if_delayed(self._answer_failure(Failure()))
             return
+        if self.metrics is not None and isinstance(result, Deferred):
+            result.addCallback(self._count_accepted)
         self._answer(result)
+
+    def _count_accepted(self, reply):
+        if isinstance(reply, SMTPReply) and reply.code == 250:
+            self.metrics.accepted.labels(self.connector.name).inc()
+        return reply
 
     def _header_from_allowed(self) -> bool:
         """With [authentication] check_header_from, the From: header must be one of the user's addresses too."""
@@ -711,7 +729,7 @@ class ESMTPServer(Protocol):
             d = maybeDeferred(self._locked_out, locked)
         else:
             d = auth.authenticator.login(creds.username, creds.password, source)
-        return d.addCallbacks(self._authenticated, self._auth_failed, (mechanism,), None, (creds.username,))
+        return d.addCallbacks(self._authenticated, self._auth_failed, (mechanism,), None, (creds.username, mechanism))
 
     @staticmethod
     def _locked_out(why: str):
@@ -721,6 +739,8 @@ class ESMTPServer(Protocol):
         if self._closed:
             return None
         self.auth.throttle.succeeded(self.session.client_ip, identity.name)
+        if self.metrics is not None:
+            self.metrics.auth.labels(mechanism, "success").inc()
         self.session.identity = identity
         self.session.auth_mechanism = mechanism
         self.session.principal = Principal.AUTHENTICATED
@@ -733,8 +753,11 @@ class ESMTPServer(Protocol):
             self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
         return Reply.AUTH_OK
 
-    def _auth_failed(self, failure: Failure, username: str):
+    def _auth_failed(self, failure: Failure, username: str, mechanism: str = ""):
         """A failed login: counted, answered after the failure tarpit, and past the limit the session ends."""
+        if self.metrics is not None:
+            outcome = "failure" if failure.check(UnauthorizedLogin) else "temporary_failure"
+            self.metrics.auth.labels(mechanism, outcome).inc()
         if failure.check(UnauthorizedLogin):
             reply, why, count = Reply.AUTH_FAILED, str(failure.value) or "bad credentials", True
         elif failure.check(DirectoryUnavailable):

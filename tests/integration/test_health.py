@@ -41,6 +41,18 @@ listen = "127.0.0.1:{health_port}"
 
         send(gw, ["far@outside.example"], b"Subject: queued before drain\r\n\r\nx\r\n")
         gw.wait_until(lambda: "deferred" in gw.log(), what="the message waiting for its next hop")
+        def scrape():
+            text = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=10).read().decode()
+            # The attempt is over once the queue shows the message waiting for its retry.
+            return text if 'exgateway_queue_messages{queue="ISP",status="Retry"} 1.0' in text else None
+
+        metrics = gw.wait_until(scrape, what="the queue gauge")
+        assert 'exgateway_messages_accepted_total{connector="Relay"} 1.0' in metrics
+        assert 'exgateway_connections_total{connector="Relay"} 1.0' in metrics
+        assert 'exgateway_delivery_attempts_total{next_hop="ISP",outcome="pending"} 1.0' in metrics
+        assert f'exgateway_next_hop_up{{address="127.0.0.1:{hop_port}"}} 0.0' in metrics
+        assert 'exgateway_delivery_seconds_count{next_hop="ISP"} 1.0' in metrics
+        assert "exgateway_certificate_not_after_seconds{" in metrics and 'subject="CN=mail.corp.example"' in metrics
         open_session = smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0))
         open_session.connect("127.0.0.1", gw.frontend_port)
 
