@@ -11,6 +11,14 @@ chunk where the hub offers CHUNKING (one write, no 354 round trip, no
 dot-stuffing), else with DATA; the client's final reply is the hub's. If no hub answers, the client gets a 4xx and nothing is
 half-accepted.
 
+Failover: a hub that breaks the connection, times out, or answers 4xx to
+MAIL, to DATA or at the end of the message is marked down (AddressHealth)
+and the transaction is replayed on the next hub within the same client
+session: MAIL, the recipients accepted so far (each must be accepted again),
+and the spooled body. The client still gets one reply per command. A hub
+that committed the message but lost the connection before its 250 arrived
+may deliver it too: a duplicate is allowed, a loss is not.
+
 Hub connections are kept and reused for the next transaction, so a busy
 frontend does not pay a TCP and EHLO round trip per message.
 """
@@ -25,7 +33,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.address import Address
+from gateway.config import HostPort
 from gateway.deliver.client import SMTPClient
+from gateway.deliver.pool import NoHostAvailable
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.smtpd import xtext
 from gateway.smtpd.session import MailFrom, Session
@@ -33,6 +43,8 @@ from gateway.smtpd.session import MailFrom, Session
 log = Logger(namespace="exgateway.proxy")
 
 SPOOL_IN_MEMORY = 512 * 1024
+# Other hubs tried within one client transaction before the client gets a 4xx.
+MAX_FAILOVERS = 2
 
 
 def xforward_line(session: Session, offered: str | None = None) -> str:
@@ -61,17 +73,67 @@ class FrontendTransaction:
         self.spool = None
         self.size = 0
         self.aborted = False
+        # Recipients the hub accepted (replayed on failover), the hub's address, failovers so far.
+        self.recipients: list[Address] = []
+        self.hub_address = None
+        self.failovers = 0
 
     # --- envelope -------------------------------------------------------------
 
     def add_recipient(self, recipient: Address) -> Deferred:
-        if self.client is None:
-            d = self._open(reuse=True)
-        else:
-            d = succeed(None)
+        d = self._open(reuse=True) if self.client is None else succeed(None)
+        return self._rcpt(d, recipient)
+
+    def _rcpt(self, d: Deferred, recipient: Address) -> Deferred:
         d.addCallback(lambda _: self._command(f"RCPT TO:{recipient.path}"))
-        d.addErrback(self._hub_failed, "RCPT")
+        d.addCallback(self._rcpt_answered, recipient)
+        d.addErrback(self._rcpt_failed, recipient)
         return d
+
+    def _rcpt_answered(self, reply: SMTPReply, recipient: Address) -> SMTPReply:
+        if reply.code == 421:
+            raise SMTPError(Reply.HUB_UNAVAILABLE, reason=f"hub closing: {reply}", hub_down=True)
+        if reply.positive:
+            self.recipients.append(recipient)
+        return reply
+
+    def _rcpt_failed(self, failure: Failure, recipient: Address):
+        if self._can_fail_over(failure):
+            self._hub_down(failure, "RCPT")
+            return self._rcpt(self._replay(), recipient)
+        return self._hub_failed(failure, "RCPT")
+
+    # --- failover ---------------------------------------------------------------
+
+    def _can_fail_over(self, failure: Failure) -> bool:
+        if self.aborted or self.failovers >= MAX_FAILOVERS or failure.check(NoHostAvailable):
+            return False
+        if failure.check(SMTPError):
+            return bool(failure.value.log_fields.get("hub_down"))
+        return True
+
+    def _hub_down(self, failure: Failure, stage: str) -> None:
+        self.failovers += 1
+        if self.hub_address is not None:
+            self.handler.pool.health.mark_bad(self.hub_address)
+        log.warn(
+            "session {session_id}: hub {hub} failed at {stage} ({error}); replaying the transaction on the next hub",
+            session_id=self.session.session_id, hub=str(self.hub_address), stage=stage, error=failure.getErrorMessage(),
+        )
+        self._drop_client()
+
+    def _replay(self) -> Deferred:
+        """On a fresh connection to another hub: MAIL, then every recipient accepted so far."""
+        d = self._open(reuse=False)
+        for r in list(self.recipients):
+            d.addCallback(lambda _, r=r: self._command(f"RCPT TO:{r.path}"))
+            d.addCallback(self._replayed, r)
+        return d
+
+    @staticmethod
+    def _replayed(reply: SMTPReply, recipient: Address) -> None:
+        if reply.code != 250:
+            raise SMTPError(Reply.HUB_UNAVAILABLE, reason=f"the next hub answered {reply} for {recipient} on replay")
 
     def _open(self, reuse: bool) -> Deferred:
         d = self.handler.pool.acquire(reuse)
@@ -84,6 +146,8 @@ class FrontendTransaction:
             self.handler.pool.release(client)
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="client went away")
         self.client = client
+        peer = client.transport.getPeer() if client.transport is not None else None
+        self.hub_address = HostPort(peer.host, peer.port) if peer is not None and hasattr(peer, "port") else None
         lines = []
         if "XFORWARD" in client.extensions:
             lines.append(xforward_line(self.session, client.extensions["XFORWARD"]))
@@ -106,7 +170,7 @@ class FrontendTransaction:
             if mail_reply.code != 250:
                 self.client = None
                 self.handler.pool.release(client)
-                raise SMTPError(mail_reply, reason="hub refused the sender")
+                raise SMTPError(mail_reply, reason="hub refused the sender", hub_down=mail_reply.transient)
 
         def retry_fresh(failure: Failure):
             # A kept connection the hub has meanwhile closed: one fresh try.
@@ -162,13 +226,22 @@ class FrontendTransaction:
     def finish(self) -> Deferred:
         if self.client is None:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="no hub connection")
+        return self._send_body().addCallbacks(self._delivered, self._body_failed)
+
+    def _send_body(self) -> Deferred:
+        """The spooled body to the current hub; fires with its final reply (a 4xx is an errback: that hub is down)."""
         client = self.client
         spool = self.spool
 
         def go_ahead(reply: SMTPReply):
             if reply.code != 354:
-                raise SMTPError(reply, reason="hub refused DATA")
+                raise SMTPError(reply, reason="hub refused DATA", hub_down=reply.transient)
             return client.send_body(spool, self.size)
+
+        def final(reply: SMTPReply) -> SMTPReply:
+            if reply.transient:
+                raise SMTPError(reply, reason="hub deferred the message", hub_down=True)
+            return reply
 
         spool.seek(0)
         if "CHUNKING" in client.extensions:
@@ -177,24 +250,30 @@ class FrontendTransaction:
         else:
             d = client.command("DATA")
             d.addCallback(go_ahead)
+        return d.addCallback(final)
 
-        def done(reply: SMTPReply) -> SMTPReply:
-            self._close_spool()
-            self.client = None
+    def _delivered(self, reply: SMTPReply) -> SMTPReply:
+        self._close_spool()
+        client, self.client = self.client, None
+        self.handler.pool.release(client)
+        # Success is logged by the hub (queued ...); a refusal by the protocol.
+        return reply
+
+    def _body_failed(self, failure: Failure):
+        if self._can_fail_over(failure):
+            self._hub_down(failure, "DATA")
+            d = self._replay()
+            d.addCallback(lambda _: self._send_body())
+            return d.addCallbacks(self._delivered, self._body_failed)
+        self._close_spool()
+        if failure.check(SMTPError) and not failure.value.log_fields.get("hub_down") and self.client is not None:
+            client, self.client = self.client, None
             self.handler.pool.release(client)
-            # Success is logged by the hub (queued ...); a refusal by the protocol.
-            return reply
-
-        def failed(failure: Failure):
-            self._close_spool()
-            if failure.check(SMTPError):
-                self.client = None
-                self.handler.pool.release(client)
-                return failure
-            return self._hub_failed(failure, "DATA")
-
-        d.addCallbacks(done, failed)
-        return d
+            return failure
+        if failure.check(SMTPError) and failure.value.reply.transient:
+            self._drop_client()
+            return failure
+        return self._hub_failed(failure, "DATA")
 
     def _close_spool(self) -> None:
         if self.spool is not None:
