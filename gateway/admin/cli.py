@@ -12,6 +12,7 @@ Every subcommand takes `--config FILE` and defaults to the same file
     exgateway queue list | messages [QUEUE] | retry QUEUE | suspend QUEUE | resume QUEUE
     exgateway message remove ID [--with-ndr] | export ID [-o FILE]
     exgateway drain | undrain
+    exgateway clients [--connector NAME] [--since TIME]
     exgateway track [--sender A] [--recipient A] [--message-id ID] [--event E] [--start T] [--end T] [--list]
 """
 

@@ -7,13 +7,16 @@
 Prints Timestamp, EventId, Source, Sender, Recipients and MessageSubject
 (Exchange's default view); `--list` prints every field of each event.
 Times are UTC, ISO 8601 (`2026-11-27` or `2026-11-27T03:00`).
+
+`exgateway clients [--connector NAME] [--since TIME]` answers the question
+asked before retiring a connector: who still relays through it.
 """
 
 from __future__ import annotations
 
 import sys
 
-from gateway.logs.tracking import FIELDS, Query, search
+from gateway.logs.tracking import FIELDS, Query, inventory, search
 
 COLUMNS = (("Timestamp", "date-time"), ("EventId", "event-id"), ("Source", "source"), ("Sender", "sender-address"),
            ("Recipients", "recipient-address"), ("MessageSubject", "message-subject"))
@@ -42,7 +45,30 @@ def _track(args, config) -> int:
     return 0
 
 
+def _clients(args, config) -> int:
+    directory = config.message_tracking.directory
+    if not directory.is_dir():
+        print(f"no message tracking log in {directory}", file=sys.stderr)
+        return 1
+    rows = inventory(directory, args.connector, args.since)
+    if not rows:
+        print("no clients seen")
+        return 0
+    columns = ("ClientIP", "User", "Connector", "FirstSeen", "LastSeen", "Messages", "Recipients", "TLS")
+    table = [tuple(str(r[c]) for c in columns) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(columns)]
+    for line in [columns, tuple("-" * w for w in widths), *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    return 0
+
+
 def add_commands(commands, common, with_config) -> None:
+    clients = commands.add_parser(
+        "clients", help="every client address and user that relayed through this node, per connector", parents=[common]
+    )
+    clients.add_argument("--connector", metavar="NAME", help="one receive connector (name or SERVER\\Name)")
+    clients.add_argument("--since", metavar="TIME", help="UTC, e.g. 2026-11-01")
+    clients.set_defaults(run=with_config(_clients))
     track = commands.add_parser("track", help="search the message tracking log (as Get-MessageTrackingLog)", parents=[common])
     track.add_argument("--sender", metavar="ADDR")
     track.add_argument("--recipient", metavar="ADDR")

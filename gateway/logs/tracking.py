@@ -58,7 +58,10 @@ class TrackingLog(RollingLog):
             "message-subject": envelope.extra.get("subject", ""),
             "sender-address": envelope.sender,
             "return-path": envelope.sender,
-            "message-info": f"AuthAs:{auth}" if auth else "",
+            "message-info": ";".join(
+                part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{envelope.extra['tls'].split()[0]}" if envelope.extra.get("tls") else "")
+                if part
+            ),
             "directionality": "Originating" if auth else "Incoming",
         }
         self.append(now, ",".join(csv_field(values[f]) for f in FIELDS) + "\r\n")
@@ -103,3 +106,29 @@ def search(directory: Path, query: Query) -> list[dict]:
                 rows.append(row)
     rows.sort(key=lambda r: r["date-time"])
     return rows
+
+
+def inventory(directory: Path, connector: str | None = None, since: str | None = None) -> list[dict]:
+    """
+    Who relays through this node: one row per client address, authenticated
+    user and receive connector, from the RECEIVE events: first and last seen,
+    messages, recipients, and whether they came over TLS (all, some or none).
+    """
+    rows: dict[tuple[str, str, str], dict] = {}
+    for event in search(directory, Query(event="RECEIVE", start=since)):
+        if connector and connector.lower() not in (event["connector-id"].lower(), event["connector-id"].split("\\")[-1].lower()):
+            continue
+        info = dict(part.split(":", 1) for part in event["message-info"].split(";") if ":" in part)
+        key = (event["client-ip"], info.get("AuthAs", ""), event["connector-id"])
+        row = rows.setdefault(key, {"ClientIP": key[0], "User": key[1] or "-", "Connector": key[2], "FirstSeen": event["date-time"],
+                                    "LastSeen": event["date-time"], "Messages": 0, "Recipients": 0, "_tls": set()})
+        row["LastSeen"] = event["date-time"]
+        row["Messages"] += 1
+        row["Recipients"] += int(event["recipient-count"] or 0)
+        row["_tls"].add("TLS" in info)
+    out = []
+    for row in sorted(rows.values(), key=lambda r: (r["Connector"], r["ClientIP"], r["User"])):
+        tls = row.pop("_tls")
+        row["TLS"] = "yes" if tls == {True} else "no" if tls == {False} else "some"
+        out.append(row)
+    return out

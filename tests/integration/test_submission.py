@@ -102,6 +102,13 @@ def test_swaks_submits_over_587_with_starttls_and_auth_and_the_smart_host_gets_i
     assert b"with ESMTPSA" in received and b"(authenticated as scanner01@corp.example)" in received
     assert b"TLSv1.3" in received or b"TLSv1.2" in received
     assert "via EXSERVER\\Client Frontend as scanner01@corp.example" in env.log()
+    # Who relays through the connector: the relay client inventory, from the tracking log.
+    def inventory():
+        out = exgateway_cli(env.config, "clients", "--connector", "Client Frontend").stdout
+        return out if "scanner01@corp.example" in out else None
+
+    row = env.wait_until(inventory, what="the client inventory").splitlines()[2].split()
+    assert row[:3] == ["127.0.0.1", "scanner01@corp.example", "EXSERVER\\Client"] and row[-1] == "yes"
 
 
 def test_smtplib_submits_over_465_with_implicit_tls_and_auth_login(env):

@@ -43,3 +43,30 @@ def test_search_filters_like_get_messagetrackinglog(tmp_path):
     assert [r["event-id"] for r in search(tmp_path, Query(start="2026-11-18T12:00"))] == ["SEND"]
     assert [r["event-id"] for r in search(tmp_path, Query(sender="app@corp.example", end="2026-11-18T12:00"))] == ["RECEIVE"]
     assert search(tmp_path, Query(sender="other@corp.example")) == []
+
+
+def test_inventory_of_clients_per_connector(tmp_path):
+    from gateway.logs.tracking import inventory
+
+    clock = Clock()
+    clock.advance(1_795_000_000)
+    log = TrackingLog(tmp_path, clock, "mail.corp.example")
+    plain = Envelope("8", 8, "<8@x>", "printer@devices.example", (Recipient("a@outside.example"),), 0.0, 10, client_ip="192.0.2.10",
+                     helo="printer", connector="EXSERVER\\Anon Relay")
+    tls = Envelope("9", 9, "<9@x>", "app@corp.example", (Recipient("a@x.example"), Recipient("b@x.example")), 0.0, 10,
+                   client_ip="10.1.2.3", helo="app01", connector="EXSERVER\\Client Frontend",
+                   extra={"auth": "app@corp.example", "tls": "TLSv1.3 TLS_AES_256_GCM_SHA384 0D69"})
+    log.event("RECEIVE", "SMTP", plain, ["a@outside.example"])
+    clock.advance(60)
+    log.event("RECEIVE", "SMTP", plain, ["a@outside.example"])
+    log.event("RECEIVE", "SMTP", tls, ["a@x.example", "b@x.example"])
+    log.event("SEND", "SMTP", tls, ["a@x.example"], ["250 ok"])
+    log.close()
+    rows = inventory(tmp_path)
+    assert [(r["ClientIP"], r["User"], r["Connector"], r["Messages"], r["Recipients"], r["TLS"]) for r in rows] == [
+        ("192.0.2.10", "-", "EXSERVER\\Anon Relay", 2, 2, "no"),
+        ("10.1.2.3", "app@corp.example", "EXSERVER\\Client Frontend", 1, 2, "yes"),
+    ]
+    assert rows[0]["FirstSeen"] == "2026-11-18T11:06:40.000Z" and rows[0]["LastSeen"] == "2026-11-18T11:07:40.000Z"
+    assert [r["ClientIP"] for r in inventory(tmp_path, connector="Anon Relay")] == ["192.0.2.10"]
+    assert inventory(tmp_path, since="2026-11-19") == []
