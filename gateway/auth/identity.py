@@ -30,4 +30,8 @@ class DirectoryUnavailable(Exception):
     """The backend could not answer (LDAP down or slow): a temporary failure, 454 4.7.0."""
 
 
-__all__ = ["Identity", "DirectoryUnavailable", "UnauthorizedLogin"]
+class LockedOut(Exception):
+    """The source or the user is locked out after too many failures: 454 4.7.0, counted as a failure."""
+
+
+__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin"]

@@ -43,7 +43,7 @@ from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
-from gateway.auth.identity import DirectoryUnavailable
+from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineCheck
 from gateway.smtpd.session import MailFrom, MailHandler, Session, TLSInfo, Transaction, new_session_id
@@ -733,7 +733,7 @@ class ESMTPServer(Protocol):
 
     @staticmethod
     def _locked_out(why: str):
-        raise DirectoryUnavailable(f"AUTH locked out for this {why}")
+        raise LockedOut(f"AUTH locked out for this {why}")
 
     def _authenticated(self, identity, mechanism: str) -> SMTPReply:
         if self._closed:
@@ -756,13 +756,14 @@ class ESMTPServer(Protocol):
     def _auth_failed(self, failure: Failure, username: str, mechanism: str = ""):
         """A failed login: counted, answered after the failure tarpit, and past the limit the session ends."""
         if self.metrics is not None:
-            outcome = "failure" if failure.check(UnauthorizedLogin) else "temporary_failure"
+            outcome = "failure" if failure.check(UnauthorizedLogin) else "locked_out" if failure.check(LockedOut) else "temporary_failure"
             self.metrics.auth.labels(mechanism, outcome).inc()
         if failure.check(UnauthorizedLogin):
             reply, why, count = Reply.AUTH_FAILED, str(failure.value) or "bad credentials", True
+        elif failure.check(LockedOut):
+            reply, why, count = Reply.AUTH_TEMPFAIL, str(failure.value), True
         elif failure.check(DirectoryUnavailable):
-            reply, why = Reply.AUTH_TEMPFAIL, str(failure.value)
-            count = "locked out" in why
+            reply, why, count = Reply.AUTH_TEMPFAIL, str(failure.value), False
         else:
             log.failure("AUTH failed unexpectedly in {session_id}", failure, session_id=self.session.session_id)
             reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
