@@ -285,8 +285,10 @@ class Config:
     message_tracking: MessageTrackingConfig = MessageTrackingConfig()
     # The admin API's UNIX socket (queue commands).
     admin_socket: Path = Path("var/run/admin.sock")
-    # The HTTP health (and metrics) listener; None: none.
+    # The HTTP health (and metrics) listener; None: none. A `--role frontend`
+    # process uses health_frontend_listen if set (a hub and a frontend on one machine).
     health_listen: Binding | None = None
+    health_frontend_listen: Binding | None = None
     min_free_space: int = 100 * 1024 * 1024
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
@@ -561,7 +563,7 @@ TOP_KEYS = {
     "certificates", "authentication", "dns", "message_tracking", "admin", "health",
 }
 ADMIN_KEYS = {"socket"}
-HEALTH_KEYS = {"listen", "min_free_space"}
+HEALTH_KEYS = {"listen", "frontend_listen", "min_free_space"}
 TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
@@ -911,6 +913,7 @@ def parse_config(raw: dict, file: str) -> Config:
 
     health = _section(reader, raw, "health", HEALTH_KEYS)
     health_listen = reader.get(health, "health", "listen", parse_binding, None)
+    health_frontend_listen = reader.get(health, "health", "frontend_listen", parse_binding, None)
     min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
 
     if reader.problems:
@@ -933,6 +936,7 @@ def parse_config(raw: dict, file: str) -> Config:
         message_tracking=message_tracking,
         admin_socket=admin_socket,
         health_listen=health_listen,
+        health_frontend_listen=health_frontend_listen,
         min_free_space=min_free_space,
     )
 

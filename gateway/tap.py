@@ -202,7 +202,10 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
     state = NodeState(config.var_dir / "draining")
     # Prometheus metrics, served beside the health endpoints (so only where those listen).
-    metrics = Metrics() if config.health_listen is not None else None
+    health_listen = config.health_listen
+    if role == "frontend" and config.health_frontend_listen is not None:
+        health_listen = config.health_frontend_listen
+    metrics = Metrics() if health_listen is not None else None
     scheduler = store = pool = None
     tls = None
     if role in ("all", "frontend"):
@@ -276,14 +279,14 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     socket_path = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
     PrivateDirectoryService(socket_path.parent).setServiceParent(top)
     admin_service(reactor, socket_path, scheduler, store, config.server_name, state).setServiceParent(top)
-    if config.health_listen is not None:
+    if health_listen is not None:
         readiness = Readiness(
             state, store.directory if store is not None else None, config.min_free_space, pool, run_in_thread, reactor
         )
         metrics.watch(scheduler, health, tls, config.server_name)
-        service = StreamServerEndpointService(_endpoint(reactor, config.health_listen), health_site(readiness, metrics.resource()))
+        service = StreamServerEndpointService(_endpoint(reactor, health_listen), health_site(readiness, metrics.resource()))
         service._raiseSynchronously = True
-        service.setName(f"health {config.health_listen}")
+        service.setName(f"health {health_listen}")
         service.setServiceParent(top)
     ReloadOnHangup(live, reactor).setServiceParent(top)
     return top

@@ -316,3 +316,11 @@ def test_proxy_protocol_needs_trusted_proxies_and_one_setting_per_binding():
         'receive_connectors[1] ("B").proxy_protocol: the connectors on 0.0.0.0:25 (\'A\', \'B\') must agree on proxy_protocol '
         "and trusted_proxies: the header is read before the connector is chosen",
     ]
+
+
+def test_health_listeners_per_role():
+    from gateway import testing
+
+    c = testing.config(health={"listen": "127.0.0.1:8025", "frontend_listen": "127.0.0.1:8026", "min_free_space": "1GB"})
+    assert (str(c.health_listen), str(c.health_frontend_listen), c.min_free_space) == ("127.0.0.1:8025", "127.0.0.1:8026", 1024**3)
+    assert testing.config().health_listen is None

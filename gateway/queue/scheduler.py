@@ -81,7 +81,7 @@ class DeliveryScheduler:
                 timer.cancel()
         self._timers.clear()
         self._ready.clear()
-        self.messages.clear()
+        # `messages` is kept: an attempt still in flight at stop records its outcome on disk.
         self._bodies.clear()
         self._body_bytes = 0
 
