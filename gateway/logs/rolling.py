@@ -18,7 +18,10 @@ VERSION = "0.1.0"
 
 def csv_field(value: str) -> str:
     """Quote a field the way Exchange's logs do: only when it must be."""
-    if value and (any(c in value for c in ',"\r\n') or value[0] == " " or value[-1] == " "):
+    if not value:
+        return value
+    # Plain membership tests: this runs for every field of every protocol-log line.
+    if "," in value or '"' in value or "\r" in value or "\n" in value or value[0] == " " or value[-1] == " ":
         return '"' + value.replace('"', '""') + '"'
     return value
 
@@ -28,9 +31,18 @@ def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+_second: list = [None, ""]
+
+
 def iso_time(seconds: float) -> str:
-    t = time.gmtime(seconds)
-    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{int(seconds % 1 * 1000):03d}Z"
+    """`2026-11-27T03:00:00.123Z`; the part up to the second is formatted once per second, not per line."""
+    whole = int(seconds)
+    if _second[0] != whole:
+        t = time.gmtime(whole)
+        _second[0], _second[1] = whole, (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        )
+    return f"{_second[1]}.{int((seconds - whole) * 1000):03d}Z"
 
 
 class RollingLog:
