@@ -13,6 +13,7 @@ import datetime
 import sys
 from pathlib import Path
 
+from gateway.admin.table import print_table
 from gateway.tls.store import CertificateError, CertificateStore, make_self_signed, read_pem
 
 
@@ -47,10 +48,7 @@ def _list(args, config) -> int:
          c.not_after.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(used.get(c.thumbprint, [])))
         for c in store.certificates
     ]
-    header = ("Thumbprint", "Services", "Subject", "NotAfter", "Connectors")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(("Thumbprint", "Services", "Subject", "NotAfter", "Connectors"), rows)
     return 0
 
 

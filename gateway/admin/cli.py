@@ -26,6 +26,7 @@ from pathlib import Path
 
 from gateway.admin import certificates, queues, track, users
 from gateway.admin.explain import explain
+from gateway.admin.table import print_table
 from gateway.config import ConfigError, default_config_path, load_config, path_problems
 
 
@@ -76,9 +77,7 @@ def _connector_list(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     rows = [(c.identity, "{" + ", ".join(map(str, c.bindings)) + "}", str(c.enabled)) for c in config.receive_connectors]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("Identity", "Bindings", "Enabled"))]
-    for row in [("Identity", "Bindings", "Enabled"), tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(("Identity", "Bindings", "Enabled"), rows)
     return 0
 
 

@@ -12,6 +12,8 @@ import socket
 import sys
 import urllib.parse
 
+from gateway.admin.table import print_table
+
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
@@ -53,10 +55,8 @@ def _table(rows: list[dict], columns: tuple[str, ...]) -> None:
     if not rows:
         print("(none)")
         return
-    cells = [[str(r[c]) if not isinstance(r[c], list) else ", ".join(r[c]) for c in columns] for r in rows]
-    widths = [min(60, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(columns)]
-    for line in [list(columns), ["-" * w for w in widths], *cells]:
-        print("  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths)).rstrip())
+    cells = [tuple(str(r[c]) if not isinstance(r[c], list) else ", ".join(r[c]) for c in columns) for r in rows]
+    print_table(columns, cells, max_width=60)
 
 
 def _list(args, config) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 
+from gateway.admin.table import print_table
 from gateway.logs.tracking import FIELDS, Query, inventory, search
 
 COLUMNS = (("Timestamp", "date-time"), ("EventId", "event-id"), ("Source", "source"), ("Sender", "sender-address"),
@@ -39,9 +40,7 @@ def _track(args, config) -> int:
         print("no matching events")
         return 0
     table = [tuple(row[key].replace(";", ", ") for _, key in COLUMNS) for row in rows]
-    widths = [min(48, max(len(h), *(len(r[i]) for r in table))) for i, (h, _) in enumerate(COLUMNS)]
-    for line in [tuple(h for h, _ in COLUMNS), tuple("-" * w for w in widths), *table]:
-        print("  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths)).rstrip())
+    print_table(tuple(h for h, _ in COLUMNS), table, max_width=48)
     return 0
 
 
@@ -55,10 +54,7 @@ def _clients(args, config) -> int:
         print("no clients seen")
         return 0
     columns = ("ClientIP", "User", "Connector", "FirstSeen", "LastSeen", "Messages", "Recipients", "TLS")
-    table = [tuple(str(r[c]) for c in columns) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(columns)]
-    for line in [columns, tuple("-" * w for w in widths), *table]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    print_table(columns, [tuple(str(r[c]) for c in columns) for r in rows])
     return 0
 
 

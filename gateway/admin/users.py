@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 import sys
 
+from gateway.admin.table import print_table
 from gateway.auth.sendas import parse_pattern
 from gateway.auth.users import UserRecord, UsersFile, UsersFileError, hash_password
 from gateway.connectors import parse_range
@@ -106,10 +107,7 @@ def _list(args, config) -> int:
         return 0
     rows = [(u.name, ", ".join(u.identity().send_as.patterns) or "-", ", ".join(map(str, u.remote_ip_ranges)) or "any")
             for u in users.values()]
-    header = ("Name", "SendAs", "RemoteIPRanges")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(("Name", "SendAs", "RemoteIPRanges"), rows)
     return 0
 
 
