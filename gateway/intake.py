@@ -181,6 +181,16 @@ class IntakeHandler:
         return f"<{internal_id}@{self.fqdn}>"
 
     def queued(self, envelope: Envelope, body: bytes | None = None, server_ip: str = "") -> SMTPReply:
+        if self.tracking is not None:
+            # The tracking log's RECEIVE event says all of this; the process log keeps to what needs attention.
+            self.tracking.event("RECEIVE", "SMTP", envelope, [r.address for r in envelope.recipients], server_ip=server_ip)
+        else:
+            self._log_queued(envelope)
+        self.scheduler.enqueue(envelope, body)
+        return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)
+
+    @staticmethod
+    def _log_queued(envelope: Envelope) -> None:
         log.info(
             "queued {queue_id} {message_id} from <{sender}> for {rcpt_count} recipients, {size} bytes, client {client_ip}"
             " via {connector}{auth_text}",
@@ -194,7 +204,3 @@ class IntakeHandler:
             auth=envelope.extra.get("auth", ""),
             auth_text=f" as {envelope.extra['auth']}" if "auth" in envelope.extra else "",
         )
-        if self.tracking is not None:
-            self.tracking.event("RECEIVE", "SMTP", envelope, [r.address for r in envelope.recipients], server_ip=server_ip)
-        self.scheduler.enqueue(envelope, body)
-        return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)

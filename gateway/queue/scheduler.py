@@ -229,6 +229,8 @@ class DeliveryScheduler:
         updated = envelope.with_results(results, 0.0)
         self._track(updated, results, hops or {})
         for address, (state, reply) in results.items():
+            if state is RecipientState.DELIVERED and self.tracking is not None:
+                continue  # routine: the tracking log has it (DELIVER / SEND); deferrals and failures stay here too
             log.info(
                 "{event} {queue_id} to <{recipient}>: {reply}",
                 event={"delivered": "delivered", "pending": "deferred", "failed": "failed"}[state.value],

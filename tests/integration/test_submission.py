@@ -101,7 +101,6 @@ def test_swaks_submits_over_587_with_starttls_and_auth_and_the_smart_host_gets_i
     received = text[text.index(b"Received: from") :].split(b"\n\t(connector")[0]
     assert b"with ESMTPSA" in received and b"(authenticated as scanner01@corp.example)" in received
     assert b"TLSv1.3" in received or b"TLSv1.2" in received
-    assert "via EXSERVER\\Client Frontend as scanner01@corp.example" in env.log()
     # Who relays through the connector: the relay client inventory, from the tracking log.
     def inventory():
         out = exgateway_cli(env.config, "clients", "--connector", "Client Frontend").stdout
