@@ -33,7 +33,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.address import Address
-from gateway.config import HostPort
 from gateway.deliver.client import SMTPClient
 from gateway.deliver.pool import NoHostAvailable
 from gateway.errors import Reply, SMTPError, SMTPReply
@@ -146,8 +145,7 @@ class FrontendTransaction:
             self.handler.pool.release(client)
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="client went away")
         self.client = client
-        peer = client.transport.getPeer() if client.transport is not None else None
-        self.hub_address = HostPort(peer.host, peer.port) if peer is not None and hasattr(peer, "port") else None
+        self.hub_address = client.address
         lines = []
         if "XFORWARD" in client.extensions:
             lines.append(xforward_line(self.session, client.extensions["XFORWARD"]))
@@ -266,14 +264,13 @@ class FrontendTransaction:
             d.addCallback(lambda _: self._send_body())
             return d.addCallbacks(self._delivered, self._body_failed)
         self._close_spool()
-        if failure.check(SMTPError) and not failure.value.log_fields.get("hub_down") and self.client is not None:
-            client, self.client = self.client, None
-            self.handler.pool.release(client)
-            return failure
-        if failure.check(SMTPError) and failure.value.reply.transient:
+        if not failure.check(SMTPError):
+            return self._hub_failed(failure, "DATA")
+        if failure.value.log_fields.get("hub_down"):
             self._drop_client()
-            return failure
-        return self._hub_failed(failure, "DATA")
+        else:
+            self._return_client()
+        return failure
 
     def _close_spool(self) -> None:
         if self.spool is not None:
@@ -283,6 +280,10 @@ class FrontendTransaction:
     def abort(self) -> None:
         self.aborted = True
         self._close_spool()
+        self._return_client()
+
+    def _return_client(self) -> None:
+        """Give the hub connection back to the pool, its transaction reset (RSET), or drop it if it is mid-reply."""
         client, self.client = self.client, None
         if client is None:
             return

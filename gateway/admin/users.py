@@ -9,6 +9,7 @@ change at the next AUTH (the file is re-read when it changes).
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import sys
 
@@ -77,7 +78,7 @@ def _passwd(args, config) -> int:
     password = _read_password(args)
     if password is None:
         return 1
-    users[args.name.lower()] = UserRecord(record.name, hash_password(password), record.send_as, record.remote_ip_ranges)
+    users[args.name.lower()] = dataclasses.replace(record, password_hash=hash_password(password))
     users_file.save(list(users.values()))
     print(f"password of {record.name} changed")
     return 0

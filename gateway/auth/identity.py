@@ -26,6 +26,22 @@ class Identity:
     backend: str = ""
 
 
+def text_credentials(credentials) -> tuple[str, str]:
+    """
+    The user name and password of IUsernamePassword credentials as text.
+    Not UTF-8, or empty, is UnauthorizedLogin for every backend: an empty
+    password never proves anything (and an LDAP bind without one is anonymous).
+    """
+    try:
+        name = credentials.username.decode("utf-8")
+        password = credentials.password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnauthorizedLogin("credentials are not UTF-8") from None
+    if not name or not password:
+        raise UnauthorizedLogin("empty user name or password")
+    return name, password
+
+
 class DirectoryUnavailable(Exception):
     """The backend could not answer (LDAP down or slow): a temporary failure, 454 4.7.0."""
 
@@ -34,4 +50,4 @@ class LockedOut(Exception):
     """The source or the user is locked out after too many failures: 454 4.7.0, counted as a failure."""
 
 
-__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin"]
+__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin", "text_credentials"]

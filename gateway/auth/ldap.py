@@ -32,7 +32,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.auth.identity import DirectoryUnavailable, Identity
+from gateway.auth.identity import DirectoryUnavailable, Identity, text_credentials
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.config import LDAPConfig
 
@@ -91,12 +91,9 @@ class LDAPChecker:
 
     def requestAvatarId(self, credentials):
         try:
-            name = credentials.username.decode("utf-8")
-            password = credentials.password.decode("utf-8")
-        except UnicodeDecodeError:
-            return defer.fail(UnauthorizedLogin("credentials are not UTF-8"))
-        if not password or not name:
-            return defer.fail(UnauthorizedLogin("empty user name or password (an LDAP bind would be anonymous)"))
+            name, password = text_credentials(credentials)
+        except UnauthorizedLogin:
+            return defer.fail()
         d = defer.ensureDeferred(self._login(name, password))
         d.addTimeout(self.config.timeout, self.reactor)
         d.addErrback(self._classify)

@@ -31,7 +31,7 @@ from twisted.internet.defer import fail, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.auth.identity import Identity
+from gateway.auth.identity import Identity, text_credentials
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.connectors import IPRange, parse_range
 
@@ -184,11 +184,8 @@ class UsersFileChecker:
 
     def requestAvatarId(self, credentials):
         try:
-            name = credentials.username.decode("utf-8")
-            password = credentials.password.decode("utf-8")
-        except UnicodeDecodeError:
-            return fail(UnauthorizedLogin("credentials are not UTF-8"))
-        if not password:
-            return fail(UnauthorizedLogin("empty password"))
+            name, password = text_credentials(credentials)
+        except UnauthorizedLogin:
+            return fail()
         record = self.users_file.users().get(name.lower())
         return maybeDeferred(self.run_in_thread, _verify, record, password)

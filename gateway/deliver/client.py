@@ -25,6 +25,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gateway.config import HostPort
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.smtpd.session import new_session_id
@@ -95,6 +96,7 @@ class SMTPClient(Protocol):
         self.tls_active = False
         self.authenticated = False
         self.messages = 0
+        self.address: HostPort | None = None
         # A send protocol log (Exchange's SMTP Send Protocol Log) for this connection, if any.
         self.protocol_log = protocol_log
         self.connector_id = connector_id
@@ -115,6 +117,9 @@ class SMTPClient(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        peer = self.transport.getPeer()
+        # Which address this connection reached, for marking it down (AddressHealth).
+        self.address = HostPort(peer.host, peer.port) if hasattr(peer, "port") else None
         if self.protocol_log is not None:
             host, peer = self.transport.getHost(), self.transport.getPeer()
             self._plog = SessionLog(

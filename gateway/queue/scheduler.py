@@ -241,10 +241,8 @@ class DeliveryScheduler:
             )
         if updated.pending and self.retry.expired(updated.received_at, now):
             updated = self._expire(updated)
-        newly_failed = [
-            r for r in updated.recipients
-            if r.state is RecipientState.FAILED and not any(o.address == r.address and o.state is RecipientState.FAILED for o in envelope.recipients)
-        ]
+        failed_before = {r.address for r in envelope.recipients if r.state is RecipientState.FAILED}
+        newly_failed = [r for r in updated.recipients if r.state is RecipientState.FAILED and r.address not in failed_before]
         notices = succeed(None)
         # Notices go to the sender; the null sender (a notice itself) never gets one.
         tell = self.notifier is not None and bool(updated.sender)

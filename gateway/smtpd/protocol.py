@@ -93,7 +93,6 @@ class ESMTPServer(Protocol):
         self._sasl = None
         self.auth_failures = 0
         self._header_from: bytes | None = None
-        self._closed_counted = False
         # The receive protocol log of this tier, written if the connector says Verbose.
         self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
         self._plog = None
@@ -218,8 +217,7 @@ class ESMTPServer(Protocol):
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
-        if self.metrics is not None and self.session is not None and not self._closed_counted:
-            self._closed_counted = True
+        if self.metrics is not None and self.session is not None:
             self.metrics.sessions.labels(self.connector.name).dec()
         if self.limits is not None and self.session is not None:
             self.limits.release(self.connector, self.session.client_ip)
