@@ -79,6 +79,17 @@ transient_retry_interval = "{retry}"
 '''
 
 
+def stop_process(process: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """SIGTERM a process we started, SIGKILL if it does not go within `timeout`."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def start_sink(binary: str, port: int, dump: str, *extra: str) -> subprocess.Popen:
     """Postfix's smtp-sink on loopback, dumping each message to `dump` (a %M. template)."""
     args = [binary, *extra, "-d", dump, f"127.0.0.1:{port}", "20"]
@@ -98,8 +109,8 @@ def exgateway_cli(config: Path, *args: str, stdin: str | None = None) -> subproc
     )
 
 
-def anon_relay(port: int, source: str) -> str:
-    """The seed's anonymous relay connector for one client address, as config text."""
+def anon_relay(port: int, source: str, settings: str = "") -> str:
+    """The seed's anonymous relay connector for one client address, as config text (plus connector `settings` lines)."""
     return f"""
 [[receive_connectors]]
 name = "Anon Relay"
@@ -108,6 +119,7 @@ bindings = ["127.0.0.1:{port}"]
 remote_ip_ranges = ["{source}"]
 permission_groups = ["AnonymousUsers"]
 tarpit_interval = "0s"
+{settings}
 [[receive_connectors.permissions]]
 user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
 extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
@@ -115,7 +127,8 @@ extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
 
 
 class Gateway:
-    def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "") -> None:
+    def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "",
+                 retry: str = "1s") -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.role = role
@@ -124,7 +137,7 @@ class Gateway:
         self.var = directory / "var"
         self.config = config or directory / "exgateway.toml"
         if config is None:
-            self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra))
+            self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra, retry))
         self.log_path = directory / f"twistd-{role}.log"
         self.process: subprocess.Popen | None = None
 
@@ -149,13 +162,7 @@ class Gateway:
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)

@@ -8,7 +8,6 @@ Started and stopped by PID.
 from __future__ import annotations
 
 import datetime
-import signal
 import subprocess
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.tls.store import make_self_signed
-from tests.integration.gatewayproc import free_port, wait_for_port
+from tests.integration.gatewayproc import free_port, stop_process, wait_for_port
 
 # sAMAccountName, userPrincipalName and proxyAddresses as Active Directory has
 # them, under a test-only OID arc (the full AD schema needs half of AD).
@@ -103,10 +102,4 @@ directory {d}/db
         return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.capture import CaptureServer
 from tests.integration.conftest import require_tool
-from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port, wait_for_port
+from tests.integration.gatewayproc import Gateway, anon_relay, exgateway_cli, free_port, wait_for_port
 
 PROXIED = 'proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\nmax_inbound_connection_per_source = 1\n'
 
@@ -20,19 +20,7 @@ PROXIED = 'proxy_protocol = true\ntrusted_proxies = ["127.0.0.1"]\nmax_inbound_c
 def node(directory, sink_port: int) -> Gateway:
     gw = Gateway(directory)
     text = gw.config.read_text().replace("max_inbound_connection_per_source = 100\n", PROXIED)
-    text = text.replace("[queue]", f"""
-[[receive_connectors]]
-name = "Anon Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{gw.frontend_port}"]
-remote_ip_ranges = ["127.0.0.2"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-{PROXIED}
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-
+    text = text.replace("[queue]", anon_relay(gw.frontend_port, "127.0.0.2", PROXIED) + f"""
 [[send_connectors]]
 name = "ISP"
 address_spaces = ["*"]

@@ -6,8 +6,8 @@ import urllib.error
 import urllib.request
 
 from tests.integration.capture import CaptureServer
-from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
-from tests.integration.test_outbound import RELAY, send
+from tests.integration.gatewayproc import exgateway_cli, free_port
+from tests.integration.test_outbound import relay_gateway, send
 
 
 def get(port: int, path: str) -> tuple[int, dict]:
@@ -20,19 +20,8 @@ def get(port: int, path: str) -> tuple[int, dict]:
 
 def test_drain_refuses_new_sessions_finishes_open_ones_and_keeps_delivering(tmp_path):
     health_port, hop_port = free_port(), free_port()
-    gw = Gateway(tmp_path / "gw")
-    gw.add_config(RELAY.format(port=gw.frontend_port) + f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{hop_port}"]
-connection_timeout = "2s"
-[health]
-listen = "127.0.0.1:{health_port}"
-""")
-    gw.config.write_text(gw.config.read_text().replace('retry_interval = "1s"', 'retry_interval = "1h"')
-                         .replace('transient_retry_interval = "1s"', 'transient_retry_interval = "1h"'))
-    gw.start()
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop_port}", 'connection_timeout = "2s"',
+                       f'[health]\nlisten = "127.0.0.1:{health_port}"\n', retry="1h")
     hop = None
     try:
         assert get(health_port, "/health/live") == (200, {"status": "live"})
@@ -47,8 +36,8 @@ listen = "127.0.0.1:{health_port}"
             return text if 'exgateway_queue_messages{queue="ISP",status="Retry"} 1.0' in text else None
 
         metrics = gw.wait_until(scrape, what="the queue gauge")
-        assert 'exgateway_messages_accepted_total{connector="Relay"} 1.0' in metrics
-        assert 'exgateway_connections_total{connector="Relay"} 1.0' in metrics
+        assert 'exgateway_messages_accepted_total{connector="Anon Relay"} 1.0' in metrics
+        assert 'exgateway_connections_total{connector="Anon Relay"} 1.0' in metrics
         assert 'exgateway_delivery_attempts_total{next_hop="ISP",outcome="pending"} 1.0' in metrics
         assert f'exgateway_next_hop_up{{address="127.0.0.1:{hop_port}"}} 0.0' in metrics
         assert 'exgateway_delivery_seconds_count{next_hop="ISP"} 1.0' in metrics

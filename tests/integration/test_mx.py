@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests.integration.conftest import require_tool
-from tests.integration.gatewayproc import REPO, Gateway, free_port, start_sink, wait_for_port
+from tests.integration.gatewayproc import REPO, Gateway, anon_relay, free_port, start_sink, wait_for_port
 
 
 def start_dns(directory, zone: dict) -> tuple[subprocess.Popen, int]:
@@ -39,18 +39,7 @@ def mx_env(tmp_path, sink_dir):
         "nomail.example": {"MX": [[0, ""]]},
     })
     gw = Gateway(tmp_path / "gw")
-    gw.add_config(f"""
-[[receive_connectors]]
-name = "Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{gw.frontend_port}"]
-remote_ip_ranges = ["127.0.0.2"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-
+    gw.add_config(anon_relay(gw.frontend_port, "127.0.0.2") + f"""
 [[send_connectors]]
 name = "Internet"
 address_spaces = ["*"]

@@ -9,26 +9,20 @@ import smtplib
 import pytest
 
 from tests.integration.capture import CaptureServer
-from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
+from tests.integration.gatewayproc import Gateway, anon_relay, exgateway_cli, free_port
 from tests.integration.test_mx import start_dns
 
-RELAY = """
-[[receive_connectors]]
-name = "Relay"
-role = "frontend"
-bindings = ["127.0.0.1:{port}"]
-remote_ip_ranges = ["127.0.0.2"]
-permission_groups = ["AnonymousUsers"]
-tarpit_interval = "0s"
-[[receive_connectors.permissions]]
-user = "NT AUTHORITY\\\\ANONYMOUS LOGON"
-extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
-"""
 
-
-def relay_gateway(directory, send_connector: str, extra: str = "") -> Gateway:
-    gw = Gateway(directory)
-    gw.add_config(RELAY.format(port=gw.frontend_port) + send_connector + extra)
+def relay_gateway(directory, smart_host: str, settings: str = "", extra: str = "", retry: str = "1s") -> Gateway:
+    """A gateway where 127.0.0.2 may relay, and a send connector "ISP" for every domain to `smart_host`."""
+    gw = Gateway(directory, retry=retry)
+    gw.add_config(anon_relay(gw.frontend_port, "127.0.0.2") + f"""
+[[send_connectors]]
+name = "ISP"
+address_spaces = ["*"]
+smart_hosts = ["{smart_host}"]
+{settings}
+{extra}""")
     return gw.start()
 
 
@@ -47,11 +41,7 @@ def capture():
 
 def test_a_smart_host_name_with_a_dead_address_is_walked(tmp_path, capture):
     dns_proc, dns_port = start_dns(tmp_path, {"relay.isp.example": {"A": ["127.0.0.71", "127.0.0.1"]}})
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["relay.isp.example:{capture.port}"]
+    gw = relay_gateway(tmp_path / "gw", f"relay.isp.example:{capture.port}", f"""
 connection_timeout = "3s"
 [dns]
 servers = ["127.0.0.1:{dns_port}"]
@@ -69,12 +59,7 @@ servers = ["127.0.0.1:{dns_port}"]
 
 
 def test_one_recipient_refused_gets_its_own_ndr_and_the_other_is_delivered(tmp_path, capture):
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{capture.port}"]
-""")
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{capture.port}")
     try:
         send(gw, ["good@outside.example", "bad@outside.example"], b"Subject: quarterly\r\n\r\nfigures\r\n")
         (ndr,) = gw.wait_until(lambda: gw.mailbox("app@corp.example"), what="the NDR")
@@ -101,12 +86,7 @@ smart_hosts = ["127.0.0.1:{capture.port}"]
 
 def test_dots_at_every_buffer_boundary_arrive_byte_identical(tmp_path, capture):
     """A body whose first line is "." and with a "." line starting at each 4096- and 16384-byte boundary."""
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{capture.port}"]
-""")
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{capture.port}")
     try:
         body = bytearray(b".\r\n")
         for boundary in sorted(set(range(4096, 70000, 4096))):
@@ -141,11 +121,7 @@ def _tls_context(tmp_path, name="relay.isp.example"):
 
 
 def test_tls_required_to_a_next_hop_without_starttls_defers_and_sends_nothing(tmp_path, capture):
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{capture.port}"]
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{capture.port}", """
 tls = "required"
 """)
     try:
@@ -159,11 +135,7 @@ tls = "required"
 def test_tls_required_with_a_pinned_name_and_smart_host_auth(tmp_path):
     context, cert = _tls_context(tmp_path)
     hop = CaptureServer("127.0.0.1", free_port(), tls_context=context, auth=("relay-account", "Sm4rt-host"))
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{hop.port}"]
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}", f"""
 tls = "required"
 tls_domain = "relay.isp.example"
 tls_ca_file = "{cert}"
@@ -184,11 +156,7 @@ auth_password = "Sm4rt-host"
 def test_a_certificate_for_another_name_is_refused_when_tls_is_required(tmp_path):
     context, cert = _tls_context(tmp_path, name="impostor.example")
     hop = CaptureServer("127.0.0.1", free_port(), tls_context=context)
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{hop.port}"]
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}", f"""
 tls = "required"
 tls_domain = "relay.isp.example"
 tls_ca_file = "{cert}"
@@ -208,17 +176,7 @@ def test_queue_commands_against_the_running_hub(tmp_path):
     import stat
 
     port = free_port()
-    gw = Gateway(tmp_path / "gw")
-    gw.add_config(RELAY.format(port=gw.frontend_port) + f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{port}"]
-connection_timeout = "2s"
-""")
-    gw.config.write_text(gw.config.read_text().replace('retry_interval = "1s"', 'retry_interval = "1h"')
-                         .replace('transient_retry_interval = "1s"', 'transient_retry_interval = "1h"'))
-    gw.start()
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h")
     hop = None
     try:
         for subject in ("first", "second"):
@@ -261,12 +219,7 @@ connection_timeout = "2s"
 
 def test_a_next_hop_that_answers_451_then_recovers(tmp_path):
     hop = CaptureServer("127.0.0.1", free_port(), rcpt_replies={"far@outside.example": b"451 4.3.0 greylisted, try later"})
-    gw = relay_gateway(tmp_path / "gw", f"""
-[[send_connectors]]
-name = "ISP"
-address_spaces = ["*"]
-smart_hosts = ["127.0.0.1:{hop.port}"]
-""")
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
     try:
         send(gw, ["far@outside.example"], b"Subject: greylisted\r\n\r\nbody\r\n", sender="app@outside.example")
         gw.wait_until(lambda: "451 4.3.0 greylisted, try later" in gw.log(), what="the 451")
