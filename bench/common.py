@@ -255,7 +255,8 @@ class Exgateway:
 
     name = "exgateway"
 
-    def __init__(self, base: Path, port: int, sink_port: int, topology: str = "all", hub_port: int | None = None) -> None:
+    def __init__(self, base: Path, port: int, sink_port: int, topology: str = "all", hub_port: int | None = None,
+                 workers: str | None = None) -> None:
         self.dir = base / "exgateway"
         self.dir.mkdir(parents=True)
         self.port = port
@@ -276,6 +277,8 @@ class Exgateway:
         text = text.replace('listen = "127.0.0.1:8025"', f'listen = "127.0.0.1:{free_port()}"')
         text = text.replace('# frontend_listen = "127.0.0.1:8026"', f'frontend_listen = "127.0.0.1:{free_port()}"')
         text = text.replace('var_dir = "var"', f'var_dir = "{self.dir / "var"}"')
+        if workers is not None:
+            text = text.replace('workers = "auto"', f"workers = {workers}")
         text = text.replace('delivery = "maildir"', 'delivery = "smtp"')
         text = text.replace('# next_hop = "mailstore.corp.example:25"', f'next_hop = "127.0.0.1:{sink_port}"')
         self.config = self.dir / "exgateway.toml"
@@ -315,8 +318,10 @@ class Exgateway:
                 p.kill()
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
+        # twistd's processes and the workers each starts (server.workers).
+        return [pid for p in self.processes if p.poll() is None for pid in [p.pid] + children(p.pid)]
 
     def queue_empty(self) -> bool:
+        # Worker 0's queue and the other workers' (queue/worker-N).
         q = self.dir / "var" / "queue"
-        return not any(q.glob("*.json")) if q.exists() else True
+        return not any(q.glob("*.json")) and not any(q.glob("worker-*/*.json"))

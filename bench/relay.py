@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--topology", choices=("all", "split"), default="all",
                         help="exgateway as one process (the default) or frontend and hub processes")
+    parser.add_argument("--workers", help='server.workers for exgateway (default: the default config\'s, "auto")')
     parser.add_argument("--quick", action="store_true", help="a fifth of the messages per load, for a smoke run")
     parser.add_argument("--only", help="run one payload, e.g. 5KB")
     args = parser.parse_args()
@@ -145,7 +146,7 @@ def main() -> None:
     base = workdir()
     pf_sink, gw_sink = Sink(free_port()), Sink(free_port())
     postfix = Postfix(base, free_port(), pf_sink.port)
-    gateway = Exgateway(base, free_port(), gw_sink.port, args.topology)
+    gateway = Exgateway(base, free_port(), gw_sink.port, args.topology, workers=args.workers)
     servers = {"postfix": (postfix, pf_sink), "exgateway": (gateway, gw_sink)}
     results: dict = {}
     try:
@@ -164,7 +165,7 @@ def main() -> None:
                         print(f"round {round_no + 1} {payload:>5} x{sessions:<3} {name:>9}: "
                               + ", ".join(f"{label} {fmt.format(r[k])}" for k, label, fmt in COLUMNS), flush=True)
         print()
-        print(f"exgateway topology: {args.topology}; machine: {Path('/proc/cpuinfo').read_text().count('processor')} cores")
+        print(f"exgateway topology: {args.topology}, workers: {args.workers or 'auto'}; machine: {Path('/proc/cpuinfo').read_text().count('processor')} cores")
         print(table(results, args.rounds))
     finally:
         gateway.stop()

@@ -14,6 +14,7 @@ directory twistd runs in); queue and mailbox directories are relative to
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import tomllib
@@ -290,6 +291,8 @@ class Config:
     health_listen: Binding | None = None
     health_frontend_listen: Binding | None = None
     min_free_space: int = 100 * 1024 * 1024
+    # Processes serving this node (gateway/workers.py); 1: the twistd process alone.
+    workers: int = 1
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -467,6 +470,15 @@ def _count(value: Any) -> int:
     return value
 
 
+def _workers(value: Any) -> int:
+    """`server.workers`: a count, or "auto" for one per CPU this process may run on."""
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f'{value!r} is not "auto" or a whole number from 1 to {MAX_WORKERS}')
+    return value
+
+
 def _duration_or_off(value: Any) -> float | None:
     if isinstance(value, str) and value.lower() == "off":
         return None
@@ -578,7 +590,8 @@ SEND_CONNECTOR_KEYS = {
     "max_messages_per_connection",
 }
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
-SERVER_KEYS = {"name", "fqdn", "var_dir"}
+SERVER_KEYS = {"name", "fqdn", "var_dir", "workers"}
+MAX_WORKERS = 64
 DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
     "name", "role", "bindings", "remote_ip_ranges", "permission_groups", "auth_mechanisms",
@@ -760,6 +773,7 @@ def parse_config(raw: dict, file: str) -> Config:
     default_name = fqdn.split(".")[0].upper() or "EXGATEWAY"
     server_name = reader.get(server, "server", "name", _string, default_name)
     var_dir = Path(reader.get(server, "server", "var_dir", _string, "var"))
+    workers = reader.get(server, "server", "workers", _workers, 1)
 
     domains = []
     seen_domains: dict[str, int] = {}
@@ -923,6 +937,7 @@ def parse_config(raw: dict, file: str) -> Config:
         server_name=server_name,
         fqdn=fqdn,
         var_dir=var_dir,
+        workers=workers,
         accepted_domains=tuple(domains),
         receive_connectors=tuple(connectors),
         hub_pool=hub_pool,

@@ -45,13 +45,18 @@ class InternalIds:
     so a clock set back across a restart cannot reuse an id.
     """
 
-    def __init__(self, clock: IReactorTime, floor=lambda: 0) -> None:
+    def __init__(self, clock: IReactorTime, floor=lambda: 0, worker: int = 0, workers: int = 1) -> None:
         self.clock = clock
         self.floor = floor
+        # The workers of one node take turns (id % workers == worker), so
+        # their ids never collide though each has a queue of its own.
+        self.worker = worker
+        self.workers = workers
         self._last = 0
 
     def next(self) -> int:
-        self._last = max(self._last + 1, int(self.clock.seconds() * 1_000_000), self.floor() + 1)
+        candidate = max(self._last + 1, int(self.clock.seconds() * 1_000_000), self.floor() + 1)
+        self._last = candidate + (self.worker - candidate) % self.workers
         return self._last
 
 
@@ -164,13 +169,13 @@ class IntakeTransaction:
 class IntakeHandler:
     """MailHandler of hub connectors: accepts into the durable queue."""
 
-    def __init__(self, store: QueueStore, router: Router, scheduler, clock: IReactorTime, fqdn: str) -> None:
+    def __init__(self, store: QueueStore, router: Router, scheduler, clock: IReactorTime, fqdn: str, worker: int = 0, workers: int = 1) -> None:
         self.store = store
         self.router = router
         self.scheduler = scheduler
         self.clock = clock
         self.fqdn = fqdn
-        self.ids = InternalIds(clock, lambda: store.highest_id)
+        self.ids = InternalIds(clock, lambda: store.highest_id, worker, workers)
         # The message tracking log (RECEIVE events), if one is kept.
         self.tracking = None
 

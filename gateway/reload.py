@@ -132,10 +132,17 @@ class ReloadOnHangup(Service):
         self.live = live
         self.reactor = reactor
         self._previous = None
+        # Worker 0 passes the signal on to the other workers (each reads the file itself).
+        self.forward = None
 
     def startService(self) -> None:
         super().startService()
-        self._previous = signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.live.reload))
+        self._previous = signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._hangup))
+
+    def _hangup(self) -> None:
+        self.live.reload()
+        if self.forward is not None:
+            self.forward()
 
     def stopService(self):
         if self._previous is not None:

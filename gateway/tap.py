@@ -40,9 +40,14 @@ from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
+from gateway.smtpd.session import number_sessions_as
 from gateway.auth.service import build_auth
 from gateway.tls.provider import TLSProvider
 from gateway.tls.store import CertificateError, CertificateStore
+from gateway.workers import (
+    LISTEN_BACKLOG, Listener, ParentLink, WorkerSupervisor, admin_socket, child_argv, inherited_sockets, orphaned_queues,
+    queue_directory,
+)
 
 ROLES = ("all", "frontend", "hub")
 
@@ -51,11 +56,15 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, f"Config file (default: the packaged {default_config_path().name})."],
         ["role", "r", "all", "Which tier to run: all, frontend or hub."],
+        ["worker", None, "0", "Set by the gateway for its own worker processes ([server] workers); not for admins."],
     ]
 
     def postOptions(self) -> None:
         if self["role"] not in ROLES:
             raise usage.UsageError(f"--role must be one of {', '.join(ROLES)}, not {self['role']!r}")
+        if not self["worker"].isdigit() or (int(self["worker"]) > 0 and not inherited_sockets()):
+            raise usage.UsageError("--worker is set by the gateway for the worker processes it starts; leave it out")
+        self["worker"] = int(self["worker"])
         try:
             config = load_config(self["config"])
             problems = path_problems(config)
@@ -76,15 +85,18 @@ def make_directories(*paths: Path) -> None:
 
 
 class QueueService(Service):
-    """The hub's queue: recover on start, then deliver; stop scheduling on stop."""
+    """The hub's queue: recover on start (worker 0 first takes in the queues of workers no longer run), then deliver."""
 
-    def __init__(self, store: QueueStore, scheduler: DeliveryScheduler, extra_dirs: tuple[Path, ...] = ()) -> None:
+    def __init__(self, store: QueueStore, scheduler: DeliveryScheduler, extra_dirs: tuple[Path, ...] = (), orphans=lambda: []) -> None:
         self.store = store
         self.scheduler = scheduler
         self.extra_dirs = extra_dirs
+        self.orphans = orphans
 
     def startService(self) -> None:
         make_directories(self.store.directory, *self.extra_dirs)
+        for directory in self.orphans():
+            self.store.adopt(directory)
         envelopes = self.store.recover()
         self.scheduler.start(envelopes)
         super().startService()
@@ -126,11 +138,6 @@ class HubPoolService(Service):
         return super().stopService()
 
 
-# Twisted's default listen backlog (50) drops SYNs when a hundred devices
-# connect at once, and each dropped SYN costs its client a second or more.
-LISTEN_BACKLOG = 1024
-
-
 def _endpoint(reactor, binding):
     if binding.ipv6:
         return TCP6ServerEndpoint(reactor, binding.port, backlog=LISTEN_BACKLOG, interface=binding.host)
@@ -139,22 +146,27 @@ def _endpoint(reactor, binding):
 
 def _listeners(
     parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog, state: NodeState,
-    metrics=None,
-) -> None:
+    metrics=None, inherited: dict[str, int] | None = None,
+) -> list[Listener]:
+    """One Listener per binding of this role's connectors: bound here, or inherited from worker 0."""
     bindings = []
     for c in live.config.connectors(role):
         if c.enabled:
             bindings += [b for b in c.bindings if b not in bindings]
+    listeners = []
     for binding in bindings:
         factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits, plog)
         factory.state = state
         factory.metrics = metrics
         live.attach(factory)
-        service = StreamServerEndpointService(_endpoint(reactor, binding), factory)
-        # A port that cannot be bound stops start-up instead of being logged and ignored.
-        service._raiseSynchronously = True
+        fd = (inherited or {}).get(str(binding))
+        if inherited and fd is None:
+            raise SystemExit(f"exgateway: worker 0 passed no socket for {binding}; restart the gateway")
+        service = Listener(reactor, binding, factory, fd)
         service.setName(f"listen {binding}")
         service.setServiceParent(parent)
+        listeners.append(service)
+    return listeners
 
 
 class CertificateService(Service):
@@ -186,9 +198,11 @@ class CertificateService(Service):
         super().startService()
 
 
-def build_service(config: Config, role: str, reactor) -> MultiService:
-    """Assemble the gateway's services for one config and role."""
+def build_service(config: Config, role: str, reactor, worker: int = 0, config_path: Path | None = None) -> MultiService:
+    """Assemble the gateway's services for one config, role and worker (gateway/workers.py)."""
     top = MultiService()
+    inherited = inherited_sockets() if worker > 0 else {}
+    number_sessions_as(worker, config.workers)
     roles = ("frontend", "hub") if role == "all" else (role,)
     pool_threads = reactor.getThreadPool()
 
@@ -205,6 +219,9 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     health_listen = config.health_listen
     if role == "frontend" and config.health_frontend_listen is not None:
         health_listen = config.health_frontend_listen
+    if worker > 0:
+        # Worker 0 answers for the node.
+        health_listen = None
     metrics = Metrics() if health_listen is not None else None
     scheduler = store = pool = None
     tls = None
@@ -215,6 +232,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits()
     protocol_logs: list[ProtocolLog] = []
+    listeners: list[Listener] = []
 
     def protocol_log(tier: str, kind: str) -> ProtocolLog:
         """Exchange keeps front end and hub logs apart: <dir>/FrontEnd/SmtpReceive, <dir>/Hub/SmtpReceive, .../SmtpSend."""
@@ -230,7 +248,7 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
     health = AddressHealth(reactor)
 
     if role in ("all", "hub"):
-        store = QueueStore(config.queue.directory, run_in_thread)
+        store = QueueStore(queue_directory(config.queue.directory, worker), run_in_thread)
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:
@@ -252,8 +270,11 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             store, live.router, deliverers, reactor, config.queue.retry_policy(), config.queue.max_concurrent_deliveries
         )
         live.follow_routes(scheduler)
-        QueueService(store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else ()).setServiceParent(top)
-        intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn)
+        orphans = (lambda: orphaned_queues(config.queue.directory, config.workers)) if worker == 0 else (lambda: [])
+        QueueService(
+            store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else (), orphans
+        ).setServiceParent(top)
+        intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn, worker, config.workers)
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
         mt = config.message_tracking
         if mt.enabled:
@@ -262,9 +283,16 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
         live.follow_routes(intake)
         scheduler.metrics = metrics
-        _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state, metrics)
+        listeners += _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state, metrics, inherited)
 
-    if role in ("all", "frontend"):
+    if role == "all":
+        # Frontend and hub in one process: the frontend connectors hand each
+        # message to this process's own intake (the hub's funnel into the
+        # queue) instead of to the hub port over loopback SMTP. The 250
+        # still waits for the queue's fsync; the hub connector still serves
+        # other frontends.
+        listeners += _listeners(top, reactor, live, "frontend", intake, limits, protocol_log("FrontEnd", "RECV"), state, metrics, inherited)
+    elif role == "frontend":
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
         hp = config.hub_pool
@@ -274,9 +302,11 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
             connector_id="Hub Pool", resolver=resolver, health=health,
         )
         HubPoolService(pool).setServiceParent(top)
-        _listeners(top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state, metrics)
+        listeners += _listeners(
+            top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state, metrics, inherited
+        )
     # The queue commands talk to admin.sock; a frontend-only process beside a hub on one var_dir gets its own.
-    socket_path = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
+    socket_path = admin_socket(config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock"), worker)
     PrivateDirectoryService(socket_path.parent).setServiceParent(top)
     admin_service(reactor, socket_path, scheduler, store, config.server_name, state).setServiceParent(top)
     if health_listen is not None:
@@ -288,11 +318,20 @@ def build_service(config: Config, role: str, reactor) -> MultiService:
         service._raiseSynchronously = True
         service.setName(f"health {health_listen}")
         service.setServiceParent(top)
-    ReloadOnHangup(live, reactor).setServiceParent(top)
+    reload = ReloadOnHangup(live, reactor)
+    reload.setServiceParent(top)
+    if worker == 0 and config.workers > 1:
+        # Last, so it stops first: the other workers finish before this one's listeners close.
+        supervisor = WorkerSupervisor(reactor, config.workers, child_argv(config_path, role), listeners)
+        supervisor.setServiceParent(top)
+        reload.forward = supervisor.reload_all
+    elif worker > 0:
+        ParentLink(reactor, live.reload).setServiceParent(top)
     return top
+
 
 
 def makeService(options: Options):
     from twisted.internet import reactor
 
-    return build_service(options["gateway_config"], options["role"], reactor)
+    return build_service(options["gateway_config"], options["role"], reactor, options["worker"], options["config"])

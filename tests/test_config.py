@@ -324,3 +324,17 @@ def test_health_listeners_per_role():
     c = testing.config(health={"listen": "127.0.0.1:8025", "frontend_listen": "127.0.0.1:8026", "min_free_space": "1GB"})
     assert (str(c.health_listen), str(c.health_frontend_listen), c.min_free_space) == ("127.0.0.1:8025", "127.0.0.1:8026", 1024**3)
     assert testing.config().health_listen is None
+
+
+def test_workers_is_a_count_or_auto(tmp_path):
+    import os
+
+    assert load_config(write(tmp_path, BASE)).workers == 1
+    assert load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', 'fqdn = "mail.corp.example"\nworkers = 3'))).workers == 3
+    auto = load_config(write(tmp_path, BASE.replace('fqdn = "mail.corp.example"', 'fqdn = "mail.corp.example"\nworkers = "auto"'))).workers
+    assert auto == len(os.sched_getaffinity(0))
+    for bad, shown in (("0", "0"), ("65", "65"), ('"many"', "'many'"), ("true", "True")):
+        text = BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nworkers = {bad}')
+        assert [p for p in problems(tmp_path, text) if p.startswith("server.workers")] == [
+            f'server.workers: {shown} is not "auto" or a whole number from 1 to 64'
+        ]

@@ -145,3 +145,17 @@ def test_ipv6_client_is_an_ipv6_literal_in_received(tmp_path):
     hub = Hub(tmp_path)
     hub.deliver(b"Subject: s\r\n\r\nb\r\n", xforward=b"XFORWARD ADDR=IPV6:2001:db8::7 HELO=v6host\r\n")
     assert hub.stored().startswith(b"Received: from v6host ([IPv6:2001:db8::7])\r\n")
+
+
+def test_the_workers_of_a_node_take_turns_with_ids():
+    """Each worker has a queue of its own; ids stay unique across them (worker N's are N modulo the count)."""
+    from gateway.intake import InternalIds
+
+    clock = Clock()
+    clock.advance(1000.0)
+    ids = [InternalIds(clock, worker=w, workers=3) for w in range(3)]
+    taken = [i.next() for i in ids for _ in range(4)]
+    assert len(set(taken)) == 12
+    assert [[t % 3 for t in taken[k * 4:(k + 1) * 4]] for k in range(3)] == [[0] * 4, [1] * 4, [2] * 4]
+    assert all(b > a for a, b in zip(taken[:4], taken[1:4]))
+    assert min(taken) >= 1_000_000_000

@@ -104,6 +104,9 @@ def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
     site = server.Site(AdminAPI(scheduler, store, server_name, state))
     site.noisy = False
+    # No access-log line per command (a monitor polling `queue list` would fill
+    # the log); what changes the queue is logged where it happens.
+    site.log = lambda request: None
     endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
     service = StreamServerEndpointService(endpoint, site)
     service._raiseSynchronously = True

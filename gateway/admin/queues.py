@@ -2,6 +2,11 @@
 `exgateway queue list | messages [QUEUE] | retry QUEUE | suspend QUEUE | resume QUEUE`
 and `exgateway message remove ID [--with-ndr] | export ID`: the running hub's
 queue, through the admin API on its UNIX socket (see gateway/admin/api.py).
+
+A node with several workers has a queue per worker, each behind its own
+socket (gateway/workers.py): the commands ask every worker and show one
+node, as an admin thinks of it. A queue's count is the sum, a message is
+found wherever it is, an action goes to every worker that has the queue.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sys
 import urllib.parse
 
 from gateway.admin.table import print_table
+from gateway.workers import admin_socket
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -26,9 +32,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def call(config, method: str, path: str, **params) -> tuple[int, bytes]:
+def call(config, method: str, path: str, socket_path=None, **params) -> tuple[int, bytes]:
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    conn = _UnixConnection(str(config.admin_socket))
+    conn = _UnixConnection(str(socket_path or config.admin_socket))
     try:
         conn.request(method, path + (f"?{query}" if query else ""))
         response = conn.getresponse()
@@ -37,18 +43,64 @@ def call(config, method: str, path: str, **params) -> tuple[int, bytes]:
         conn.close()
 
 
-def _request(config, method: str, path: str, **params):
-    """The decoded JSON answer, or None after printing why there is none."""
-    try:
-        status, body = call(config, method, path, **params)
-    except OSError as e:
-        print(f"exgateway: cannot reach the gateway at {config.admin_socket}: {e.strerror or e} (is the hub running?)", file=sys.stderr)
+def _ask_all(config, method: str, path: str, **params):
+    """(status, decoded answer) from every worker, or None after printing why a worker could not be reached."""
+    answers = []
+    for socket_path in [admin_socket(config.admin_socket, w) for w in range(config.workers)]:
+        try:
+            status, body = call(config, method, path, socket_path, **params)
+        except OSError as e:
+            print(f"exgateway: cannot reach the gateway at {socket_path}: {e.strerror or e} (is the hub running?)", file=sys.stderr)
+            return None
+        answers.append((status, body))
+    return answers
+
+
+def _request_all(config, method: str, path: str, **params):
+    """Every worker's decoded JSON answer, or None after printing why there is none."""
+    answers = _ask_all(config, method, path, **params)
+    if answers is None:
         return None
-    data = json.loads(body)
-    if status != 200:
-        print(f"exgateway: {data.get('error', status)}", file=sys.stderr)
+    data = [json.loads(body) for _, body in answers]
+    if any(status != 200 for status, _ in answers):
+        failed = next(d for (status, _), d in zip(answers, data) if status != 200)
+        print(f"exgateway: {failed.get('error')}", file=sys.stderr)
         return None
     return data
+
+
+def _first_found(config, method: str, path: str, **params):
+    """The answer of the worker that has the message (a 404 from the others is expected), or None after printing why."""
+    answers = _ask_all(config, method, path, **params)
+    if answers is None:
+        return None
+    for status, body in answers:
+        if status != 404:
+            break
+    if status != 200:
+        print(f"exgateway: {json.loads(body).get('error', status)}", file=sys.stderr)
+        return None
+    return body
+
+
+STATUS_ORDER = ("Ready", "Retry", "Active", "Suspended")
+
+
+def merge_queues(per_worker: list[list[dict]]) -> list[dict]:
+    """One row per queue for the node: counts summed; the status that most needs an admin's eye; the latest error."""
+    merged: dict[str, dict] = {}
+    for rows in per_worker:
+        for row in rows:
+            seen = merged.get(row["Identity"])
+            if seen is None:
+                merged[row["Identity"]] = dict(row)
+                continue
+            seen["MessageCount"] += row["MessageCount"]
+            seen["Status"] = max(seen["Status"], row["Status"], key=STATUS_ORDER.index)
+            seen["LastError"] = seen["LastError"] or row["LastError"]
+            retries = [t for t in (seen.get("NextRetryTime"), row.get("NextRetryTime")) if t]
+            seen["NextRetryTime"] = min(retries) if retries else ""
+    return [merged[k] for k in sorted(merged)]
 
 
 def _table(rows: list[dict], columns: tuple[str, ...]) -> None:
@@ -60,48 +112,50 @@ def _table(rows: list[dict], columns: tuple[str, ...]) -> None:
 
 
 def _list(args, config) -> int:
-    data = _request(config, "GET", "/queues")
+    data = _request_all(config, "GET", "/queues")
     if data is None:
         return 1
-    _table(data, ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError"))
+    _table(merge_queues(data), ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError"))
     return 0
 
 
 def _messages(args, config) -> int:
-    data = _request(config, "GET", "/messages", queue=args.queue)
+    data = _request_all(config, "GET", "/messages", queue=args.queue)
     if data is None:
         return 1
-    _table(data, ("Identity", "FromAddress", "Status", "Size", "Queue", "Subject", "LastError"))
+    rows = sorted((row for rows in data for row in rows), key=lambda r: int(r["Identity"]) if r["Identity"].isdigit() else 0)
+    _table(rows, ("Identity", "FromAddress", "Status", "Size", "Queue", "Subject", "LastError"))
     return 0
 
 
 def _queue_action(action: str):
     def run(args, config) -> int:
-        data = _request(config, "POST", f"/queues/{action}", queue=args.queue)
-        if data is None:
+        answers = _ask_all(config, "POST", f"/queues/{action}", queue=args.queue)
+        if answers is None:
             return 1
-        print(f"{args.queue}: {data.get('status') or str(data.get('retried')) + ' message(s) retried now'}")
+        done = [json.loads(body) for status, body in answers if status == 200]
+        if not done:
+            print(f"exgateway: {json.loads(answers[0][1]).get('error')}", file=sys.stderr)
+            return 1
+        if action == "suspend":
+            print(f"{args.queue}: Suspended")
+        else:
+            print(f"{args.queue}: {sum(d.get('retried', 0) for d in done)} message(s) retried now")
         return 0
 
     return run
 
 
 def _remove(args, config) -> int:
-    data = _request(config, "POST", "/messages/remove", id=args.id, ndr="1" if args.with_ndr else None)
-    if data is None:
+    if _first_found(config, "POST", "/messages/remove", id=args.id, ndr="1" if args.with_ndr else None) is None:
         return 1
     print(f"removed {args.id}" + (" (the sender gets a non-delivery report)" if args.with_ndr else ""))
     return 0
 
 
 def _export(args, config) -> int:
-    try:
-        status, body = call(config, "GET", "/messages/export", id=args.id)
-    except OSError as e:
-        print(f"exgateway: cannot reach the gateway at {config.admin_socket}: {e.strerror or e}", file=sys.stderr)
-        return 1
-    if status != 200:
-        print(f"exgateway: {json.loads(body).get('error')}", file=sys.stderr)
+    body = _first_found(config, "GET", "/messages/export", id=args.id)
+    if body is None:
         return 1
     if args.output:
         with open(args.output, "wb") as f:

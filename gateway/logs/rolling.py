@@ -4,6 +4,7 @@ Exchange-style CSV log files: a header, hourly files, a size and an age limit.
 Shared by the protocol logs and the message tracking log. Files are
 `<PREFIX>yyyymmddhh-n.LOG`, a new one each hour or when one reaches the size
 limit; files older than the age limit are deleted when a new file starts.
+Each process writes files of its own (a node's workers share the directory).
 Lines are buffered and written about once a second (ProtocolLogService) and
 on stop: a log must not cost a write per event.
 """
@@ -82,11 +83,15 @@ class RollingLog:
         self.close()
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d%H", time.gmtime(now))
+        # Created exclusively: the workers of one node share the log directory,
+        # and two processes appending to one file could interleave their lines.
         n = 1
-        while (self.directory / f"{self.prefix}{stamp}-{n}.LOG").exists():
-            n += 1
-        path = self.directory / f"{self.prefix}{stamp}-{n}.LOG"
-        self._file = open(path, "a", encoding="utf-8", newline="")
+        while True:
+            try:
+                self._file = open(self.directory / f"{self.prefix}{stamp}-{n}.LOG", "x", encoding="utf-8", newline="")
+                break
+            except FileExistsError:
+                n += 1
         self._hour = hour
         header = (
             f"#Software: exgateway\r\n#Version: {VERSION}\r\n#Log-type: {self.log_type}\r\n"

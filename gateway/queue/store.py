@@ -311,6 +311,28 @@ class QueueStore:
 
     # --- start-up ---------------------------------------------------------------
 
+    def adopt(self, other: Path) -> int:
+        """
+        Take in the committed messages of another queue folder (a worker this
+        node no longer runs); before recover(). Body first, then envelope:
+        interrupted between the two, the envelope is still in `other` and the
+        next start moves it after its body. Returns how many moved.
+        """
+        self.prepare()
+        moved = 0
+        for envelope in sorted(other.glob("*" + ENVELOPE)):
+            queue_id = envelope.name[: -len(ENVELOPE)]
+            body = other / (queue_id + BODY)
+            if body.exists():
+                os.replace(body, self.body_path(queue_id))
+            os.replace(envelope, self.envelope_path(queue_id))
+            moved += 1
+        if moved:
+            fsync_directory(self.directory)
+            fsync_directory(other)
+            log.warn("queue: took in {count} messages from {directory} (a worker no longer run)", count=moved, directory=str(other))
+        return moved
+
     def recover(self) -> list[Envelope]:
         """Clean up after a crash; return every committed message."""
         self.prepare()

@@ -144,16 +144,20 @@ class ESMTPServer(Protocol):
         )
         # TarpitInterval: errors to unauthenticated clients are slowed down, as in Exchange.
         self._tarpit = self.connector.tarpit_interval if principal is Principal.ANONYMOUS else 0.0
-        log.info(
-            "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",
-            session_id=self.session.session_id,
-            client_ip=self.session.client_ip,
-            client_port=peer.port,
-            connector=self.connector.identity,
-            server_ip=host.host,
-            server_port=host.port,
-        )
-        if self.protocol_log is not None:
+        if self.protocol_log is None:
+            # A protocol-logged session is in its connector's log from its first
+            # line ("+", with the connector and both endpoints): one write fewer
+            # per connection in the process log.
+            log.info(
+                "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",
+                session_id=self.session.session_id,
+                client_ip=self.session.client_ip,
+                client_port=peer.port,
+                connector=self.connector.identity,
+                server_ip=host.host,
+                server_port=host.port,
+            )
+        else:
             self._plog = SessionLog(
                 self.protocol_log, self.connector.identity, self.session.session_id,
                 endpoint(host.host, host.port), endpoint(peer.host, peer.port),

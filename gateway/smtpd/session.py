@@ -24,8 +24,14 @@ _session_counter = itertools.count(1)
 
 
 def new_session_id(now: float) -> str:
-    """Exchange-style session id: hex, unique within a process run."""
+    """Exchange-style session id: hex, unique within a node's run (see number_sessions_as)."""
     return f"{int(now):08X}{next(_session_counter):08X}"
+
+
+def number_sessions_as(worker: int, workers: int) -> None:
+    """The workers of one node take turns with session numbers, so their logs never share an id."""
+    global _session_counter
+    _session_counter = itertools.count(worker + 1, workers)
 
 
 @dataclass

@@ -20,7 +20,7 @@ def test_check_named_file_and_config_option_agree(tmp_path, capsys):
     assert capsys.readouterr().err == first
     assert first.splitlines() == [
         f"{bad}: 4 error(s)",
-        f"  {bad}: server.colour: unknown key (known: fqdn, name, var_dir)",
+        f"  {bad}: server.colour: unknown key (known: fqdn, name, var_dir, workers)",
         f"  {bad}: server.fqdn: 'x y' is not a valid host name",
         f"  {bad}: receive_connectors[0] (\"A\").bindings[0]: '1.2.3.4:0': '0' is not a valid port (1-65535)",
         f"  {bad}: hub_pool.hosts: frontend connectors need at least one hub to hand mail to",
@@ -116,3 +116,17 @@ def test_queue_commands_say_when_the_hub_is_not_running(tmp_path, capsys):
     assert main(["--config", str(cfg), "queue", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"exgateway: cannot reach the gateway at {tmp_path}/var/run/admin.sock: ") and "(is the hub running?)" in err
+
+
+def test_the_queues_of_several_workers_show_as_one_node():
+    from gateway.admin.queues import merge_queues
+
+    row = {"Identity": "EX\\ISP", "Name": "ISP", "DeliveryType": "SmartHostConnectorDelivery", "NextHopDomain": "ISP"}
+    worker0 = [dict(row, Status="Ready", MessageCount=2, LastError="", NextRetryTime=""),
+               dict(row, Identity="EX\\Mailbox Delivery", Status="Ready", MessageCount=1, LastError="", NextRetryTime="")]
+    worker1 = [dict(row, Status="Retry", MessageCount=3, LastError="451 4.4.0 unreachable", NextRetryTime="2026-11-27T05:10:00.000Z")]
+    merged = merge_queues([worker0, worker1])
+    assert [(q["Identity"], q["Status"], q["MessageCount"], q["LastError"], q["NextRetryTime"]) for q in merged] == [
+        ("EX\\ISP", "Retry", 5, "451 4.4.0 unreachable", "2026-11-27T05:10:00.000Z"),
+        ("EX\\Mailbox Delivery", "Ready", 1, "", ""),
+    ]

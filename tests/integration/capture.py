@@ -46,8 +46,12 @@ class CaptureServer:
                 server.connections += 1
                 server._session(self.request, self.rfile, self.wfile)
 
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.server = socketserver.ThreadingTCPServer((host, port), Handler)
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            # socketserver's default backlog of 5 stalls a gateway that opens many connections at once.
+            request_queue_size = 128
+
+        self.server = Server((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

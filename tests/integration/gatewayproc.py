@@ -39,12 +39,13 @@ def wait_for_port(port: int, timeout: float = 20.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listening on {port} after {timeout}s")
 
 
-def config_text(frontend_port: int, hub_port: int, var_dir: Path, extra: str = "", retry: str = "1s") -> str:
+def config_text(frontend_port: int, hub_port: int, var_dir: Path, extra: str = "", retry: str = "1s", workers: int = 1) -> str:
     return f'''
 [server]
 name = "EXSERVER"
 fqdn = "mail.corp.example"
 var_dir = "{var_dir}"
+workers = {workers}
 
 [[accepted_domains]]
 domain = "corp.example"
@@ -128,7 +129,7 @@ extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
 
 class Gateway:
     def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "",
-                 retry: str = "1s") -> None:
+                 retry: str = "1s", workers: int = 1) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.role = role
@@ -137,7 +138,7 @@ class Gateway:
         self.var = directory / "var"
         self.config = config or directory / "exgateway.toml"
         if config is None:
-            self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra, retry))
+            self.config.write_text(config_text(self.frontend_port, self.hub_port, self.var, extra, retry, workers))
         self.log_path = directory / f"twistd-{role}.log"
         self.process: subprocess.Popen | None = None
 

@@ -1,5 +1,10 @@
-"""The frontend without a hub: the client gets a 4xx, and nothing is half-accepted."""
+"""
+The frontend as its own process (`--role frontend`): it hands each message to
+a hub over SMTP, logs that hand-off, and without a hub the client gets a 4xx
+and nothing is half-accepted.
+"""
 
+import re
 import smtplib
 
 from tests.integration.gatewayproc import Gateway
@@ -36,6 +41,31 @@ def test_hub_lost_before_end_of_data_gives_451_and_no_delivery(tmp_path):
             s.sendmail("a@devices.example", ["after@corp.example"], b"Subject: after\r\n\r\nx\r\n")
         hub.wait_until(lambda: hub.mailbox("after@corp.example"), what="the next message")
         assert hub.mailbox("lost@corp.example") == []
+    finally:
+        frontend.stop()
+        hub.stop()
+
+
+def test_frontend_hand_off_is_a_send_log(tmp_path):
+    """Every message handed to the hub appears in the frontend's SMTP Send Protocol Log, as BDAT."""
+    hub = Gateway(tmp_path, role="hub").start()
+    frontend = Gateway(tmp_path, role="frontend", config=hub.config, frontend_port=hub.frontend_port, hub_port=hub.hub_port).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", frontend.frontend_port, timeout=30) as s:
+            s.sendmail("a@devices.example", ["alice@corp.example"], b"Message-ID: <handoff-1@devices.example>\r\n\r\nx\r\n")
+        logs = hub.var / "logs" / "ProtocolLog" / "FrontEnd" / "SmtpSend"
+
+        def logged():
+            return "".join(f.read_text() for f in sorted(logs.glob("SEND*.LOG"))) if any(
+                "Queued mail" in f.read_text() for f in logs.glob("SEND*.LOG")) else None
+
+        text = frontend.wait_until(logged, what="the hand-off in the send log")
+        assert "#Log-type: SMTP Send Protocol Log" in text
+        assert re.search(r",Hub Pool,[0-9A-F]{16},\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,>,BDAT \d+ LAST,", text)
+        # The hub's reply holds a comma, so the field is quoted.
+        assert re.search(
+            r',<,"250 2\.6\.0 <handoff-1@devices\.example> \[InternalId=\d+, Hostname=mail\.corp\.example\] Queued mail for delivery",', text
+        )
     finally:
         frontend.stop()
         hub.stop()

@@ -13,9 +13,9 @@ from tests.integration.gatewayproc import Gateway, anon_relay, exgateway_cli, fr
 from tests.integration.test_mx import start_dns
 
 
-def relay_gateway(directory, smart_host: str, settings: str = "", extra: str = "", retry: str = "1s") -> Gateway:
+def relay_gateway(directory, smart_host: str, settings: str = "", extra: str = "", retry: str = "1s", workers: int = 1) -> Gateway:
     """A gateway where 127.0.0.2 may relay, and a send connector "ISP" for every domain to `smart_host`."""
-    gw = Gateway(directory, retry=retry)
+    gw = Gateway(directory, retry=retry, workers=workers)
     gw.add_config(anon_relay(gw.frontend_port, "127.0.0.2") + f"""
 [[send_connectors]]
 name = "ISP"

@@ -195,3 +195,31 @@ def test_recovery_sets_the_floor_for_new_ids(tmp_path):
     again.recover()
     ids = InternalIds(Clock(), lambda: again.highest_id)
     assert ids.next() == 5000001
+
+
+def _commit(store, qid: str, body: bytes = BODY) -> Envelope:
+    entry = store.create(qid)
+    entry.write(body)
+    env = envelope(qid, len(body))
+    store.commit(entry, env)
+    return env
+
+
+def test_adopt_takes_in_another_folders_messages_even_after_an_interrupted_move(tmp_path):
+    """A worker no longer run leaves its queue folder; worker 0 takes the messages in before it recovers."""
+    mine = QueueStore(tmp_path / "q", sync_runner)
+    theirs = QueueStore(tmp_path / "q" / "worker-1", sync_runner)
+    mine.prepare()
+    theirs.prepare()
+    own = _commit(mine, "10")
+    moved = _commit(theirs, "11")
+    half = _commit(theirs, "13")
+    # An earlier adoption stopped between the body and the envelope of 13.
+    os.replace(theirs.body_path("13"), mine.body_path("13"))
+    (theirs.directory / "15.eml").write_bytes(b"never committed")
+
+    assert mine.adopt(theirs.directory) == 2
+    assert sorted(e.queue_id for e in mine.recover()) == ["10", "11", "13"]
+    assert mine.recover() == [own, moved, half]
+    assert files(theirs) == ["15.eml"]
+    assert mine.body_path("11").read_bytes() == BODY

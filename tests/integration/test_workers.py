@@ -1,0 +1,171 @@
+"""
+A node of several worker processes ([server] workers): they share the
+listening ports, each queues and delivers what it accepted, the commands
+show them as one node, worker 0 restarts the others and passes reloads on,
+and a worker whose parent is gone stops.
+"""
+
+import csv
+import os
+import re
+import signal
+import smtplib
+import threading
+import time
+
+from tests.integration.capture import CaptureServer
+from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
+from tests.integration.test_outbound import relay_gateway, send
+
+
+def worker_pids(gw: Gateway, worker: int = 1) -> list[int]:
+    return [int(p) for p in re.findall(rf"started worker {worker} \(pid (\d+)\)", gw.log())]
+
+
+def wait_for_worker(gw: Gateway, worker: int = 1, count: int = 1) -> int:
+    """The pid of the worker once it serves (its admin socket is the last thing it opens)."""
+    gw.wait_until(lambda: gw.log().count(f"admin-worker-{worker}.sock") >= count, what=f"worker {worker} up")
+    return worker_pids(gw, worker)[-1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes (its parent, the test, reaps nothing here).
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_workers_share_the_port_and_each_queues_what_it_accepted(tmp_path):
+    gw = Gateway(tmp_path, workers=2).start()
+    try:
+        wait_for_worker(gw)
+        errors = []
+
+        def client(n: int) -> None:
+            try:
+                for i in range(3):
+                    with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=30) as s:
+                        s.sendmail("app@devices.example", ["alice@corp.example"], f"Subject: {n}-{i}\r\n\r\nbody\r\n".encode())
+            except Exception as e:  # reported below, with the others
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        delivered = gw.wait_until(lambda: len(gw.mailbox("alice@corp.example")) == 48 and gw.mailbox("alice@corp.example"),
+                                  what="48 messages in the mailbox")
+        assert sorted(re.search(rb"Subject: (\S+)", m).group(1) for m in delivered) == sorted(
+            f"{n}-{i}".encode() for n in range(16) for i in range(3))
+        # Ids alternate between the workers (even: worker 0, odd: worker 1); both took connections.
+        ids = [int(re.search(rb"\) id (\d+);", m).group(1)) for m in delivered]
+        assert len(set(ids)) == 48 and {i % 2 for i in ids} == {0, 1}
+
+        # Each worker writes protocol-log files of its own, and no session id is used twice.
+        logs = gw.var / "logs" / "ProtocolLog" / "FrontEnd" / "SmtpReceive"
+        gw.wait_until(lambda: sum(f.read_text().count(",+,") for f in logs.glob("RECV*.LOG")) >= 48, what="the protocol logs flushed")
+        files = sorted(logs.glob("RECV*.LOG"))
+        assert len(files) >= 2 and all(f.read_text().count("#Fields:") == 1 for f in files)
+        starts = [row[2] for f in files for row in csv.reader(f.read_text().splitlines()) if len(row) > 6 and row[6] == "+"]
+        assert len(starts) == len(set(starts)) >= 48
+    finally:
+        gw.stop()
+
+
+def _send_until_both_workers_hold_one(gw: Gateway) -> None:
+    queues = [gw.var / "queue", gw.var / "queue" / "worker-1"]
+    for n in range(40):
+        send(gw, ["far@outside.example"], f"Subject: m{n}\r\n\r\nbody\r\n".encode())
+        if all(list(q.glob("*.json")) for q in queues if q.exists()) and (gw.var / "queue" / "worker-1").exists() and all(
+                list(q.glob("*.json")) for q in queues):
+            return
+    raise AssertionError("40 messages, and one worker still holds none")
+
+
+def test_queue_commands_show_the_node_as_one(tmp_path):
+    port = free_port()
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    hop = None
+    try:
+        wait_for_worker(gw)
+        # Sessions from one client go to whichever worker accepts first: send until each holds a message.
+        _send_until_both_workers_hold_one(gw)
+        total = len(list((gw.var / "queue").glob("*.json"))) + len(list((gw.var / "queue" / "worker-1").glob("*.json")))
+        gw.wait_until(lambda: exgateway_cli(gw.config, "queue", "list").stdout.count("Retry") == 1 and f"Retry {total} " in " ".join(
+            exgateway_cli(gw.config, "queue", "list").stdout.split()), what="every message deferred")
+
+        listed = exgateway_cli(gw.config, "queue", "list").stdout.splitlines()
+        assert len(listed) == 3 and listed[2].split()[:5] == ["EXSERVER\\ISP", "SmartHostConnectorDelivery", "Retry", str(total), "ISP"]
+        messages = exgateway_cli(gw.config, "queue", "messages").stdout.splitlines()[2:]
+        ids = [line.split()[0] for line in messages]
+        assert len(ids) == total and ids == sorted(ids, key=int)
+
+        # A message of worker 1, found and removed through the node's commands.
+        theirs = next(p.name[:-5] for p in (gw.var / "queue" / "worker-1").glob("*.json"))
+        assert "Subject: m" in exgateway_cli(gw.config, "message", "export", theirs).stdout
+        removed = exgateway_cli(gw.config, "message", "remove", theirs)
+        assert removed.returncode == 0 and removed.stdout.strip() == f"removed {theirs}"
+        missing = exgateway_cli(gw.config, "message", "remove", theirs)
+        assert missing.returncode == 1 and missing.stderr.strip() == f"exgateway: no message '{theirs}' in the queue"
+
+        hop = CaptureServer("127.0.0.1", port)
+        retried = exgateway_cli(gw.config, "queue", "retry", "ISP")
+        assert retried.stdout.strip() == f"ISP: {total - 1} message(s) retried now"
+        gw.wait_until(lambda: len(hop.transactions) == total - 1, what="both workers' messages delivered")
+        gw.wait_until(lambda: exgateway_cli(gw.config, "queue", "list").stdout.strip() == "(none)", what="the queues empty")
+    finally:
+        gw.stop()
+        if hop is not None:
+            hop.stop()
+
+
+def test_worker_0_restarts_a_worker_passes_reloads_on_and_its_end_stops_the_others(tmp_path):
+    gw = Gateway(tmp_path, workers=2).start()
+    try:
+        first = wait_for_worker(gw)
+        os.kill(first, signal.SIGKILL)
+        gw.wait_until(lambda: "worker 1 ended" in gw.log() and "restarting it in 1 s" in gw.log(), what="the restart notice")
+        second = wait_for_worker(gw, count=2)
+        assert second != first and alive(second)
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=30) as s:
+            s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: after\r\n\r\nx\r\n")
+        gw.wait_until(lambda: gw.mailbox("alice@corp.example"), what="a message after the restart")
+
+        os.kill(gw.pid, signal.SIGHUP)
+        gw.wait_until(lambda: "worker 1: [exgateway.reload] configuration reloaded" in gw.log(), what="worker 1 reloading")
+
+        gw.kill()
+        deadline = time.monotonic() + 15
+        while alive(second) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(second), "worker 1 outlived worker 0"
+    finally:
+        gw.stop()
+
+
+def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
+    port = free_port()
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    hop = None
+    try:
+        wait_for_worker(gw)
+        _send_until_both_workers_hold_one(gw)
+        queued = {p.name for q in (gw.var / "queue", gw.var / "queue" / "worker-1") for p in q.glob("*.json")}
+        gw.stop()
+        gw.config.write_text(gw.config.read_text().replace("workers = 2", "workers = 1"))
+        hop = CaptureServer("127.0.0.1", port)
+        gw.start()
+        assert "took in" in gw.wait_until(lambda: "took in" in gw.log() and gw.log(), what="the orphaned queue taken in")
+        # Their next attempt is an hour away, as before the restart: attempt them now.
+        assert exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip() == f"ISP: {len(queued)} message(s) retried now"
+        gw.wait_until(lambda: len(hop.transactions) == len(queued), what="every queued message delivered")
+        assert not list((gw.var / "queue" / "worker-1").glob("*.json"))
+    finally:
+        gw.stop()
+        if hop is not None:
+            hop.stop()

@@ -1,0 +1,21 @@
+"""The CSV log files shared by the protocol and tracking logs."""
+
+from twisted.internet.task import Clock
+
+from gateway.logs.rolling import RollingLog
+
+
+def test_two_processes_logging_to_one_directory_never_share_a_file(tmp_path):
+    """The workers of a node write the same log directory: each opens files of its own."""
+    clock = Clock()
+    clock.advance(1_795_000_000)
+    logs = [RollingLog(tmp_path, "RECV", "SMTP Receive Protocol Log", "a,b", clock, 10_000, 86400.0) for _ in range(2)]
+    for n, log in enumerate(logs):
+        log.append(clock.seconds(), f"line of writer {n}\r\n")
+        log.flush()
+    for log in logs:
+        log.close()
+    files = sorted(tmp_path.glob("RECV*.LOG"))
+    assert [f.name for f in files] == ["RECV2026111811-1.LOG", "RECV2026111811-2.LOG"]
+    assert [f.read_text().count("#Fields: a,b") for f in files] == [1, 1]
+    assert [f.read_text().splitlines()[-1] for f in files] == ["line of writer 0", "line of writer 1"]
