@@ -248,6 +248,7 @@ def _drain(pipe, path: Path) -> None:
     with open(path, "ab") as out:
         for chunk in iter(lambda: pipe.read1(65536), b""):
             out.write(chunk)
+            out.flush()
 
 
 class Exgateway:
@@ -264,10 +265,11 @@ class Exgateway:
         self.topology = topology
         text = (REPO / "etc" / "exgateway.toml").read_text()
         # smtp-source runs up to 100 sessions from one address: lift Exchange's
-        # per-source default of 20 (Postfix exempts its mynetworks likewise).
+        # per-source default of 20 (Postfix exempts its mynetworks likewise);
+        # scale.py holds 10,000 sessions open: lift the connector's 5,000 too.
         text = re.sub(
             r'^bindings = \["0\.0\.0\.0:25"\]$',
-            f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"',
+            f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"\nmax_inbound_connection = "unlimited"',
             text, count=1, flags=re.M,
         )
         text = text.replace("127.0.0.1:2525", f"127.0.0.1:{self.hub_port}")
@@ -306,6 +308,24 @@ class Exgateway:
             self.processes.append(process)
             wait_for_port(self.hub_port if role == "hub" else self.port)
         wait_for_port(self.port)
+        self._wait_for_workers()
+
+    def _wait_for_workers(self, timeout: float = 30.0) -> None:
+        """Until every worker serves: each logs its admin socket last."""
+        per_process = self.workers_per_process()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = "".join(p.read_text(errors="replace") for p in self.dir.glob("twistd-*.log"))
+            if all(f"-worker-{w}.sock" in logs for w in range(1, per_process)):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"exgateway workers not all up after {timeout}s")
+
+    def workers_per_process(self) -> int:
+        value = re.search(r"^workers = (\S+)", self.config.read_text(), re.M)
+        if value is None or value.group(1) == "1":
+            return 1
+        return len(os.sched_getaffinity(0)) if value.group(1) == '"auto"' else int(value.group(1))
 
     def stop(self) -> None:
         for p in self.processes:

@@ -38,9 +38,13 @@ def raise_nofile() -> int:
     return target
 
 
+def rss_sum(gateway: Exgateway, key: str = "VmRSS") -> int:
+    """Summed over the gateway's processes (one per worker)."""
+    return sum(rss_kb(pid, key) for pid in gateway.pids())
+
+
 def idle_sessions(gateway: Exgateway, n: int, batch: int = 500) -> dict:
-    pid = gateway.pids()[0]
-    before = rss_kb(pid)
+    before = rss_sum(gateway)
     sel = selectors.DefaultSelector()
     started: dict[socket.socket, float] = {}
     banner_after: list[float] = []
@@ -74,7 +78,7 @@ def idle_sessions(gateway: Exgateway, n: int, batch: int = 500) -> dict:
                     banner_after.append(time.monotonic() - started[s])
                 del started[s]
     time.sleep(0.5)
-    after = rss_kb(pid)
+    after = rss_sum(gateway)
     for s in socks:
         s.close()
     sel.close()
@@ -91,12 +95,11 @@ def idle_sessions(gateway: Exgateway, n: int, batch: int = 500) -> dict:
 
 
 def big_message(gateway: Exgateway, sink: Sink, megabytes: int) -> dict:
-    pid = gateway.pids()[0]
     with smtplib.SMTP("127.0.0.1", gateway.port, timeout=60) as s:
         s.sendmail("warm@devices.example", ["warm@corp.example"], b"Subject: warm-up\r\n\r\nx\r\n")
     while sink.messages < 1:
         time.sleep(0.05)
-    before = rss_kb(pid, "VmHWM")
+    before = rss_sum(gateway, "VmHWM")
     line = b"0123456789" * 7 + b"abcdef\r\n"
     body = b"Subject: big\r\n\r\n" + line * (megabytes * 1024 * 1024 // len(line))
     t0 = time.perf_counter()
@@ -106,7 +109,7 @@ def big_message(gateway: Exgateway, sink: Sink, megabytes: int) -> dict:
     while (sink.messages < 2 or not gateway.queue_empty()) and time.monotonic() < deadline:
         time.sleep(0.05)
     elapsed = time.perf_counter() - t0
-    after = rss_kb(pid, "VmHWM")
+    after = rss_sum(gateway, "VmHWM")
     return {"megabytes": megabytes, "seconds": elapsed, "peak_growth_mb": (after - before) / 1024, "peak_before_mb": before / 1024}
 
 

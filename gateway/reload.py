@@ -12,9 +12,9 @@ them.
 
 A file that changes the listening addresses is refused as a whole (sockets
 are opened at start-up, as root): restart to apply it. Changes to the hub
-pool, the queue, mailbox, DNS, tracking-log, admin and health settings are
-reported and wait for a restart. Receive and send connectors, accepted
-domains, AUTH settings and the certificate store apply at once.
+pool, the queue, mailbox, DNS, tracking-log, admin, health and workers
+settings are reported and wait for a restart. Receive and send connectors,
+accepted domains, AUTH settings and the certificate store apply at once.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class LiveConfig:
             return False
         fixed = []
         for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns",
-                     "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space"):
+                     "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "workers"):
             if getattr(new, name) != getattr(old, name):
                 fixed.append(name)
         self._apply(new)
