@@ -117,16 +117,20 @@ class DirectoryService(Service):
 
 
 class PrivateDirectoryService(Service):
-    """A directory only the gateway's user may enter (where the admin socket lives)."""
+    """
+    A directory only the gateway's user may enter (where the admin sockets
+    live). Made after twistd drops privileges, as the admin sockets are: they
+    belong to the service user, whose other workers make theirs there too.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def privilegedStartService(self) -> None:
-        # Before the admin socket binds (which happens in privilegedStartService too).
+    def startService(self) -> None:
+        # Before the admin socket binds (the next service).
         make_directories(self.path)
         self.path.chmod(0o700)
-        super().privilegedStartService()
+        super().startService()
 
 
 class HubPoolService(Service):

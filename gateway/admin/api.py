@@ -100,6 +100,14 @@ class AdminAPI(resource.Resource):
         return _json(request, 404, {"error": f"no such resource {path}"})
 
 
+class _AfterPrivileges(StreamServerEndpointService):
+    """Listens in startService, once twistd has dropped to the service user, so the socket is that user's."""
+
+    def privilegedStartService(self) -> None:
+        if self.running:
+            super().privilegedStartService()
+
+
 def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None) -> StreamServerEndpointService:
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
     site = server.Site(AdminAPI(scheduler, store, server_name, state))
@@ -108,6 +116,6 @@ def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str
     # the log); what changes the queue is logged where it happens.
     site.log = lambda request: None
     endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
-    service = StreamServerEndpointService(endpoint, site)
+    service = _AfterPrivileges(endpoint, site)
     service._raiseSynchronously = True
     return service

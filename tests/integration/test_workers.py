@@ -77,28 +77,36 @@ def test_workers_share_the_port_and_each_queues_what_it_accepted(tmp_path):
         gw.stop()
 
 
-def _send_until_both_workers_hold_one(gw: Gateway) -> None:
-    queues = [gw.var / "queue", gw.var / "queue" / "worker-1"]
+def queued(gw: Gateway) -> set[str]:
+    """The envelopes in both workers' queues."""
+    return {p.name for q in (gw.var / "queue", gw.var / "queue" / "worker-1") for p in q.glob("*.json")}
+
+
+def relay_with_both_queues_held(directory) -> tuple[Gateway, int]:
+    """Two workers whose next hop is down (retry in an hour), each holding at least one message."""
+    port = free_port()
+    gw = relay_gateway(directory, f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    wait_for_worker(gw)
+    # Sessions go to whichever worker accepts first: send until each holds a message.
     for n in range(40):
         send(gw, ["far@outside.example"], f"Subject: m{n}\r\n\r\nbody\r\n".encode())
-        if all(list(q.glob("*.json")) for q in queues if q.exists()) and (gw.var / "queue" / "worker-1").exists() and all(
-                list(q.glob("*.json")) for q in queues):
-            return
+        if all(list(q.glob("*.json")) for q in (gw.var / "queue", gw.var / "queue" / "worker-1")):
+            return gw, port
+    gw.stop()
     raise AssertionError("40 messages, and one worker still holds none")
 
 
 def test_queue_commands_show_the_node_as_one(tmp_path):
-    port = free_port()
-    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    gw, port = relay_with_both_queues_held(tmp_path / "gw")
     hop = None
     try:
-        wait_for_worker(gw)
-        # Sessions from one client go to whichever worker accepts first: send until each holds a message.
-        _send_until_both_workers_hold_one(gw)
-        total = len(list((gw.var / "queue").glob("*.json"))) + len(list((gw.var / "queue" / "worker-1").glob("*.json")))
-        gw.wait_until(lambda: exgateway_cli(gw.config, "queue", "list").stdout.count("Retry") == 1 and f"Retry {total} " in " ".join(
-            exgateway_cli(gw.config, "queue", "list").stdout.split()), what="every message deferred")
+        total = len(queued(gw))
 
+        def all_deferred():
+            listed = exgateway_cli(gw.config, "queue", "list").stdout.splitlines()
+            return listed if len(listed) == 3 and listed[2].split()[2:4] == ["Retry", str(total)] else None
+
+        gw.wait_until(all_deferred, what="every message deferred")
         listed = exgateway_cli(gw.config, "queue", "list").stdout.splitlines()
         assert len(listed) == 3 and listed[2].split()[:5] == ["EXSERVER\\ISP", "SmartHostConnectorDelivery", "Retry", str(total), "ISP"]
         messages = exgateway_cli(gw.config, "queue", "messages").stdout.splitlines()[2:]
@@ -149,21 +157,18 @@ def test_worker_0_restarts_a_worker_passes_reloads_on_and_its_end_stops_the_othe
 
 
 def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
-    port = free_port()
-    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    gw, port = relay_with_both_queues_held(tmp_path / "gw")
     hop = None
     try:
-        wait_for_worker(gw)
-        _send_until_both_workers_hold_one(gw)
-        queued = {p.name for q in (gw.var / "queue", gw.var / "queue" / "worker-1") for p in q.glob("*.json")}
+        held = queued(gw)
         gw.stop()
         gw.config.write_text(gw.config.read_text().replace("workers = 2", "workers = 1"))
         hop = CaptureServer("127.0.0.1", port)
         gw.start()
         assert "took in" in gw.wait_until(lambda: "took in" in gw.log() and gw.log(), what="the orphaned queue taken in")
         # Their next attempt is an hour away, as before the restart: attempt them now.
-        assert exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip() == f"ISP: {len(queued)} message(s) retried now"
-        gw.wait_until(lambda: len(hop.transactions) == len(queued), what="every queued message delivered")
+        assert exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip() == f"ISP: {len(held)} message(s) retried now"
+        gw.wait_until(lambda: len(hop.transactions) == len(held), what="every queued message delivered")
         assert not list((gw.var / "queue" / "worker-1").glob("*.json"))
     finally:
         gw.stop()
