@@ -344,4 +344,4 @@ class Exgateway:
     def queue_empty(self) -> bool:
         # Worker 0's queue and the other workers' (queue/worker-N).
         q = self.dir / "var" / "queue"
-        return not any(q.glob("*.json")) and not any(q.glob("worker-*/*.json"))
+        return not any(q.glob("*.eml")) and not any(q.glob("worker-*/*.eml"))

@@ -10,7 +10,7 @@ from gateway.domains import AcceptedDomains
 from gateway.envelope import Envelope
 from gateway.intake import IntakeHandler
 from gateway.policy.checks import SessionPolicy
-from gateway.queue.store import QueueStore
+from gateway.queue.store import QueueStore, body_bytes
 from gateway.route.router import Router
 from gateway.smtpd.protocol import ESMTPServer
 
@@ -55,7 +55,7 @@ class Hub:
 
     def stored(self) -> bytes:
         (env,) = self.scheduler.queued
-        return (self.store.directory / (env.queue_id + ".eml")).read_bytes()
+        return body_bytes(self.store.body_path(env.queue_id), env.size)
 
 
 RECEIVED = (

@@ -27,6 +27,7 @@ from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.web import resource, server
 
 from gateway.queue import view
+from gateway.queue.store import body_bytes
 
 
 def _arg(request, name: str) -> str | None:
@@ -66,7 +67,7 @@ class AdminAPI(resource.Resource):
             if queue_id not in self.scheduler.messages:
                 return _json(request, 404, {"error": f"no message {queue_id!r} in the queue"})
             request.setHeader(b"content-type", b"message/rfc822")
-            return self.store.body_path(queue_id).read_bytes()
+            return body_bytes(self.store.body_path(queue_id), self.scheduler.messages[queue_id].size)
         return _json(request, 404, {"error": f"no such resource {path}"})
 
     def render_POST(self, request):

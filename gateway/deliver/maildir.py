@@ -3,15 +3,14 @@ Local mailbox delivery into Maildir (one directory per recipient).
 
 Layout: `<root>/<domain>/<local part>/{tmp,new,cur}`, names lower-cased and
 unsafe characters percent-encoded, so no address can climb out of the root.
-Each recipient gets the queue's body file linked (or copied, across file
-systems) into `tmp/`, then renamed into `new/`, and `new/` is fsynced before
-the recipient counts as delivered: the queue forgets a message only once
-every copy is durable.
+Each recipient gets a copy of the message's bytes (the queue file holds its
+envelope after them) in `tmp/`, fsynced, then renamed into `new/`, and `new/`
+is fsynced before the recipient counts as delivered: the queue forgets a
+message only once every copy is durable.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import shutil
@@ -50,12 +49,12 @@ class MaildirDelivery:
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:
         """Fire with {address: (state, reply text)} for each recipient."""
         now = self.clock.seconds()
-        return self._run(self._deliver_sync, recipients, body.path, now)
+        return self._run(self._deliver_sync, recipients, body, now)
 
     def _unique_name(self, now: float) -> str:
         return f"{int(now)}.M{int((now % 1) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{self._host}"
 
-    def _deliver_sync(self, recipients: list[str], body: Path, now: float) -> dict:
+    def _deliver_sync(self, recipients: list[str], body: StoredBody, now: float) -> dict:
         results = {}
         for address in recipients:
             try:
@@ -64,22 +63,17 @@ class MaildirDelivery:
                 results[address] = (RecipientState.PENDING, f"451 4.3.0 mailbox write failed: {e.strerror}")
         return results
 
-    def _deliver_one(self, address: str, body: Path, now: float) -> str:
+    def _deliver_one(self, address: str, body: StoredBody, now: float) -> str:
         box = mailbox_path(self.root, address)
         for sub in ("tmp", "new", "cur"):
             (box / sub).mkdir(parents=True, exist_ok=True)
         name = self._unique_name(now)
         tmp = box / "tmp" / name
-        try:
-            # The queue file is already fsynced: a link shares its durable blocks.
-            os.link(body, tmp)
-        except OSError as e:
-            if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-            with open(body, "rb") as src, open(tmp, "xb") as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-                dst.flush()
-                os.fsync(dst.fileno())
+        # A copy of the body alone (the queue file goes on with its envelope), synced before it appears in new/.
+        with body.open() as src, open(tmp, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+            dst.flush()
+            os.fsync(dst.fileno())
         os.rename(tmp, box / "new" / name)
         fsync_directory(box / "new")
         return f"250 2.0.0 delivered to maildir {box.name}@{box.parent.name}/new/{name}"

@@ -21,10 +21,10 @@ HEADER_LIMIT = 64 * 1024
 _STATUS = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
 
-def read_headers(path, limit: int = HEADER_LIMIT) -> bytes:
-    """The original message's header section (up to the first empty line), at most `limit` bytes."""
+def read_headers(path, size: int | None = None, limit: int = HEADER_LIMIT) -> bytes:
+    """The original message's header section (up to the first empty line), at most `limit` bytes of its `size`-byte body."""
     with open(path, "rb") as f:
-        data = f.read(limit)
+        data = f.read(limit if size is None else min(limit, size))
     end = data.find(b"\r\n\r\n")
     return data[: end + 2] if end >= 0 else data
 

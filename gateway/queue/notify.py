@@ -32,7 +32,7 @@ class Notifier:
         """Queue a "failed" or "delayed" notice to the envelope sender; nothing for the null sender."""
         if not envelope.sender or not recipients:
             return succeed(None)
-        d = self.run_in_thread(read_headers, self.store.body_path(envelope.queue_id))
+        d = self.run_in_thread(read_headers, self.store.body_path(envelope.queue_id), envelope.size)
         d.addCallback(self._queue, kind, envelope, recipients, retry_until)
         return d
 

@@ -199,7 +199,7 @@ class DeliveryScheduler:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
-        body = StoredBody(self.store.body_path(envelope.queue_id), self._take_body(envelope.queue_id))
+        body = StoredBody(self.store.body_path(envelope.queue_id), self._take_body(envelope.queue_id), envelope.size)
         ds = []
         for hop, addresses in groups.items():
             d = maybeDeferred(self.deliverers.get(hop).deliver, envelope, addresses, body)

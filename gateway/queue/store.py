@@ -1,21 +1,33 @@
 """
-The durable message store: one body file and one envelope file per message.
+The durable message store: one file per message, plus an envelope file
+once its state changes.
 
-Order of a commit (and why a crash at any point loses nothing acknowledged):
+A queue file (`<id>.eml`) is the message's bytes followed by a trailer: the
+envelope as JSON, and a fixed-size footer giving the body's and the
+envelope's lengths. Order of a commit (and why a crash at any point loses
+nothing acknowledged):
 
-1. the body (`<id>.eml`) is written while DATA streams in (or kept in
-   memory if small, and written at the commit);
-2. the envelope is written to `<id>.json.tmp`; body and envelope are fsynced;
-3. the envelope is renamed to `<id>.json` (the commit marker);
-4. the directory is fsynced; only then does the client get its 250.
+1. the body is written while DATA streams in (or kept in memory if small,
+   and written at the commit), then the trailer after it;
+2. the file is fsynced, then the directory; only then does the client get
+   its 250.
 
-On start, `recover` deletes bodies without an envelope and stray `.tmp`
-files (never acknowledged), and moves any envelope that does not parse or
-whose body is missing or of the wrong size to `corrupt/`, logged, never
-fatal. Commits arriving while one is in flight wait and go together in the
-next batch: one thread hop and one directory fsync per batch, not per message
-(group commit). Small bodies are held in memory until their commit, so the
-reactor thread never waits on the file system for them.
+One file fsync and one directory fsync per message (the directory's shared
+by a batch), where a separate envelope file took two file fsyncs, a rename
+and the directory's. A file whose footer does not add up to its length was
+never acknowledged (the process died while writing it) and is deleted on
+start. After a delivery attempt changes a message's state, the new envelope
+goes to `<id>.json` (written, fsynced, renamed into place), which from then
+on wins over the trailer; the body is never rewritten. Readers of the
+message get the body's bytes only (StoredBody, body_bytes).
+
+On start, `recover` deletes unfinished files (no valid footer, stray
+`.tmp`, an envelope file whose message is gone) and moves any message whose
+envelope does not parse or does not match its body to `corrupt/`, logged,
+never fatal. Commits arriving while one is in flight wait and go together in
+the next batch: one thread hop and one directory fsync per batch, not per
+message (group commit). Small bodies are held in memory until their commit,
+so the reactor thread never waits on the file system for them.
 """
 
 from __future__ import annotations
@@ -36,6 +48,58 @@ BODY = ".eml"
 ENVELOPE = ".json"
 TMP = ".tmp"
 WRITE_BUFFER = 64 * 1024
+# The queue file's footer: magic, body length, envelope length.
+FOOTER_MAGIC = b"#exgateway-envelope"
+_FOOTER = b"%s %012d %08d\n"
+FOOTER_LEN = len(_FOOTER % (FOOTER_MAGIC, 0, 0))
+
+
+def trailer(envelope_json: bytes, body_size: int) -> bytes:
+    """What follows the body in a queue file: the envelope, a newline, the footer."""
+    return envelope_json + b"\n" + _FOOTER % (FOOTER_MAGIC, body_size, len(envelope_json))
+
+
+def read_trailer(path: Path) -> tuple[bytes, int]:
+    """(envelope JSON, body size) from a queue file; ValueError if it has no complete trailer."""
+    with open(path, "rb") as f:
+        total = f.seek(0, os.SEEK_END)
+        if total < FOOTER_LEN:
+            raise ValueError("no envelope after the body")
+        f.seek(total - FOOTER_LEN)
+        magic, body_size, json_size = f.read(FOOTER_LEN).split()
+        if magic != FOOTER_MAGIC or int(body_size) + int(json_size) + 1 + FOOTER_LEN != total:
+            raise ValueError("no envelope after the body")
+        f.seek(int(body_size))
+        return f.read(int(json_size)), int(body_size)
+
+
+class BodyReader(io.RawIOBase):
+    """The body part of a queue file, read as a stream (the trailer after it stays unread)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._file = open(path, "rb", buffering=0)
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self._left)
+        if n <= 0:
+            return 0
+        got = self._file.readinto(memoryview(buffer)[:n])
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def body_bytes(path: Path, size: int, limit: int | None = None) -> bytes:
+    """The first `limit` bytes of a queue file's body (all of it if None)."""
+    with open(path, "rb") as f:
+        return f.read(size if limit is None else min(size, limit))
 
 
 def fsync_directory(path: Path) -> None:
@@ -53,14 +117,18 @@ class StoredBody:
     hot path does not open and read back what it has just written.
     """
 
-    __slots__ = ("path", "data")
+    __slots__ = ("path", "data", "size")
 
-    def __init__(self, path: Path, data: bytes | None = None) -> None:
+    def __init__(self, path: Path, data: bytes | None = None, size: int | None = None) -> None:
         self.path = path
         self.data = data
+        # The body's length: the queue file goes on with the envelope after it.
+        self.size = len(data) if data is not None else size
 
     def open(self) -> BinaryIO:
-        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        return io.BufferedReader(BodyReader(self.path, self.size), WRITE_BUFFER)
 
 
 class QueueEntry:
@@ -99,11 +167,13 @@ class QueueEntry:
         self._chunks = []
         self.file.write(first)
 
-    def flush(self) -> None:
-        """Put every byte in the body file, ready for fsync."""
+    def flush(self, trailer: bytes) -> None:
+        """Put every byte of the body, then the trailer, in the file, ready for fsync."""
         if self.file is None:
             self.kept = b"".join(self._chunks)
-            self._open(self.kept)
+            self._open(self.kept + trailer)
+        else:
+            self.file.write(trailer)
         self.file.flush()
 
     def close(self) -> None:
@@ -187,26 +257,20 @@ class QueueStore:
 
     def _write(self, entry: QueueEntry, envelope: Envelope):
         """
-        Step 1-2, in the reactor thread: the body's last bytes and the
-        envelope go to the page cache (fast; no fsync here). Doing this in
-        the committing thread instead cost a GIL hand-off per system call
-        while the reactor was busy: about 14 ms for a batch of 19.
+        Step 1, in the reactor thread: the body's last bytes and the trailer
+        go to the page cache (fast; no fsync here). Doing this in the
+        committing thread instead cost a GIL hand-off per system call while
+        the reactor was busy: about 14 ms for a batch of 19.
         """
-        tmp = self.directory / (entry.queue_id + ENVELOPE + TMP)
-        fd = None
         try:
-            entry.flush()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.write(fd, envelope.to_json())
+            entry.flush(trailer(envelope.to_json(), entry.size))
         except OSError as e:
             entry.close()
-            if fd is not None:
-                os.close(fd)
             return e
-        return (entry, fd, tmp)
+        return entry
 
     def _sync_batch(self, batch: list) -> list:
-        """In a thread: steps 3-4 for a batch."""
+        """In a thread: step 2 for a batch."""
         results: list = []
         for _ in self._sync_steps(batch, results):
             pass
@@ -220,28 +284,22 @@ class QueueStore:
 
     def _sync_steps(self, batch: list, results: list) -> Iterator[str]:
         """
-        fsync every body and envelope of the batch, rename the envelopes into
-        place, fsync the directory once. results[i] is None if item i is
-        durable, else the exception that failed it: one bad file fails one
-        message, not the batch.
+        fsync every file of the batch, then the directory once. results[i]
+        is None if item i is durable, else the exception that failed it:
+        one bad file fails one message, not the batch.
         """
         results[:] = [p if isinstance(p, Exception) else None for p in batch]
         try:
-            for i, p in enumerate(batch):
+            fds = [entry.file.fileno() for entry in batch if not isinstance(entry, Exception)]
+            errors = iter(self._fsync_all(fds))
+            for i, entry in enumerate(batch):
                 if results[i] is None:
-                    entry, fd, _ = p
-                    errors = self._fsync_all([entry.file.fileno(), fd])
-                    results[i] = next((e for e in errors if e is not None), None)
+                    results[i] = next(errors)
         finally:
-            for p in batch:
-                if not isinstance(p, Exception):
-                    p[0].close()
-                    os.close(p[1])
+            for entry in batch:
+                if not isinstance(entry, Exception):
+                    entry.close()
         yield "synced"
-        for i, p in enumerate(batch):
-            if results[i] is None:
-                os.rename(p[2], self.envelope_path(p[0].queue_id))
-        yield "renamed"
         fsync_directory(self.directory)
         yield "directory synced"
 
@@ -285,11 +343,12 @@ class QueueStore:
 
     def remove(self, queue_id: str) -> None:
         """
-        Drop a finished message: the envelope first, so a crash leaves no
-        half. The unlinks run in a thread, batched, apart from commits: on a
-        busy file system an unlink can wait on the journal, and neither the
-        reactor nor a waiting 250 should. A crash before then delivers the
-        message again; a duplicate is allowed, a loss is not.
+        Drop a finished message: the queue file first, then any envelope
+        file (which alone is removed as a leftover at start). The unlinks run
+        in a thread, batched, apart from commits: on a busy file system an
+        unlink can wait on the journal, and neither the reactor nor a waiting
+        250 should. A crash before then delivers the message again; a
+        duplicate is allowed, a loss is not.
         """
         self._removals.append(queue_id)
         if not self._removing:
@@ -303,7 +362,7 @@ class QueueStore:
 
     def _remove_sync(self, queue_ids: list[str]) -> None:
         for queue_id in queue_ids:
-            for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
+            for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
                 try:
                     path.unlink()
                 except FileNotFoundError:
@@ -313,20 +372,17 @@ class QueueStore:
 
     def adopt(self, other: Path) -> int:
         """
-        Take in the committed messages of another queue folder (a worker this
-        node no longer runs); before recover(). Body first, then envelope:
-        interrupted between the two, the envelope is still in `other` and the
-        next start moves it after its body. Returns how many moved.
+        Take in the messages of another queue folder (a worker this node no
+        longer runs); before recover(). Queue files first, then envelope
+        files: interrupted, the rest is still in `other` and the next start
+        moves it. Returns how many queue files moved.
         """
         self.prepare()
         moved = 0
-        for envelope in sorted(other.glob("*" + ENVELOPE)):
-            queue_id = envelope.name[: -len(ENVELOPE)]
-            body = other / (queue_id + BODY)
-            if body.exists():
-                os.replace(body, self.body_path(queue_id))
-            os.replace(envelope, self.envelope_path(queue_id))
-            moved += 1
+        for suffix in (BODY, ENVELOPE):
+            for path in sorted(other.glob("*" + suffix)):
+                os.replace(path, self.directory / path.name)
+                moved += suffix == BODY
         if moved:
             fsync_directory(self.directory)
             fsync_directory(other)
@@ -345,39 +401,47 @@ class QueueStore:
             if name.endswith(TMP):
                 path.unlink()
                 log.info("queue: removed unfinished envelope {name}", name=name)
-            elif name.endswith(BODY) and name[: -len(BODY)] + ENVELOPE not in names:
+            elif name.endswith(ENVELOPE) and name[: -len(ENVELOPE)] + BODY not in names:
                 path.unlink()
-                log.info("queue: removed body never committed {name}", name=name)
-            elif name.endswith(ENVELOPE):
-                queue_id = name[: -len(ENVELOPE)]
-                envelope = self._load(queue_id)
+                log.info("queue: removed the envelope of a message already gone {name}", name=name)
+            elif name.endswith(BODY):
+                envelope = self._load(name[: -len(BODY)])
                 if envelope is not None:
                     committed.append(envelope)
         return committed
 
     def _load(self, queue_id: str) -> Envelope | None:
-        path = self.envelope_path(queue_id)
-        body = self.body_path(queue_id)
+        path = self.body_path(queue_id)
+        updated = self.envelope_path(queue_id)
         try:
-            envelope = Envelope.from_json(path.read_bytes())
+            try:
+                data, body_size = read_trailer(path)
+            except ValueError:
+                if updated.exists():
+                    raise
+                # Died while writing it: never acknowledged.
+                path.unlink()
+                log.info("queue: removed a message never committed {name}", name=path.name)
+                return None
+            envelope = Envelope.from_json(updated.read_bytes() if updated.exists() else data)
             if envelope.queue_id != queue_id:
                 raise ValueError(f"envelope names queue id {envelope.queue_id!r}")
-            size = body.stat().st_size
-            if size != envelope.size:
-                raise ValueError(f"body has {size} bytes, envelope says {envelope.size}")
+            if body_size != envelope.size:
+                raise ValueError(f"body has {body_size} bytes, envelope says {envelope.size}")
             return envelope
         except (OSError, ValueError) as e:
             self._set_aside(queue_id, str(e))
             return None
 
     def set_failed(self, queue_id: str) -> None:
-        """Move a message whose delivery failed for good to failed/, envelope last."""
+        """Move a message whose delivery failed for good to failed/ (its envelope file too, if it has one)."""
         for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
-            os.replace(path, self.failed_directory / path.name)
+            if path.exists():
+                os.replace(path, self.failed_directory / path.name)
         log.warn("queue: {queue_id} failed for good; kept in {directory}", queue_id=queue_id, directory=str(self.failed_directory))
 
     def _set_aside(self, queue_id: str, reason: str) -> None:
-        for path in (self.envelope_path(queue_id), self.body_path(queue_id)):
+        for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
             if path.exists():
                 os.replace(path, self.corrupt_directory / path.name)
         log.error("queue: set aside unreadable message {queue_id}: {reason}", queue_id=queue_id, reason=reason)

@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 
 from gateway.deliver.maildir import MaildirDelivery, mailbox_path
 from gateway.envelope import RecipientState
-from gateway.queue.store import StoredBody
+from gateway.queue.store import StoredBody, trailer
 
 
 def test_mailbox_path_cannot_escape_root():
@@ -18,13 +18,14 @@ def test_mailbox_path_cannot_escape_root():
 
 
 def test_each_recipient_gets_the_bytes_in_new(tmp_path):
+    """The message's bytes only: the queue file goes on with its envelope."""
     body = tmp_path / "q.eml"
-    body.write_bytes(b"Subject: x\r\n\r\nhi\r\n")
+    body.write_bytes(b"Subject: x\r\n\r\nhi\r\n" + trailer(b'{"queue_id": "q"}', 18))
     clock = Clock()
     clock.advance(1_795_000_000.5)
     delivery = MaildirDelivery(tmp_path / "mail", lambda f, *a: succeed(f(*a)), clock)
     results = []
-    delivery.deliver(None, ["alice@corp.example", "bob@corp.example"], StoredBody(body)).addCallback(results.append)
+    delivery.deliver(None, ["alice@corp.example", "bob@corp.example"], StoredBody(body, size=18)).addCallback(results.append)
     (result,) = results
     assert {a: s for a, (s, _) in result.items()} == {
         "alice@corp.example": RecipientState.DELIVERED,

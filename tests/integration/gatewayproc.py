@@ -187,6 +187,10 @@ class Gateway:
         root = self.var / "mailboxes"
         return [p.read_bytes() for p in root.glob("*/*/new/*")]
 
+    def queued(self) -> list[str]:
+        """The ids of the messages in the queue (one `<id>.eml` file each)."""
+        return [name[:-4] for name in self.queue_files() if name.endswith(".eml")]
+
     def queue_files(self) -> list[str]:
         q = self.var / "queue"
         return sorted(p.name for p in q.iterdir() if p.is_file()) if q.exists() else []

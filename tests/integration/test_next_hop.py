@@ -19,7 +19,7 @@ def test_next_hop_down_then_up(tmp_path, sink_dir):
             s.sendmail("app@devices.example", ["alice@corp.example", "bob@corp.example"], body)
         gw.wait_until(lambda: "deferred" in gw.log(), what="a deferred attempt")
         assert re.search(r"deferred \d+ to <alice@corp\.example>: 451 4\.4\.0 next hop 127\.0\.0\.1:\d+ unreachable", gw.log())
-        assert any(name.endswith(".json") for name in gw.queue_files())
+        assert len(gw.queued()) == 1
 
         proc = start_sink(sink, sink_port, str(sink_dir / "%M."))
         (dump,) = gw.wait_until(lambda: list(sink_dir.iterdir()), timeout=30, what="the sink to receive the message")

@@ -127,7 +127,7 @@ tls = "required"
     try:
         send(gw, ["far@outside.example"], b"Subject: secret\r\n\r\nnot in clear\r\n")
         gw.wait_until(lambda: "deferred" in gw.log() and "does not offer STARTTLS" in gw.log(), what="the deferral")
-        assert capture.transactions == [] and len(gw.queue_files()) == 2
+        assert capture.transactions == [] and len(gw.queued()) == 1
     finally:
         gw.stop()
 
@@ -164,7 +164,7 @@ tls_ca_file = "{cert}"
     try:
         send(gw, ["far@outside.example"], b"Subject: x\r\n\r\nhello\r\n")
         gw.wait_until(lambda: "deferred" in gw.log() and "DNSMismatch" in gw.log(), what="the deferral")
-        assert hop.transactions == [] and len(gw.queue_files()) == 2
+        assert hop.transactions == [] and len(gw.queued()) == 1
     finally:
         gw.stop()
         hop.stop()
@@ -223,7 +223,7 @@ def test_a_next_hop_that_answers_451_then_recovers(tmp_path):
     try:
         send(gw, ["far@outside.example"], b"Subject: greylisted\r\n\r\nbody\r\n", sender="app@outside.example")
         gw.wait_until(lambda: "451 4.3.0 greylisted, try later" in gw.log(), what="the 451")
-        assert hop.transactions == [] and len(gw.queue_files()) == 2
+        assert hop.transactions == [] and len(gw.queued()) == 1
         del hop.rcpt_replies["far@outside.example"]
         gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery on retry")
         assert hop.transactions[0].rcpts == ["far@outside.example"]

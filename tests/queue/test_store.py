@@ -6,7 +6,7 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 
 from gateway.envelope import Envelope, Recipient, RecipientState
-from gateway.queue.store import QueueStore
+from gateway.queue.store import QueueStore, StoredBody, body_bytes, read_trailer
 
 BODY = b"Received: x\r\nSubject: t\r\n\r\nhello\r\n"
 
@@ -35,9 +35,22 @@ def files(store):
     return sorted(p.name for p in store.directory.iterdir() if p.is_file())
 
 
-@pytest.mark.parametrize("steps_done", [0, 1, 2, 3, 4])
+def _commit(store, qid: str, body: bytes = BODY) -> Envelope:
+    entry = store.create(qid)
+    entry.write(body)
+    env = envelope(qid, len(body))
+    store.commit(entry, env)
+    return env
+
+
+def body_of(store, qid: str) -> bytes:
+    """What the queue file holds before its trailer."""
+    return body_bytes(store.body_path(qid), read_trailer(store.body_path(qid))[1])
+
+
+@pytest.mark.parametrize("steps_done", [0, 1, 2, 3])
 def test_crash_between_commit_steps(tmp_path, steps_done):
-    """Stopping after any step of a batch commit, recovery finds either nothing or the complete messages."""
+    """Stopping after any step of a batch commit, recovery finds either nothing or the complete messages, and no leftovers."""
     store = QueueStore(tmp_path / "q", sync_runner)
     store.prepare()
     items = []
@@ -51,15 +64,27 @@ def test_crash_between_commit_steps(tmp_path, steps_done):
     for entry, _ in items:
         entry.close()  # the process dies: nothing else runs
 
-    recovered = QueueStore(tmp_path / "q", sync_runner).recover()
-    if recovered:
-        assert steps_done >= 3
-        assert recovered == [env for _, env in items]
-        assert (tmp_path / "q" / "1001.eml").read_bytes() == BODY
-        assert (tmp_path / "q" / "1002.eml").read_bytes() == BODY * 30_000
+    again = QueueStore(tmp_path / "q", sync_runner)
+    recovered = again.recover()
+    if steps_done == 0:
+        # The spilled body was half written, with no envelope after it: gone.
+        assert recovered == [] and files(store) == []
     else:
-        assert steps_done < 3
-        assert files(store) == []
+        # Written whole (here the page cache survives; after a power cut only
+        # what was fsynced would, and only that was acknowledged).
+        assert recovered == [env for _, env in items]
+        assert files(store) == ["1001.eml", "1002.eml"]
+        assert body_of(again, "1001") == BODY and body_of(again, "1002") == BODY * 30_000
+
+
+def test_a_queue_file_is_the_body_then_the_envelope_then_a_footer(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    env = _commit(store, "7")
+    data = store.body_path("7").read_bytes()
+    json = env.to_json()
+    assert data == BODY + json + b"\n" + b"#exgateway-envelope %012d %08d\n" % (len(BODY), len(json))
+    assert read_trailer(store.body_path("7")) == (json, len(BODY))
 
 
 def test_commit_then_recover_round_trip(tmp_path):
@@ -70,24 +95,26 @@ def test_commit_then_recover_round_trip(tmp_path):
     results = []
     store.commit(entry, envelope("7", len(BODY))).addCallback(results.append)
     assert results == [None]
-    assert files(store) == ["7.eml", "7.json"]
+    assert files(store) == ["7.eml"]
     assert QueueStore(tmp_path / "q", sync_runner).recover() == [envelope("7", len(BODY))]
+    with StoredBody(store.body_path("7"), size=len(BODY)).open() as f:
+        assert f.read() == BODY
 
 
 def test_unreadable_envelope_is_set_aside_not_fatal(tmp_path):
-    """A garbled envelope and one whose body is short both go to corrupt/; the good one stays."""
+    """A garbled envelope file and one that does not match its body go to corrupt/; a file cut short is dropped; the good one stays."""
     store = QueueStore(tmp_path / "q", sync_runner)
     store.prepare()
-    for qid in ("1", "2", "3"):
-        e = store.create(qid)
-        e.write(BODY)
-        store.commit(e, envelope(qid, len(BODY)))
+    for qid in ("1", "2", "3", "4"):
+        _commit(store, qid)
     (tmp_path / "q" / "1.json").write_bytes(b"{not json")
-    with open(tmp_path / "q" / "2.eml", "ab") as f:
-        f.write(b"extra")
+    (tmp_path / "q" / "2.json").write_bytes(envelope("2", len(BODY) + 5).to_json())
+    with open(tmp_path / "q" / "4.eml", "r+b") as f:
+        f.truncate(len(BODY) + 3)
     recovered = store.recover()
     assert [e.queue_id for e in recovered] == ["3"]
     assert sorted(os.listdir(tmp_path / "q" / "corrupt")) == ["1.eml", "1.json", "2.eml", "2.json"]
+    assert files(store) == ["3.eml"]
 
 
 def test_discard_leaves_nothing(tmp_path):
@@ -108,6 +135,7 @@ def test_update_and_remove(tmp_path):
     store.commit(e, env)
     updated = env.with_results({"a@corp.example": (RecipientState.DELIVERED, "250 ok")}, 99.0)
     store.update(updated)
+    assert files(store) == ["5.eml", "5.json"]
     (again,) = store.recover()
     assert [r.state for r in again.recipients] == [RecipientState.DELIVERED, RecipientState.PENDING]
     assert again.next_attempt == 99.0 and again.recipients[0].attempts == 1
@@ -126,11 +154,11 @@ def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
         e = store.create(qid)
         e.write(BODY)
         store.commit(e, envelope(qid, len(BODY))).addCallback(lambda _, q=qid: done.append(q))
-    assert len(calls) == 1 and [entry.queue_id for entry, _, _ in calls[0][1][0]] == ["1"]
+    assert len(calls) == 1 and [entry.queue_id for entry in calls[0][1][0]] == ["1"]
     f, args, d = calls[0]
     d.callback(f(*args))
     assert done == ["1"]
-    assert len(calls) == 2 and [entry.queue_id for entry, _, _ in calls[1][1][0]] == ["2", "3", "4"]
+    assert len(calls) == 2 and [entry.queue_id for entry in calls[1][1][0]] == ["2", "3", "4"]
     f, args, d = calls[1]
     d.callback(f(*args))
     assert done == ["1", "2", "3", "4"]
@@ -148,7 +176,7 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
     for _ in range(5):
         big.write(b"y" * 100_000)
     assert files(store) == ["2.eml"]
-    big.flush()
+    big.flush(b"")
     big.close()
     assert (tmp_path / "q" / "2.eml").stat().st_size == 500_000
 
@@ -169,7 +197,7 @@ def test_removals_run_in_a_thread_batched_and_apart_from_commits(tmp_path):
     d.callback(f(*args))  # commits 2 and 3
     store.remove("1")
     store.remove("2")
-    assert "1.json" in files(store) and "2.json" in files(store)
+    assert "1.eml" in files(store) and "2.eml" in files(store)
     (f, args, d) = calls[2]
     assert args == (["1"],)
     store.remove("3")
@@ -197,14 +225,6 @@ def test_recovery_sets_the_floor_for_new_ids(tmp_path):
     assert ids.next() == 5000001
 
 
-def _commit(store, qid: str, body: bytes = BODY) -> Envelope:
-    entry = store.create(qid)
-    entry.write(body)
-    env = envelope(qid, len(body))
-    store.commit(entry, env)
-    return env
-
-
 def test_adopt_takes_in_another_folders_messages_even_after_an_interrupted_move(tmp_path):
     """A worker no longer run leaves its queue folder; worker 0 takes the messages in before it recovers."""
     mine = QueueStore(tmp_path / "q", sync_runner)
@@ -214,12 +234,12 @@ def test_adopt_takes_in_another_folders_messages_even_after_an_interrupted_move(
     own = _commit(mine, "10")
     moved = _commit(theirs, "11")
     half = _commit(theirs, "13")
-    # An earlier adoption stopped between the body and the envelope of 13.
+    later = half.with_results({"a@corp.example": (RecipientState.DELIVERED, "250 ok")}, 99.0)
+    theirs.update(later)
+    # An earlier adoption stopped between 13's queue file and its envelope file.
     os.replace(theirs.body_path("13"), mine.body_path("13"))
-    (theirs.directory / "15.eml").write_bytes(b"never committed")
 
-    assert mine.adopt(theirs.directory) == 2
-    assert sorted(e.queue_id for e in mine.recover()) == ["10", "11", "13"]
-    assert mine.recover() == [own, moved, half]
-    assert files(theirs) == ["15.eml"]
-    assert mine.body_path("11").read_bytes() == BODY
+    assert mine.adopt(theirs.directory) == 1
+    assert mine.recover() == [own, moved, later]
+    assert files(theirs) == []
+    assert body_of(mine, "11") == BODY
