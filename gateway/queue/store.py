@@ -221,10 +221,7 @@ class QueueStore:
         spilled = entry.file is not None
         entry.close()
         if spilled:
-            try:
-                entry.path.unlink()
-            except FileNotFoundError:
-                pass
+            self._unlink_quietly(entry.path)
 
     def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
         """Make the message durable; fires when the 250 may be sent."""
@@ -265,7 +262,7 @@ class QueueStore:
         try:
             entry.flush(trailer(envelope.to_json(), entry.size))
         except OSError as e:
-            entry.close()
+            self.discard(entry)
             return e
         return entry
 
@@ -299,6 +296,10 @@ class QueueStore:
             for entry in batch:
                 if not isinstance(entry, Exception):
                     entry.close()
+        for entry, result in zip(batch, results):
+            if result is not None and not isinstance(entry, Exception):
+                # Refused to its client: it must not come back as queued mail at the next start.
+                self._unlink_quietly(entry.path)
         yield "synced"
         fsync_directory(self.directory)
         yield "directory synced"
@@ -363,10 +364,14 @@ class QueueStore:
     def _remove_sync(self, queue_ids: list[str]) -> None:
         for queue_id in queue_ids:
             for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
+                self._unlink_quietly(path)
+
+    @staticmethod
+    def _unlink_quietly(path: Path) -> None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
 
     # --- start-up ---------------------------------------------------------------
 

@@ -243,3 +243,21 @@ def test_adopt_takes_in_another_folders_messages_even_after_an_interrupted_move(
     assert mine.recover() == [own, moved, later]
     assert files(theirs) == []
     assert body_of(mine, "11") == BODY
+
+
+def test_a_message_whose_fsync_fails_is_refused_and_leaves_no_file(tmp_path, monkeypatch):
+    """One bad file fails one message of the batch; it is not found as queued mail at the next start."""
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    monkeypatch.setattr(QueueStore, "_fsync_all", staticmethod(lambda fds: [OSError(5, "I/O error")] + [None] * (len(fds) - 1)))
+    items = []
+    for qid in ("1", "2"):
+        entry = store.create(qid)
+        entry.write(BODY)
+        items.append((entry, envelope(qid, len(BODY))))
+    results = []
+    for _ in store.commit_steps(items, results):
+        pass
+    assert [type(r).__name__ if r else None for r in results] == ["OSError", None]
+    assert files(store) == ["2.eml"]
+    assert [e.queue_id for e in QueueStore(tmp_path / "q", sync_runner).recover()] == ["2"]
