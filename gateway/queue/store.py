@@ -19,7 +19,9 @@ never acknowledged (the process died while writing it) and is deleted on
 start. After a delivery attempt changes a message's state, the new envelope
 goes to `<id>.json` (written, fsynced, renamed into place), which from then
 on wins over the trailer; the body is never rewritten. Readers of the
-message get the body's bytes only (StoredBody, body_bytes).
+message get the body's bytes only (StoredBody, body_bytes). A message queued
+before this format (a bare body beside its envelope file) is recovered and
+delivered as it is.
 
 On start, `recover` deletes unfinished files (no valid footer, stray
 `.tmp`, an envelope file whose message is gone) and moves any message whose
@@ -422,12 +424,13 @@ class QueueStore:
             try:
                 data, body_size = read_trailer(path)
             except ValueError:
-                if updated.exists():
-                    raise
-                # Died while writing it: never acknowledged.
-                path.unlink()
-                log.info("queue: removed a message never committed {name}", name=path.name)
-                return None
+                if not updated.exists():
+                    # Died while writing it: never acknowledged.
+                    path.unlink()
+                    log.info("queue: removed a message never committed {name}", name=path.name)
+                    return None
+                # Queued before queue files carried their envelope: the body alone, its envelope beside it.
+                data, body_size = None, path.stat().st_size
             envelope = Envelope.from_json(updated.read_bytes() if updated.exists() else data)
             if envelope.queue_id != queue_id:
                 raise ValueError(f"envelope names queue id {envelope.queue_id!r}")

@@ -261,3 +261,15 @@ def test_a_message_whose_fsync_fails_is_refused_and_leaves_no_file(tmp_path, mon
     assert [type(r).__name__ if r else None for r in results] == ["OSError", None]
     assert files(store) == ["2.eml"]
     assert [e.queue_id for e in QueueStore(tmp_path / "q", sync_runner).recover()] == ["2"]
+
+
+def test_messages_queued_in_the_earlier_format_are_still_delivered(tmp_path):
+    """Before queue files carried their envelope, a message was a bare body and an envelope file: an upgrade keeps them."""
+    q = tmp_path / "q"
+    q.mkdir()
+    (q / "8.eml").write_bytes(BODY)
+    (q / "8.json").write_bytes(envelope("8", len(BODY)).to_json())
+    store = QueueStore(q, sync_runner)
+    assert store.recover() == [envelope("8", len(BODY))]
+    with StoredBody(store.body_path("8"), size=len(BODY)).open() as f:
+        assert f.read() == BODY
