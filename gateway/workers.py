@@ -44,6 +44,7 @@ LISTEN_BACKLOG = 1024
 # A worker that keeps dying is restarted at most this often.
 RESTART_DELAY = 1.0
 MAX_RESTART_DELAY = 30.0
+STABLE_AFTER = 60.0
 STOP_TIMEOUT = 30.0
 
 
@@ -182,6 +183,7 @@ class WorkerSupervisor(Service):
         self.listeners = listeners
         self.processes: dict[int, object] = {}
         self.delays: dict[int, float] = {}
+        self._started_at: dict[int, float] = {}
         self._stopped: dict[int, Deferred] = {}
         self._restarts: dict[int, object] = {}
 
@@ -199,6 +201,7 @@ class WorkerSupervisor(Service):
             mapping.append(f"{listener.binding}={3 + i}")
         env = dict(os.environ, **{LISTEN_FDS: ";".join(mapping)})
         argv = self.argv(worker)
+        self._started_at[worker] = self.reactor.seconds()
         self.processes[worker] = self.reactor.spawnProcess(
             WorkerProtocol(self, worker), argv[0], argv, env=env, path=os.getcwd(), childFDs=child_fds
         )
@@ -212,6 +215,9 @@ class WorkerSupervisor(Service):
             return
         if not self.running:
             return
+        # A worker that had been running a while starts over from the shortest delay.
+        if self.reactor.seconds() - self._started_at.get(worker, 0.0) > STABLE_AFTER:
+            self.delays.pop(worker, None)
         delay = self.delays.get(worker, RESTART_DELAY)
         self.delays[worker] = min(delay * 2, MAX_RESTART_DELAY)
         log.error(

@@ -173,6 +173,11 @@ def test_a_worker_that_ends_is_restarted_later_each_time_it_keeps_ending():
         assert len(reactor.spawned) == 2
         reactor.advance(0.1)
         assert len(reactor.spawned) == 3
+        # One that ran for a while is restarted after the shortest delay again.
+        reactor.advance(workers.STABLE_AFTER + 1)
+        _end(reactor.spawned[2][-1])
+        reactor.advance(1.0)
+        assert len(reactor.spawned) == 4
     finally:
         listener.stopService()
 
