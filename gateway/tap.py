@@ -21,7 +21,7 @@ from twisted.python import usage
 
 from gateway.admin.api import admin_service
 from gateway.admin.health import NodeState, Readiness, health_site
-from gateway.admin.metrics import Metrics
+from gateway.admin.metrics import Metrics, NodeMetrics
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -220,13 +220,12 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
     state = NodeState(config.var_dir / "draining")
     # Prometheus metrics, served beside the health endpoints (so only where those listen).
-    health_listen = config.health_listen
+    node_health = config.health_listen
     if role == "frontend" and config.health_frontend_listen is not None:
-        health_listen = config.health_frontend_listen
-    if worker > 0:
-        # Worker 0 answers for the node.
-        health_listen = None
-    metrics = Metrics() if health_listen is not None else None
+        node_health = config.health_frontend_listen
+    # Worker 0 answers for the node; the others keep metrics for it to gather (their admin sockets).
+    health_listen = node_health if worker == 0 else None
+    metrics = Metrics() if node_health is not None else None
     scheduler = store = pool = None
     tls = None
     if role in ("all", "frontend"):
@@ -310,15 +309,22 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
             top, reactor, live, "frontend", ProxyHandler(pool, spool), limits, protocol_log("FrontEnd", "RECV"), state, metrics, inherited
         )
     # The queue commands talk to admin.sock; a frontend-only process beside a hub on one var_dir gets its own.
-    socket_path = admin_socket(config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock"), worker)
+    base_socket = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
+    socket_path = admin_socket(base_socket, worker)
     PrivateDirectoryService(socket_path.parent).setServiceParent(top)
-    admin_service(reactor, socket_path, scheduler, store, config.server_name, state).setServiceParent(top)
+    admin_service(reactor, socket_path, scheduler, store, config.server_name, state, metrics).setServiceParent(top)
+    if metrics is not None:
+        metrics.watch(scheduler, health, tls, config.server_name)
     if health_listen is not None:
         readiness = Readiness(
             state, store.directory if store is not None else None, config.min_free_space, pool, run_in_thread, reactor
         )
-        metrics.watch(scheduler, health, tls, config.server_name)
-        service = StreamServerEndpointService(_endpoint(reactor, health_listen), health_site(readiness, metrics.resource()))
+        if config.workers > 1:
+            others = [(w, admin_socket(base_socket, w)) for w in range(1, config.workers)]
+            metrics_page = NodeMetrics(metrics.registry, others, run_in_thread)
+        else:
+            metrics_page = metrics.resource()
+        service = StreamServerEndpointService(_endpoint(reactor, health_listen), health_site(readiness, metrics_page))
         service._raiseSynchronously = True
         service.setName(f"health {health_listen}")
         service.setServiceParent(top)

@@ -15,6 +15,7 @@ nobody on the network. Requests:
     GET  /messages/export?id=ID        Export-Message (the raw message)
     POST /drain, /undrain              Set-ServerComponentState ... Draining / Active
     GET  /state                        whether the node drains
+    GET  /metrics                      this process's Prometheus metrics (worker 0 gathers the others')
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import UNIXServerEndpoint
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.web import resource, server
 
 from gateway.queue import view
@@ -44,18 +46,23 @@ def _json(request, status: int, body) -> bytes:
 class AdminAPI(resource.Resource):
     isLeaf = True
 
-    def __init__(self, scheduler, store, server_name: str, state=None) -> None:
+    def __init__(self, scheduler, store, server_name: str, state=None, metrics=None) -> None:
         super().__init__()
         # None on a frontend-only node: it holds no queue.
         self.scheduler = scheduler
         self.store = store
         self.server_name = server_name
         self.state = state
+        # This process's Prometheus metrics, where the node keeps them (worker 0 gathers the others' here).
+        self.metrics = metrics
 
     def render_GET(self, request):
         path = request.path.decode()
         if path == "/state":
             return _json(request, 200, {"draining": bool(self.state and self.state.draining)})
+        if path == "/metrics" and self.metrics is not None:
+            request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+            return generate_latest(self.metrics.registry)
         if self.scheduler is None:
             return _json(request, 404, {"error": "this node runs no hub: it has no queue"})
         if path == "/queues":
@@ -109,9 +116,9 @@ class _AfterPrivileges(StreamServerEndpointService):
             super().privilegedStartService()
 
 
-def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None) -> StreamServerEndpointService:
+def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None, metrics=None) -> StreamServerEndpointService:
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
-    site = server.Site(AdminAPI(scheduler, store, server_name, state))
+    site = server.Site(AdminAPI(scheduler, store, server_name, state, metrics))
     site.noisy = False
     # No access-log line per command (a monitor polling `queue list` would fill
     # the log); what changes the queue is logged where it happens.

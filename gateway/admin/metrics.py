@@ -10,11 +10,17 @@ own registry, not the library's global one.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.twisted import MetricsResource
+from twisted.logger import Logger
+from twisted.web import resource, server
 
 from gateway.queue import view
+
+log = Logger(namespace="exgateway.metrics")
 
 
 class Metrics:
@@ -63,3 +69,75 @@ class _Live:
             for cert in self.tls.store.certificates:
                 expiry.add_metric([cert.thumbprint, cert.subject], cert.not_after.timestamp())
             yield expiry
+
+
+def merged_text(pages: list[tuple[int, str | None]]) -> bytes:
+    """
+    The Prometheus pages of a node's workers as one page: every sample gets
+    a `worker` label (sum over it for the node), each family is announced
+    once, and `exgateway_worker_up` says which workers answered (None: not).
+    """
+    families: dict[str, Metric] = {}
+    up = GaugeMetricFamily("exgateway_worker_up", "1 if the worker process answered this scrape", labels=["worker"])
+    for worker, text in pages:
+        up.add_metric([str(worker)], 0.0 if text is None else 1.0)
+        for family in text_string_to_metric_families(text or ""):
+            merged = families.get(family.name)
+            if merged is None:
+                merged = families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+            merged.samples += [s._replace(labels={**s.labels, "worker": str(worker)}) for s in family.samples]
+
+    class _Page:
+        @staticmethod
+        def collect():
+            return [up, *families.values()]
+
+    return generate_latest(_Page())
+
+
+def fetch_pages(sockets: list) -> list[tuple[int, str | None]]:
+    """Blocking (run it in a thread): each worker's /metrics from its admin socket; None for one that does not answer."""
+    from gateway.admin.queues import call
+
+    pages = []
+    for worker, path in sockets:
+        try:
+            status, body = call(None, "GET", "/metrics", path, timeout=2.0)
+            pages.append((worker, body.decode() if status == 200 else None))
+        except OSError as e:
+            log.warn("metrics: worker {worker} did not answer on {path}: {error}", worker=worker, path=str(path), error=str(e))
+            pages.append((worker, None))
+    return pages
+
+
+class NodeMetrics(resource.Resource):
+    """Worker 0's /metrics with several workers: its own and the others', gathered at each scrape."""
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry, others: list, run_in_thread) -> None:
+        super().__init__()
+        self.registry = registry
+        self.others = others
+        self.run_in_thread = run_in_thread
+
+    def render_GET(self, request):
+        own = generate_latest(self.registry).decode()
+        d = self.run_in_thread(fetch_pages, self.others)
+        gone = []
+        request.notifyFinish().addErrback(gone.append)
+
+        def write(pages) -> None:
+            if not gone:
+                request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+                request.write(merged_text([(0, own), *pages]))
+                request.finish()
+
+        def failed(failure) -> None:
+            log.failure("metrics: gathering the workers' pages failed", failure)
+            if not gone:
+                request.setResponseCode(500)
+                request.finish()
+
+        d.addCallbacks(write, failed)
+        return server.NOT_DONE_YET

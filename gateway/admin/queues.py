@@ -32,9 +32,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def call(config, method: str, path: str, socket_path=None, **params) -> tuple[int, bytes]:
+def call(config, method: str, path: str, socket_path=None, timeout: float = 30.0, **params) -> tuple[int, bytes]:
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    conn = _UnixConnection(str(socket_path or config.admin_socket))
+    conn = _UnixConnection(str(socket_path or config.admin_socket), timeout)
     try:
         conn.request(method, path + (f"?{query}" if query else ""))
         response = conn.getresponse()

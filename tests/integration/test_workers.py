@@ -174,3 +174,26 @@ def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
         gw.stop()
         if hop is not None:
             hop.stop()
+
+
+def test_the_metrics_page_covers_every_worker(tmp_path):
+    import urllib.request
+
+    health_port = free_port()
+    gw = Gateway(tmp_path, workers=2, extra=f'[health]\nlisten = "127.0.0.1:{health_port}"\n').start()
+    try:
+        wait_for_worker(gw)
+        sent = 0
+        # Connections go to whichever worker accepts first: send until both have taken one.
+        while sent < 40 and not {int(re.search(rb"\) id (\d+);", m).group(1)) % 2 for m in gw.mailbox("alice@corp.example")} == {0, 1}:
+            with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=30) as s:
+                s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: counted\r\n\r\nx\r\n")
+            sent += 1
+            gw.wait_until(lambda: len(gw.mailbox("alice@corp.example")) == sent, what="the message delivered")
+        page = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=10).read().decode()
+        accepted = {w: float(v) for w, v in re.findall(
+            r'^exgateway_messages_accepted_total\{connector="Default Frontend",worker="(\d)"\} (\S+)$', page, re.M)}
+        assert set(accepted) == {"0", "1"} and sum(accepted.values()) == sent
+        assert 'exgateway_worker_up{worker="0"} 1.0' in page and 'exgateway_worker_up{worker="1"} 1.0' in page
+    finally:
+        gw.stop()
