@@ -9,7 +9,7 @@ nobody on the network. Requests:
     GET  /queues                       Get-Queue
     GET  /messages[?queue=NAME]        Get-Message
     POST /queues/retry?queue=NAME      Retry-Queue (attempt now)
-    POST /queues/suspend?queue=NAME    Suspend-Queue
+    POST /queues/suspend?queue=NAME    Suspend-Queue (&also=1: even if this worker has no message for it yet)
     POST /queues/resume?queue=NAME     Resume-Queue (and attempt now)
     POST /messages/remove?id=ID[&ndr=1]  Remove-Message [-WithNDR]
     GET  /messages/export?id=ID        Export-Message (the raw message)
@@ -88,7 +88,8 @@ class AdminAPI(resource.Resource):
         if path in ("/queues/retry", "/queues/suspend", "/queues/resume"):
             queue = _arg(request, "queue")
             known = {q["Name"] for q in view.queues(s, self.server_name)}
-            if queue not in known:
+            # `also=1`: another worker of this node has the queue; hold (or release) it here too.
+            if queue not in known and not (_arg(request, "also") == "1" and queue):
                 return _json(request, 404, {"error": f"no queue {queue!r} (queues: {', '.join(sorted(known)) or 'none'})"})
             if path.endswith("suspend"):
                 s.suspended.add(queue)

@@ -137,6 +137,11 @@ def _queue_action(action: str):
         if not done:
             print(f"exgateway: {json.loads(answers[0][1]).get('error')}", file=sys.stderr)
             return 1
+        if action in ("suspend", "resume"):
+            # A worker with no message for the queue yet holds (or releases) it too, for the mail it takes next.
+            for worker, (status, _) in enumerate(answers):
+                if status == 404:
+                    call(config, "POST", f"/queues/{action}", admin_socket(config.admin_socket, worker), queue=args.queue, also="1")
         if action == "suspend":
             print(f"{args.queue}: Suspended")
         else:

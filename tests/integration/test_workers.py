@@ -197,3 +197,25 @@ def test_the_metrics_page_covers_every_worker(tmp_path):
         assert 'exgateway_worker_up{worker="0"} 1.0' in page and 'exgateway_worker_up{worker="1"} 1.0' in page
     finally:
         gw.stop()
+
+
+def test_suspending_a_queue_holds_it_on_every_worker(tmp_path):
+    """Even on a worker with no message for that next hop yet: the mail it takes next waits too."""
+    import json
+
+    from gateway.admin.queues import call
+
+    port = free_port()
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{port}", 'connection_timeout = "2s"', retry="1h", workers=2)
+    try:
+        wait_for_worker(gw)
+        send(gw, ["far@outside.example"], b"Subject: one\r\n\r\nbody\r\n")
+        assert exgateway_cli(gw.config, "queue", "suspend", "ISP").stdout.strip() == "ISP: Suspended"
+        sockets = [gw.var / "run" / "admin.sock", gw.var / "run" / "admin-worker-1.sock"]
+        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(None, "GET", "/queues", path)[1])} for path in sockets]
+        assert [s.get("ISP") for s in statuses] == ["Suspended", "Suspended"]
+        assert exgateway_cli(gw.config, "queue", "resume", "ISP").stdout.strip() == "ISP: 1 message(s) retried now"
+        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(None, "GET", "/queues", path)[1])} for path in sockets]
+        assert "Suspended" not in [s.get("ISP") for s in statuses]
+    finally:
+        gw.stop()
