@@ -23,9 +23,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import UNIXServerEndpoint
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.web import resource, server
 
 from gateway.queue import view
