@@ -43,24 +43,33 @@ class LineCheck:
             return
         if not self.bare_newline:
             buf = self._prev + data
+            crlf = buf.count(b"\r\n")
             # CRs before the last byte must be followed by LF; the last waits for the next chunk.
-            if buf.count(b"\n", 1) != buf.count(b"\r\n") or buf.count(b"\r", 0, len(buf) - 1) != buf.count(b"\r\n"):
+            if buf.count(b"\n", 1) != crlf or buf.count(b"\r", 0, len(buf) - 1) != crlf:
                 self.bare_newline = True
         self._prev = data[-1:]
-        if not self.line_too_long:
-            segments = data.split(b"\n")
-            if len(segments) == 1:
-                self._line += len(data)
-                longest = self._line
-            else:
-                longest = self._line + len(segments[0])
-                if len(segments) > 2:
-                    longest = max(longest, max(map(len, segments[1:-1])))
-                self._line = len(segments[-1])
-                longest = max(longest, self._line)
-            # A text line may hold 1000 octets with its CRLF: 999 before the LF.
-            if longest > MAX_TEXT_LINE - 1:
-                self.line_too_long = True
+        if not self.line_too_long and not self._lines_fit(data):
+            self.line_too_long = True
+
+    def _lines_fit(self, data: bytes) -> bool:
+        """
+        No line reaches MAX_TEXT_LINE octets before its LF (a text line may
+        hold 1000 octets with its CRLF: 999 before the LF). Jumps from the
+        last LF of one window of that size to the next, so a chunk costs
+        about len/1000 searches in C, not a bytes object per line.
+        """
+        n, pos, carry = len(data), 0, self._line
+        while True:
+            # The line at `pos` began `carry` octets earlier (in an earlier chunk).
+            window_end = pos + MAX_TEXT_LINE - carry
+            if window_end > n:
+                last = data.rfind(b"\n", pos)
+                self._line = carry + n - pos if last < 0 else n - last - 1
+                return True
+            last = data.rfind(b"\n", pos, window_end)
+            if last < 0:
+                return False
+            pos, carry = last + 1, 0
 
     def end(self) -> None:
         """The content is complete: a CR at its very end has no LF after it."""

@@ -127,3 +127,21 @@ def test_stuff_then_decode_round_trips():
     body = b".\r\n..\r\n.x.\r\n\r\n.\r\n"
     wire = stuff_all(body, [3]) + b".\r\n"
     assert decode(wire)[0] == body
+
+
+def test_line_length_check_agrees_with_splitting_lines_in_any_chunking():
+    """Lines of every length around the limit, cut anywhere: too long exactly when a line has 1000+ octets before its LF."""
+    import random
+
+    from gateway.smtpd.data import LineCheck
+
+    rng = random.Random(5321)
+    for _ in range(300):
+        lengths = [rng.choice((0, 1, 77, 997, 998, 999, 1000, 1500, 2500)) for _ in range(rng.randint(1, 6))]
+        content = b"".join(b"x" * (n - 1) + b"\r\n" if n else b"\r\n" for n in lengths)
+        expected = any(len(segment) >= 1000 for segment in content.split(b"\n"))
+        check = LineCheck()
+        cuts = sorted(rng.sample(range(1, len(content)), min(3, len(content) - 1)))
+        for a, b in zip([0] + cuts, cuts + [len(content)]):
+            check.feed(content[a:b])
+        assert check.line_too_long == expected, (lengths, cuts)
