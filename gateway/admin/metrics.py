@@ -18,6 +18,7 @@ from prometheus_client.twisted import MetricsResource
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from gateway.admin.queues import call
 from gateway.queue import view
 
 log = Logger(namespace="exgateway.metrics")
@@ -97,12 +98,10 @@ def merged_text(pages: list[tuple[int, str | None]]) -> bytes:
 
 def fetch_pages(sockets: list) -> list[tuple[int, str | None]]:
     """Blocking (run it in a thread): each worker's /metrics from its admin socket; None for one that does not answer."""
-    from gateway.admin.queues import call
-
     pages = []
     for worker, path in sockets:
         try:
-            status, body = call(None, "GET", "/metrics", path, timeout=2.0)
+            status, body = call(path, "GET", "/metrics", timeout=2.0)
             pages.append((worker, body.decode() if status == 200 else None))
         except OSError as e:
             log.warn("metrics: worker {worker} did not answer on {path}: {error}", worker=worker, path=str(path), error=str(e))

@@ -32,9 +32,10 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
-def call(config, method: str, path: str, socket_path=None, timeout: float = 30.0, **params) -> tuple[int, bytes]:
+def call(socket_path, method: str, path: str, timeout: float = 30.0, **params) -> tuple[int, bytes]:
+    """One request to one process's admin socket: (HTTP status, body)."""
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    conn = _UnixConnection(str(socket_path or config.admin_socket), timeout)
+    conn = _UnixConnection(str(socket_path), timeout)
     try:
         conn.request(method, path + (f"?{query}" if query else ""))
         response = conn.getresponse()
@@ -48,7 +49,7 @@ def _ask_all(config, method: str, path: str, **params):
     answers = []
     for socket_path in [admin_socket(config.admin_socket, w) for w in range(config.workers)]:
         try:
-            status, body = call(config, method, path, socket_path, **params)
+            status, body = call(socket_path, method, path, **params)
         except OSError as e:
             print(f"exgateway: cannot reach the gateway at {socket_path}: {e.strerror or e} (is the hub running?)", file=sys.stderr)
             return None
@@ -141,7 +142,7 @@ def _queue_action(action: str):
             # A worker with no message for the queue yet holds (or releases) it too, for the mail it takes next.
             for worker, (status, _) in enumerate(answers):
                 if status == 404:
-                    call(config, "POST", f"/queues/{action}", admin_socket(config.admin_socket, worker), queue=args.queue, also="1")
+                    call(admin_socket(config.admin_socket, worker), "POST", f"/queues/{action}", queue=args.queue, also="1")
         if action == "suspend":
             print(f"{args.queue}: Suspended")
         else:

@@ -66,15 +66,24 @@ def _add(args, config) -> int:
     return 0
 
 
-def _passwd(args, config) -> int:
+def _existing(config, name: str) -> tuple[UsersFile, dict[str, UserRecord], UserRecord] | None:
+    """The users file, its users and the one named, or None after saying why not."""
     opened = _open(config)
     if opened is None:
-        return 1
+        return None
     users_file, users = opened
-    record = users.get(args.name.lower())
+    record = users.get(name.lower())
     if record is None:
-        print(f"exgateway: no user {args.name!r} in {users_file.path}", file=sys.stderr)
+        print(f"exgateway: no user {name!r} in {users_file.path}", file=sys.stderr)
+        return None
+    return users_file, users, record
+
+
+def _passwd(args, config) -> int:
+    found = _existing(config, args.name)
+    if found is None:
         return 1
+    users_file, users, record = found
     password = _read_password(args)
     if password is None:
         return 1
@@ -85,14 +94,11 @@ def _passwd(args, config) -> int:
 
 
 def _remove(args, config) -> int:
-    opened = _open(config)
-    if opened is None:
+    found = _existing(config, args.name)
+    if found is None:
         return 1
-    users_file, users = opened
-    record = users.pop(args.name.lower(), None)
-    if record is None:
-        print(f"exgateway: no user {args.name!r} in {users_file.path}", file=sys.stderr)
-        return 1
+    users_file, users, record = found
+    del users[args.name.lower()]
     users_file.save(list(users.values()))
     print(f"removed {record.name}")
     return 0

@@ -98,10 +98,10 @@ class BodyReader(io.RawIOBase):
         super().close()
 
 
-def body_bytes(path: Path, size: int, limit: int | None = None) -> bytes:
-    """The first `limit` bytes of a queue file's body (all of it if None)."""
+def body_bytes(path: Path, size: int) -> bytes:
+    """A queue file's body (its first `size` bytes), whole in memory: for export, not for delivery."""
     with open(path, "rb") as f:
-        return f.read(size if limit is None else min(size, limit))
+        return f.read(size)
 
 
 def fsync_directory(path: Path) -> None:
@@ -173,9 +173,8 @@ class QueueEntry:
         """Put every byte of the body, then the trailer, in the file, ready for fsync."""
         if self.file is None:
             self.kept = b"".join(self._chunks)
-            self._open(self.kept + trailer)
-        else:
-            self.file.write(trailer)
+            self._open(self.kept)
+        self.file.write(trailer)
         self.file.flush()
 
     def close(self) -> None:
