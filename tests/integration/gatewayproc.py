@@ -188,8 +188,9 @@ class Gateway:
         return [p.read_bytes() for p in root.glob("*/*/new/*")]
 
     def queued(self) -> list[str]:
-        """The ids of the messages in the queue (one `<id>.eml` file each)."""
-        return [name[:-4] for name in self.queue_files() if name.endswith(".eml")]
+        """The ids of the messages in the queue, every worker's (one `<id>.eml` file each)."""
+        q = self.var / "queue"
+        return sorted(p.name[:-4] for pattern in ("*.eml", "worker-*/*.eml") for p in q.glob(pattern))
 
     def queue_files(self) -> list[str]:
         q = self.var / "queue"

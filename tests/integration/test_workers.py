@@ -77,11 +77,6 @@ def test_workers_share_the_port_and_each_queues_what_it_accepted(tmp_path):
         gw.stop()
 
 
-def queued(gw: Gateway) -> set[str]:
-    """The messages in both workers' queues."""
-    return {p.name for q in (gw.var / "queue", gw.var / "queue" / "worker-1") for p in q.glob("*.eml")}
-
-
 def relay_with_both_queues_held(directory) -> tuple[Gateway, int]:
     """Two workers whose next hop is down (retry in an hour), each holding at least one message."""
     port = free_port()
@@ -100,7 +95,7 @@ def test_queue_commands_show_the_node_as_one(tmp_path):
     gw, port = relay_with_both_queues_held(tmp_path / "gw")
     hop = None
     try:
-        total = len(queued(gw))
+        total = len(gw.queued())
 
         def all_deferred():
             listed = exgateway_cli(gw.config, "queue", "list").stdout.splitlines()
@@ -160,7 +155,7 @@ def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
     gw, port = relay_with_both_queues_held(tmp_path / "gw")
     hop = None
     try:
-        held = queued(gw)
+        held = gw.queued()
         gw.stop()
         gw.config.write_text(gw.config.read_text().replace("workers = 2", "workers = 1"))
         hop = CaptureServer("127.0.0.1", port)
@@ -212,10 +207,10 @@ def test_suspending_a_queue_holds_it_on_every_worker(tmp_path):
         send(gw, ["far@outside.example"], b"Subject: one\r\n\r\nbody\r\n")
         assert exgateway_cli(gw.config, "queue", "suspend", "ISP").stdout.strip() == "ISP: Suspended"
         sockets = [gw.var / "run" / "admin.sock", gw.var / "run" / "admin-worker-1.sock"]
-        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(None, "GET", "/queues", path)[1])} for path in sockets]
+        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(path, "GET", "/queues")[1])} for path in sockets]
         assert [s.get("ISP") for s in statuses] == ["Suspended", "Suspended"]
         assert exgateway_cli(gw.config, "queue", "resume", "ISP").stdout.strip() == "ISP: 1 message(s) retried now"
-        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(None, "GET", "/queues", path)[1])} for path in sockets]
+        statuses = [{q["Name"]: q["Status"] for q in json.loads(call(path, "GET", "/queues")[1])} for path in sockets]
         assert "Suspended" not in [s.get("ISP") for s in statuses]
     finally:
         gw.stop()
