@@ -191,7 +191,7 @@ class IntakeHandler:
             self.tracking.event("RECEIVE", "SMTP", envelope, [r.address for r in envelope.recipients], server_ip=server_ip)
         else:
             self._log_queued(envelope)
-        self.scheduler.enqueue(envelope, body)
+        self.scheduler.enqueue(envelope, body, just_acknowledged=True)
         return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)
 
     @staticmethod

@@ -22,7 +22,8 @@ class Scheduler:
         self.queued: list[Envelope] = []
         self.bodies: list[bytes | None] = []
 
-    def enqueue(self, envelope, body=None):
+    def enqueue(self, envelope, body=None, just_acknowledged=False):
+        assert just_acknowledged, "the intake hands over a message whose 250 is not written yet"
         self.queued.append(envelope)
         self.bodies.append(body)
 

@@ -52,6 +52,8 @@ class DeliveryScheduler:
         self.metrics = None
         self.max_concurrent = max_concurrent
         self._ready: deque[Envelope] = deque()
+        # The pending call of _pump_soon (a pump two reactor turns away), if any.
+        self._soon = None
         self._active = 0
         self._timers: dict[str, object] = {}
         self._bodies: dict[str, bytes] = {}
@@ -76,6 +78,9 @@ class DeliveryScheduler:
 
     def stop(self) -> None:
         self._running = False
+        if self._soon is not None and self._soon.active():
+            self._soon.cancel()
+        self._soon = None
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
@@ -85,18 +90,41 @@ class DeliveryScheduler:
         self._bodies.clear()
         self._body_bytes = 0
 
-    def enqueue(self, envelope: Envelope, body: bytes | None = None) -> None:
+    def enqueue(self, envelope: Envelope, body: bytes | None = None, just_acknowledged: bool = False) -> None:
         """
         Attempt a message soon; `body`, if given, spares the first attempt a
         read. Bodies are held only within a fixed budget, so a backlog (a
         slow next hop) falls back to reading from disk instead of growing
-        memory.
+        memory. A message `just_acknowledged` (its 250 not written yet)
+        waits for the reply to leave first: see _pump_soon.
         """
         if body is not None and self._body_bytes + len(body) <= BODY_CACHE_BYTES:
             self._bodies[envelope.queue_id] = body
             self._body_bytes += len(body)
         self.messages[envelope.queue_id] = envelope
         self._ready.append(envelope)
+        if just_acknowledged:
+            self._pump_soon()
+        else:
+            self._pump()
+
+    def _pump_soon(self) -> None:
+        """
+        Pump two reactor turns from now. The reply that acknowledged a new
+        message is written in the next turn's poll pass (a transport writes
+        when its socket is writable), after that turn's timed calls: starting
+        the attempt at once, or one turn later, put the attempt's work (its
+        next-hop commands, its log lines) before the client's 250 and its
+        next command. One pending call serves every message queued meanwhile.
+        """
+        if self._soon is None:
+            self._soon = self.clock.callLater(0, self._pump_next_turn)
+
+    def _pump_next_turn(self) -> None:
+        self._soon = self.clock.callLater(0, self._pump_now)
+
+    def _pump_now(self) -> None:
+        self._soon = None
         self._pump()
 
     def _take_body(self, queue_id: str) -> bytes | None:

@@ -49,6 +49,46 @@ def test_delivered_message_leaves_the_queue(tmp_path):
     assert scheduler.idle
 
 
+def _next_turn(clock):
+    """Run what the reactor would run at the top of its next turn: the calls due now, not those they add."""
+    due = [c for c in clock.getDelayedCalls() if c.getTime() <= clock.seconds()]
+    for call in due:
+        clock.calls.remove(call)
+        call.called = 1
+        call.func(*call.args, **call.kw)
+
+
+def test_a_just_acknowledged_message_waits_two_reactor_turns(tmp_path):
+    """Its 250 is written in the next turn's poll pass: the attempt starts in the turn after, once for a batch."""
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    ok = (RecipientState.DELIVERED, "250 ok")
+    mailbox.outcomes = [{"a@corp.example": ok, "b@corp.example": ok}] * 2
+    scheduler.start([])
+    second = Envelope(**{**env.__dict__, "queue_id": "43", "internal_id": 43})
+    e = store.create("43")
+    e.write(BODY)
+    store.commit(e, second)
+    scheduler.enqueue(env, BODY, just_acknowledged=True)
+    scheduler.enqueue(second, BODY, just_acknowledged=True)
+    assert "42" in scheduler.messages and mailbox.calls == []
+    assert len(clock.getDelayedCalls()) == 1
+    _next_turn(clock)
+    assert mailbox.calls == []
+    _next_turn(clock)
+    assert [c[0] for c in mailbox.calls] == ["42", "43"]
+    assert clock.getDelayedCalls() == []
+
+
+def test_stopping_cancels_a_pending_first_attempt(tmp_path):
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    scheduler.start([])
+    scheduler.enqueue(env, BODY, just_acknowledged=True)
+    scheduler.stop()
+    assert clock.getDelayedCalls() == []
+    clock.advance(1)
+    assert mailbox.calls == [] and store.exists("42")
+
+
 def test_deferred_recipient_alone_is_retried_after_the_interval(tmp_path):
     """One delivered, one 4xx: only the second is retried, 60 s later, with state on disk meanwhile."""
     store, clock, mailbox, scheduler, env = setup(tmp_path)
