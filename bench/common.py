@@ -251,6 +251,14 @@ def _drain(pipe, path: Path) -> None:
             out.flush()
 
 
+def _size(path: Path) -> int:
+    """A file's size; 0 if it went away meanwhile (a delivered message)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 class Exgateway:
     """exgateway on its default config, with the mailbox next hop pointed at a sink."""
 
@@ -342,6 +350,6 @@ class Exgateway:
         return [pid for p in self.processes if p.poll() is None for pid in [p.pid] + children(p.pid)]
 
     def queue_empty(self) -> bool:
-        # Worker 0's queue and the other workers' (queue/worker-N).
+        # Worker 0's queue and the other workers' (queue/worker-N); empty files are spares, not messages.
         q = self.dir / "var" / "queue"
-        return not any(q.glob("*.eml")) and not any(q.glob("worker-*/*.eml"))
+        return not any(_size(p) for pattern in ("*.eml", "worker-*/*.eml") for p in q.glob(pattern))

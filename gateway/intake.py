@@ -80,8 +80,8 @@ class IntakeTransaction:
         return Reply.RECIPIENT_OK
 
     def open_body(self) -> None:
-        self.internal_id = self.handler.ids.next()
-        self.entry = self.handler.store.create(str(self.internal_id))
+        self.entry = self.handler.store.open_entry(self.handler.ids.next)
+        self.internal_id = int(self.entry.queue_id)
         self.scan = HeaderScan(self.session.connector.max_header_size)
 
     def write(self, data: bytes) -> None:

@@ -104,6 +104,7 @@ class QueueService(Service):
     def stopService(self):
         self.scheduler.stop()
         self.scheduler.deliverers.close()
+        self.store.stop()
         return super().stopService()
 
 

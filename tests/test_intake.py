@@ -135,11 +135,33 @@ def test_no_route_refused_at_rcpt(tmp_path):
     assert lines[-1] == "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain"
 
 
+def _files(hub) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in hub.store.directory.iterdir() if p.is_file()}
+
+
 def test_aborted_data_leaves_no_file(tmp_path):
     hub = Hub(tmp_path)
     hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
     hub.proto.connectionLost(None)
-    assert [p.name for p in hub.store.directory.iterdir() if p.is_file()] == []
+    # Only the spare files made for the next messages remain, empty.
+    assert _files(hub) and set(_files(hub).values()) == {0}
+
+
+def test_messages_after_the_first_go_into_spare_files_and_an_abort_removes_its_own(tmp_path):
+    hub = Hub(tmp_path)
+    assert hub.deliver(b"Subject: one\r\n\r\nx\r\n").startswith("250 ")
+    spares = sorted(name for name, size in _files(hub).items() if size == 0)
+    assert len(spares) == QueueStore.SPARES
+    (first,) = hub.scheduler.queued
+    assert hub.deliver(b"Subject: two\r\n\r\nx\r\n").startswith("250 ")
+    second = hub.scheduler.queued[1]
+    # The oldest spare took the second message; queue ids still increase.
+    assert second.queue_id + ".eml" == spares[0] and int(second.queue_id) > int(first.queue_id)
+    assert _files(hub)[spares[0]] > second.size
+    hub.send(b"MAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
+    hub.proto.connectionLost(None)
+    assert spares[1] not in _files(hub)
+    assert sorted(name for name, size in _files(hub).items() if size == 0) == spares[2:]
 
 
 def test_ipv6_client_is_an_ipv6_literal_in_received(tmp_path):

@@ -14,7 +14,13 @@ nothing acknowledged):
 
 One file fsync and one directory fsync per message (the directory's shared
 by a batch), where a separate envelope file took two file fsyncs, a rename
-and the directory's. A file whose footer does not add up to its length was
+and the directory's. New messages from the intake go into spare files made
+ahead of time (`open_entry`): empty queue files under the next queue ids,
+created a few at a time in a thread and made durable there with one
+directory fsync; a message written into one needs only its file's fsync
+before its 250, since its name was on disk before the message arrived. An
+empty queue file is a spare never used (a stop removes them, a start
+deletes any a crash left). A file whose footer does not add up to its length was
 never acknowledged (the process died while writing it) and is deleted on
 start. After a delivery attempt changes a message's state, the new envelope
 goes to `<id>.json` (written, fsynced, renamed into place), which from then
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections import deque
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -142,13 +149,16 @@ class QueueEntry:
     whole in memory.
     """
 
-    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept")
+    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept", "spare", "_spare_fd")
 
     SPILL = 256 * 1024
 
-    def __init__(self, queue_id: str, path: Path) -> None:
+    def __init__(self, queue_id: str, path: Path, spare_fd: int | None = None) -> None:
         self.queue_id = queue_id
         self.path = path
+        # Written into a spare file (QueueStore.open_entry), whose name is already durable.
+        self.spare = spare_fd is not None
+        self._spare_fd = spare_fd
         self.file = None
         self.size = 0
         self._chunks: list[bytes] = []
@@ -165,7 +175,11 @@ class QueueEntry:
             self._open(b"".join(self._chunks))
 
     def _open(self, first: bytes) -> None:
-        self.file = open(self.path, "xb", buffering=WRITE_BUFFER)
+        if self._spare_fd is not None:
+            self.file = open(self._spare_fd, "wb", buffering=WRITE_BUFFER)
+            self._spare_fd = None
+        else:
+            self.file = open(self.path, "xb", buffering=WRITE_BUFFER)
         self._chunks = []
         self.file.write(first)
 
@@ -180,11 +194,17 @@ class QueueEntry:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        if self._spare_fd is not None:
+            os.close(self._spare_fd)
+            self._spare_fd = None
         self._chunks = []
 
 
 class QueueStore:
     """Files in one directory; blocking work runs through `run_in_thread`."""
+
+    # Spare files kept ready for new messages; more are made when half are used.
+    SPARES = 16
 
     def __init__(self, directory: Path, run_in_thread: Callable[..., Deferred]) -> None:
         self.directory = Path(directory)
@@ -195,6 +215,10 @@ class QueueStore:
         self._removals: list[str] = []
         self._removing = False
         self._committing = False
+        # (queue id, open fd) of empty files whose names are durable, oldest first.
+        self._spares: deque[tuple[str, int]] = deque()
+        self._making_spares = False
+        self._stopped = False
         # The highest queue id found on disk at recovery (ids are integers).
         self.highest_id = 0
 
@@ -217,11 +241,69 @@ class QueueStore:
     def create(self, queue_id: str) -> QueueEntry:
         return QueueEntry(queue_id, self.body_path(queue_id))
 
+    def open_entry(self, new_id: Callable[[], int]) -> QueueEntry:
+        """
+        A new message's entry: in the oldest spare file if one is ready,
+        else in a file of its own under `new_id()` (created at its commit
+        or spill, and synced with the directory). Spares are made under ids
+        from `new_id` too, so queue ids stay unique; a message that finds no
+        spare may get a higher id than one that later takes a spare.
+        """
+        if self._spares:
+            queue_id, fd = self._spares.popleft()
+            entry = QueueEntry(queue_id, self.body_path(queue_id), fd)
+        else:
+            entry = self.create(str(new_id()))
+        if len(self._spares) <= self.SPARES // 2 and not self._making_spares and not self._stopped:
+            self._make_spares([str(new_id()) for _ in range(self.SPARES - len(self._spares))])
+        return entry
+
+    def _make_spares(self, queue_ids: list[str]) -> None:
+        self._making_spares = True
+        d = self._run(self._create_spares, queue_ids)
+        d.addCallbacks(self._spares_made, self._spares_failed)
+
+    def _create_spares(self, queue_ids: list[str]) -> list[tuple[str, int]]:
+        """In a thread: create the files, then make their names durable with one directory fsync."""
+        made: list[tuple[str, int]] = []
+        try:
+            for queue_id in queue_ids:
+                fd = os.open(self.body_path(queue_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                made.append((queue_id, fd))
+            fsync_directory(self.directory)
+        except OSError:
+            self._drop_spares(made)
+            raise
+        return made
+
+    def _spares_made(self, made: list[tuple[str, int]]) -> None:
+        self._making_spares = False
+        if self._stopped:
+            self._drop_spares(made)
+        else:
+            self._spares.extend(made)
+
+    def _spares_failed(self, failure) -> None:
+        # New messages fall back to files of their own; the next one asks again.
+        self._making_spares = False
+        log.warn("queue: could not make spare files in {directory}: {error}", directory=str(self.directory), error=failure.getErrorMessage())
+
+    def _drop_spares(self, spares) -> None:
+        for queue_id, fd in spares:
+            os.close(fd)
+            self._unlink_quietly(self.body_path(queue_id))
+
+    def stop(self) -> None:
+        """Remove the spare files (a crash leaves them to the next start's recovery)."""
+        self._stopped = True
+        spares, self._spares = list(self._spares), deque()
+        self._drop_spares(spares)
+
     def discard(self, entry: QueueEntry) -> None:
         """Forget a message that was never acknowledged."""
-        spilled = entry.file is not None
+        exists = entry.file is not None or entry.spare
         entry.close()
-        if spilled:
+        if exists:
             self._unlink_quietly(entry.path)
 
     def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
@@ -302,7 +384,9 @@ class QueueStore:
                 # Refused to its client: it must not come back as queued mail at the next start.
                 self._unlink_quietly(entry.path)
         yield "synced"
-        fsync_directory(self.directory)
+        if any(not entry.spare for entry in batch if not isinstance(entry, Exception)):
+            # A spare's name was made durable before it was handed out.
+            fsync_directory(self.directory)
         yield "directory synced"
 
     @staticmethod
@@ -402,9 +486,13 @@ class QueueStore:
         names_seen = names | {p.name for d in (self.corrupt_directory, self.failed_directory) for p in d.iterdir()}
         self.highest_id = max((int(n.split(".")[0]) for n in names_seen if n.split(".")[0].isdigit()), default=0)
         committed = []
+        spares = 0
         for name in sorted(names):
             path = self.directory / name
-            if name.endswith(TMP):
+            if name.endswith(BODY) and name[: -len(BODY)] + ENVELOPE not in names and path.stat().st_size == 0:
+                path.unlink()
+                spares += 1
+            elif name.endswith(TMP):
                 path.unlink()
                 log.info("queue: removed unfinished envelope {name}", name=name)
             elif name.endswith(ENVELOPE) and name[: -len(ENVELOPE)] + BODY not in names:
@@ -414,6 +502,8 @@ class QueueStore:
                 envelope = self._load(name[: -len(BODY)])
                 if envelope is not None:
                     committed.append(envelope)
+        if spares:
+            log.info("queue: removed {count} unused spare files", count=spares)
         return committed
 
     def _load(self, queue_id: str) -> Envelope | None:

@@ -127,6 +127,18 @@ extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
 """
 
 
+def message_files(directory: Path) -> list[Path]:
+    """The messages in one queue folder: its `<id>.eml` files but the empty spares (gateway/queue/store.py)."""
+    return [p for p in directory.glob("*.eml") if _size(p)]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0  # delivered meanwhile
+
+
 class Gateway:
     def __init__(self, directory: Path, role: str = "all", config: Path | None = None, frontend_port: int | None = None, hub_port: int | None = None, extra: str = "",
                  retry: str = "1s", workers: int = 1) -> None:
@@ -190,11 +202,12 @@ class Gateway:
     def queued(self) -> list[str]:
         """The ids of the messages in the queue, every worker's (one `<id>.eml` file each)."""
         q = self.var / "queue"
-        return sorted(p.name[:-4] for pattern in ("*.eml", "worker-*/*.eml") for p in q.glob(pattern))
+        return sorted(p.name[:-4] for directory in [q, *q.glob("worker-*")] for p in message_files(directory))
 
     def queue_files(self) -> list[str]:
+        """Worker 0's queue files: messages and envelope files (not the empty spares made for new messages)."""
         q = self.var / "queue"
-        return sorted(p.name for p in q.iterdir() if p.is_file()) if q.exists() else []
+        return sorted(p.name for p in q.iterdir() if p.is_file() and _size(p)) if q.exists() else []
 
     def wait_until(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout

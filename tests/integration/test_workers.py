@@ -14,7 +14,7 @@ import threading
 import time
 
 from tests.integration.capture import CaptureServer
-from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port
+from tests.integration.gatewayproc import Gateway, exgateway_cli, free_port, message_files
 from tests.integration.test_outbound import relay_gateway, send
 
 
@@ -85,7 +85,7 @@ def relay_with_both_queues_held(directory) -> tuple[Gateway, int]:
     # Sessions go to whichever worker accepts first: send until each holds a message.
     for n in range(40):
         send(gw, ["far@outside.example"], f"Subject: m{n}\r\n\r\nbody\r\n".encode())
-        if all(list(q.glob("*.eml")) for q in (gw.var / "queue", gw.var / "queue" / "worker-1")):
+        if all(message_files(q) for q in (gw.var / "queue", gw.var / "queue" / "worker-1")):
             return gw, port
     gw.stop()
     raise AssertionError("40 messages, and one worker still holds none")
@@ -109,7 +109,7 @@ def test_queue_commands_show_the_node_as_one(tmp_path):
         assert len(ids) == total and ids == sorted(ids, key=int)
 
         # A message of worker 1, found and removed through the node's commands.
-        theirs = next(p.name[:-4] for p in (gw.var / "queue" / "worker-1").glob("*.eml"))
+        theirs = next(p.name[:-4] for p in message_files(gw.var / "queue" / "worker-1"))
         assert "Subject: m" in exgateway_cli(gw.config, "message", "export", theirs).stdout
         removed = exgateway_cli(gw.config, "message", "remove", theirs)
         assert removed.returncode == 0 and removed.stdout.strip() == f"removed {theirs}"
@@ -164,7 +164,7 @@ def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
         # Their next attempt is an hour away, as before the restart: attempt them now.
         assert exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip() == f"ISP: {len(held)} message(s) retried now"
         gw.wait_until(lambda: len(hop.transactions) == len(held), what="every queued message delivered")
-        assert not list((gw.var / "queue" / "worker-1").glob("*.eml"))
+        assert not message_files(gw.var / "queue" / "worker-1")
     finally:
         gw.stop()
         if hop is not None:

@@ -273,3 +273,84 @@ def test_messages_queued_in_the_earlier_format_are_still_delivered(tmp_path):
     assert store.recover() == [envelope("8", len(BODY))]
     with StoredBody(store.body_path("8"), size=len(BODY)).open() as f:
         assert f.read() == BODY
+
+
+def _ids(start: int):
+    counter = iter(range(start, start + 1000))
+    return lambda: next(counter)
+
+
+def test_spare_files_are_made_ahead_with_one_directory_sync_and_commits_into_them_sync_only_the_file(tmp_path, monkeypatch):
+    """A spare's name is durable before it is used: a message in one needs its own fsync, not the directory's."""
+    from gateway.queue import store as store_module
+
+    syncs = []
+    monkeypatch.setattr(store_module, "fsync_directory", lambda path: syncs.append(path))
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    new_id = _ids(100)
+    first = store.open_entry(new_id)
+    # No spare yet: the first message has a file of its own; the spares are made meanwhile (one directory sync).
+    assert not first.spare and first.queue_id == "100"
+    assert syncs == [store.directory]
+    assert files(store) == [f"{i}.eml" for i in range(101, 101 + QueueStore.SPARES)]
+    first.write(BODY)
+    store.commit(first, envelope("100", len(BODY)))
+    assert len(syncs) == 2
+    second = store.open_entry(new_id)
+    assert second.spare and second.queue_id == "101"
+    second.write(BODY)
+    store.commit(second, envelope("101", len(BODY)))
+    assert len(syncs) == 2
+    assert body_of(store, "101") == BODY
+    assert [e.queue_id for e in QueueStore(tmp_path / "q", sync_runner).recover()] == ["100", "101"]
+
+
+def test_spares_are_topped_up_at_half_and_removed_at_stop_or_at_the_next_start(tmp_path):
+    calls, runner = held_runner()
+    store = QueueStore(tmp_path / "q", runner)
+    store.prepare()
+    new_id = _ids(1)
+    store.open_entry(new_id)
+    assert len(calls) == 1  # one batch in flight: no second one
+    store.open_entry(new_id)
+    assert len(calls) == 1
+    f, args, d = calls.pop()
+    d.callback(f(*args))
+    taken = [store.open_entry(new_id) for _ in range(QueueStore.SPARES // 2)]
+    assert all(e.spare for e in taken) and len(calls) == 1
+    f, args, d = calls.pop()
+    d.callback(f(*args))
+    for e in taken:
+        store.discard(e)
+    spares = files(store)
+    assert len(spares) == QueueStore.SPARES
+    # A crash leaves them: the next start removes them (they were never messages).
+    assert QueueStore(tmp_path / "q", sync_runner).recover() == [] and files(store) == []
+    store.stop()
+    assert files(store) == []
+
+
+def test_a_stop_removes_the_spare_files(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    entry = store.open_entry(_ids(1))
+    assert len(files(store)) == QueueStore.SPARES
+    entry.write(BODY)
+    store.commit(entry, envelope("1", len(BODY)))
+    store.stop()
+    assert files(store) == ["1.eml"]
+
+
+def test_spares_that_cannot_be_made_leave_messages_their_own_files(tmp_path, monkeypatch):
+    store = QueueStore(tmp_path / "q", lambda f, *a: succeed(None).addCallback(lambda _: f(*a)))
+    store.prepare()
+    new_id = _ids(1)
+    (store.directory / "3.eml").write_bytes(BODY)  # in the way of the second spare
+    entry = store.open_entry(new_id)
+    assert files(store) == ["3.eml"]  # the batch failed and left nothing of its own
+    entry.write(BODY)
+    store.commit(entry, envelope("1", len(BODY)))
+    second = store.open_entry(new_id)
+    assert not second.spare  # it asks again: this time the files are made
+    assert store.open_entry(new_id).spare
