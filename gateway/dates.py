@@ -5,6 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
+_last: list = [None, ""]
+
 
 def rfc5322(seconds: float) -> str:
-    return format_datetime(datetime.fromtimestamp(seconds, timezone.utc))
+    """The date to the second; formatted once per second, as every banner and Received header asks for it."""
+    whole = int(seconds)
+    if _last[0] != whole:
+        _last[0], _last[1] = whole, format_datetime(datetime.fromtimestamp(whole, timezone.utc))
+    return _last[1]

@@ -11,6 +11,7 @@ reply in one place. The public text never carries internal detail.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -21,18 +22,23 @@ class SMTPReply:
     enhanced: str
     text: str
 
-    def lines(self) -> list[str]:
+    def lines(self) -> tuple[str, ...]:
         """The reply as wire lines without CRLF, one per text line."""
-        texts = self.text.split("\n")
-        out = []
-        for i, t in enumerate(texts):
-            sep = " " if i == len(texts) - 1 else "-"
-            prefix = f"{self.enhanced} " if self.enhanced else ""
-            out.append(f"{self.code}{sep}{prefix}{t}")
-        return out
+        return self._lines
 
     def encode(self) -> bytes:
-        return "".join(line + "\r\n" for line in self.lines()).encode("utf-8")
+        return self._wire
+
+    # Worked out once per reply: most replies are catalogue constants sent over and over.
+    @cached_property
+    def _lines(self) -> tuple[str, ...]:
+        texts = self.text.split("\n")
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        return tuple(f"{self.code}{' ' if i == len(texts) - 1 else '-'}{prefix}{t}" for i, t in enumerate(texts))
+
+    @cached_property
+    def _wire(self) -> bytes:
+        return "".join(line + "\r\n" for line in self._lines).encode("utf-8")
 
     def without_enhanced(self) -> "SMTPReply":
         """The reply for a client that was not offered ENHANCEDSTATUSCODES."""

@@ -15,6 +15,7 @@ being misread as a header: the "first paragraph vanished" complaint.
 
 from __future__ import annotations
 
+import re
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -33,9 +34,13 @@ log = Logger(namespace="exgateway.intake")
 
 
 
+# Anything but printable ASCII, space and parentheses.
+_COMMENT_UNSAFE = re.compile(r"[^\x21-\x27\x2a-\x7e ]")
+
+
 def _comment_safe(text: str) -> str:
-    """Text that cannot break out of a Received header's comment or line."""
-    return "".join(c if 32 < ord(c) < 127 and c not in "()" else ("_" if c != " " else " ") for c in text)
+    """Text that cannot break out of a Received header's comment or line: other characters become `_`."""
+    return _COMMENT_UNSAFE.sub("_", text)
 
 
 class InternalIds:

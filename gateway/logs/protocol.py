@@ -77,9 +77,13 @@ class ProtocolLogService(Service):
 
 
 class SessionLog:
-    """One session's view of a protocol log: constant ids, sequence numbers from 0."""
+    """
+    One session's view of a protocol log: constant ids, sequence numbers
+    from 0. The fields that never change within the session are joined once
+    (a session writes a dozen lines or more).
+    """
 
-    __slots__ = ("plog", "connector_id", "session_id", "local", "remote", "sequence")
+    __slots__ = ("plog", "connector_id", "session_id", "local", "remote", "sequence", "_ids", "_endpoints")
 
     def __init__(self, plog: ProtocolLog, connector_id: str, session_id: str, local: str, remote: str) -> None:
         self.plog = plog
@@ -88,7 +92,17 @@ class SessionLog:
         self.local = local
         self.remote = remote
         self.sequence = 0
+        self._ids = f",{csv_field(connector_id)},{session_id},"
+        self._endpoints = f",{local},{remote},"
 
     def event(self, event: str, data: str = "", context: str = "") -> None:
-        self.plog.write(self.connector_id, self.session_id, self.sequence, self.local, self.remote, event, data, context)
+        now = self.plog.clock.seconds()
+        self.plog.append(
+            now, f"{iso_time(now)}{self._ids}{self.sequence}{self._endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
+        )
         self.sequence += 1
+
+    def events(self, event: str, lines) -> None:
+        """One event per line, as for each line of a multi-line reply."""
+        for line in lines:
+            self.event(event, line)

@@ -24,6 +24,7 @@ lines never reach the command parser or any log.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -66,6 +67,12 @@ log = Logger(namespace="exgateway.smtpd")
 def _log_right(right: Right) -> str:
     """Exchange's spelling in protocol logs: ms-Exch-SMTP-Accept-Any-Sender -> SMTPAcceptAnySender."""
     return right.value.removeprefix("ms-Exch-").removeprefix("exgw-").replace("-", "")
+
+
+@lru_cache(maxsize=64)
+def _rights_line(rights: frozenset[Right]) -> str:
+    """The "Set Session Permissions" data: the same few sets for every session, so joined once each."""
+    return " ".join(sorted(_log_right(r) for r in rights))
 
 
 def principal_for(connector: ReceiveConnector) -> Principal:
@@ -163,7 +170,7 @@ class ESMTPServer(Protocol):
                 endpoint(host.host, host.port), endpoint(peer.host, peer.port),
             )
             self._plog.event("+")
-            self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
+            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
         if self.metrics is not None:
@@ -258,8 +265,7 @@ class ESMTPServer(Protocol):
         if not self.connector.enhanced_status_codes_enabled:
             reply = reply.without_enhanced()
         if self._plog is not None:
-            for line in reply.lines():
-                self._plog.event(">", line)
+            self._plog.events(">", reply.lines())
         self.transport.write(reply.encode())
 
     # --- input ----------------------------------------------------------
@@ -752,7 +758,7 @@ class ESMTPServer(Protocol):
                  user=identity.name, mechanism=mechanism, client_ip=self.session.client_ip)
         if self._plog is not None:
             self._plog.event("*", identity.name, "authenticated")
-            self._plog.event("*", " ".join(sorted(_log_right(r) for r in self.session.rights)), "Set Session Permissions")
+            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
         return Reply.AUTH_OK
 
     def _auth_failed(self, failure: Failure, username: str, mechanism: str = ""):

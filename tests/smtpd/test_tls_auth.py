@@ -1,6 +1,7 @@
 """STARTTLS, implicit TLS and AUTH in the protocol, over a StringTransport that records startTLS."""
 
 import base64
+import csv
 import dataclasses
 
 import pytest
@@ -61,11 +62,15 @@ class FakeTLS:
 
 
 class Recorder:
-    def __init__(self):
+    """A protocol log that keeps (event, data, context) of each CSV line it is given."""
+
+    def __init__(self, clock):
+        self.clock = clock
         self.lines = []
 
-    def write(self, connector_id, session_id, sequence, local, remote, event, data, context):
-        self.lines.append((event, data, context))
+    def append(self, now, line):
+        row = next(csv.reader([line.rstrip("\r\n")]))
+        self.lines.append((row[6], row[7], row[8]))
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,7 @@ class Client:
             AuthThrottle(self.clock, a.max_failures_per_source, a.max_failures_per_user, a.failure_window, a.lockout), a,
         )
         self.handler = testing.FakeHandler()
-        self.log = Recorder()
+        self.log = Recorder(self.clock)
         policy = SessionPolicy(AcceptedDomains(cfg.accepted_domains))
         self.proto = ESMTPServer(
             self.connector, self.handler, policy, self.clock, ConnectionLimits(), self.log, tls=FakeTLS(), auth=self.auth
