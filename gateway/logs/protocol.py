@@ -35,6 +35,19 @@ log = Logger(namespace="exgateway.logs")
 KINDS = {"RECV": "SMTP Receive Protocol Log", "SEND": "SMTP Send Protocol Log"}
 
 
+def _ids(connector_id: str, session_id: str) -> str:
+    return f",{csv_field(connector_id)},{session_id},"
+
+
+def _endpoints(local: str, remote: str) -> str:
+    return f",{local},{remote},"
+
+
+def _line(now: float, ids: str, sequence: int, endpoints: str, event: str, data: str, context: str) -> str:
+    """One CSV line; `ids` and `endpoints` are the fixed fields with their commas (_ids, _endpoints)."""
+    return f"{iso_time(now)}{ids}{sequence}{endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
+
+
 class ProtocolLog(RollingLog):
     def __init__(self, directory: Path, kind: str, clock, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400) -> None:
         super().__init__(directory, kind, KINDS[kind], FIELDS, clock, max_file_size, max_age)
@@ -42,11 +55,7 @@ class ProtocolLog(RollingLog):
 
     def write(self, connector_id: str, session_id: str, sequence: int, local: str, remote: str, event: str, data: str = "", context: str = "") -> None:
         now = self.clock.seconds()
-        self.append(
-            now,
-            f"{iso_time(now)},{csv_field(connector_id)},{session_id},{sequence},{local},{remote},{event},"
-            f"{csv_field(data)},{csv_field(context)}\r\n",
-        )
+        self.append(now, _line(now, _ids(connector_id, session_id), sequence, _endpoints(local, remote), event, data, context))
 
 
 class ProtocolLogService(Service):
@@ -83,23 +92,17 @@ class SessionLog:
     (a session writes a dozen lines or more).
     """
 
-    __slots__ = ("plog", "connector_id", "session_id", "local", "remote", "sequence", "_ids", "_endpoints")
+    __slots__ = ("plog", "sequence", "_ids", "_endpoints")
 
     def __init__(self, plog: ProtocolLog, connector_id: str, session_id: str, local: str, remote: str) -> None:
         self.plog = plog
-        self.connector_id = connector_id
-        self.session_id = session_id
-        self.local = local
-        self.remote = remote
         self.sequence = 0
-        self._ids = f",{csv_field(connector_id)},{session_id},"
-        self._endpoints = f",{local},{remote},"
+        self._ids = _ids(connector_id, session_id)
+        self._endpoints = _endpoints(local, remote)
 
     def event(self, event: str, data: str = "", context: str = "") -> None:
         now = self.plog.clock.seconds()
-        self.plog.append(
-            now, f"{iso_time(now)}{self._ids}{self.sequence}{self._endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
-        )
+        self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, context))
         self.sequence += 1
 
     def events(self, event: str, lines) -> None:

@@ -9,23 +9,25 @@ nothing acknowledged):
 
 1. the body is written while DATA streams in (or kept in memory if small,
    and written at the commit), then the trailer after it;
-2. the file is fsynced, then the directory; only then does the client get
-   its 250.
+2. the file is fsynced, then the directory if the file was created for
+   this message; only then does the client get its 250.
 
-One file fsync and one directory fsync per message (the directory's shared
-by a batch), where a separate envelope file took two file fsyncs, a rename
-and the directory's. New messages from the intake go into spare files made
-ahead of time (`open_entry`): empty queue files under the next queue ids,
-created a few at a time in a thread and made durable there with one
-directory fsync; a message written into one needs only its file's fsync
-before its 250, since its name was on disk before the message arrived. An
-empty queue file is a spare never used (a stop removes them, a start
-deletes any a crash left). A file whose footer does not add up to its length was
-never acknowledged (the process died while writing it) and is deleted on
-start. After a delivery attempt changes a message's state, the new envelope
-goes to `<id>.json` (written, fsynced, renamed into place), which from then
-on wins over the trailer; the body is never rewritten. Readers of the
-message get the body's bytes only (StoredBody, body_bytes). A message queued
+New messages from the intake go into spare files made ahead of time
+(`open_entry`): empty queue files under the next queue ids, created a few
+at a time in a thread and made durable there with one directory fsync. A
+message written into one needs only its file's fsync before its 250: its
+name was on disk before the message arrived. So a commit costs one file
+fsync, plus one directory fsync per batch when some file in it is not a
+spare (where a separate envelope file took two file fsyncs, a rename and
+the directory's). An empty queue file is a spare never used: a stop
+removes them, a start deletes any a crash left.
+
+A file whose footer does not add up to its length was never acknowledged
+(the process died while writing it) and is deleted on start. After a
+delivery attempt changes a message's state, the new envelope goes to
+`<id>.json` (written, fsynced, renamed into place), which from then on
+wins over the trailer; the body is never rewritten. Readers of the message
+get the body's bytes only (StoredBody, body_bytes). A message queued
 before this format (a bare body beside its envelope file) is recovered and
 delivered as it is.
 
@@ -218,6 +220,7 @@ class QueueStore:
         # (queue id, open fd) of empty files whose names are durable, oldest first.
         self._spares: deque[tuple[str, int]] = deque()
         self._making_spares = False
+        self._spare_error: str | None = None
         self._stopped = False
         # The highest queue id found on disk at recovery (ids are integers).
         self.highest_id = 0
@@ -278,15 +281,18 @@ class QueueStore:
 
     def _spares_made(self, made: list[tuple[str, int]]) -> None:
         self._making_spares = False
+        self._spare_error = None
         if self._stopped:
             self._drop_spares(made)
         else:
             self._spares.extend(made)
 
     def _spares_failed(self, failure) -> None:
-        # New messages fall back to files of their own; the next one asks again.
+        # New messages fall back to files of their own; the next one asks again (logged once per new error).
         self._making_spares = False
-        log.warn("queue: could not make spare files in {directory}: {error}", directory=str(self.directory), error=failure.getErrorMessage())
+        if failure.getErrorMessage() != self._spare_error:
+            self._spare_error = failure.getErrorMessage()
+            log.warn("queue: could not make spare files in {directory}: {error}", directory=str(self.directory), error=self._spare_error)
 
     def _drop_spares(self, spares) -> None:
         for queue_id, fd in spares:

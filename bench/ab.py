@@ -1,0 +1,81 @@
+"""
+A/B of source trees (or Postfix) on one load: is a change worth keeping?
+
+    python bench/ab.py /path/to/tree-a /path/to/tree-b [postfix] [--rounds 6] [--messages 400]
+                       [--sessions 1] [--size 5120] [--workers 2]
+
+Each tree is a checkout of this project (e.g. `git worktree add /tmp/base
+HEAD` beside your working copy). Every tree's gateway (default config, next
+hop an smtp-sink of its own) and Postfix, if named, run at once, idle while
+another is measured; the rounds alternate the order. Prints delivered msg/s
+per tree: the median, the best, and the ratio to the first tree. Machine
+noise here moves one-session rates by 20-40% between minutes, which is why
+the trees run side by side instead of one after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import common
+
+
+def start(tree: str, workers: str):
+    base = common.workdir()
+    sink = common.Sink(common.free_port())
+    if tree == "postfix":
+        server = common.Postfix(base, common.free_port(), sink.port)
+    else:
+        # REPO decides the config template and the PYTHONPATH of the gateway it starts.
+        common.REPO = Path(tree).resolve()
+        server = common.Exgateway(base, common.free_port(), sink.port, "all", workers=workers)
+    server.start()
+    return server, sink
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trees", nargs="+", help="project checkouts, or `postfix`")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--sessions", type=int, default=1)
+    parser.add_argument("--size", type=int, default=5120)
+    parser.add_argument("--workers", default="2")
+    args = parser.parse_args()
+    running = []
+    try:
+        for tree in args.trees:
+            running.append((tree, *start(tree, args.workers)))
+        rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
+        for r in range(args.rounds):
+            for tree, server, sink in running if r % 2 == 0 else running[::-1]:
+                before = sink.messages
+                started = time.perf_counter()
+                subprocess.run(
+                    [common.tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
+                     "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
+                    check=True,
+                )
+                deadline = time.monotonic() + 120
+                while not (sink.messages >= before + args.messages and server.queue_empty()):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{tree}: not every message reached the sink")
+                    time.sleep(0.002)
+                rates[tree].append(args.messages / (time.perf_counter() - started))
+    finally:
+        for _, server, sink in running:
+            server.stop()
+            sink.stop()
+    reference = statistics.median(rates[args.trees[0]])
+    for tree, values in rates.items():
+        median = statistics.median(values)
+        print(f"{tree:30} median {median:6.0f} msg/s  best {max(values):6.0f}  ratio {median / reference:.2f}  "
+              f"rounds {[round(v) for v in values]}")
+
+
+if __name__ == "__main__":
+    main()
