@@ -32,8 +32,6 @@ from gateway.smtpd.session import MailFrom, Session
 
 log = Logger(namespace="exgateway.intake")
 
-
-
 # Anything but printable ASCII, space and parentheses.
 _COMMENT_UNSAFE = re.compile(r"[^\x21-\x27\x2a-\x7e ]")
 

@@ -104,8 +104,3 @@ class SessionLog:
         now = self.plog.clock.seconds()
         self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, context))
         self.sequence += 1
-
-    def events(self, event: str, lines) -> None:
-        """One event per line, as for each line of a multi-line reply."""
-        for line in lines:
-            self.event(event, line)

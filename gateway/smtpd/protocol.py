@@ -265,7 +265,8 @@ class ESMTPServer(Protocol):
         if not self.connector.enhanced_status_codes_enabled:
             reply = reply.without_enhanced()
         if self._plog is not None:
-            self._plog.events(">", reply.lines())
+            for line in reply.lines():
+                self._plog.event(">", line)
         self.transport.write(reply.encode())
 
     # --- input ----------------------------------------------------------
