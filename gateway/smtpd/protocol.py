@@ -113,6 +113,8 @@ class ESMTPServer(Protocol):
         self._in = b""
         self._busy = False
         self._processing = False
+        # Replies written but not yet handed to the kernel (_flush).
+        self._unsent = False
         self._discarding = False
         self._closed = False
         self._local_close = False
@@ -268,6 +270,28 @@ class ESMTPServer(Protocol):
             for line in reply.lines():
                 self._plog.event(">", line)
         self.transport.write(reply.encode())
+        self._unsent = True
+        if not self._processing:
+            self._flush()
+
+    def _flush(self) -> None:
+        """
+        Hand the replies written so far to the kernel now. A Twisted
+        transport sends at the reactor's next write pass, after whatever
+        else this turn does (for the 250 of a commit: the rest of the
+        callback chain; for any reply: an epoll wait more). Called after
+        each reply outside input processing, and once after the input
+        processed at a time, so pipelined commands still get their replies
+        in one write. Transports without a descriptor (tests, TLS wrappers)
+        keep their own pace; a closing one is left to the reactor, which
+        closes it once its buffer is out.
+        """
+        if not self._unsent:
+            return
+        self._unsent = False
+        write_now = getattr(self.transport, "doWrite", None)
+        if write_now is not None and not self.transport.disconnecting:
+            write_now()
 
     # --- input ----------------------------------------------------------
 
@@ -296,6 +320,7 @@ class ESMTPServer(Protocol):
                     break
         finally:
             self._processing = False
+        self._flush()
         if self._paused and not self._busy:
             self._paused = False
             self.transport.resumeProducing()

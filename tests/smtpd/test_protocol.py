@@ -17,7 +17,7 @@ NOW = 1_795_000_000.0
 
 
 class Client:
-    def __init__(self, connector="Default Frontend", ip="192.0.2.1", tarpit=False, **sections):
+    def __init__(self, connector="Default Frontend", ip="192.0.2.1", tarpit=False, transport=StringTransport, **sections):
         cfg = testing.config(**sections)
         self.connector = next(c for c in cfg.receive_connectors if c.name == connector)
         if not tarpit:
@@ -28,7 +28,7 @@ class Client:
         self.clock.advance(NOW)
         policy = SessionPolicy(AcceptedDomains(cfg.accepted_domains))
         self.proto = ESMTPServer(self.connector, self.handler, policy, self.clock)
-        self.transport = StringTransport(
+        self.transport = transport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", ip, 40000)
         )
         self.proto.makeConnection(self.transport)
@@ -251,6 +251,39 @@ def test_final_reply_waits_for_the_handler():
     assert c.send("x\r\n.\r\nNOOP\r\n") == []
     c.handler.finish_deferreds[0].callback(SMTPReply(250, "2.6.0", "queued"))
     assert c.read() == ["250 2.6.0 queued", "250 2.0.0 OK"]
+
+
+class SocketLikeTransport(StringTransport):
+    """A StringTransport with a descriptor's doWrite: `sends` is what went to the kernel, one entry per send."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.sends: list[bytes] = []
+
+    def doWrite(self):
+        data = self.value()
+        self.clear()
+        if data:
+            self.sends.append(data)
+
+
+def test_replies_go_to_the_kernel_at_once_pipelined_ones_in_one_send():
+    """No wait for the reactor's next write pass; replies to commands read together leave together."""
+    c = Client(transport=SocketLikeTransport)
+    assert c.transport.sends == [b"220 mail.corp.example exgateway ESMTP MAIL Service ready at Wed, 18 Nov 2026 11:06:40 +0000\r\n"]
+    c.proto.dataReceived(b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\n")
+    assert len(c.transport.sends) == 2
+    assert c.transport.sends[1].endswith(b"250 HELP\r\n250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n")
+    c.handler.finish_deferreds = []
+    c.proto.dataReceived(b"DATA\r\nx\r\n.\r\n")
+    assert c.transport.sends[2:] == [b"354 Start mail input; end with <CRLF>.<CRLF>\r\n"]
+    # The 250 comes when the tier has the message, outside any input: sent right then.
+    c.handler.finish_deferreds[0].callback(SMTPReply(250, "2.6.0", "queued"))
+    assert c.transport.sends[3:] == [b"250 2.6.0 queued\r\n"]
+    # A closing connection is left to the reactor, which sends what is buffered and then closes.
+    c.proto.dataReceived(b"QUIT\r\n")
+    assert len(c.transport.sends) == 4 and c.transport.disconnecting
+    assert c.read() == ["221 2.0.0 Service closing transmission channel"]
 
 
 def test_handler_refusal_and_unexpected_error_become_replies():
