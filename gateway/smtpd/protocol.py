@@ -261,6 +261,8 @@ class ESMTPServer(Protocol):
         self._local_close = True
         self._closed = True
         self._drop_transaction()
+        # The last reply (221, 421) goes out now; the reactor closes the connection after it.
+        self._flush()
         self.transport.loseConnection()
 
     def _send(self, reply: SMTPReply) -> None:
@@ -282,9 +284,9 @@ class ESMTPServer(Protocol):
         callback chain; for any reply: an epoll wait more). Called after
         each reply outside input processing, and once after the input
         processed at a time, so pipelined commands still get their replies
-        in one write. Transports without a descriptor (tests, TLS wrappers)
-        keep their own pace; a closing one is left to the reactor, which
-        closes it once its buffer is out.
+        in one write, and before a close. Transports without a descriptor
+        (tests, TLS wrappers) keep their own pace; one already closing is
+        left to the reactor, which closes it once its buffer is out.
         """
         if not self._unsent:
             return
