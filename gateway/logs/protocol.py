@@ -104,3 +104,10 @@ class SessionLog:
         now = self.plog.clock.seconds()
         self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, context))
         self.sequence += 1
+
+    def events(self, event: str, lines) -> None:
+        """One line each, all stamped with one reading of the clock (the lines of one multi-line reply)."""
+        now = self.plog.clock.seconds()
+        for data in lines:
+            self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, ""))
+            self.sequence += 1

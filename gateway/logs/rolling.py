@@ -33,17 +33,26 @@ def endpoint(host: str, port: int) -> str:
 
 
 _second: list = [None, ""]
+_milli: list = [None, ""]
 
 
 def iso_time(seconds: float) -> str:
-    """`2026-11-27T03:00:00.123Z`; the part up to the second is formatted once per second, not per line."""
-    whole = int(seconds)
+    """
+    `2026-11-27T03:00:00.123Z`. A session's lines come a few to the
+    millisecond and many to the second: the whole string is kept for the
+    last millisecond, the part up to the second for the last second.
+    """
+    milli = int(seconds * 1000)
+    if _milli[0] == milli:
+        return _milli[1]
+    whole, fraction = divmod(milli, 1000)
     if _second[0] != whole:
         t = time.gmtime(whole)
         _second[0], _second[1] = whole, (
             f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
         )
-    return f"{_second[1]}.{int((seconds - whole) * 1000):03d}Z"
+    _milli[0], _milli[1] = milli, f"{_second[1]}.{fraction:03d}Z"
+    return _milli[1]
 
 
 class RollingLog:

@@ -269,8 +269,7 @@ class ESMTPServer(Protocol):
         if not self.connector.enhanced_status_codes_enabled:
             reply = reply.without_enhanced()
         if self._plog is not None:
-            for line in reply.lines():
-                self._plog.event(">", line)
+            self._plog.events(">", reply.lines())
         self.transport.write(reply.encode())
         self._unsent = True
         if not self._processing:

@@ -19,3 +19,16 @@ def test_two_processes_logging_to_one_directory_never_share_a_file(tmp_path):
     assert [f.name for f in files] == ["RECV2026111811-1.LOG", "RECV2026111811-2.LOG"]
     assert [f.read_text().count("#Fields: a,b") for f in files] == [1, 1]
     assert [f.read_text().splitlines()[-1] for f in files] == ["line of writer 0", "line of writer 1"]
+
+
+def test_iso_time_to_the_millisecond_across_second_and_hour_boundaries():
+    """Cached per millisecond and per second: each call still names its own millisecond."""
+    from gateway.logs.rolling import iso_time
+
+    base = 1_795_003_199  # 2026-11-18T11:59:59Z
+    assert iso_time(base + 0.0004) == "2026-11-18T11:59:59.000Z"
+    assert iso_time(base + 0.0009) == "2026-11-18T11:59:59.000Z"
+    assert iso_time(base + 0.0015) == "2026-11-18T11:59:59.001Z"
+    assert iso_time(base + 0.9995) == "2026-11-18T11:59:59.999Z"
+    assert iso_time(base + 1.0005) == "2026-11-18T12:00:00.000Z"
+    assert iso_time(base + 0.5) == "2026-11-18T11:59:59.500Z"  # the clock read earlier by another log
