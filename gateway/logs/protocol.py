@@ -43,9 +43,9 @@ def _endpoints(local: str, remote: str) -> str:
     return f",{local},{remote},"
 
 
-def _line(now: float, ids: str, sequence: int, endpoints: str, event: str, data: str, context: str) -> str:
-    """One CSV line; `ids` and `endpoints` are the fixed fields with their commas (_ids, _endpoints)."""
-    return f"{iso_time(now)}{ids}{sequence}{endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
+def _line(stamp: str, ids: str, sequence: int, endpoints: str, event: str, data: str, context: str) -> str:
+    """One CSV line; `stamp` is iso_time's; `ids` and `endpoints` are the fixed fields with their commas (_ids, _endpoints)."""
+    return f"{stamp}{ids}{sequence}{endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
 
 
 class ProtocolLog(RollingLog):
@@ -55,7 +55,7 @@ class ProtocolLog(RollingLog):
 
     def write(self, connector_id: str, session_id: str, sequence: int, local: str, remote: str, event: str, data: str = "", context: str = "") -> None:
         now = self.clock.seconds()
-        self.append(now, _line(now, _ids(connector_id, session_id), sequence, _endpoints(local, remote), event, data, context))
+        self.append(now, _line(iso_time(now), _ids(connector_id, session_id), sequence, _endpoints(local, remote), event, data, context))
 
 
 class ProtocolLogService(Service):
@@ -102,12 +102,14 @@ class SessionLog:
 
     def event(self, event: str, data: str = "", context: str = "") -> None:
         now = self.plog.clock.seconds()
-        self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, context))
+        self.plog.append(now, _line(iso_time(now), self._ids, self.sequence, self._endpoints, event, data, context))
         self.sequence += 1
 
     def events(self, event: str, lines) -> None:
-        """One line each, all stamped with one reading of the clock (the lines of one multi-line reply)."""
+        """One line each, all stamped with one reading of the clock and buffered together (the lines of one multi-line reply)."""
         now = self.plog.clock.seconds()
-        for data in lines:
-            self.plog.append(now, _line(now, self._ids, self.sequence, self._endpoints, event, data, ""))
-            self.sequence += 1
+        stamp, first = iso_time(now), self.sequence
+        self.plog.append(
+            now, "".join(_line(stamp, self._ids, first + i, self._endpoints, event, data, "") for i, data in enumerate(lines))
+        )
+        self.sequence += len(lines)

@@ -3,6 +3,7 @@
 import base64
 import csv
 import dataclasses
+import io
 
 import pytest
 from twisted.internet.address import IPv4Address
@@ -62,15 +63,15 @@ class FakeTLS:
 
 
 class Recorder:
-    """A protocol log that keeps (event, data, context) of each CSV line it is given."""
+    """A protocol log that keeps (event, data, context) of each CSV line it is given (one or several at a time)."""
 
     def __init__(self, clock):
         self.clock = clock
         self.lines = []
 
-    def append(self, now, line):
-        row = next(csv.reader([line.rstrip("\r\n")]))
-        self.lines.append((row[6], row[7], row[8]))
+    def append(self, now, text):
+        for row in csv.reader(io.StringIO(text, newline="")):
+            self.lines.append((row[6], row[7], row[8]))
 
 
 @pytest.fixture(scope="module")
