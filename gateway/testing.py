@@ -9,6 +9,7 @@ through Deferreds the test fires, to exercise pipelining order.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import StringTransport
 
 from gateway.config import Config, parse_config
 from gateway.errors import Reply, SMTPReply
@@ -91,3 +92,20 @@ class FakeHandler:
         txn = FakeTransaction(self, session, mail)
         self.transactions.append(txn)
         return txn
+
+
+class SocketLikeTransport(StringTransport):
+    """
+    A StringTransport with a descriptor's doWrite (see gateway/sendnow.py):
+    `sends` holds what was handed to the kernel, one entry per send.
+    """
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.sends: list[bytes] = []
+
+    def doWrite(self) -> None:
+        data = self.value()
+        self.clear()
+        if data:
+            self.sends.append(data)

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from gateway.config import HostPort
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
+from gateway.sendnow import send_now
 from gateway.smtpd.session import new_session_id
 from gateway.smtpd.data import dot_stuff
 
@@ -109,6 +110,8 @@ class SMTPClient(Protocol):
         self.connected = False
         self._lines: list[bytes] = []
         self._buffer = b""
+        # Written but not yet handed to the kernel (flush).
+        self._unsent = False
         self._waiting: deque[Deferred] = deque()
         self._timer = None
         self._context = b"\r\n"
@@ -189,7 +192,7 @@ class SMTPClient(Protocol):
         """A command carrying credentials: sent, never written to the protocol log."""
         d = self._expect()
         if self.connected:
-            self.transport.write(line.encode("utf-8") + b"\r\n")
+            self._write(line.encode("utf-8") + b"\r\n")
         return d
 
     def _login_step(self, reply: SMTPReply, value: str) -> Deferred:
@@ -215,6 +218,21 @@ class SMTPClient(Protocol):
         self.abort()
 
     def dataReceived(self, data: bytes) -> None:
+        self._read_replies(data)
+        # What the replies' callbacks wrote (the next commands, a body) leaves now.
+        self.flush()
+
+    def _write(self, data: bytes) -> None:
+        self.transport.write(data)
+        self._unsent = True
+
+    def flush(self) -> None:
+        """Send what was written since the last flush (gateway/sendnow.py): after writing a pipelined group outside dataReceived."""
+        if self._unsent:
+            self._unsent = False
+            send_now(self.transport)
+
+    def _read_replies(self, data: bytes) -> None:
         self._buffer += data
         while True:
             end = self._buffer.find(b"\n")
@@ -298,7 +316,7 @@ class SMTPClient(Protocol):
         if self.connected:
             if self._plog is not None:
                 self._plog.event(">", line)
-            self.transport.write(line.encode("utf-8") + b"\r\n")
+            self._write(line.encode("utf-8") + b"\r\n")
         return d
 
     @property
@@ -332,9 +350,9 @@ class SMTPClient(Protocol):
             return d
         if self._plog is not None:
             self._plog.event(">", f"BDAT {size} LAST")
-        self.transport.write(b"BDAT %d LAST\r\n" % size)
+        self._write(b"BDAT %d LAST\r\n" % size)
         if size <= SMALL_BODY:
-            self.transport.write(body.read())
+            self._write(body.read())
         else:
             # The reply Deferred is already waiting; the producer only streams.
             self.transport.registerProducer(_BodyProducer(self, body, Deferred(), stuff=False), False)
@@ -342,13 +360,13 @@ class SMTPClient(Protocol):
 
     def _write_body(self, chunk: bytes) -> None:
         stuffed, self._context = dot_stuff(chunk, self._context)
-        self.transport.write(stuffed)
+        self._write(stuffed)
 
     def _end_body(self, _) -> Deferred:
         ending = b".\r\n" if self._context == b"\r\n" else b"\r\n.\r\n"
         d = self._expect()
         if self.connected:
-            self.transport.write(ending)
+            self._write(ending)
         return d
 
     def quit(self) -> None:

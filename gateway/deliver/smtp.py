@@ -93,10 +93,14 @@ class SMTPDelivery:
             mail += " BODY=8BITMIME"
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if client.pipelining:
-            replies = yield gatherResults([client.command(line) for line in [mail, *rcpts, "DATA"]])
+            pending = gatherResults([client.command(line) for line in [mail, *rcpts, "DATA"]])
+            client.flush()
+            replies = yield pending
             mail_reply, rcpt_replies, go = replies[0], replies[1:-1], replies[-1]
         else:
-            mail_reply, rcpt_replies, go = (yield client.command(mail)), [], None
+            first = client.command(mail)
+            client.flush()
+            mail_reply, rcpt_replies, go = (yield first), [], None
             if mail_reply.code == 250:
                 for line in rcpts:
                     rcpt_replies.append((yield client.command(line)))

@@ -44,6 +44,7 @@ from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
+from gateway.sendnow import send_now
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineCheck
@@ -277,22 +278,14 @@ class ESMTPServer(Protocol):
 
     def _flush(self) -> None:
         """
-        Hand the replies written so far to the kernel now. A Twisted
-        transport sends at the reactor's next write pass, after whatever
-        else this turn does (for the 250 of a commit: the rest of the
-        callback chain; for any reply: an epoll wait more). Called after
-        each reply outside input processing, and once after the input
-        processed at a time, so pipelined commands still get their replies
-        in one write, and before a close. Transports without a descriptor
-        (tests, TLS wrappers) keep their own pace; one already closing is
-        left to the reactor, which closes it once its buffer is out.
+        Send the replies written so far (gateway/sendnow.py): after each
+        reply outside input processing, and once after the input processed
+        at a time, so pipelined commands still get their replies in one
+        write; and before a close.
         """
-        if not self._unsent:
-            return
-        self._unsent = False
-        write_now = getattr(self.transport, "doWrite", None)
-        if write_now is not None and not self.transport.disconnecting:
-            write_now()
+        if self._unsent:
+            self._unsent = False
+            send_now(self.transport)
 
     # --- input ----------------------------------------------------------
 

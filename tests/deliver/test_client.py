@@ -5,7 +5,11 @@ import io
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from gateway import testing
 from gateway.deliver.client import SMALL_BODY, SMTPClient
+from gateway.deliver.smtp import SMTPDelivery
+from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.queue.store import StoredBody
 
 
 def connected():
@@ -21,6 +25,27 @@ def connected():
     client.dataReceived(b"250-hub Hello\r\n250-PIPELINING\r\n250-SIZE 100\r\n250 XFORWARD ADDR HELO\r\n")
     assert ready == [client]
     return client, transport, clock
+
+
+def test_a_transaction_goes_out_in_one_send_per_group_without_waiting_for_the_reactor(tmp_path):
+    """The next hop gets the pipelined MAIL/RCPT/DATA in one send, then body and end in one more, each at once."""
+    client = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    transport = testing.SocketLikeTransport()
+    client.makeConnection(transport)
+    client.dataReceived(b"220 sink ready\r\n")
+    assert transport.sends == [b"EHLO hub.corp.example\r\n"]
+    client.dataReceived(b"250-sink\r\n250 PIPELINING\r\n")
+    body = b"Subject: t\r\n\r\n.dot\r\n"
+    envelope = Envelope("7", 7, "<m@x>", "s@x.example", (Recipient("a@corp.example"),), 0.0, len(body))
+    delivery = SMTPDelivery(None, (), "hub.corp.example", pool=object())
+    results = []
+    delivery._transaction(client, envelope, ["a@corp.example"], StoredBody(tmp_path / "7.eml", body)).addCallback(results.append)
+    assert transport.sends[1:] == [b"MAIL FROM:<s@x.example> SIZE=20\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"]
+    client.dataReceived(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    assert transport.sends[2:] == [b"Subject: t\r\n\r\n..dot\r\n.\r\n"]
+    client.dataReceived(b"250 2.0.0 queued as 1\r\n")
+    assert results == [{"a@corp.example": (RecipientState.DELIVERED, "250 2.0.0 queued as 1")}]
+    assert transport.sends[3:] == [] and transport.value() == b""
 
 
 def test_extensions_parsed():

@@ -253,23 +253,9 @@ def test_final_reply_waits_for_the_handler():
     assert c.read() == ["250 2.6.0 queued", "250 2.0.0 OK"]
 
 
-class SocketLikeTransport(StringTransport):
-    """A StringTransport with a descriptor's doWrite: `sends` is what went to the kernel, one entry per send."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self.sends: list[bytes] = []
-
-    def doWrite(self):
-        data = self.value()
-        self.clear()
-        if data:
-            self.sends.append(data)
-
-
 def test_replies_go_to_the_kernel_at_once_pipelined_ones_in_one_send():
     """No wait for the reactor's next write pass; replies to commands read together leave together."""
-    c = Client(transport=SocketLikeTransport)
+    c = Client(transport=testing.SocketLikeTransport)
     assert c.transport.sends == [b"220 mail.corp.example exgateway ESMTP MAIL Service ready at Wed, 18 Nov 2026 11:06:40 +0000\r\n"]
     c.proto.dataReceived(b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<a@corp.example>\r\n")
     assert len(c.transport.sends) == 2
