@@ -38,6 +38,7 @@ from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.logs.tracking import TrackingLog
 from gateway.policy.limits import ConnectionLimits
 from gateway.reload import LiveConfig, ReloadOnHangup
+from gateway.serialthread import SerialThread
 from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
 from gateway.smtpd.session import number_sessions_as
@@ -252,7 +253,10 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     health = AddressHealth(reactor)
 
     if role in ("all", "hub"):
-        store = QueueStore(queue_directory(config.queue.directory, worker), run_in_thread)
+        # Started before the queue service, so stopped after it.
+        commits = SerialThread(reactor, "queue-commit")
+        commits.setServiceParent(top)
+        store = QueueStore(queue_directory(config.queue.directory, worker), run_in_thread, commits.call)
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:

@@ -1,0 +1,59 @@
+"""SerialThread: calls run in order in one thread of their own; results come back in the reactor thread."""
+
+import threading
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from gateway.serialthread import SerialThread
+
+
+@pytest.fixture
+def worker():
+    thread = SerialThread(reactor, "test-serial")
+    thread.startService()
+    yield thread
+    if thread.running:
+        thread.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_calls_run_in_order_in_one_other_thread_and_answer_in_the_reactor_thread(worker):
+    ran = []
+
+    def record(n):
+        ran.append((n, threading.current_thread().name))
+        return n * 10
+
+    answered_in = []
+    results = [worker.call(record, n).addCallback(lambda r: answered_in.append(threading.current_thread()) or r) for n in range(5)]
+    assert [await d for d in results] == [0, 10, 20, 30, 40]
+    assert ran == [(n, "test-serial") for n in range(5)]
+    assert answered_in == [threading.main_thread()] * 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_comes_back_as_a_failure_and_the_thread_goes_on(worker):
+    def broken():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        await worker.call(broken)
+    assert await worker.call(lambda: "still here") == "still here"
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_finishes_the_calls_already_given(worker):
+    gate = threading.Event()
+    done = []
+    first = worker.call(gate.wait, 10)
+    second = worker.call(done.append, "second")
+    (thread,) = [t for t in threading.enumerate() if t.name == "test-serial"]
+    stopped = worker.stopService()
+    assert not stopped.called
+    gate.set()
+    await stopped
+    assert first.called and second.called and done == ["second"]
+    thread.join(5)
+    assert not thread.is_alive()
