@@ -8,9 +8,11 @@ Each tree is a checkout of this project (e.g. `git worktree add /tmp/base
 HEAD` beside your working copy). Every tree's gateway (default config, next
 hop an smtp-sink of its own) and Postfix, if named, run at once, idle while
 another is measured; the rounds alternate the order. Prints delivered msg/s
-per tree: the median, the best, and the ratio to the first tree. Machine
-noise here moves one-session rates by 20-40% between minutes, which is why
-the trees run side by side instead of one after the other.
+per tree: the median, the best, and the ratio to the first tree; and the
+median server CPU per message (user + system of the server's processes),
+which moves less with the machine's load than the rate does. Machine noise
+here moves one-session rates by 20-40% between minutes, which is why the
+trees run side by side instead of one after the other.
 """
 
 from __future__ import annotations
@@ -51,9 +53,11 @@ def main() -> None:
         for tree in args.trees:
             running.append((tree, *start(tree, args.workers)))
         rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
+        cpu_ms: dict[str, list[float]] = {tree: [] for tree in args.trees}
         for r in range(args.rounds):
             for tree, server, sink in running if r % 2 == 0 else running[::-1]:
                 before = sink.messages
+                cpu_before = common.cpu_seconds(server.pids())
                 started = time.perf_counter()
                 subprocess.run(
                     [common.tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
@@ -66,15 +70,18 @@ def main() -> None:
                         raise TimeoutError(f"{tree}: not every message reached the sink")
                     time.sleep(0.002)
                 rates[tree].append(args.messages / (time.perf_counter() - started))
+                cpu_ms[tree].append((common.cpu_seconds(server.pids()) - cpu_before) * 1000 / args.messages)
     finally:
         for _, server, sink in running:
             server.stop()
             sink.stop()
     reference = statistics.median(rates[args.trees[0]])
+    cpu_reference = statistics.median(cpu_ms[args.trees[0]])
     for tree, values in rates.items():
         median = statistics.median(values)
+        cpu = statistics.median(cpu_ms[tree])
         print(f"{tree:30} median {median:6.0f} msg/s  best {max(values):6.0f}  ratio {median / reference:.2f}  "
-              f"rounds {[round(v) for v in values]}")
+              f"CPU {cpu:.2f} ms/msg ({cpu / cpu_reference:.2f})  rounds {[round(v) for v in values]}")
 
 
 if __name__ == "__main__":
