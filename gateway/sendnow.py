@@ -1,15 +1,49 @@
 """
-Handing a transport's buffered bytes to the kernel now.
+Handing a transport's bytes to the kernel now.
 
 A Twisted TCP transport sends what `write` buffered at the reactor's next
 write pass: after whatever else the current turn does, and an epoll wait
 later. An SMTP peer that waits for each reply (one client sending one
 message, or our own client waiting on a next hop) pays that delay on every
 round trip. Callers write what belongs together first (every reply to
-pipelined commands, all of a pipelined group), then call `send_now` once.
+pipelined commands, all of a pipelined group), then send it at once.
 """
 
 from __future__ import annotations
+
+from twisted.internet.tcp import Connection
+
+
+def send(transport, data: bytes) -> None:
+    """
+    Send `data` on `transport` now. On a plain TCP connection with nothing
+    already waiting in its buffer, the bytes go straight to the socket: no
+    buffer, and no registering the socket for writability and unregistering
+    it again (two epoll_ctl calls per reply). Whatever the socket does not
+    take (a full send buffer, an error) goes through `write`, so Twisted
+    keeps the order, waits for the peer and reports a lost connection as
+    usual. TLS connections and test transports take `write` and `send_now`.
+    """
+    if not data:
+        return
+    if (
+        isinstance(transport, Connection)
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+    send_now(transport)
 
 
 def send_now(transport) -> None:

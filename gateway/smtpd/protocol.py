@@ -44,7 +44,7 @@ from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.rights import Principal, Right, connector_rights
-from gateway.sendnow import send_now
+from gateway.sendnow import send
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineCheck
@@ -115,7 +115,7 @@ class ESMTPServer(Protocol):
         self._busy = False
         self._processing = False
         # Replies written but not yet handed to the kernel (_flush).
-        self._unsent = False
+        self._out: list[bytes] = []
         self._discarding = False
         self._closed = False
         self._local_close = False
@@ -203,6 +203,8 @@ class ESMTPServer(Protocol):
             raise
 
     def _start_tls(self, options, cert) -> None:
+        # The 220 that answers STARTTLS leaves in clear text, before the handshake.
+        self._flush()
         self._tls_started = True
         self._tls_cert = cert
         self.transport.startTLS(options)
@@ -271,8 +273,7 @@ class ESMTPServer(Protocol):
             reply = reply.without_enhanced()
         if self._plog is not None:
             self._plog.events(">", reply.lines())
-        self.transport.write(reply.encode())
-        self._unsent = True
+        self._out.append(reply.encode())
         if not self._processing:
             self._flush()
 
@@ -283,9 +284,9 @@ class ESMTPServer(Protocol):
         at a time, so pipelined commands still get their replies in one
         write; and before a close.
         """
-        if self._unsent:
-            self._unsent = False
-            send_now(self.transport)
+        if self._out:
+            out, self._out = self._out, []
+            send(self.transport, out[0] if len(out) == 1 else b"".join(out))
 
     # --- input ----------------------------------------------------------
 
