@@ -253,10 +253,10 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     health = AddressHealth(reactor)
 
     if role in ("all", "hub"):
-        # Started before the queue service, so stopped after it.
-        commits = SerialThread(reactor, "queue-commit")
-        commits.setServiceParent(top)
-        store = QueueStore(queue_directory(config.queue.directory, worker), run_in_thread, commits.call)
+        # The queue's file work in one thread of its own; started before the queue service, so stopped after it.
+        queue_files = SerialThread(reactor, "queue-files")
+        queue_files.setServiceParent(top)
+        store = QueueStore(queue_directory(config.queue.directory, worker), queue_files.call)
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:

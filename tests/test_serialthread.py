@@ -57,3 +57,10 @@ async def test_stop_finishes_the_calls_already_given(worker):
     assert first.called and second.called and done == ["second"]
     thread.join(5)
     assert not thread.is_alive()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_after_stop_runs_at_once_in_the_callers_thread(worker):
+    await worker.stopService()
+    d = worker.call(lambda: threading.current_thread())
+    assert d.called and await d is threading.main_thread()

@@ -204,22 +204,21 @@ class QueueEntry:
 
 class QueueStore:
     """
-    Files in one directory; blocking work runs through `run_in_thread`,
-    commits through `commit_in_thread` if given (a thread of their own,
-    gateway/serialthread.py: each message's 250 waits for one).
+    Files in one directory; blocking work (commits, spares, envelope
+    updates, removals) runs through `run_in_thread`. The gateway gives it
+    one thread of its own for all of that (gateway/serialthread.py): each
+    message's 250 waits for a round trip to it, and one thread measured
+    cheaper than two or than the reactor's pool (bench/RESULTS.md).
     """
 
     # Spare files kept ready for new messages; more are made when half are used.
     SPARES = 16
 
-    def __init__(
-        self, directory: Path, run_in_thread: Callable[..., Deferred], commit_in_thread: Callable[..., Deferred] | None = None
-    ) -> None:
+    def __init__(self, directory: Path, run_in_thread: Callable[..., Deferred]) -> None:
         self.directory = Path(directory)
         self.corrupt_directory = self.directory / "corrupt"
         self.failed_directory = self.directory / "failed"
         self._run = run_in_thread
-        self._run_commit = commit_in_thread or run_in_thread
         self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
         self._removals: list[str] = []
         self._removing = False
@@ -336,7 +335,7 @@ class QueueStore:
             self._committing = False
             return
         self._committing = True
-        done = self._run_commit(self._sync_batch, [prepared for prepared, _ in batch])
+        done = self._run(self._sync_batch, [prepared for prepared, _ in batch])
         done.addBoth(self._batch_done, batch)
 
     def _batch_done(self, result, batch) -> None:

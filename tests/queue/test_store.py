@@ -165,25 +165,6 @@ def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
     assert len(calls) == 2
 
 
-def test_commits_go_to_their_own_thread_and_other_work_to_the_pool(tmp_path):
-    """With commit_in_thread, a commit's fsync goes there (gateway/serialthread.py); spares and removals stay on run_in_thread."""
-    commits, commit_runner = held_runner()
-    pool, pool_runner = held_runner()
-    store = QueueStore(tmp_path / "q", pool_runner, commit_runner)
-    store.prepare()
-    done = []
-    entry = store.open_entry(iter(range(1, 100)).__next__)
-    entry.write(BODY)
-    store.commit(entry, envelope(entry.queue_id, len(BODY))).addCallback(done.append)
-    assert [f.__name__ for f, _, _ in commits] == ["_sync_batch"]
-    assert [f.__name__ for f, _, _ in pool] == ["_create_spares"]
-    f, args, d = commits[0]
-    d.callback(f(*args))
-    assert done == [None] and files(store) == [entry.queue_id + ".eml"]
-    store.remove(entry.queue_id)
-    assert [f.__name__ for f, _, _ in pool] == ["_create_spares", "_remove_sync"] and len(commits) == 1
-
-
 def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
     """Below SPILL nothing touches the disk before the commit; above it, the body streams to its file."""
     store = QueueStore(tmp_path / "q", sync_runner)
