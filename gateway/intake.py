@@ -189,13 +189,22 @@ class IntakeHandler:
         return f"<{internal_id}@{self.fqdn}>"
 
     def queued(self, envelope: Envelope, body: bytes | None = None, server_ip: str = "") -> SMTPReply:
+        """
+        The 250 for a message now durable in the queue. Its log record is
+        written in the next reactor turn, once the 250 is on the wire: the
+        client's next command need not wait for it. A crash in between
+        loses the record, never the message.
+        """
+        self.clock.callLater(0, self._record_received, envelope, server_ip)
+        self.scheduler.enqueue(envelope, body, just_acknowledged=True)
+        return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)
+
+    def _record_received(self, envelope: Envelope, server_ip: str) -> None:
         if self.tracking is not None:
             # The tracking log's RECEIVE event says all of this; the process log keeps to what needs attention.
             self.tracking.event("RECEIVE", "SMTP", envelope, [r.address for r in envelope.recipients], server_ip=server_ip)
         else:
             self._log_queued(envelope)
-        self.scheduler.enqueue(envelope, body, just_acknowledged=True)
-        return Reply.QUEUED.format(message_id=envelope.message_id, internal_id=envelope.internal_id, hostname=self.fqdn)
 
     @staticmethod
     def _log_queued(envelope: Envelope) -> None:

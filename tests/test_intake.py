@@ -36,7 +36,7 @@ class Hub:
         self.store = QueueStore(tmp_path / "queue", lambda f, *a: succeed(f(*a)))
         self.store.prepare()
         self.scheduler = Scheduler()
-        clock = Clock()
+        self.clock = clock = Clock()
         clock.advance(NOW)
         self.handler = IntakeHandler(self.store, Router(domains), self.scheduler, clock, "hub.corp.example")
         self.proto = ESMTPServer(connector, self.handler, SessionPolicy(domains), clock)
@@ -182,3 +182,21 @@ def test_the_workers_of_a_node_take_turns_with_ids():
     assert [[t % 3 for t in taken[k * 4:(k + 1) * 4]] for k in range(3)] == [[0] * 4, [1] * 4, [2] * 4]
     assert all(b > a for a, b in zip(taken[:4], taken[1:4]))
     assert min(taken) >= 1_000_000_000
+
+
+def test_the_receive_record_is_written_in_the_turn_after_the_250(tmp_path):
+    """The client's next command does not wait for the tracking log: RECEIVE is written once the 250 is out."""
+    hub = Hub(tmp_path)
+    records = []
+
+    class Tracking:
+        def event(self, event_id, source, envelope, recipients, **fields):
+            records.append((event_id, source, envelope.queue_id, recipients, fields))
+
+    hub.handler.tracking = Tracking()
+    reply = hub.deliver(b"Subject: s\r\n\r\nbody\r\n")
+    assert reply.startswith("250 2.6.0 ")
+    assert records == []
+    hub.clock.advance(0)
+    (env,) = hub.scheduler.queued
+    assert records == [("RECEIVE", "SMTP", env.queue_id, ["alice@corp.example"], {"server_ip": "127.0.0.1"})]
