@@ -443,10 +443,12 @@ class QueueStore:
         """
         Drop a finished message: the queue file first, then any envelope
         file (which alone is removed as a leftover at start). The unlinks run
-        in a thread, batched, apart from commits: on a busy file system an
-        unlink can wait on the journal, and neither the reactor nor a waiting
-        250 should. A crash before then delivers the message again; a
-        duplicate is allowed, a loss is not.
+        in the store's thread, batched, never in the reactor: on a busy file
+        system an unlink can wait on the journal. They share that thread
+        with commits, so a commit may wait behind one batch of unlinks; a
+        second thread for them cost more CPU per message than that wait
+        (bench/RESULTS.md). A crash before then delivers the message again;
+        a duplicate is allowed, a loss is not.
         """
         self._removals.append(queue_id)
         if not self._removing:

@@ -182,7 +182,7 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
 
 
 def test_removals_run_in_a_thread_batched_and_apart_from_commits(tmp_path):
-    """remove() never unlinks in the caller; removals queue behind each other, not behind commits."""
+    """remove() never unlinks in the caller; a batch of removals waits for the one before it, not for a commit batch to end."""
     calls, manual_runner = held_runner()
 
     store = QueueStore(tmp_path / "q", manual_runner)
