@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import socket
 import sys
@@ -34,11 +33,6 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import InvalidLogLevelError, Logger, LogLevel
-
-try:
-    from twisted.internet.epollreactor import EPollReactor
-except ImportError:  # no epoll on this platform
-    EPollReactor = None
 
 log = Logger(namespace="exgateway.workers")
 
@@ -101,34 +95,6 @@ def inherited_sockets(environ=os.environ) -> dict[str, int]:
     return fds
 
 
-def wake_one_worker(reactor, port) -> bool:
-    """
-    Have a new connection on `port` wake one waiting worker instead of all
-    of them. Every worker's reactor watches the same listening socket; by
-    default each connection wakes them all and all but one find nothing to
-    accept, CPU spent in the workers while a client waits. EPOLLEXCLUSIVE
-    (Linux 4.5+) wakes one. Twisted's epoll reactor has no way to ask for
-    it, so the port's descriptor is registered again with the flag, on that
-    reactor only; on any other reactor, or a kernel that refuses the flag,
-    the registration stays as it was. Harmless with one worker. Measured
-    with two workers, one session (bench/ab.py): 0.94x CPU per message.
-    Returns whether the flag is set.
-    """
-    flag = getattr(select, "EPOLLEXCLUSIVE", None)
-    if EPollReactor is None or flag is None or not isinstance(reactor, EPollReactor):
-        return False
-    fd = port.fileno()
-    if fd not in reactor._reads or fd in reactor._writes:
-        return False
-    reactor._poller.unregister(fd)
-    try:
-        reactor._poller.register(fd, select.EPOLLIN | flag)
-    except OSError:
-        reactor._poller.register(fd, select.EPOLLIN)
-        return False
-    return True
-
-
 class Listener(Service):
     """
     One SMTP binding served by this process: a socket bound here (worker 0)
@@ -154,7 +120,6 @@ class Listener(Service):
         family = socket.AF_INET6 if self.binding.ipv6 else socket.AF_INET
         # The reactor listens on its own duplicate of the descriptor.
         self.port = self.reactor.adoptStreamPort(self.fileno(), family, self.factory)
-        wake_one_worker(self.reactor, self.port)
         if self.inherited_fd is not None:
             os.close(self.inherited_fd)
         super().privilegedStartService()

@@ -1,7 +1,6 @@
 """The pieces of a multi-process node: names per worker, sockets bound and inherited, the supervisor, the parent link."""
 
 import os
-import select
 import socket
 from pathlib import Path
 
@@ -113,34 +112,6 @@ def test_worker_0_binds_and_the_reactor_serves_a_duplicate():
     finally:
         listener.stopService()
     assert listener.socket is None
-
-
-def _epoll_events(epoll_fd: int, fd: int) -> int:
-    """The event mask epoll holds for fd, from the kernel's fdinfo."""
-    for line in Path(f"/proc/self/fdinfo/{epoll_fd}").read_text().splitlines():
-        fields = line.split()
-        if fields[:2] == ["tfd:", str(fd)]:
-            return int(fields[fields.index("events:") + 1], 16)
-    raise AssertionError(f"{fd} is not registered with epoll {epoll_fd}")
-
-
-@pytest.mark.skipif(not hasattr(select, "EPOLLEXCLUSIVE"), reason="needs epoll with EPOLLEXCLUSIVE")
-def test_a_new_connection_wakes_one_worker_not_all():
-    """The listening socket is watched with EPOLLEXCLUSIVE, so the kernel wakes one waiting worker per connection."""
-    from twisted.internet.epollreactor import EPollReactor
-    from twisted.internet.protocol import Factory
-
-    reactor, binding = EPollReactor(), _free_binding()
-    listener = Listener(reactor, binding, Factory())
-    listener.privilegedStartService()
-    try:
-        events = _epoll_events(reactor._poller.fileno(), listener.port.fileno())
-        assert events & select.EPOLLEXCLUSIVE and events & select.EPOLLIN
-    finally:
-        port = listener.port
-        listener.stopService()  # unregisters; the port's own close waits for a reactor turn that never comes here
-        port.socket.close()
-        reactor._poller.close()
 
 
 def test_a_binding_already_in_use_stops_start_up_naming_it():
