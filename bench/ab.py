@@ -10,7 +10,7 @@ hop an smtp-sink of its own) and Postfix, if named, run at once, idle while
 another is measured; the rounds alternate the order. Prints delivered msg/s
 per tree: the median, the best, and the ratio to the first tree; and the
 median server CPU per message (user + system of the server's processes),
-which moves less with the machine's load than the rate does. Machine noise
+which usually moves less with the machine's load than the rate. Machine noise
 here moves one-session rates by 20-40% between minutes, which is why the
 trees run side by side instead of one after the other.
 """
