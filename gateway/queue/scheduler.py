@@ -110,12 +110,12 @@ class DeliveryScheduler:
 
     def _pump_soon(self) -> None:
         """
-        Pump two reactor turns from now. The reply that acknowledged a new
-        message is written in the next turn's poll pass (a transport writes
-        when its socket is writable), after that turn's timed calls: starting
-        the attempt at once, or one turn later, put the attempt's work (its
-        next-hop commands, its log lines) before the client's 250 and its
+        Pump two reactor turns from now, so the attempt's work (its next-hop
+        commands, its log lines) comes after the 250 and after the client's
         next command. One pending call serves every message queued meanwhile.
+        Two turns were measured (session 4) when the 250 still waited for the
+        reactor's write pass; the server now sends it at once (sendnow.send),
+        and the two turns have not been measured again against one.
         """
         if self._soon is None:
             self._soon = self.clock.callLater(0, self._pump_next_turn)
