@@ -77,7 +77,7 @@ class Envelope:
             {"address": r.address, "state": r.state.value, "attempts": r.attempts, "last_reply": r.last_reply}
             for r in self.recipients
         ]
-        return json.dumps(data, sort_keys=True).encode("utf-8")
+        return _ENCODER.encode(data).encode("utf-8")
 
     @classmethod
     def from_json(cls, raw: bytes) -> "Envelope":
@@ -98,3 +98,5 @@ class Envelope:
 
 
 _ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope) if f.name != "recipients")
+# json.dumps(..., sort_keys=True) builds an encoder per call; this one is made once.
+_ENCODER = json.JSONEncoder(sort_keys=True)

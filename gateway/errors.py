@@ -11,7 +11,6 @@ reply in one place. The public text never carries internal detail.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -22,23 +21,22 @@ class SMTPReply:
     enhanced: str
     text: str
 
+    def __post_init__(self) -> None:
+        # Worked out once per reply, when it is made: most replies are
+        # catalogue constants sent over and over, and every other one is
+        # sent (functools.cached_property takes a lock per first access).
+        texts = self.text.split("\n")
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        lines = tuple(f"{self.code}{' ' if i == len(texts) - 1 else '-'}{prefix}{t}" for i, t in enumerate(texts))
+        object.__setattr__(self, "_lines", lines)
+        object.__setattr__(self, "_wire", "".join(line + "\r\n" for line in lines).encode("utf-8"))
+
     def lines(self) -> tuple[str, ...]:
         """The reply as wire lines without CRLF, one per text line."""
         return self._lines
 
     def encode(self) -> bytes:
         return self._wire
-
-    # Worked out once per reply: most replies are catalogue constants sent over and over.
-    @cached_property
-    def _lines(self) -> tuple[str, ...]:
-        texts = self.text.split("\n")
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        return tuple(f"{self.code}{' ' if i == len(texts) - 1 else '-'}{prefix}{t}" for i, t in enumerate(texts))
-
-    @cached_property
-    def _wire(self) -> bytes:
-        return "".join(line + "\r\n" for line in self._lines).encode("utf-8")
 
     def without_enhanced(self) -> "SMTPReply":
         """The reply for a client that was not offered ENHANCEDSTATUSCODES."""

@@ -10,6 +10,9 @@ own registry, not the library's global one.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from types import SimpleNamespace
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -36,6 +39,18 @@ class Metrics:
                                   ["next_hop", "outcome"], registry=r)
         self.delivery_seconds = Histogram("exgateway_delivery_seconds", "Time of one delivery attempt to a next hop", ["next_hop"],
                                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        # The children every session and delivery updates, looked up once per
+        # label value: `labels()` takes a lock and validates on every call.
+        self.for_connector = lru_cache(maxsize=None)(self._for_connector)
+        self.delivery = lru_cache(maxsize=None)(self.deliveries.labels)
+        self.delivery_time = lru_cache(maxsize=None)(self.delivery_seconds.labels)
+
+    def _for_connector(self, connector: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            connections=self.connections.labels(connector),
+            sessions=self.sessions.labels(connector),
+            accepted=self.accepted.labels(connector),
+        )
 
     def watch(self, scheduler=None, health=None, tls=None, server_name: str = "") -> None:
         """Read queue depth, address health and certificate expiry at each scrape."""

@@ -13,8 +13,9 @@ PowerShell and Log Parser scripts admins already have keep working:
 Events: `+` connect, `-` disconnect, `>` sent, `<` received, `*` information.
 Files are `RECVyyyymmddhh-n.LOG` (`SEND...` for send logs), a new one each
 hour or when one reaches the size limit; files older than the age limit are
-deleted when a new file starts. Lines are buffered and flushed about once a
-second (and on stop): the log must not cost a write per SMTP line.
+deleted when a new file starts. Events are buffered and written about once a
+second (and on stop), formatted only then (rolling.py): the log must cost
+neither a write nor a line's formatting per SMTP line while the client waits.
 """
 
 from __future__ import annotations
@@ -43,9 +44,17 @@ def _endpoints(local: str, remote: str) -> str:
     return f",{local},{remote},"
 
 
-def _line(stamp: str, ids: str, sequence: int, endpoints: str, event: str, data: str, context: str) -> str:
-    """One CSV line; `stamp` is iso_time's; `ids` and `endpoints` are the fixed fields with their commas (_ids, _endpoints)."""
-    return f"{stamp}{ids}{sequence}{endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
+def _line(now: float, ids: str, sequence: int, endpoints: str, event: str, data: str, context: str) -> str:
+    """One CSV line; `ids` and `endpoints` are the fixed fields with their commas (_ids, _endpoints)."""
+    return f"{iso_time(now)}{ids}{sequence}{endpoints}{event},{csv_field(data)},{csv_field(context)}\r\n"
+
+
+def _lines(now: float, ids: str, first: int, endpoints: str, event: str, texts: tuple[str, ...]) -> str:
+    """The lines of one multi-line reply, numbered from `first`, all with one time."""
+    stamp = iso_time(now)
+    return "".join(
+        f"{stamp}{ids}{first + i}{endpoints}{event},{csv_field(text)},\r\n" for i, text in enumerate(texts)
+    )
 
 
 class ProtocolLog(RollingLog):
@@ -54,8 +63,7 @@ class ProtocolLog(RollingLog):
         self.kind = kind
 
     def write(self, connector_id: str, session_id: str, sequence: int, local: str, remote: str, event: str, data: str = "", context: str = "") -> None:
-        now = self.clock.seconds()
-        self.append(now, _line(iso_time(now), _ids(connector_id, session_id), sequence, _endpoints(local, remote), event, data, context))
+        self.record(self.clock.seconds(), _line, _ids(connector_id, session_id), sequence, _endpoints(local, remote), event, data, context)
 
 
 class ProtocolLogService(Service):
@@ -101,15 +109,12 @@ class SessionLog:
         self._endpoints = _endpoints(local, remote)
 
     def event(self, event: str, data: str = "", context: str = "") -> None:
-        now = self.plog.clock.seconds()
-        self.plog.append(now, _line(iso_time(now), self._ids, self.sequence, self._endpoints, event, data, context))
+        plog = self.plog
+        plog.record(plog.clock.seconds(), _line, self._ids, self.sequence, self._endpoints, event, data, context)
         self.sequence += 1
 
-    def events(self, event: str, lines) -> None:
-        """One line each, all stamped with one reading of the clock and buffered together (the lines of one multi-line reply)."""
-        now = self.plog.clock.seconds()
-        stamp, first = iso_time(now), self.sequence
-        self.plog.append(
-            now, "".join(_line(stamp, self._ids, first + i, self._endpoints, event, data, "") for i, data in enumerate(lines))
-        )
+    def events(self, event: str, lines: tuple[str, ...]) -> None:
+        """One line each, all stamped with one reading of the clock (the lines of one multi-line reply)."""
+        plog = self.plog
+        plog.record(plog.clock.seconds(), _lines, self._ids, self.sequence, self._endpoints, event, lines)
         self.sequence += len(lines)

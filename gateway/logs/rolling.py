@@ -6,13 +6,18 @@ Shared by the protocol logs and the message tracking log. Files are
 limit; files older than the age limit are deleted when a new file starts.
 Each process writes files of its own (a node's workers share the directory).
 Lines are buffered and written about once a second (ProtocolLogService) and
-on stop: a log must not cost a write per event.
+on stop: a log must not cost a write per event. What is buffered is the
+event's values, not its line: the CSV is formatted when the buffer is
+written, in one pass, instead of while a client waits for its reply (a
+session logs a dozen lines or more; side by side, see bench/RESULTS.md).
+Rotation is decided there too, line by line, from each event's own time.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 VERSION = "0.1.0"
 
@@ -67,29 +72,49 @@ class RollingLog:
         self._file = None
         self._hour = None
         self._size = 0
-        self._buffer: list[str] = []
+        # (time, format, values): the line is format(time, *values), made at flush.
+        self._buffer: list[tuple] = []
 
     def append(self, now: float, line: str) -> None:
-        hour = int(now // 3600)
-        if self._file is None or hour != self._hour or self._size + len(line) > self.max_file_size:
-            self._rotate(now, hour)
-        self._buffer.append(line)
-        self._size += len(line)
+        """A line already formatted."""
+        self._buffer.append((now, None, line))
+
+    def record(self, now: float, format: Callable[..., str], *values) -> None:
+        """An event whose line is `format(now, *values)`, formatted when written. The values must not change meanwhile."""
+        self._buffer.append((now, format, values))
 
     def flush(self) -> None:
-        if self._buffer and self._file is not None:
-            self._file.write("".join(self._buffer))
-            self._buffer = []
+        if not self._buffer:
+            return
+        buffered, self._buffer = self._buffer, []
+        lines: list[str] = []
+        for now, format, values in buffered:
+            line = values if format is None else format(now, *values)
+            hour = int(now // 3600)
+            if self._file is None or hour != self._hour or self._size + len(line) > self.max_file_size:
+                self._write(lines)
+                lines = []
+                self._rotate(now, hour)
+            lines.append(line)
+            self._size += len(line)
+        self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self._file.write("".join(lines))
             self._file.flush()
 
     def close(self) -> None:
         self.flush()
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
     def _rotate(self, now: float, hour: int) -> None:
-        self.close()
+        self._close_file()
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d%H", time.gmtime(now))
         # Created exclusively: the workers of one node share the log directory,

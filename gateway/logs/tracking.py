@@ -35,36 +35,44 @@ class TrackingLog(RollingLog):
         self, event_id: str, source: str, envelope: Envelope, recipients: list[str], statuses: list[str] = (),
         connector_id: str = "", server_ip: str = "", source_context: str = "", related: str = "", reference: str = "",
     ) -> None:
-        now = self.clock.seconds()
-        auth = envelope.extra.get("auth", "")
-        values = {
-            "date-time": iso_time(now),
-            "client-ip": envelope.client_ip,
-            "client-hostname": envelope.helo,
-            "server-ip": server_ip,
-            "server-hostname": self.server_hostname,
-            "source-context": source_context,
-            "connector-id": connector_id or envelope.connector,
-            "source": source,
-            "event-id": event_id,
-            "internal-message-id": str(envelope.internal_id),
-            "message-id": envelope.message_id,
-            "recipient-address": ";".join(recipients),
-            "recipient-status": ";".join(s or "" for s in statuses),
-            "total-bytes": str(envelope.size),
-            "recipient-count": str(len(recipients)),
-            "related-recipient-address": related,
-            "reference": reference,
-            "message-subject": envelope.extra.get("subject", ""),
-            "sender-address": envelope.sender,
-            "return-path": envelope.sender,
-            "message-info": ";".join(
-                part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{envelope.extra['tls'].split()[0]}" if envelope.extra.get("tls") else "")
-                if part
-            ),
-            "directionality": "Originating" if auth else "Incoming",
-        }
-        self.append(now, ",".join(csv_field(values[f]) for f in FIELDS) + "\r\n")
+        """One event; its line is made when the log is written (the envelope is immutable; the lists are the caller's to give away)."""
+        self.record(
+            self.clock.seconds(), _line, self.server_hostname, event_id, source, envelope, recipients, statuses,
+            connector_id, server_ip, source_context, related, reference,
+        )
+
+
+def _line(
+    now: float, server_hostname: str, event_id: str, source: str, envelope: Envelope, recipients: list[str], statuses,
+    connector_id: str, server_ip: str, source_context: str, related: str, reference: str,
+) -> str:
+    auth = envelope.extra.get("auth", "")
+    tls = envelope.extra.get("tls")
+    values = (
+        iso_time(now),
+        envelope.client_ip,
+        envelope.helo,
+        server_ip,
+        server_hostname,
+        source_context,
+        connector_id or envelope.connector,
+        source,
+        event_id,
+        str(envelope.internal_id),
+        envelope.message_id,
+        ";".join(recipients),
+        ";".join(s or "" for s in statuses),
+        str(envelope.size),
+        str(len(recipients)),
+        related,
+        reference,
+        envelope.extra.get("subject", ""),
+        envelope.sender,
+        envelope.sender,
+        ";".join(part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{tls.split()[0]}" if tls else "") if part),
+        "Originating" if auth else "Incoming",
+    )
+    return ",".join(csv_field(v) for v in values) + "\r\n"
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,7 @@ class DeliveryScheduler:
         return "Mailbox Delivery" if hop == MAILBOX else getattr(hop, "name", "no route")
 
     def _timed(self, result, next_hop: str, started: float):
-        self.metrics.delivery_seconds.labels(next_hop).observe(self.clock.seconds() - started)
+        self.metrics.delivery_time(next_hop).observe(self.clock.seconds() - started)
         return result
 
     def _hop_failed(self, failure, addresses, results) -> None:
@@ -298,7 +298,7 @@ class DeliveryScheduler:
         """One tracking event per outcome and next hop: DELIVER / SEND / DEFER / FAIL (and the metrics' counts)."""
         if self.metrics is not None:
             for address, (state, _) in results.items():
-                self.metrics.deliveries.labels(self._hop_name(hops.get(address)), state.value).inc()
+                self.metrics.delivery(self._hop_name(hops.get(address)), state.value).inc()
         if self.tracking is None:
             return
         events: dict[tuple[str, str, str], list[tuple[str, str]]] = {}

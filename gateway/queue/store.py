@@ -145,13 +145,13 @@ class StoredBody:
 class QueueEntry:
     """
     A message being received. Small bodies stay in memory until the commit,
-    where the committing thread creates, writes and syncs the file, so the
-    reactor thread does no file-system work for them; past SPILL bytes the
+    where the reactor thread writes body and trailer to the file in one
+    system call (the committing thread fsyncs it); past SPILL bytes the
     body goes to its file as it arrives, so a large message is never held
     whole in memory.
     """
 
-    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept", "spare", "_spare_fd")
+    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept", "spare", "_fd")
 
     SPILL = 256 * 1024
 
@@ -160,7 +160,8 @@ class QueueEntry:
         self.path = path
         # Written into a spare file (QueueStore.open_entry), whose name is already durable.
         self.spare = spare_fd is not None
-        self._spare_fd = spare_fd
+        # The file's descriptor once it is open (a spare's from the start); `file` wraps it after a spill.
+        self._fd = spare_fd
         self.file = None
         self.size = 0
         self._chunks: list[bytes] = []
@@ -174,32 +175,53 @@ class QueueEntry:
             return
         self._chunks.append(data)
         if self.size > self.SPILL:
-            self._open(b"".join(self._chunks))
+            self.file = open(self._open(), "wb", buffering=WRITE_BUFFER)
+            self.file.write(b"".join(self._chunks))
+            self._chunks = []
 
-    def _open(self, first: bytes) -> None:
-        if self._spare_fd is not None:
-            self.file = open(self._spare_fd, "wb", buffering=WRITE_BUFFER)
-            self._spare_fd = None
-        else:
-            self.file = open(self.path, "xb", buffering=WRITE_BUFFER)
-        self._chunks = []
-        self.file.write(first)
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        return self._fd
 
     def flush(self, trailer: bytes) -> None:
         """Put every byte of the body, then the trailer, in the file, ready for fsync."""
-        if self.file is None:
-            self.kept = b"".join(self._chunks)
-            self._open(self.kept)
-        self.file.write(trailer)
-        self.file.flush()
+        if self.file is not None:
+            self.file.write(trailer)
+            self.file.flush()
+            return
+        # Without a BufferedWriter: one writev of what is already in memory.
+        self.kept = b"".join(self._chunks)
+        self._chunks = []
+        _write_all(self._open(), self.kept, trailer)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    @property
+    def opened(self) -> bool:
+        """Whether the file exists (a spare, or created at a spill or commit)."""
+        return self._fd is not None
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
-        if self._spare_fd is not None:
-            os.close(self._spare_fd)
-            self._spare_fd = None
+        elif self._fd is not None:
+            os.close(self._fd)
+        self.file = self._fd = None
         self._chunks = []
+
+
+def _write_all(fd: int, *parts: bytes) -> None:
+    """Write `parts` in order, however many calls the kernel wants (a regular file usually takes all in one)."""
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views)
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views:
+            views[0] = views[0][n:]
 
 
 class QueueStore:
@@ -313,7 +335,7 @@ class QueueStore:
 
     def discard(self, entry: QueueEntry) -> None:
         """Forget a message that was never acknowledged."""
-        exists = entry.file is not None or entry.spare
+        exists = entry.opened
         entry.close()
         if exists:
             self._unlink_quietly(entry.path)
@@ -382,7 +404,7 @@ class QueueStore:
         """
         results[:] = [p if isinstance(p, Exception) else None for p in batch]
         try:
-            fds = [entry.file.fileno() for entry in batch if not isinstance(entry, Exception)]
+            fds = [entry.fileno() for entry in batch if not isinstance(entry, Exception)]
             errors = iter(self._fsync_all(fds))
             for i, entry in enumerate(batch):
                 if results[i] is None:

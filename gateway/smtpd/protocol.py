@@ -177,8 +177,9 @@ class ESMTPServer(Protocol):
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
         if self.metrics is not None:
-            self.metrics.connections.labels(self.connector.name).inc()
-            self.metrics.sessions.labels(self.connector.name).inc()
+            counts = self.metrics.for_connector(self.connector.name)
+            counts.connections.inc()
+            counts.sessions.inc()
         if self.connector.implicit_tls and not self._implicit_tls():
             return
         self._send(SMTPReply(220, "", self._banner()))
@@ -234,7 +235,7 @@ class ESMTPServer(Protocol):
 
     def connectionLost(self, reason: Failure = None) -> None:
         if self.metrics is not None and self.session is not None:
-            self.metrics.sessions.labels(self.connector.name).dec()
+            self.metrics.for_connector(self.connector.name).sessions.dec()
         if self.limits is not None and self.session is not None:
             self.limits.release(self.connector, self.session.client_ip)
             self.limits = None
@@ -668,7 +669,7 @@ class ESMTPServer(Protocol):
 
     def _count_accepted(self, reply):
         if isinstance(reply, SMTPReply) and reply.code == 250:
-            self.metrics.accepted.labels(self.connector.name).inc()
+            self.metrics.for_connector(self.connector.name).accepted.inc()
         return reply
 
     def _header_from_allowed(self) -> bool:

@@ -52,6 +52,29 @@ def test_header_and_rotation_by_hour_and_size(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["RECV2026111811-1.LOG", "RECV2026111811-2.LOG", "RECV2026111812-1.LOG"]
 
 
+def test_lines_are_made_at_the_flush_with_the_time_of_their_event(tmp_path):
+    """Events are buffered as values: the flush formats them, each stamped when it happened, and empties the buffer."""
+    from gateway.logs.protocol import SessionLog
+
+    clock = Clock()
+    clock.advance(NOW)
+    plog = ProtocolLog(tmp_path, "RECV", clock)
+    session = SessionLog(plog, "C", "ABC", "127.0.0.1:25", "192.0.2.1:4000")
+    session.event("<", "EHLO x")
+    clock.advance(0.5)
+    session.events(">", ("250-mail.corp.example Hello", "250 HELP"))
+    assert list(tmp_path.iterdir()) == []
+    clock.advance(2)
+    plog.flush()
+    plog.flush()
+    _, data = rows(next(tmp_path.iterdir()))
+    assert [(r[0], r[3], r[6], r[7]) for r in data] == [
+        ("2026-11-18T11:06:40.250Z", "0", "<", "EHLO x"),
+        ("2026-11-18T11:06:40.750Z", "1", ">", "250-mail.corp.example Hello"),
+        ("2026-11-18T11:06:40.750Z", "2", ">", "250 HELP"),
+    ]
+
+
 def test_verbose_connector_logs_the_session(tmp_path):
     """+, Set Session Permissions, every line each way, and - at the end; sequence numbers from 0."""
     cfg = testing.config(receive_connectors=[{

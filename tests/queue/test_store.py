@@ -87,6 +87,26 @@ def test_a_queue_file_is_the_body_then_the_envelope_then_a_footer(tmp_path):
     assert read_trailer(store.body_path("7")) == (json, len(BODY))
 
 
+def test_a_body_in_memory_is_written_whole_however_the_kernel_splits_the_write(tmp_path, monkeypatch):
+    """Body and trailer go out in one writev where the kernel takes it all; a short write carries on where it stopped."""
+    import gateway.queue.store as store_module
+
+    sizes = []
+
+    def short_writev(fd, buffers):
+        first = bytes(buffers[0][:7])
+        sizes.append(len(first))
+        return os.write(fd, first)
+
+    monkeypatch.setattr(store_module.os, "writev", short_writev)
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    env = _commit(store, "8")
+    assert body_of(store, "8") == BODY
+    assert read_trailer(store.body_path("8")) == (env.to_json(), len(BODY))
+    assert len(sizes) > 2 and max(sizes) == 7
+
+
 def test_commit_then_recover_round_trip(tmp_path):
     store = QueueStore(tmp_path / "q", sync_runner)
     store.prepare()

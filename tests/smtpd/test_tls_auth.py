@@ -69,8 +69,8 @@ class Recorder:
         self.clock = clock
         self.lines = []
 
-    def append(self, now, text):
-        for row in csv.reader(io.StringIO(text, newline="")):
+    def record(self, now, format, *values):
+        for row in csv.reader(io.StringIO(format(now, *values), newline="")):
             self.lines.append((row[6], row[7], row[8]))
 
 
