@@ -5,7 +5,7 @@ Shared by the protocol logs and the message tracking log. Files are
 `<PREFIX>yyyymmddhh-n.LOG`, a new one each hour or when one reaches the size
 limit; files older than the age limit are deleted when a new file starts.
 Each process writes files of its own (a node's workers share the directory).
-Lines are buffered and written about once a second (ProtocolLogService) and
+Lines are buffered and written ten times a second (ProtocolLogService) and
 on stop: a log must not cost a write per event. What is buffered is the
 event's values, not its line: the CSV is formatted when the buffer is
 written, in one pass, instead of while a client waits for its reply (a
