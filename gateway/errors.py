@@ -13,6 +13,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class _once:
+    """
+    functools.cached_property without its lock (Python 3.11 takes one at
+    every first access, and every reply built for one session, a banner or a
+    queued 250, has a first access). The value goes in the instance's
+    dictionary, which shadows this descriptor from then on.
+    """
+
+    def __init__(self, compute) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.compute(instance)
+        return value
+
+
 @dataclass(frozen=True)
 class SMTPReply:
     """One SMTP reply: basic code, enhanced status code and public text."""
@@ -21,22 +40,25 @@ class SMTPReply:
     enhanced: str
     text: str
 
-    def __post_init__(self) -> None:
-        # Worked out once per reply, when it is made: most replies are
-        # catalogue constants sent over and over, and every other one is
-        # sent (functools.cached_property takes a lock per first access).
-        texts = self.text.split("\n")
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        lines = tuple(f"{self.code}{' ' if i == len(texts) - 1 else '-'}{prefix}{t}" for i, t in enumerate(texts))
-        object.__setattr__(self, "_lines", lines)
-        object.__setattr__(self, "_wire", "".join(line + "\r\n" for line in lines).encode("utf-8"))
-
     def lines(self) -> tuple[str, ...]:
         """The reply as wire lines without CRLF, one per text line."""
         return self._lines
 
     def encode(self) -> bytes:
         return self._wire
+
+    # Worked out once per reply, on first use: most replies are catalogue
+    # constants sent over and over; a reply parsed from a next hop is often
+    # never formatted at all.
+    @_once
+    def _lines(self) -> tuple[str, ...]:
+        texts = self.text.split("\n")
+        prefix = f"{self.enhanced} " if self.enhanced else ""
+        return tuple(f"{self.code}{' ' if i == len(texts) - 1 else '-'}{prefix}{t}" for i, t in enumerate(texts))
+
+    @_once
+    def _wire(self) -> bytes:
+        return "".join(line + "\r\n" for line in self._lines).encode("utf-8")
 
     def without_enhanced(self) -> "SMTPReply":
         """The reply for a client that was not offered ENHANCEDSTATUSCODES."""
