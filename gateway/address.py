@@ -93,6 +93,10 @@ def _valid_literal(text: str) -> bool:
 
 def _split_bracketed(arg: str) -> tuple[str, str] | None:
     """Split `<path> params` honouring quotes and backslashes inside the path."""
+    if '"' not in arg:
+        # Nearly every path: no quoted local part, so the first ">" closes it.
+        end = arg.find(">")
+        return (arg[1:end], arg[end + 1 :]) if end > 0 else None
     quoted = False
     i = 1
     while i < len(arg):
@@ -141,6 +145,9 @@ def parse_mailbox(text: str, *, sender: bool = False) -> Address:
     at = -1
     quoted = False
     i = 0
+    if '"' not in text:
+        # Nothing quoted (nearly every address): the last @ is the one.
+        at, i = text.rfind("@"), len(text)
     while i < len(text):
         c = text[i]
         if quoted and c == "\\":
