@@ -19,7 +19,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from twisted.logger import Logger
+
 VERSION = "0.1.0"
+
+log = Logger(namespace="exgateway.logs")
 
 
 def csv_field(value: str) -> str:
@@ -89,7 +93,12 @@ class RollingLog:
         buffered, self._buffer = self._buffer, []
         lines: list[str] = []
         for now, format, values in buffered:
-            line = values if format is None else format(now, *values)
+            try:
+                line = values if format is None else format(now, *values)
+            except Exception:
+                # A bad event costs its own line, not the others in the buffer nor the flushes after it.
+                log.failure("{prefix} log: an event could not be formatted", prefix=self.prefix)
+                continue
             hour = int(now // 3600)
             if self._file is None or hour != self._hour or self._size + len(line) > self.max_file_size:
                 self._write(lines)

@@ -48,6 +48,7 @@ def _line(
 ) -> str:
     auth = envelope.extra.get("auth", "")
     tls = envelope.extra.get("tls")
+    # In the order of FIELDS.
     values = (
         iso_time(now),
         envelope.client_ip,

@@ -32,3 +32,28 @@ def test_iso_time_to_the_millisecond_across_second_and_hour_boundaries():
     assert iso_time(base + 0.9995) == "2026-11-18T11:59:59.999Z"
     assert iso_time(base + 1.0005) == "2026-11-18T12:00:00.000Z"
     assert iso_time(base + 0.5) == "2026-11-18T11:59:59.500Z"  # the clock read earlier by another log
+
+
+def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(tmp_path):
+    """Lines are made at the flush: a bad event is logged and skipped, the rest of the buffer is written."""
+    from twisted.logger import globalLogPublisher
+
+    clock = Clock()
+    clock.advance(1_795_000_000)
+    log = RollingLog(tmp_path, "RECV", "SMTP Receive Protocol Log", "a,b", clock, 10_000, 86400.0)
+    failures = []
+    globalLogPublisher.addObserver(failures.append)
+    try:
+        log.record(clock.seconds(), lambda now, text: text + "\r\n", "before")
+        log.record(clock.seconds(), lambda now, text: text + "\r\n", None)
+        log.append(clock.seconds(), "after\r\n")
+        log.flush()
+    finally:
+        globalLogPublisher.removeObserver(failures.append)
+    log.record(clock.seconds(), lambda now, text: text + "\r\n", "next flush")
+    log.close()
+    (written,) = tmp_path.glob("RECV*.LOG")
+    assert [line for line in written.read_text().splitlines() if not line.startswith("#")] == ["before", "after", "next flush"]
+    assert [e["log_format"] for e in failures if e.get("log_namespace") == "exgateway.logs"] == [
+        "{prefix} log: an event could not be formatted"
+    ]
