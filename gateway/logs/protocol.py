@@ -51,10 +51,7 @@ def _line(now: float, ids: str, sequence: int, endpoints: str, event: str, data:
 
 def _lines(now: float, ids: str, first: int, endpoints: str, event: str, texts: tuple[str, ...]) -> str:
     """The lines of one multi-line reply, numbered from `first`, all with one time."""
-    stamp = iso_time(now)
-    return "".join(
-        f"{stamp}{ids}{first + i}{endpoints}{event},{csv_field(text)},\r\n" for i, text in enumerate(texts)
-    )
+    return "".join(_line(now, ids, first + i, endpoints, event, text, "") for i, text in enumerate(texts))
 
 
 class ProtocolLog(RollingLog):

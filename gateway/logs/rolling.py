@@ -79,10 +79,6 @@ class RollingLog:
         # (time, format, values): the line is format(time, *values), made at flush.
         self._buffer: list[tuple] = []
 
-    def append(self, now: float, line: str) -> None:
-        """A line already formatted."""
-        self._buffer.append((now, None, line))
-
     def record(self, now: float, format: Callable[..., str], *values) -> None:
         """An event whose line is `format(now, *values)`, formatted when written. The values must not change meanwhile."""
         self._buffer.append((now, format, values))
@@ -94,7 +90,7 @@ class RollingLog:
         lines: list[str] = []
         for now, format, values in buffered:
             try:
-                line = values if format is None else format(now, *values)
+                line = format(now, *values)
             except Exception:
                 # A bad event costs its own line, not the others in the buffer nor the flushes after it.
                 log.failure("{prefix} log: an event could not be formatted", prefix=self.prefix)

@@ -113,6 +113,11 @@ def body_bytes(path: Path, size: int) -> bytes:
         return f.read(size)
 
 
+def create_file(path: Path) -> int:
+    """A new queue file, open for writing; FileExistsError if the name is taken (ids are never reused)."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+
 def fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -181,7 +186,7 @@ class QueueEntry:
 
     def _open(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            self._fd = create_file(self.path)
         return self._fd
 
     def flush(self, trailer: bytes) -> None:
@@ -299,7 +304,7 @@ class QueueStore:
         made: list[tuple[str, int]] = []
         try:
             for queue_id in queue_ids:
-                fd = os.open(self.body_path(queue_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                fd = create_file(self.body_path(queue_id))
                 made.append((queue_id, fd))
             fsync_directory(self.directory)
         except OSError:

@@ -11,7 +11,7 @@ def test_two_processes_logging_to_one_directory_never_share_a_file(tmp_path):
     clock.advance(1_795_000_000)
     logs = [RollingLog(tmp_path, "RECV", "SMTP Receive Protocol Log", "a,b", clock, 10_000, 86400.0) for _ in range(2)]
     for n, log in enumerate(logs):
-        log.append(clock.seconds(), f"line of writer {n}\r\n")
+        log.record(clock.seconds(), lambda now, text: text, f"line of writer {n}\r\n")
         log.flush()
     for log in logs:
         log.close()
@@ -46,7 +46,7 @@ def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(tmp_path):
     try:
         log.record(clock.seconds(), lambda now, text: text + "\r\n", "before")
         log.record(clock.seconds(), lambda now, text: text + "\r\n", None)
-        log.append(clock.seconds(), "after\r\n")
+        log.record(clock.seconds(), lambda now, text: text + "\r\n", "after")
         log.flush()
     finally:
         globalLogPublisher.removeObserver(failures.append)
