@@ -22,6 +22,7 @@ from twisted.python import usage
 from gateway.admin.api import admin_service
 from gateway.admin.health import NodeState, Readiness, health_site
 from gateway.admin.metrics import Metrics, NodeMetrics
+from gateway import dispatch
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -256,7 +257,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         # The queue's file work in one thread of its own; started before the queue service, so stopped after it.
         queue_files = SerialThread(reactor, "queue-files")
         queue_files.setServiceParent(top)
-        store = QueueStore(queue_directory(config.queue.directory, worker), queue_files.call)
+        store = QueueStore(queue_directory(config.queue.directory, worker), queue_files.call, queue_files.post)
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
         else:
@@ -349,4 +350,5 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
 def makeService(options: Options):
     from twisted.internet import reactor
 
+    dispatch.install(reactor)
     return build_service(options["gateway_config"], options["role"], reactor, options["worker"], options["config"])
