@@ -22,15 +22,17 @@ from typing import Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 _STOP = object()
+log = Logger(namespace="exgateway.thread")
 
 
 class SerialThread(Service):
     """
-    Runs `call`s one after the other in one thread; each result (or
-    Failure) comes back in the reactor thread. A service: the thread starts
+    Runs `call`s (and `post`s) one after the other in one thread; each
+    call's result (or Failure) comes back in the reactor thread. A service: the thread starts
     with it and, at stop, finishes what it was given before it ends.
     """
 
@@ -53,6 +55,21 @@ class SerialThread(Service):
         d: Deferred = Deferred()
         self._calls.put((f, args, d))
         return d
+
+    def post(self, f: Callable, *args) -> None:
+        """
+        Run f(*args) in the thread, after the calls given before it, with
+        nothing sent back on success: no wake-up of the reactor thread for
+        work nobody waits on (a message's removal after its delivery). A
+        failure is still logged, from the reactor thread.
+        """
+        if self._stopped:
+            try:
+                f(*args)
+            except Exception:
+                log.failure("{call} failed", call=getattr(f, "__qualname__", f))
+            return
+        self._calls.put((f, args, None))
 
     def startService(self) -> None:
         super().startService()
@@ -81,7 +98,15 @@ class SerialThread(Service):
             try:
                 result = f(*args)
             except BaseException:
-                call_back(d.errback, Failure())
+                if d is None:
+                    call_back(self._failed, f, Failure())
+                else:
+                    call_back(d.errback, Failure())
             else:
-                call_back(d.callback, result)
+                if d is not None:
+                    call_back(d.callback, result)
         call_back(self._ended.callback, None)
+
+    @staticmethod
+    def _failed(f: Callable, failure: Failure) -> None:
+        log.failure("{call} failed", failure, call=getattr(f, "__qualname__", f))

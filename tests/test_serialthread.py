@@ -64,3 +64,55 @@ async def test_a_call_after_stop_runs_at_once_in_the_callers_thread(worker):
     await worker.stopService()
     d = worker.call(lambda: threading.current_thread())
     assert d.called and await d is threading.main_thread()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_runs_in_order_in_the_thread_and_wakes_nothing_on_success():
+    class CountingReactor:
+        """The reactor, counting what the thread hands back to it."""
+
+        def __init__(self):
+            self.handed_back = []
+
+        def callFromThread(self, f, *args):
+            self.handed_back.append(f)
+            reactor.callFromThread(f, *args)
+
+    counting = CountingReactor()
+    worker = SerialThread(counting, "test-post")
+    worker.startService()
+    ran = []
+    try:
+        worker.post(lambda: ran.append(threading.current_thread().name))
+        assert await worker.call(lambda: "after") == "after"
+    finally:
+        await worker.stopService()
+    assert ran == ["test-post"]
+    # Only the call's answer (and the stop) came back to the reactor thread; the post sent nothing.
+    assert len(counting.handed_back) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_post_is_logged_in_the_reactor_thread_and_the_thread_goes_on(worker):
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        def broken():
+            raise OSError(5, "Input/output error")
+
+        worker.post(broken)
+        assert await worker.call(lambda: "still here") == "still here"
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    (failed,) = [e for e in events if e.get("log_namespace") == "exgateway.thread"]
+    assert failed["call"].endswith("broken") and "Input/output error" in str(failed["log_failure"].value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_post_after_stop_runs_at_once_in_the_callers_thread(worker):
+    await worker.stopService()
+    ran = []
+    worker.post(lambda: ran.append(threading.current_thread()))
+    assert ran == [threading.main_thread()]

@@ -87,7 +87,7 @@ def read_trailer(path: Path) -> tuple[bytes, int]:
 class BodyReader(io.RawIOBase):
     """The body part of a queue file, read as a stream (the trailer after it stays unread)."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path | str, size: int) -> None:
         self._file = open(path, "rb", buffering=0)
         self._left = size
 
@@ -113,7 +113,7 @@ def body_bytes(path: Path, size: int) -> bytes:
         return f.read(size)
 
 
-def create_file(path: Path) -> int:
+def create_file(path: Path | str) -> int:
     """A new queue file, open for writing; FileExistsError if the name is taken (ids are never reused)."""
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
@@ -135,7 +135,7 @@ class StoredBody:
 
     __slots__ = ("path", "data", "size")
 
-    def __init__(self, path: Path, data: bytes | None = None, size: int | None = None) -> None:
+    def __init__(self, path: Path | str, data: bytes | None = None, size: int | None = None) -> None:
         self.path = path
         self.data = data
         # The body's length: the queue file goes on with the envelope after it.
@@ -160,7 +160,7 @@ class QueueEntry:
 
     SPILL = 256 * 1024
 
-    def __init__(self, queue_id: str, path: Path, spare_fd: int | None = None) -> None:
+    def __init__(self, queue_id: str, path: Path | str, spare_fd: int | None = None) -> None:
         self.queue_id = queue_id
         self.path = path
         # Written into a spare file (QueueStore.open_entry), whose name is already durable.
@@ -241,14 +241,18 @@ class QueueStore:
     # Spare files kept ready for new messages; more are made when half are used.
     SPARES = 16
 
-    def __init__(self, directory: Path, run_in_thread: Callable[..., Deferred]) -> None:
+    def __init__(
+        self, directory: Path, run_in_thread: Callable[..., Deferred], post_in_thread: Callable[..., None] | None = None,
+    ) -> None:
         self.directory = Path(directory)
+        # The directory as a string prefix: a message's files are named on its hot path (a pathlib.Path costs more).
+        self._prefix = str(self.directory) + os.sep
         self.corrupt_directory = self.directory / "corrupt"
         self.failed_directory = self.directory / "failed"
         self._run = run_in_thread
+        # Work whose result nobody waits for (SerialThread.post); by default a call whose result is dropped.
+        self._post = post_in_thread or self._run_and_forget
         self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
-        self._removals: list[str] = []
-        self._removing = False
         self._committing = False
         # (queue id, open fd) of empty files whose names are durable, oldest first.
         self._spares: deque[tuple[str, int]] = deque()
@@ -258,6 +262,9 @@ class QueueStore:
         # The highest queue id found on disk at recovery (ids are integers).
         self.highest_id = 0
 
+    def _run_and_forget(self, f: Callable, *args) -> None:
+        self._run(f, *args).addErrback(lambda failure: log.failure("queue: {call} failed", failure, call=f.__name__))
+
     def prepare(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.corrupt_directory.mkdir(exist_ok=True)
@@ -265,6 +272,10 @@ class QueueStore:
 
     def body_path(self, queue_id: str) -> Path:
         return self.directory / (queue_id + BODY)
+
+    def body_file(self, queue_id: str) -> str:
+        """body_path as a string, for the per-message work (commits, deliveries, removals)."""
+        return self._prefix + queue_id + BODY
 
     def envelope_path(self, queue_id: str) -> Path:
         return self.directory / (queue_id + ENVELOPE)
@@ -275,7 +286,7 @@ class QueueStore:
     # --- receiving ------------------------------------------------------
 
     def create(self, queue_id: str) -> QueueEntry:
-        return QueueEntry(queue_id, self.body_path(queue_id))
+        return QueueEntry(queue_id, self.body_file(queue_id))
 
     def open_entry(self, new_id: Callable[[], int]) -> QueueEntry:
         """
@@ -287,7 +298,7 @@ class QueueStore:
         """
         if self._spares:
             queue_id, fd = self._spares.popleft()
-            entry = QueueEntry(queue_id, self.body_path(queue_id), fd)
+            entry = QueueEntry(queue_id, self.body_file(queue_id), fd)
         else:
             entry = self.create(str(new_id()))
         if len(self._spares) <= self.SPARES // 2 and not self._making_spares and not self._stopped:
@@ -304,7 +315,7 @@ class QueueStore:
         made: list[tuple[str, int]] = []
         try:
             for queue_id in queue_ids:
-                fd = create_file(self.body_path(queue_id))
+                fd = create_file(self.body_file(queue_id))
                 made.append((queue_id, fd))
             fsync_directory(self.directory)
         except OSError:
@@ -470,32 +481,24 @@ class QueueStore:
         """
         Drop a finished message: the queue file first, then any envelope
         file (which alone is removed as a leftover at start). The unlinks run
-        in the store's thread, batched, never in the reactor: on a busy file
-        system an unlink can wait on the journal. They share that thread
-        with commits, so a commit may wait behind one batch of unlinks; a
-        second thread for them cost more CPU per message than that wait
-        (bench/RESULTS.md). A crash before then delivers the message again;
-        a duplicate is allowed, a loss is not.
+        in the store's thread, never in the reactor: on a busy file system
+        an unlink can wait on the journal. They are posted behind whatever
+        the thread has (a commit waits behind at most the removals given
+        before it), and nothing comes back: the reactor thread is not woken
+        for them, where a reply per removal cost a wake-up per message. A
+        crash before then delivers the message again; a duplicate is
+        allowed, a loss is not.
         """
-        self._removals.append(queue_id)
-        if not self._removing:
-            self._next_removals()
+        self._post(self._remove_sync, queue_id)
 
-    def _next_removals(self, _=None) -> None:
-        removals, self._removals = self._removals, []
-        self._removing = bool(removals)
-        if removals:
-            self._run(self._remove_sync, removals).addBoth(self._next_removals)
-
-    def _remove_sync(self, queue_ids: list[str]) -> None:
-        for queue_id in queue_ids:
-            for path in (self.body_path(queue_id), self.envelope_path(queue_id)):
-                self._unlink_quietly(path)
+    def _remove_sync(self, queue_id: str) -> None:
+        for path in (self.body_file(queue_id), self._prefix + queue_id + ENVELOPE):
+            self._unlink_quietly(path)
 
     @staticmethod
-    def _unlink_quietly(path: Path) -> None:
+    def _unlink_quietly(path: Path | str) -> None:
         try:
-            path.unlink()
+            os.unlink(path)
         except FileNotFoundError:
             pass
 

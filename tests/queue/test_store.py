@@ -201,31 +201,27 @@ def test_small_body_stays_in_memory_large_body_spills_as_it_arrives(tmp_path):
     assert (tmp_path / "q" / "2.eml").stat().st_size == 500_000
 
 
-def test_removals_run_in_a_thread_batched_and_apart_from_commits(tmp_path):
-    """remove() never unlinks in the caller; a batch of removals waits for the one before it, not for a commit batch to end."""
+def test_removals_are_posted_to_the_thread_behind_its_work_and_answer_nothing(tmp_path):
+    """remove() never unlinks in the caller: each removal is posted to the store's thread, in order, with no reply to wait for."""
     calls, manual_runner = held_runner()
-
-    store = QueueStore(tmp_path / "q", manual_runner)
+    posted = []
+    store = QueueStore(tmp_path / "q", manual_runner, lambda f, *a: posted.append((f, a)))
     store.prepare()
-    for qid in ("1", "2", "3"):
+    for qid in ("1", "2"):
         e = store.create(qid)
         e.write(BODY)
         store.commit(e, envelope(qid, len(BODY)))
     f, args, d = calls[0]
     d.callback(f(*args))  # commits 1
-    f, args, d = calls[1]
-    d.callback(f(*args))  # commits 2 and 3
     store.remove("1")
+    # Posted while commit 2 is still in the thread: it runs after it, and nothing waits for it.
+    assert [a for _, a in posted] == [("1",)] and "1.eml" in files(store)
+    f, args, d = calls[1]
+    d.callback(f(*args))  # commits 2
     store.remove("2")
-    assert "1.eml" in files(store) and "2.eml" in files(store)
-    (f, args, d) = calls[2]
-    assert args == (["1"],)
-    store.remove("3")
-    d.callback(f(*args))
-    (f, args, d) = calls[3]
-    assert args == (["2", "3"],)
-    d.callback(f(*args))
-    assert files(store) == []
+    for f, a in posted:
+        f(*a)
+    assert files(store) == [] and len(calls) == 2
 
 
 def test_recovery_sets_the_floor_for_new_ids(tmp_path):
