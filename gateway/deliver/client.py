@@ -61,6 +61,31 @@ def parse_reply(lines: list[bytes]) -> SMTPReply:
     return SMTPReply(code, enhanced, "\n".join(texts))
 
 
+class _ReplyGroup:
+    """
+    Stands in the reply queue for each command of a pipelined group: one
+    Deferred for the group, fired with every reply in order (or with the
+    first failure), rather than a Deferred per command gathered again.
+    """
+
+    __slots__ = ("deferred", "replies", "left")
+
+    def __init__(self, count: int) -> None:
+        self.deferred: Deferred = Deferred()
+        self.replies: list[SMTPReply] = []
+        self.left = count
+
+    def callback(self, reply: SMTPReply) -> None:
+        self.replies.append(reply)
+        self.left -= 1
+        if self.left == 0:
+            self.deferred.callback(self.replies)
+
+    def errback(self, failure: Failure) -> None:
+        if not self.deferred.called:
+            self.deferred.errback(failure)
+
+
 @implementer(IPullProducer)
 class _BodyProducer:
     """Reads a file in chunks as the transport drains, dot-stuffing each (for DATA) or not (BDAT)."""
@@ -318,6 +343,25 @@ class SMTPClient(Protocol):
                 self._plog.event(">", line)
             self._write(line.encode("utf-8") + b"\r\n")
         return d
+
+    def commands(self, lines: list[str]) -> Deferred:
+        """
+        Send a pipelined group (where the server offers PIPELINING): every
+        line in one write, after `flush`. Fires with the replies in order,
+        or with the first failure (a lost connection, a timeout).
+        """
+        if not self.connected:
+            return fail(ConnectionLost("not connected"))
+        group = _ReplyGroup(len(lines))
+        arm = not self._waiting
+        for line in lines:
+            if self._plog is not None:
+                self._plog.event(">", line)
+            self._waiting.append(group)
+        if arm:
+            self._arm()
+        self._write("".join([line + "\r\n" for line in lines]).encode("utf-8"))
+        return group.deferred
 
     @property
     def busy(self) -> bool:

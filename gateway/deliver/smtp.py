@@ -9,7 +9,7 @@ fails it.
 
 from __future__ import annotations
 
-from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 
 from gateway.config import HostPort
@@ -93,7 +93,7 @@ class SMTPDelivery:
             mail += " BODY=8BITMIME"
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if client.pipelining:
-            pending = gatherResults([client.command(line) for line in [mail, *rcpts, "DATA"]])
+            pending = client.commands([mail, *rcpts, "DATA"])
             client.flush()
             replies = yield pending
             mail_reply, rcpt_replies, go = replies[0], replies[1:-1], replies[-1]

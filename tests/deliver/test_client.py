@@ -2,6 +2,7 @@
 
 import io
 
+from twisted.internet.error import ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
@@ -63,6 +64,32 @@ def test_pipelined_replies_match_commands_in_order():
     client.dataReceived(b"250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n550 5.7.54 SMTP; Unable to relay\r\n")
     assert got == ["250 2.1.0 Sender OK", "250 2.1.5 Recipient OK", "550 5.7.54 SMTP; Unable to relay"]
 
+
+
+def test_a_pipelined_group_goes_in_one_write_and_fires_once_with_its_replies_in_order():
+    client, transport, _ = connected()
+    got = []
+    client.commands(["MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA"]).addCallback(lambda rs: got.append([str(r) for r in rs]))
+    after = []
+    client.command("NOOP").addCallback(lambda r: after.append(str(r)))
+    assert transport.value() == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nNOOP\r\n"
+    client.dataReceived(b"250 2.1.0 Sender OK\r\n550 5.7.54 SMTP; Unable to relay\r\n")
+    assert got == []
+    client.dataReceived(b"354 Start mail input\r\n250 2.0.0 OK\r\n")
+    assert got == [["250 2.1.0 Sender OK", "550 5.7.54 SMTP; Unable to relay", "354 Start mail input"]]
+    assert after == ["250 2.0.0 OK"]
+
+
+def test_a_pipelined_group_fails_once_when_the_connection_goes():
+    client, transport, _ = connected()
+    failures = []
+    client.commands(["MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA"]).addErrback(failures.append)
+    client.dataReceived(b"250 2.1.0 Sender OK\r\n")
+    client.connectionLost(None)
+    assert len(failures) == 1 and failures[0].check(ConnectionLost)
+    lost = []
+    client.commands(["RSET"]).addErrback(lost.append)
+    assert len(lost) == 1 and transport.value().endswith(b"DATA\r\n")
 
 def test_small_body_is_stuffed_and_terminated():
     client, transport, _ = connected()
