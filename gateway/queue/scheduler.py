@@ -21,9 +21,7 @@ from dataclasses import replace
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
 
-from gateway.address import parse_mailbox
 from gateway.envelope import Envelope, RecipientState
-from gateway.errors import SMTPError
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
 from gateway.route.router import MAILBOX
@@ -210,10 +208,7 @@ class DeliveryScheduler:
         return d
 
     def _route(self, address: str) -> str | None:
-        try:
-            return self.router.route(parse_mailbox(address))
-        except SMTPError:
-            return None
+        return self.router.route_address(address)
 
     def _attempt(self, envelope: Envelope) -> Deferred:
         groups: dict[str, list[str]] = {}
@@ -227,7 +222,7 @@ class DeliveryScheduler:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
-        body = StoredBody(self.store.body_path(envelope.queue_id), self._take_body(envelope.queue_id), envelope.size)
+        body = StoredBody(self.store.body_file(envelope.queue_id), self._take_body(envelope.queue_id), envelope.size)
         ds = []
         for hop, addresses in groups.items():
             d = maybeDeferred(self.deliverers.get(hop).deliver, envelope, addresses, body)

@@ -11,10 +11,13 @@ later.
 
 from __future__ import annotations
 
-from gateway.address import Address
+from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains
+from gateway.errors import SMTPError
 
 MAILBOX = "mailbox"
+# Queued addresses whose route is remembered (route_address), per Router: a reload makes a new one.
+ROUTES_REMEMBERED = 4096
 
 
 def _specificity(space: str, domain: str) -> int | None:
@@ -30,6 +33,28 @@ class Router:
     def __init__(self, accepted_domains: AcceptedDomains, send_connectors: tuple = ()) -> None:
         self.accepted_domains = accepted_domains
         self.send_connectors = tuple(c for c in send_connectors if c.enabled)
+        self._by_address: dict[str, object] = {}
+
+    def route_address(self, address: str):
+        """
+        route() for an address as the queue holds it (a string), or None if
+        it does not parse. Each delivery attempt asks again for every
+        recipient; the answer depends only on this Router's configuration,
+        so it is remembered (a bounded number of addresses), not parsed and
+        matched again.
+        """
+        try:
+            return self._by_address[address]
+        except KeyError:
+            pass
+        try:
+            hop = self.route(parse_mailbox(address))
+        except SMTPError:
+            hop = None
+        if len(self._by_address) >= ROUTES_REMEMBERED:
+            self._by_address.clear()
+        self._by_address[address] = hop
+        return hop
 
     def route(self, recipient: Address):
         """MAILBOX, the SendConnector for the recipient, or None if there is no route."""

@@ -81,3 +81,20 @@ def test_send_connector_tls_and_auth_settings_are_checked():
     (s,) = ok.send_connectors
     assert (s.tls, s.smart_host_auth, s.max_connections, s.max_messages_per_connection) == ("required", "BasicAuthRequireTLS", 20, 20)
     assert "pw" not in repr(s)
+
+
+def test_a_queued_address_routes_as_parsed_and_is_remembered_within_bounds(monkeypatch):
+    import gateway.route.router as router_module
+
+    router = Router(AcceptedDomains(CFG.accepted_domains), CFG.send_connectors)
+    assert router.route_address("alice@corp.example") == MAILBOX
+    assert router.route_address("c@hq.partner.example").name == "Partner HQ"
+    assert router.route_address("not an address") is None
+    # Remembered: asked again, the answer does not route again.
+    monkeypatch.setattr(router, "route", lambda recipient: pytest.fail("routed twice"))
+    assert router.route_address("alice@corp.example") == MAILBOX
+    # Bounded: past the limit the memory starts over.
+    monkeypatch.setattr(router_module, "ROUTES_REMEMBERED", 3)
+    monkeypatch.setattr(router, "route", lambda recipient: "again")
+    assert router.route_address("new@corp.example") == "again"
+    assert len(router._by_address) == 1
