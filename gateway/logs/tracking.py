@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.envelope import Envelope
-from gateway.logs.rolling import RollingLog, csv_field, iso_time
+from gateway.logs.rolling import RollingLog, csv_line, iso_time
 
 FIELDS = (
     "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id", "source",
@@ -73,7 +73,7 @@ def _line(
         ";".join(part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{tls.split()[0]}" if tls else "") if part),
         "Originating" if auth else "Incoming",
     )
-    return ",".join(csv_field(v) for v in values) + "\r\n"
+    return csv_line(values) + "\r\n"
 
 
 @dataclass(frozen=True)

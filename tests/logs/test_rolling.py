@@ -2,7 +2,9 @@
 
 from twisted.internet.task import Clock
 
-from gateway.logs.rolling import RollingLog
+import pytest
+
+from gateway.logs.rolling import RollingLog, csv_field, csv_line
 
 
 def test_two_processes_logging_to_one_directory_never_share_a_file(tmp_path):
@@ -57,3 +59,20 @@ def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(tmp_path):
     assert [e["log_format"] for e in failures if e.get("log_namespace") == "exgateway.logs"] == [
         "{prefix} log: an event could not be formatted"
     ]
+
+
+@pytest.mark.parametrize("values", [
+    ("2026-11-27T10:00:00.000Z", "10.0.0.5", "scanner", "", "RECEIVE", "<a@b>", "alice@corp.example"),
+    ("", "", ""),
+    ("a,b", "c"),
+    ("a", 'say "hi"'),
+    ("line\r\nbreak", "x"),
+    (" lead", "x"),
+    ("x", "trail "),
+    ("x", " ", "y"),
+    ("mid ", "x"),
+    ("x", " mid"),
+    ("250 2.6.0 <id@host> [InternalId=1] Queued mail for delivery",),
+])
+def test_a_line_is_quoted_field_by_field_as_csv_field_would(values):
+    assert csv_line(values) == ",".join(csv_field(v) for v in values)
