@@ -232,7 +232,9 @@ class DeliveryScheduler:
             d.addErrback(self._hop_failed, addresses, results)
             ds.append(d)
         hops = {a: hop for hop, addresses in groups.items() for a in addresses}
-        return gatherResults(ds).addCallback(lambda _: self._record(envelope, results, hops))
+        # One next hop (nearly always): its own Deferred, without gathering a list of one.
+        done = ds[0] if len(ds) == 1 else gatherResults(ds)
+        return done.addCallback(lambda _: self._record(envelope, results, hops))
 
     @staticmethod
     def _hop_name(hop) -> str:
@@ -266,16 +268,19 @@ class DeliveryScheduler:
             updated = self._expire(updated)
         failed_before = {r.address for r in envelope.recipients if r.state is RecipientState.FAILED}
         newly_failed = [r for r in updated.recipients if r.state is RecipientState.FAILED and r.address not in failed_before]
-        notices = succeed(None)
+        notices = None
         # Notices go to the sender; the null sender (a notice itself) never gets one.
         tell = self.notifier is not None and bool(updated.sender)
         if newly_failed and tell:
-            notices.addCallback(lambda _: self.notifier.notify("failed", updated, newly_failed))
+            notices = succeed(None).addCallback(lambda _: self.notifier.notify("failed", updated, newly_failed))
         if updated.pending and self.retry.delay_notice_due(updated.received_at, now, bool(updated.extra.get("delay_notified"))):
             updated = replace(updated, extra={**updated.extra, "delay_notified": True})
             if tell:
                 pending, until = list(updated.pending), updated.received_at + self.retry.expiration
-                notices.addCallback(lambda _: self.notifier.notify("delayed", updated, pending, until))
+                notices = (notices or succeed(None)).addCallback(lambda _: self.notifier.notify("delayed", updated, pending, until))
+        if notices is None:
+            # Nothing to tell anyone (a delivery, nearly always): settle now, without a Deferred to chain on.
+            return self._settle(updated, now)
         return notices.addCallback(lambda _: self._settle(updated, now))
 
     def _expire(self, envelope: Envelope) -> Envelope:
