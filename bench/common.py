@@ -251,12 +251,16 @@ def _drain(pipe, path: Path) -> None:
             out.flush()
 
 
-def _size(path: Path) -> int:
-    """A file's size; 0 if it went away meanwhile (a delivered message)."""
+def _holds_message(path: Path) -> bool:
+    """A queue file with a message in it: not empty and not ending in a NUL byte (a zeroed footer)."""
     try:
-        return path.stat().st_size
+        with open(path, "rb") as f:
+            if f.seek(0, os.SEEK_END) == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\0"
     except FileNotFoundError:
-        return 0
+        return False  # delivered meanwhile
 
 
 class Exgateway:
@@ -350,6 +354,8 @@ class Exgateway:
         return [pid for p in self.processes if p.poll() is None for pid in [p.pid] + children(p.pid)]
 
     def queue_empty(self) -> bool:
-        # Worker 0's queue and the other workers' (queue/worker-N); empty files are spares, not messages.
+        # Worker 0's queue and the other workers' (queue/worker-N). Spares and the files of delivered
+        # messages kept for reuse are not messages: empty, or ending in a zeroed footer; a message's
+        # file ends in its footer's newline (gateway/queue/store.py).
         q = self.dir / "var" / "queue"
-        return not any(_size(p) for pattern in ("*.eml", "worker-*/*.eml") for p in q.glob(pattern))
+        return not any(_holds_message(p) for pattern in ("*.eml", "worker-*/*.eml") for p in q.glob(pattern))

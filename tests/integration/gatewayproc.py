@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from gateway.queue.store import holds_message
+
 REPO = Path(__file__).resolve().parents[2]
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
@@ -128,8 +130,8 @@ extended_rights = ["ms-Exch-SMTP-Accept-Any-Recipient"]
 
 
 def message_files(directory: Path) -> list[Path]:
-    """The messages in one queue folder: its `<id>.eml` files but the empty spares (gateway/queue/store.py)."""
-    return [p for p in directory.glob("*.eml") if _size(p)]
+    """The messages in one queue folder: its `<id>.eml` files but the spares and retired files (gateway/queue/store.py)."""
+    return [p for p in directory.glob("*.eml") if holds_message(p)]
 
 
 def _size(path: Path) -> int:
@@ -205,9 +207,11 @@ class Gateway:
         return sorted(p.name[:-4] for directory in [q, *q.glob("worker-*")] for p in message_files(directory))
 
     def queue_files(self) -> list[str]:
-        """Worker 0's queue files: messages and envelope files (not the empty spares made for new messages)."""
+        """Worker 0's queue files: messages and envelope files (not the spares and retired files kept for new messages)."""
         q = self.var / "queue"
-        return sorted(p.name for p in q.iterdir() if p.is_file() and _size(p)) if q.exists() else []
+        if not q.exists():
+            return []
+        return sorted(p.name for p in q.iterdir() if p.is_file() and (holds_message(p) if p.suffix == ".eml" else _size(p)))
 
     def wait_until(self, predicate, timeout: float = 30.0, what: str = "condition"):
         deadline = time.monotonic() + timeout

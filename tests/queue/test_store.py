@@ -6,7 +6,7 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 
 from gateway.envelope import Envelope, Recipient, RecipientState
-from gateway.queue.store import QueueStore, StoredBody, body_bytes, read_trailer
+from gateway.queue.store import FOOTER_LEN, QueueStore, StoredBody, body_bytes, is_spare, read_trailer, trailer
 
 BODY = b"Received: x\r\nSubject: t\r\n\r\nhello\r\n"
 
@@ -160,7 +160,9 @@ def test_update_and_remove(tmp_path):
     assert [r.state for r in again.recipients] == [RecipientState.DELIVERED, RecipientState.PENDING]
     assert again.next_attempt == 99.0 and again.recipients[0].attempts == 1
     store.remove("5")
-    assert files(store) == []
+    # Gone as a message; its file waits, retired, to become a spare (a stop removes it).
+    assert not store.exists("5") and files(store) == ["5.eml"]
+    assert store.recover() == [] and files(store) == []
 
 
 def test_commits_during_a_batch_go_together_in_the_next(tmp_path):
@@ -221,7 +223,9 @@ def test_removals_are_posted_to_the_thread_behind_its_work_and_answer_nothing(tm
     store.remove("2")
     for f, a in posted:
         f(*a)
-    assert files(store) == [] and len(calls) == 2
+    assert not store.exists("1") and not store.exists("2") and len(calls) == 2
+    store.stop()
+    assert files(store) == []
 
 
 def test_recovery_sets_the_floor_for_new_ids(tmp_path):
@@ -369,3 +373,75 @@ def test_spares_that_cannot_be_made_leave_messages_their_own_files(tmp_path, mon
     second = store.open_entry(new_id)
     assert not second.spare  # it asks again: this time the files are made
     assert store.open_entry(new_id).spare
+
+
+def test_a_delivered_messages_file_is_retired_then_written_over_as_a_spare(tmp_path):
+    """
+    remove() zeroes the footer in place (no longer a message, to recovery and
+    to exists()); the next spares are the retired files renamed, written
+    over from the start and cut to the new message's length.
+    """
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    new_id = _ids(1)
+    entries = [store.open_entry(new_id) for _ in range(2)]
+    long_body = BODY + b"x" * 5000 + b"\r\n"
+    for e in entries:
+        e.write(long_body)
+        store.commit(e, envelope(e.queue_id, len(long_body)))
+    done = [e.queue_id for e in entries]
+    inode = (store.directory / f"{done[0]}.eml").stat().st_ino
+    for qid in done:
+        store.remove(qid)
+    assert [store.exists(q) for q in done] == [False, False]
+    assert (store.directory / f"{done[0]}.eml").read_bytes()[-FOOTER_LEN:] == bytes(FOOTER_LEN)
+    # Take spares until the store makes more: the first of the new ones is the first retired file, renamed.
+    while not any(e.recycled for e in entries):
+        entries.append(store.open_entry(new_id))
+    reused = next(e for e in entries if e.recycled)
+    assert store.body_path(reused.queue_id).stat().st_ino == inode
+    assert not (store.directory / f"{done[0]}.eml").exists()
+    reused.write(BODY)
+    store.commit(reused, envelope(reused.queue_id, len(BODY)))
+    assert body_of(store, reused.queue_id) == BODY
+    assert store.body_path(reused.queue_id).stat().st_size == len(BODY) + len(trailer(envelope(reused.queue_id, len(BODY)).to_json(), len(BODY)))
+    (recovered,) = QueueStore(tmp_path / "q", sync_runner).recover()
+    assert recovered.queue_id == reused.queue_id
+    store.stop()
+
+
+def test_a_crash_leaves_retired_and_reused_spares_to_recovery_which_deletes_them(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    kept = _commit(store, "7")
+    gone = _commit(store, "8")
+    store.remove(gone.queue_id)
+    assert files(store) == ["7.eml", "8.eml"]
+    # Restarted without a stop: the retired file is no message and goes; the queued one stays.
+    assert QueueStore(tmp_path / "q", sync_runner).recover() == [kept]
+    assert files(store) == ["7.eml"]
+
+
+def test_big_files_and_any_past_the_limit_are_deleted_not_retired(tmp_path, monkeypatch):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    monkeypatch.setattr(QueueStore, "RETIRED_MAX", 1)
+    big = b"y" * (QueueStore.RETIRED_SIZE_MAX + 1)
+    _commit(store, "1", big)
+    _commit(store, "2")
+    _commit(store, "3")
+    for qid in ("1", "2", "3"):
+        store.remove(qid)
+    # 1 is too big to keep, 3 is one past the limit: only 2 waits for reuse.
+    assert files(store) == ["2.eml"]
+    store.stop()
+    assert files(store) == []
+
+
+def test_exists_and_recovery_tell_a_retired_file_from_a_message(tmp_path):
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    _commit(store, "4")
+    assert store.exists("4") and is_spare(store.body_path("4")) is False
+    store.remove("4")
+    assert not store.exists("4") and is_spare(store.body_path("4"))
