@@ -656,7 +656,15 @@ class QueueStore:
                     return None
                 # Queued before queue files carried their envelope: the body alone, its envelope beside it.
                 data, body_size = None, path.stat().st_size
-            envelope = Envelope.from_json(updated.read_bytes() if updated.exists() else data)
+            has_envelope_file = updated.exists()
+            envelope = Envelope.from_json(updated.read_bytes() if has_envelope_file else data)
+            if envelope.queue_id != queue_id and not has_envelope_file:
+                # A spare reused from a finished message's file (remove), renamed on disk while
+                # its zeroed footer was not yet: what it holds was already delivered or removed.
+                path.unlink()
+                log.info("queue: removed spare {name}, a reused file still holding finished message {queue_id}",
+                         name=path.name, queue_id=envelope.queue_id)
+                return None
             if envelope.queue_id != queue_id:
                 raise ValueError(f"envelope names queue id {envelope.queue_id!r}")
             if body_size != envelope.size:

@@ -445,3 +445,13 @@ def test_exists_and_recovery_tell_a_retired_file_from_a_message(tmp_path):
     assert store.exists("4") and is_spare(store.body_path("4")) is False
     store.remove("4")
     assert not store.exists("4") and is_spare(store.body_path("4"))
+
+
+def test_a_reused_spare_renamed_before_its_zeroed_footer_reached_the_disk_is_removed_not_set_aside(tmp_path):
+    """After a power loss the rename may have reached the disk and the zeroing not: the file names another, finished message."""
+    store = QueueStore(tmp_path / "q", sync_runner)
+    store.prepare()
+    _commit(store, "8")
+    os.rename(store.body_path("8"), store.body_path("20"))
+    assert QueueStore(tmp_path / "q", sync_runner).recover() == []
+    assert files(store) == [] and list(store.corrupt_directory.iterdir()) == []
