@@ -204,7 +204,8 @@ class DeliveryScheduler:
         if with_ndr and self.notifier is not None and envelope.sender:
             failed = [r for r in updated.recipients if r.address in results]
             d.addCallback(lambda _: self.notifier.notify("failed", updated, failed))
-        d.addCallback(lambda _: self.store.remove(queue_id))
+        # Deleted, not reused: an attempt in flight may still be reading the body from the file.
+        d.addCallback(lambda _: self.store.remove(queue_id, reuse=False))
         return d
 
     def _route(self, address: str) -> str | None:

@@ -546,7 +546,7 @@ class QueueStore:
         os.rename(tmp, self.envelope_path(envelope.queue_id))
         fsync_directory(self.directory)
 
-    def remove(self, queue_id: str) -> None:
+    def remove(self, queue_id: str, reuse: bool = True) -> None:
         """
         Drop a finished message, in the store's thread, never in the
         reactor: on a busy file system this can wait on the disk. It is
@@ -554,8 +554,17 @@ class QueueStore:
         most the removals given before it), and nothing comes back: the
         reactor thread is not woken for it. A crash before then delivers
         the message again; a duplicate is allowed, a loss is not.
+
+        With `reuse`, the file is retired to become a spare (_retire_sync):
+        only for a message nothing reads any more. Without it (an admin's
+        removal, which may overtake a delivery still reading the body from
+        the file), the files are deleted: a reader keeps what it opened.
         """
-        self._post(self._retire_sync, queue_id)
+        self._post(self._retire_sync if reuse else self._remove_sync, queue_id)
+
+    def _remove_sync(self, queue_id: str) -> None:
+        for path in (self.body_file(queue_id), self._prefix + queue_id + ENVELOPE):
+            self._unlink_quietly(path)
 
     def _retire_sync(self, queue_id: str) -> None:
         """
@@ -564,8 +573,8 @@ class QueueStore:
         over with zeros, in place, and the file waits to be renamed into a
         spare (_reuse_retired). A new message is then written over the old
         one's blocks and the file cut to its length: no blocks freed here
-        and allocated again there, which on this kind of machine took about
-        a tenth of a lone session's time in the file system (bench/RESULTS.md).
+        and allocated again there, which on this kind of machine cost about
+        a fifth of a lone session's time (bench/RESULTS.md, session 7).
         A crash leaves a retired file to recovery, which deletes it as a
         spare. Big files, and any past RETIRED_MAX, are deleted instead.
         """

@@ -47,6 +47,23 @@ def test_delivered_message_leaves_the_queue(tmp_path):
     assert mailbox.calls == [("42", ["a@corp.example", "b@corp.example"], BODY)]
     assert not store.exists("42")
     assert scheduler.idle
+    # Its file is kept, retired, for the next spare (a zeroed footer: no message in it).
+    assert store.body_path("42").exists()
+
+
+def test_an_admin_removal_during_an_attempt_deletes_the_file_the_attempt_may_still_read(tmp_path):
+    """A file reused as a spare would be written over under a delivery still streaming it: removed by an admin, it is deleted."""
+    from twisted.internet.defer import Deferred
+
+    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    pending = Deferred()
+    mailbox.deliver = lambda envelope, recipients, body: pending
+    scheduler.start([env])
+    assert "42" in scheduler.in_delivery
+    scheduler.remove("42", with_ndr=False)
+    assert not store.body_path("42").exists() and not store.exists("42")
+    pending.callback({"a@corp.example": (RecipientState.DELIVERED, "250 ok"), "b@corp.example": (RecipientState.DELIVERED, "250 ok")})
+    assert scheduler.idle and not store.body_path("42").exists()
 
 
 def _next_turn(clock):
