@@ -32,8 +32,9 @@ log = Logger(namespace="exgateway.thread")
 class SerialThread(Service):
     """
     Runs `call`s (and `post`s) one after the other in one thread; each
-    call's result (or Failure) comes back in the reactor thread. A service: the thread starts
-    with it and, at stop, finishes what it was given before it ends.
+    call's result (or Failure) comes back in the reactor thread. A service:
+    the thread starts with it and, at stop, finishes what it was given
+    before it ends.
     """
 
     def __init__(self, reactor, name: str) -> None:
