@@ -14,8 +14,12 @@ def worker():
     thread = SerialThread(reactor, "test-serial")
     thread.startService()
     yield thread
+    running = thread._thread
     if thread.running:
         thread.stopService()
+    if running is not None:
+        # Ended before the next test starts one of the same name.
+        running.join(5)
 
 
 @pytest_twisted.ensureDeferred
@@ -49,7 +53,8 @@ async def test_stop_finishes_the_calls_already_given(worker):
     done = []
     first = worker.call(gate.wait, 10)
     second = worker.call(done.append, "second")
-    (thread,) = [t for t in threading.enumerate() if t.name == "test-serial"]
+    thread = worker._thread
+    assert thread.name == "test-serial" and thread.is_alive()
     stopped = worker.stopService()
     assert not stopped.called
     gate.set()
