@@ -68,7 +68,7 @@ class SerialThread(Service):
             try:
                 f(*args)
             except Exception:
-                log.failure("{call} failed", call=getattr(f, "__qualname__", f))
+                self._failed(f, Failure())
             return
         self._calls.put((f, args, None))
 

@@ -320,14 +320,12 @@ class QueueStore:
     def envelope_path(self, queue_id: str) -> Path:
         return self.directory / (queue_id + ENVELOPE)
 
+    def _envelope_file(self, queue_id: str) -> str:
+        return self._prefix + queue_id + ENVELOPE
+
     def exists(self, queue_id: str) -> bool:
         """Whether a message is queued under this id (a retired file, waiting to become a spare, holds none)."""
-        if self.envelope_path(queue_id).exists():
-            return True
-        try:
-            return not is_spare(self.body_path(queue_id))
-        except FileNotFoundError:
-            return False
+        return self.envelope_path(queue_id).exists() or holds_message(self.body_path(queue_id))
 
     # --- receiving ------------------------------------------------------
 
@@ -563,7 +561,7 @@ class QueueStore:
         self._post(self._retire_sync if reuse else self._remove_sync, queue_id)
 
     def _remove_sync(self, queue_id: str) -> None:
-        for path in (self.body_file(queue_id), self._prefix + queue_id + ENVELOPE):
+        for path in (self.body_file(queue_id), self._envelope_file(queue_id)):
             self._unlink_quietly(path)
 
     def _retire_sync(self, queue_id: str) -> None:
@@ -578,7 +576,7 @@ class QueueStore:
         A crash leaves a retired file to recovery, which deletes it as a
         spare. Big files, and any past RETIRED_MAX, are deleted instead.
         """
-        self._unlink_quietly(self._prefix + queue_id + ENVELOPE)
+        self._unlink_quietly(self._envelope_file(queue_id))
         path = self.body_file(queue_id)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
