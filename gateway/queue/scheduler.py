@@ -150,8 +150,29 @@ class DeliveryScheduler:
             self._active += 1
             self.in_delivery.add(envelope.queue_id)
             d = maybeDeferred(self._attempt, envelope)
-            d.addErrback(lambda f, e=envelope: log.failure("delivery attempt for {queue_id} failed", f, queue_id=e.queue_id))
+            d.addErrback(self._attempt_failed, envelope.queue_id)
             d.addBoth(self._finished, envelope.queue_id)
+
+    def _attempt_failed(self, failure, queue_id: str) -> None:
+        """
+        An attempt whose outcome could not be written (ENOSPC on the
+        envelope update, a notice that could not be queued): the message
+        stays held and scheduled, with what is known in memory, so it is
+        tried again (and `queue retry` finds it) instead of waiting for a
+        restart. A full disk is an expected fault: one line, no traceback.
+        """
+        envelope = self.messages.get(queue_id)
+        if failure.check(OSError):
+            log.error(
+                "could not record the delivery attempt of {queue_id}: {error}; trying again later",
+                queue_id=queue_id, error=failure.value.strerror or failure.getErrorMessage(),
+            )
+        else:
+            log.failure("delivery attempt for {queue_id} failed", failure, queue_id=queue_id)
+        if envelope is None or not self._running or queue_id in self._timers:
+            return
+        now = self.clock.seconds()
+        self._later(envelope, max(self.retry.next_attempt(envelope.attempts, now) - now, 1.0))
 
     def _finished(self, _, queue_id: str) -> None:
         self._active -= 1
@@ -179,6 +200,7 @@ class DeliveryScheduler:
     def retry_now(self, queue: str | None = None) -> int:
         """Attempt now every waiting message with a recipient in `queue` (all if None); how many."""
         count = 0
+        self._reschedule_stranded()
         for queue_id, timer in list(self._timers.items()):
             envelope = self.messages.get(queue_id)
             if envelope is None or (queue is not None and queue not in {self.queue_of(r.address) for r in envelope.pending}):
@@ -188,6 +210,18 @@ class DeliveryScheduler:
             self.enqueue(envelope)
             count += 1
         return count
+
+    def _reschedule_stranded(self) -> None:
+        """
+        A held message that is neither waiting, ready nor in delivery (an
+        attempt ended in a way no path rescheduled) gets a timer, so the
+        admin's retry reaches it: no message waits for a restart.
+        """
+        ready = {e.queue_id for e in self._ready}
+        for queue_id, envelope in self.messages.items():
+            if queue_id not in self._timers and queue_id not in ready and queue_id not in self.in_delivery:
+                log.warn("{queue_id} was held without a next attempt; scheduled again", queue_id=queue_id)
+                self._later(envelope, envelope.next_attempt - self.clock.seconds())
 
     def remove(self, queue_id: str, with_ndr: bool) -> Deferred:
         """An admin removes a message: its pending recipients fail (reported if asked), and it leaves the queue."""

@@ -527,7 +527,7 @@ class QueueStore:
     def _write_synced(path: Path, data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, data)
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -540,7 +540,12 @@ class QueueStore:
 
     def _update_sync(self, envelope: Envelope) -> None:
         tmp = self.directory / (envelope.queue_id + ENVELOPE + TMP)
-        self._write_synced(tmp, envelope.to_json())
+        try:
+            self._write_synced(tmp, envelope.to_json())
+        except OSError:
+            # A full disk: the previous envelope stays in force; no half-written sibling is left to take space.
+            self._unlink_quietly(tmp)
+            raise
         os.rename(tmp, self.envelope_path(envelope.queue_id))
         fsync_directory(self.directory)
 
