@@ -23,6 +23,7 @@ from gateway.admin.api import admin_service
 from gateway.admin.health import NodeState, Readiness, health_site
 from gateway.admin.metrics import Metrics, NodeMetrics
 from gateway import dispatch
+from gateway.files import PRIVATE_DIRECTORY, make_directory
 from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
@@ -77,11 +78,11 @@ class Options(usage.Options):
         self["gateway_config"] = config
 
 
-def make_directories(*paths: Path) -> None:
-    """Create what the gateway writes to; a failure stops start-up with one clear line, not a traceback."""
+def make_directories(*paths: Path, mode: int = PRIVATE_DIRECTORY) -> None:
+    """Create what the gateway writes to (0700 whatever the umask); a failure stops start-up with one clear line, not a traceback."""
     for path in paths:
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            make_directory(path, mode)
         except OSError as e:
             raise SystemExit(f"exgateway: cannot create {path}: {e.strerror} (check server.var_dir and the paths under it)") from None
 

@@ -26,6 +26,8 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, suc
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from gateway.files import remove_file, write_private_atomically
+
 log = Logger(namespace="exgateway.health")
 
 
@@ -42,13 +44,11 @@ class NodeState:
         return os.path.exists(self._flag)
 
     def drain(self) -> None:
-        self.flag.parent.mkdir(parents=True, exist_ok=True)
-        self.flag.write_text("draining\n")
+        write_private_atomically(self.flag, b"draining\n")
         log.warn("node draining: new connections get 421 4.3.2 Service not active; the queue keeps delivering")
 
     def undrain(self) -> None:
-        if self.flag.exists():
-            self.flag.unlink()
+        remove_file(self.flag)
         log.warn("node back in service")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from zope.interface import implementer
 from gateway.auth.identity import Identity, text_credentials
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.connectors import IPRange, parse_range
+from gateway.files import write_private_atomically
 
 log = Logger(namespace="exgateway.auth")
 
@@ -145,14 +145,8 @@ class UsersFile:
         return parse_users(self.path.read_text("utf-8"), str(self.path))
 
     def save(self, users: list[UserRecord]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(format_users(users))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        # Owner, group and mode carry over: root running `exgateway user ...` must not lock the service user out.
+        write_private_atomically(self.path, format_users(users).encode("utf-8"))
 
 
 @functools.lru_cache(maxsize=1)

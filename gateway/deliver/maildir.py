@@ -22,6 +22,7 @@ from urllib.parse import quote
 from twisted.internet.defer import Deferred
 
 from gateway.envelope import Envelope, RecipientState
+from gateway.files import create_new, make_directory
 from gateway.queue.store import StoredBody, fsync_directory
 
 _SAFE = "!#$&'*+-=?^_`{|}~"
@@ -66,11 +67,11 @@ class MaildirDelivery:
     def _deliver_one(self, address: str, body: StoredBody, now: float) -> str:
         box = mailbox_path(self.root, address)
         for sub in ("tmp", "new", "cur"):
-            (box / sub).mkdir(parents=True, exist_ok=True)
+            make_directory(box / sub)
         name = self._unique_name(now)
         tmp = box / "tmp" / name
         # A copy of the body alone (the queue file goes on with its envelope), synced before it appears in new/.
-        with body.open() as src, open(tmp, "xb") as dst:
+        with body.open() as src, open(create_new(tmp), "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
             dst.flush()
             os.fsync(dst.fileno())

@@ -21,6 +21,8 @@ from typing import Callable
 
 from twisted.logger import Logger
 
+from gateway.files import LOG_DIRECTORY, LOG_FILE, create_new, make_directory
+
 VERSION = "0.1.0"
 
 log = Logger(namespace="exgateway.logs")
@@ -138,14 +140,15 @@ class RollingLog:
 
     def _rotate(self, now: float, hour: int) -> None:
         self._close_file()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_directory(self.directory, LOG_DIRECTORY)
         stamp = time.strftime("%Y%m%d%H", time.gmtime(now))
         # Created exclusively: the workers of one node share the log directory,
         # and two processes appending to one file could interleave their lines.
         n = 1
         while True:
             try:
-                self._file = open(self.directory / f"{self.prefix}{stamp}-{n}.LOG", "x", encoding="utf-8", newline="")
+                fd = create_new(self.directory / f"{self.prefix}{stamp}-{n}.LOG", LOG_FILE)
+                self._file = open(fd, "w", encoding="utf-8", newline="")
                 break
             except FileExistsError:
                 n += 1

@@ -57,6 +57,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
 from gateway.envelope import Envelope
+from gateway.files import PRIVATE_FILE, make_directory
 
 log = Logger(namespace="exgateway.queue")
 
@@ -145,7 +146,7 @@ def body_bytes(path: Path, size: int) -> bytes:
 
 def create_file(path: Path | str) -> int:
     """A new queue file, open for writing; FileExistsError if the name is taken (ids are never reused)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
 
 
 def fsync_directory(path: Path) -> None:
@@ -306,9 +307,8 @@ class QueueStore:
         self._run(f, *args).addErrback(lambda failure: log.failure("queue: {call} failed", failure, call=f.__name__))
 
     def prepare(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.corrupt_directory.mkdir(exist_ok=True)
-        self.failed_directory.mkdir(exist_ok=True)
+        for directory in (self.directory, self.corrupt_directory, self.failed_directory):
+            make_directory(directory)
 
     def body_path(self, queue_id: str) -> Path:
         return self.directory / (queue_id + BODY)

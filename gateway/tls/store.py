@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.logger import Logger
 
+from gateway.files import write_private_atomically
 from gateway.tls.certname import CertificateIdentifierError, TlsCertificateName, parse_certificate_identifier, parse_dn, parse_dn_pairs
 
 log = Logger(namespace="exgateway.tls")
@@ -225,15 +225,8 @@ class CertificateStore:
     def write(self, pem: bytes) -> StoredCertificate:
         """Add a key+certificate PEM as <thumbprint>.pem, readable by the owner only."""
         stored = read_pem(Path("<new>"), pem)
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{stored.thumbprint}.pem"
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_private_atomically(path, pem, keep_owner=False)
         self.load()
         return next(c for c in self.certificates if c.path == path)
 
