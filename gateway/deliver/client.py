@@ -168,6 +168,8 @@ class SMTPClient(Protocol):
         if reply.code != 250:
             if self.security is not None and self.security.tls == "required":
                 raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} does not speak ESMTP"))
+            # HELO offers no extensions, whatever an earlier EHLO (before STARTTLS) said.
+            self.extensions = {}
             return self.command(f"HELO {self.helo_name}").addCallback(self._helo_done)
         self.extensions = {}
         for line in reply.text.split("\n")[1:]:

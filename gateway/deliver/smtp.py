@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import HostPort
+from gateway.deliver.capabilities import mail_command, mail_parameters
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, RecipientState
@@ -128,9 +129,7 @@ class SMTPDelivery:
         if limit.isdigit() and int(limit) and envelope.size > int(limit):
             reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
             return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
-        mail = f"MAIL FROM:<{envelope.sender}> SIZE={envelope.size}"
-        if envelope.extra.get("body") == "8BITMIME" and "8BITMIME" in client.extensions:
-            mail += " BODY=8BITMIME"
+        mail = mail_command(envelope.sender, mail_parameters(client.extensions, envelope.size, envelope.extra.get("body")))
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         if not client.pipelining:
             return self._one_by_one(client, mail, rcpts, envelope, recipients, body)

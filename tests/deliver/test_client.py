@@ -41,7 +41,7 @@ def test_a_transaction_goes_out_in_one_send_per_group_without_waiting_for_the_re
     delivery = SMTPDelivery(None, (), "hub.corp.example", pool=object())
     results = []
     delivery._transaction(client, envelope, ["a@corp.example"], StoredBody(tmp_path / "7.eml", body)).addCallback(results.append)
-    assert transport.sends[1:] == [b"MAIL FROM:<s@x.example> SIZE=20\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"]
+    assert transport.sends[1:] == [b"MAIL FROM:<s@x.example>\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"]
     client.dataReceived(b"250 ok\r\n250 ok\r\n354 go\r\n")
     assert transport.sends[2:] == [b"Subject: t\r\n\r\n..dot\r\n.\r\n"]
     client.dataReceived(b"250 2.0.0 queued as 1\r\n")

@@ -82,7 +82,7 @@ def test_each_recipient_gets_its_own_outcome_and_the_connection_is_kept():
     body = Body(BODY)
     results = deliver(pool, ("a@corp.example", "b@corp.example", "c@corp.example"), body)
     assert transport.value() == (
-        b"MAIL FROM:<s@x.example> SIZE=21\r\nRCPT TO:<a@corp.example>\r\nRCPT TO:<b@corp.example>\r\nRCPT TO:<c@corp.example>\r\nDATA\r\n"
+        b"MAIL FROM:<s@x.example>\r\nRCPT TO:<a@corp.example>\r\nRCPT TO:<b@corp.example>\r\nRCPT TO:<c@corp.example>\r\nDATA\r\n"
     )
     c.dataReceived(b"250 ok\r\n250 ok\r\n450 4.2.1 mailbox busy\r\n550 5.1.1 no such user\r\n354 go\r\n")
     c.dataReceived(b"250 2.0.0 queued\r\n")
@@ -142,7 +142,7 @@ def test_without_pipelining_each_command_waits_and_a_refused_transaction_is_rese
     c, transport = client(b"250 sink\r\n")
     pool = Pool((c, True))
     results = deliver(pool, ("a@corp.example",))
-    assert transport.value() == b"MAIL FROM:<s@x.example> SIZE=21\r\n"
+    assert transport.value() == b"MAIL FROM:<s@x.example>\r\n"
     transport.clear()
     c.dataReceived(b"250 ok\r\n")
     assert transport.value() == b"RCPT TO:<a@corp.example>\r\n"

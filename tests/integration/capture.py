@@ -22,6 +22,8 @@ class Transaction:
     wire_data: bytes = b""
     tls: bool = False
     auth: str = ""
+    # The MAIL and RCPT command lines as they came, parameters and all.
+    commands: list[bytes] = field(default_factory=list)
 
     @property
     def data(self) -> bytes:
@@ -32,12 +34,19 @@ class Transaction:
 
 class CaptureServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rcpt_replies: dict | None = None, greeting: bytes = b"220 capture ESMTP",
-                 tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None) -> None:
+                 tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
+                 extensions: list[bytes] | None = None, esmtp: bool = True) -> None:
         self.transactions: list[Transaction] = []
         self.rcpt_replies = rcpt_replies or {}
         self.greeting = greeting
         self.tls_context = tls_context
         self.auth = auth
+        # The EHLO keywords offered (default: PIPELINING, SIZE, 8BITMIME). A
+        # MAIL or RCPT parameter of an extension not offered gets 555, as a
+        # strict server answers (RFC 5321 4.1.1.11); esmtp=False refuses EHLO
+        # (502) so the client must fall back to HELO, which offers nothing.
+        self.extensions = extensions if extensions is not None else [b"PIPELINING", b"SIZE 100000000", b"8BITMIME"]
+        self.esmtp = esmtp
         self.connections = 0
         server = self
 
@@ -61,6 +70,19 @@ class CaptureServer:
         self.server.shutdown()
         self.server.server_close()
 
+    # Which extension each MAIL/RCPT parameter belongs to.
+    PARAMETER_EXTENSION = {b"SIZE": b"SIZE", b"BODY": b"8BITMIME", b"SMTPUTF8": b"SMTPUTF8", b"RET": b"DSN",
+                           b"ENVID": b"DSN", b"NOTIFY": b"DSN", b"ORCPT": b"DSN", b"AUTH": b"AUTH"}
+
+    def _unoffered(self, cmd: bytes, offered: set) -> bytes:
+        """The first parameter of cmd whose extension was not offered (b"" if none)."""
+        path_end = cmd.find(b">")
+        for param in cmd[path_end + 1 :].split():
+            key = param.split(b"=")[0].upper()
+            if self.PARAMETER_EXTENSION.get(key, key) not in offered:
+                return key
+        return b""
+
     def _session(self, sock, rfile, wfile) -> None:
         def send(line: bytes) -> None:
             wfile.write(line + b"\r\n")
@@ -69,19 +91,27 @@ class CaptureServer:
         send(self.greeting)
         if not self.greeting.startswith(b"220"):
             return
-        txn, tls, user = None, False, ""
+        txn, tls, user, offered = None, False, "", set()
         while True:
             line = rfile.readline()
             if not line:
                 return
             cmd = line.rstrip(b"\r\n")
             verb = cmd.split(b" ", 1)[0].upper()
-            if verb == b"EHLO":
-                ext = [b"250-capture", b"250-PIPELINING", b"250-SIZE 100000000", b"250-8BITMIME"]
+            if verb == b"EHLO" and not self.esmtp:
+                send(b"502 5.5.1 EHLO not implemented")
+            elif verb == b"HELO":
+                offered = set()
+                send(b"250 capture")
+                helo = cmd[5:].decode()
+            elif verb == b"EHLO":
+                ext = [b"250-capture"] + [b"250-" + x for x in self.extensions]
+                offered = {x.split()[0].upper() for x in self.extensions}
                 if self.tls_context is not None and not tls:
                     ext.append(b"250-STARTTLS")
                 if self.auth is not None:
                     ext.append(b"250-AUTH PLAIN LOGIN")
+                    offered.add(b"AUTH")
                 for x in ext:
                     send(x)
                 send(b"250 HELP")
@@ -103,10 +133,14 @@ class CaptureServer:
                     send(b"235 2.7.0 ok")
                 else:
                     send(b"535 5.7.8 bad credentials")
+            elif verb in (b"MAIL", b"RCPT") and self._unoffered(cmd, offered):
+                send(b"555 5.5.4 " + self._unoffered(cmd, offered) + b" parameter not recognized")
             elif verb == b"MAIL":
                 txn = Transaction(helo=helo, mail_from=cmd[10:].split(b">")[0].lstrip(b"<").decode(), tls=tls, auth=user)
+                txn.commands.append(cmd)
                 send(b"250 2.1.0 ok")
             elif verb == b"RCPT":
+                txn.commands.append(cmd)
                 rcpt = cmd[8:].split(b">")[0].lstrip(b"<").decode()
                 reply = self.rcpt_replies.get(rcpt, b"250 2.1.5 ok")
                 if reply.startswith(b"250"):

@@ -1,0 +1,108 @@
+"""
+Only parameters of advertised extensions go to a next hop (RFC 1870, RFC 5321
+4.1.1.11): a strict server answers 555 to any other, permanently.
+"""
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from gateway.deliver.capabilities import mail_command, mail_parameters
+from gateway.deliver.client import SMTPClient
+from gateway.deliver.smtp import SMTPDelivery
+from gateway.envelope import Envelope, Recipient, RecipientState
+from tests.deliver.test_smtp import BODY, Body, Pool
+
+
+class _TLSTransport(StringTransport):
+    tls = None
+
+    def startTLS(self, options):
+        self.tls = options
+
+
+def _said(transport) -> bytes:
+    said = transport.value()
+    transport.clear()
+    return said
+
+
+def _deliver(client, extra=None):
+    env = Envelope("7", 7, "<m@x>", "s@x.example", (Recipient("a@corp.example"),), 0.0, len(BODY), extra=extra or {})
+    results = []
+    SMTPDelivery(None, (), "hub.corp.example", pool=Pool((client, True)), next_hop="strict").deliver(
+        env, ["a@corp.example"], Body(BODY)
+    ).addBoth(results.append)
+    return results
+
+
+def test_parameters_follow_the_advertised_extensions():
+    """SIZE only with SIZE, BODY=8BITMIME only with 8BITMIME, nothing after HELO."""
+    assert mail_parameters({}, 21, "8BITMIME") == []
+    assert mail_parameters({"SIZE": "1000"}, 21, "8BITMIME") == ["SIZE=21"]
+    assert mail_parameters({"8BITMIME": ""}, 21, "8BITMIME") == ["BODY=8BITMIME"]
+    assert mail_parameters({"SIZE": "", "8BITMIME": ""}, 21, "7BIT") == ["SIZE=21"]
+    assert mail_parameters({"SIZE": ""}, None) == []
+    assert mail_command("s@x.example", ["SIZE=21", "BODY=8BITMIME"]) == "MAIL FROM:<s@x.example> SIZE=21 BODY=8BITMIME"
+    assert mail_command("", []) == "MAIL FROM:<>"
+
+
+def test_a_next_hop_without_size_gets_a_bare_mail_from_and_the_message_is_delivered():
+    """EHLO without SIZE (and without PIPELINING): MAIL FROM carries no SIZE= for a strict server to refuse."""
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    t = StringTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 strict ESMTP\r\n250-strict\r\n250 8BITMIME\r\n")
+    t.clear()
+    results = _deliver(c, {"body": "8BITMIME"})
+    assert _said(t) == b"MAIL FROM:<s@x.example> BODY=8BITMIME\r\n"
+    c.dataReceived(b"250 2.1.0 ok\r\n")
+    assert _said(t) == b"RCPT TO:<a@corp.example>\r\n"
+    c.dataReceived(b"250 2.1.5 ok\r\n")
+    assert _said(t) == b"DATA\r\n"
+    c.dataReceived(b"354 go\r\n")
+    assert _said(t) == BODY + b".\r\n"
+    c.dataReceived(b"250 2.0.0 queued\r\n")
+    assert results == [{"a@corp.example": (RecipientState.DELIVERED, "250 2.0.0 queued")}]
+
+
+def test_after_a_helo_fallback_no_parameter_is_sent():
+    """EHLO refused with 502: HELO, then MAIL FROM with no parameter at all."""
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    t = StringTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 old SMTP\r\n")
+    assert _said(t) == b"EHLO hub.corp.example\r\n"
+    c.dataReceived(b"502 5.5.1 command not recognized\r\n")
+    assert _said(t) == b"HELO hub.corp.example\r\n"
+    c.dataReceived(b"250 old\r\n")
+    assert c.extensions == {}
+    _deliver(c, {"body": "8BITMIME"})
+    assert _said(t) == b"MAIL FROM:<s@x.example>\r\n"
+
+
+def test_a_helo_fallback_after_starttls_forgets_what_the_first_ehlo_offered():
+    """The EHLO before STARTTLS offered SIZE; the one after it fails, so HELO: no SIZE= any more (RFC 3207 4.2)."""
+    from gateway.deliver.security import OutboundSecurity
+
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30, security=OutboundSecurity("opportunistic"), peer_name="strict")
+    t = _TLSTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 strict ESMTP\r\n250-strict\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250 STARTTLS\r\n")
+    assert _said(t) == b"EHLO hub.corp.example\r\nSTARTTLS\r\n"
+    c.dataReceived(b"220 go ahead\r\n")
+    assert t.tls is not None and _said(t) == b"EHLO hub.corp.example\r\n"
+    c.dataReceived(b"500 5.5.1 what\r\n")
+    assert _said(t) == b"HELO hub.corp.example\r\n"
+    c.dataReceived(b"250 strict\r\n")
+    _deliver(c, {"body": "8BITMIME"})
+    assert _said(t) == b"MAIL FROM:<s@x.example>\r\n"
+
+
+def test_size_and_body_go_to_a_next_hop_that_offers_them():
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    t = StringTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 hop ESMTP\r\n250-hop\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n")
+    t.clear()
+    _deliver(c, {"body": "8BITMIME"})
+    assert _said(t) == b"MAIL FROM:<s@x.example> SIZE=21 BODY=8BITMIME\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"
