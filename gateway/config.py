@@ -26,6 +26,7 @@ from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, parse_range, range_c
 from gateway.domains import AcceptedDomain, DomainType
 from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
+from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfile, default_min_version
 
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
@@ -100,6 +101,11 @@ class ReceiveConnector:
     # HAProxy's PROXY protocol (v1/v2), accepted only from these balancers.
     proxy_protocol: bool = False
     trusted_proxies: tuple[IPRange, ...] = ()
+    # TLS profile (gateway/tls/profiles.py); weakened only on a connector with scoped remote ranges.
+    tls_cipher_profile: str = "modern"
+    tls_min_version: str = "1.2"
+    # Bare CR or LF inside a message: turned into CRLF, or the message refused (gateway/smtpd/data.py).
+    bare_linefeeds: str = "normalize"
 
     @property
     def identity(self) -> str:
@@ -600,8 +606,9 @@ CONNECTOR_KEYS = {
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
     "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
     "tarpit_interval", "max_header_size", "require_tls", "implicit_tls", "tls_certificate_name", "message_rate_source",
-    "proxy_protocol", "trusted_proxies",
+    "proxy_protocol", "trusted_proxies", "tls_cipher_profile", "tls_min_version", "bare_linefeeds",
 }
+BARE_LINEFEEDS = ("normalize", "reject")
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
 HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level"}
@@ -690,6 +697,8 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         message_rate_source=reader.get(data, where, "message_rate_source", _choice(MESSAGE_RATE_SOURCES), "IPAddress"),
         proxy_protocol=reader.get(data, where, "proxy_protocol", _bool, False),
         trusted_proxies=reader.items(data, where, "trusted_proxies", _ip_range, ()),
+        **_read_tls_profile(reader, data, where, ranges),
+        bare_linefeeds=reader.get(data, where, "bare_linefeeds", _choice(BARE_LINEFEEDS), "normalize"),
         **{key: reader.get(data, where, key, _bool, True) for key in ESMTP_TOGGLES},
     )
     if "BasicAuthRequireTLS" in connector.auth_mechanisms and not connector.uses_tls:
@@ -701,6 +710,27 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
     if connector.basic_auth and "ExternalAuthoritative" in connector.auth_mechanisms:
         reader.problem(f"{where}.auth_mechanisms", "ExternalAuthoritative trusts every client in the remote ranges; it does not mix with BasicAuth")
     return connector
+
+
+def _read_tls_profile(reader: _Reader, data: dict, where: str, ranges: tuple[IPRange, ...]) -> dict:
+    """
+    tls_cipher_profile and tls_min_version. A weakened profile (legacy suites,
+    TLS below 1.2) is for old devices at known addresses: refused on a
+    connector whose remote_ip_ranges are left out or cover a whole address family.
+    """
+    profile = reader.get(data, where, "tls_cipher_profile", _choice(PROFILES), "modern")
+    min_version = reader.get(data, where, "tls_min_version", _choice(tuple(VERSIONS)), default_min_version(profile))
+    if profile == "modern" and min_version < SAFE_MIN_VERSION:
+        reader.problem(f"{where}.tls_min_version", f"TLS {min_version} has none of the modern cipher suites: set tls_cipher_profile = \"legacy\" too")
+    weakened = TLSProfile(profile, min_version).weakened
+    if weakened and ("remote_ip_ranges" not in data or any(r.covers(ALL_IPV4) or r.covers(ALL_IPV6) for r in ranges)):
+        key = "tls_cipher_profile" if profile == "legacy" else "tls_min_version"
+        reader.problem(
+            f"{where}.{key}",
+            "weakened TLS (legacy suites or TLS below 1.2) is allowed only on a connector whose remote_ip_ranges list "
+            "the old devices' addresses; this one is open to every address (0.0.0.0/0 or ::/0)",
+        )
+    return {"tls_cipher_profile": profile, "tls_min_version": min_version}
 
 
 def _read_permissions(reader: _Reader, data: dict, where: str) -> tuple[frozenset, frozenset]:

@@ -1,38 +1,64 @@
 """
-Server-side TLS settings: one policy for every connector.
+The server side of TLS for one connector: certificate, profile, resumption,
+ALPN.
 
-TLS 1.2 and 1.3 only; for TLS 1.2, forward-secret AEAD ciphers only (the
-Mozilla "intermediate" list), so `openssl s_client` shows nothing weak.
-Devices too old for that cannot use TLS here; they belong on an
-IP-restricted connector on port 25, not on a weakened 587.
+The pyOpenSSL context is built here rather than by Twisted's
+CertificateOptions: that class gives no way to set OpenSSL's security level
+(needed by the legacy profile), and on OpenSSL 3 its ALPN callback aborts
+every handshake that offers ALPN (gateway/tls/alpn.py). ServerTLS provides
+Twisted's public IOpenSSLServerConnectionCreator, which `transport.startTLS`
+and TLS listeners take directly.
 """
 
 from __future__ import annotations
 
-from OpenSSL import crypto
-from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
+from OpenSSL import SSL
+from cryptography.hazmat.primitives import serialization
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
+from gateway.tls.alpn import answer_no_overlap
+from gateway.tls.profiles import TLSProfile
+from gateway.tls.resumption import TICKET_KEY_LIFETIME, RotatingContext, enable_resumption
 from gateway.tls.store import StoredCertificate
 
-TLS12_CIPHERS = (
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384"
-)
+# Compression off (CRIME), the server's cipher order, no renegotiation (a client-driven CPU cost and old attack surface).
+OPTIONS = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_RENEGOTIATION
 
 
-def server_options(cert: StoredCertificate) -> CertificateOptions:
-    """The context factory for `transport.startTLS` / a TLS listener serving this certificate."""
-    key = crypto.load_privatekey(crypto.FILETYPE_PEM, cert.key_pem)
-    from cryptography.hazmat.primitives import serialization
+def server_context(cert: StoredCertificate, profile: TLSProfile = TLSProfile(), resumption: bool = True) -> SSL.Context:
+    """A new OpenSSL context serving `cert` under `profile`."""
+    ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+    ctx.set_options(OPTIONS)
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    ctx.use_privatekey(serialization.load_pem_private_key(cert.key_pem, password=None))
+    ctx.use_certificate(cert.certificate)
+    for extra in cert.chain:
+        ctx.add_extra_chain_cert(extra)
+    ctx.check_privatekey()
+    profile.apply(ctx)
+    answer_no_overlap(ctx)
+    if resumption:
+        enable_resumption(ctx)
+    else:
+        ctx.set_options(SSL.OP_NO_TICKET)
+        ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    return ctx
 
-    def x509(c):
-        return crypto.load_certificate(crypto.FILETYPE_PEM, c.public_bytes(serialization.Encoding.PEM))
 
-    return CertificateOptions(
-        privateKey=key,
-        certificate=x509(cert.certificate),
-        extraCertChain=[x509(c) for c in cert.chain],
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-        acceptableCiphers=AcceptableCiphers.fromOpenSSLCipherString(TLS12_CIPHERS),
-    )
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerTLS:
+    """What `transport.startTLS` takes for a connector: one connection per handshake, on the current context."""
+
+    def __init__(self, cert: StoredCertificate, clock, profile: TLSProfile = TLSProfile(), resumption: bool = True,
+                 key_lifetime: float = TICKET_KEY_LIFETIME) -> None:
+        self.certificate = cert
+        self.profile = profile
+        self._contexts = RotatingContext(lambda: server_context(cert, profile, resumption), clock, key_lifetime)
+
+    def context(self) -> SSL.Context:
+        return self._contexts.current()
+
+    def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        return SSL.Connection(self._contexts.current(), None)
+
