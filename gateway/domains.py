@@ -2,7 +2,8 @@
 Accepted domains: the domains the organisation receives mail for.
 
 Types are Exchange's: Authoritative (every recipient is ours), InternalRelay
-and ExternalRelay (recipients may live elsewhere). A wildcard `*.corp.example`
+and ExternalRelay (recipients may live elsewhere); how each is routed is
+in gateway/route/router.py. A wildcard `*.corp.example`
 matches the subdomains of corp.example, not corp.example itself: list the
 parent separately. The most specific entry wins, as in Exchange.
 """

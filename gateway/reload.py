@@ -41,7 +41,7 @@ class LiveConfig:
     """The running configuration, and the objects built from it that a reload replaces."""
 
     def __init__(
-        self, config: Config, path: Path | None, roles: tuple[str, ...], tls=None, make_auth=None
+        self, config: Config, path: Path | None, roles: tuple[str, ...], tls=None, make_auth=None, make_recipient_exists=None
     ) -> None:
         self.path = path
         self.roles = roles
@@ -52,13 +52,17 @@ class LiveConfig:
         self.tls = tls
         self.make_auth = make_auth
         self.auth = None
+        # A function config -> recipient_exists(address) -> bool | None (recipient
+        # validation), rebuilt on reload; None: none configured (route/router.py).
+        self.make_recipient_exists = make_recipient_exists
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
         self.config = config
         domains = AcceptedDomains(config.accepted_domains)
         self.policy = SessionPolicy(domains)
-        self.router = Router(domains, config.send_connectors)
+        exists = self.make_recipient_exists(config) if self.make_recipient_exists is not None else None
+        self.router = Router(domains, config.send_connectors, exists)
         if self.make_auth is not None:
             self.auth = self.make_auth(config, self.auth)
         for factory in self.factories:

@@ -65,9 +65,10 @@ def _as_user(config: Config, chosen: ReceiveConnector, address, user: str, out: 
 
 
 def explain(
-    config: Config, client_ip: str, port: int, mail_from: str | None = None, rcpts: tuple[str, ...] = (), user: str | None = None
+    config: Config, client_ip: str, port: int, mail_from: str | None = None, rcpts: tuple[str, ...] = (), user: str | None = None,
+    recipient_exists=None,
 ) -> list[str]:
-    """The report, as lines."""
+    """The report, as lines. `recipient_exists`: recipient validation, as the hub's Router gets it."""
     address = client_address(client_ip)
     out = [f"Connection from {address} to port {port}:"]
     by_binding = _bindings_on_port(config, port)
@@ -110,7 +111,7 @@ def explain(
 
     domains = AcceptedDomains(config.accepted_domains)
     policy = SessionPolicy(domains)
-    router = Router(domains, config.send_connectors)
+    router = Router(domains, config.send_connectors, recipient_exists)
 
     def mail() -> SMTPReply:
         sender, params = parse_path(f"<{mail_from or ''}>", sender=True)
@@ -121,16 +122,28 @@ def explain(
     out.append(f"  MAIL FROM:<{mail_from or ''}>  ->  {' '.join(mail_reply.lines())}")
     accepted = 0
     for rcpt in rcpts:
+        decided = []
+
         def check(rcpt=rcpt) -> SMTPReply:
             recipient, _ = parse_path(f"<{rcpt}>", sender=False)
             recipient = policy.resolve_postmaster(recipient)
             policy.check_rcpt(rights, recipient, accepted, chosen.max_recipients)
             # The hub routes what the frontend let through; a recipient with no route is refused there.
-            if router.route(recipient) is None:
+            decision = router.decide(recipient)
+            decided.append(decision)
+            if decision.hop is None:
                 raise SMTPError(Reply.NO_ROUTE)
             return Reply.RECIPIENT_OK
 
         reply = _reply(check) if mail_reply.positive else Reply.NEED_MAIL
         accepted += reply.positive
         out.append(f"  RCPT TO:<{rcpt}>  ->  {' '.join(reply.lines())}")
+        if decided:
+            out.append(_route_line(decided[0]))
     return out
+
+
+def _route_line(decision) -> str:
+    """Where the hub sends the recipient: route, domain type, and why (route/router.py)."""
+    kind = decision.domain_type or "not accepted"
+    return f"      route: {decision.route_name}  domain type: {kind}  ({decision.why})"

@@ -1,23 +1,43 @@
 """
 Where a recipient goes next.
 
-Accepted domains go to mailbox delivery (the local Maildir store or the
-configured next hop). Other domains go to the enabled send connector whose
-address space matches most specifically (an exact domain beats the longest
-`*.suffix`, which beats `*`), then the lowest cost, as in Exchange. A
-recipient with no route is refused at RCPT rather than accepted and bounced
-later.
+Accepted domains are routed by their type, as Exchange does:
+
+- Authoritative: the mailbox store (the local Maildir or the configured
+  next hop), always. Every recipient is the organisation's; an unknown one
+  is refused at RCPT by recipient validation, never sent elsewhere.
+- InternalRelay: the address space is shared with another system. A
+  recipient the organisation knows (recipient validation says it exists)
+  goes to the mailbox store; one it does not know goes out through the send
+  connector whose address space matches, and is refused at RCPT (no route)
+  if none matches. With no recipient validation configured nobody is known
+  locally, so the domain's mail goes out through its send connector, and
+  lands in the mailbox store only when no send connector matches.
+- ExternalRelay: always a send connector, never the mailbox store; no
+  matching send connector is no route, as for any other domain.
+
+Other domains go to the enabled send connector whose address space matches
+most specifically (an exact domain beats the longest `*.suffix`, which
+beats `*`), then the lowest cost, as in Exchange. A recipient with no route
+is refused at RCPT (550 5.4.4) rather than accepted and bounced later.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 from gateway.address import Address, parse_mailbox
-from gateway.domains import AcceptedDomains
+from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
 
 MAILBOX = "mailbox"
 # Queued addresses whose route is remembered (route_address), per Router: a reload makes a new one.
 ROUTES_REMEMBERED = 4096
+
+# Recipient validation's answer for one address: True (a known recipient),
+# False (known not to exist), None (nothing configured can tell).
+RecipientExists = Callable[[str], Optional[bool]]
 
 
 def _specificity(space: str, domain: str) -> int | None:
@@ -29,10 +49,36 @@ def _specificity(space: str, domain: str) -> int | None:
     return 10_000 if domain == space else None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """
+    A route and why: `hop` is MAILBOX, a SendConnector or None (no route);
+    `domain_type` the accepted domain's type, or "" for a domain that is
+    not accepted; `why` one sentence for `receive-connector test`.
+    """
+
+    hop: object
+    domain_type: str
+    why: str
+
+    @property
+    def route_name(self) -> str:
+        """The route column: mailbox, the send connector's name, or (no route)."""
+        if self.hop == MAILBOX:
+            return "mailbox"
+        if self.hop is None:
+            return "(no route)"
+        return f'send connector "{self.hop.name}"'
+
+
 class Router:
-    def __init__(self, accepted_domains: AcceptedDomains, send_connectors: tuple = ()) -> None:
+    def __init__(
+        self, accepted_domains: AcceptedDomains, send_connectors: tuple = (), recipient_exists: RecipientExists | None = None
+    ) -> None:
         self.accepted_domains = accepted_domains
         self.send_connectors = tuple(c for c in send_connectors if c.enabled)
+        # Recipient validation (LiveConfig.make_recipient_exists builds it); None: nothing configured, nobody known locally.
+        self.recipient_exists = recipient_exists
         self._by_address: dict[str, object] = {}
 
     def route_address(self, address: str):
@@ -41,30 +87,69 @@ class Router:
         it does not parse. Each delivery attempt asks again for every
         recipient; the answer depends only on this Router's configuration,
         so it is remembered (a bounded number of addresses), not parsed and
-        matched again.
+        matched again. An InternalRelay recipient's answer depends on
+        recipient validation too, which may learn of a new mailbox at any
+        time: that answer is asked for each time.
         """
         try:
             return self._by_address[address]
         except KeyError:
             pass
         try:
-            hop = self.route(parse_mailbox(address))
+            recipient = parse_mailbox(address)
         except SMTPError:
-            hop = None
+            recipient = None
+        hop = None if recipient is None else self.route(recipient)
+        if recipient is not None and self.recipient_exists is not None and self._internal_relay(recipient):
+            return hop
         if len(self._by_address) >= ROUTES_REMEMBERED:
             self._by_address.clear()
         self._by_address[address] = hop
         return hop
 
+    def _internal_relay(self, recipient: Address) -> bool:
+        found = None if recipient.literal else self.accepted_domains.lookup(recipient.domain)
+        return found is not None and found.type is DomainType.INTERNAL_RELAY
+
     def route(self, recipient: Address):
         """MAILBOX, the SendConnector for the recipient, or None if there is no route."""
+        return self.decide(recipient).hop
+
+    def decide(self, recipient: Address) -> Decision:
+        """The route for one recipient, with the accepted domain's type and the reason."""
         if recipient.literal:
-            return None
-        if recipient.domain in self.accepted_domains:
-            return MAILBOX
+            return Decision(None, "", "an address literal is not routed")
+        accepted = self.accepted_domains.lookup(recipient.domain)
+        if accepted is None:
+            connector = self.send_connector(recipient.domain)
+            if connector is None:
+                return Decision(None, "", f"{recipient.domain} is not an accepted domain and no send connector's address space matches it")
+            return Decision(connector, "", f"{recipient.domain} is not an accepted domain")
+        kind = accepted.type
+        where = f"{accepted.domain} is an {kind.value} accepted domain"
+        if kind is DomainType.AUTHORITATIVE:
+            return Decision(MAILBOX, kind.value, where)
+        connector = self.send_connector(recipient.domain)
+        if kind is DomainType.EXTERNAL_RELAY:
+            if connector is None:
+                return Decision(None, kind.value, f"{where}, and no send connector's address space matches it")
+            return Decision(connector, kind.value, where)
+        exists = self.recipient_exists(str(recipient)) if self.recipient_exists is not None else None
+        if exists:
+            return Decision(MAILBOX, kind.value, f"{where}; <{recipient}> is a known recipient")
+        if exists is None:
+            if connector is None:
+                return Decision(MAILBOX, kind.value, f"{where}; no recipient validation and no send connector for it: mailbox")
+            return Decision(connector, kind.value, f"{where}; no recipient validation, so nobody is known locally")
+        if connector is None:
+            return Decision(None, kind.value, f"{where}; <{recipient}> is not a known recipient and no send connector's address space matches it")
+        return Decision(connector, kind.value, f"{where}; <{recipient}> is not a known recipient")
+
+    def send_connector(self, domain: str):
+        """The enabled send connector for a domain: most specific address space, then lowest cost; or None."""
         best, best_key = None, None
         for connector in self.send_connectors:
-            score = max((m for m in (_specificity(s, recipient.domain) for s in connector.address_spaces) if m is not None), default=None)
+            score = max((m for m in (_specificity(s, domain) for s in connector.address_spaces) if m is not None), default=None)
             if score is None:
                 continue
             key = (-score, connector.cost)

@@ -42,7 +42,10 @@ def test_relay_ip_lands_on_the_relay_connector_and_may_relay():
         "  MAIL FROM:<printer@devices.example>  ->  250 2.1.0 Sender OK",
         # The frontend lets it through; the hub has no route outside the accepted domains yet.
         "  RCPT TO:<someone@outside.example>  ->  550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain",
+        "      route: (no route)  domain type: not accepted  "
+        "(outside.example is not an accepted domain and no send connector's address space matches it)",
         "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK",
+        "      route: mailbox  domain type: Authoritative  (corp.example is an Authoritative accepted domain)",
     ]
 
 
@@ -116,7 +119,11 @@ def test_as_a_user_shows_auth_send_as_and_the_replies(tmp_path):
         "  RCPT TO:<someone@outside.example>  ->  503 5.5.2 Need mail command",
     ]
     ok = explain(config, "10.1.2.3", 587, "scan@apps.corp.example", ("someone@outside.example",), user="scanner01@corp.example")
-    assert ok[-2:] == ["  MAIL FROM:<scan@apps.corp.example>  ->  250 2.1.0 Sender OK", "  RCPT TO:<someone@outside.example>  ->  250 2.1.5 Recipient OK"]
+    assert ok[-3:] == [
+        "  MAIL FROM:<scan@apps.corp.example>  ->  250 2.1.0 Sender OK",
+        "  RCPT TO:<someone@outside.example>  ->  250 2.1.5 Recipient OK",
+        '      route: send connector "Internet"  domain type: not accepted  (outside.example is not an accepted domain)',
+    ]
 
 
 def test_as_a_user_from_outside_its_networks_or_on_a_connector_without_auth(tmp_path):
@@ -128,3 +135,56 @@ def test_as_a_user_from_outside_its_networks_or_on_a_connector_without_auth(tmp_
     assert "  AUTH: not offered on EXSERVER\\Default Frontend (auth_mechanisms: None); scanner01@corp.example cannot log in here" in port25
     unknown = explain(config, "10.1.2.3", 587, user="nobody")
     assert unknown[3] == f"  AUTH: no user 'nobody' in {tmp_path}/users.toml"
+
+
+DOMAIN_TYPES = dict(
+    SEED,
+    accepted_domains=[
+        {"domain": "corp.example"},
+        {"domain": "shared.example", "type": "InternalRelay"},
+        {"domain": "partner.example", "type": "ExternalRelay"},
+        {"domain": "lost.example", "type": "ExternalRelay"},
+    ],
+    send_connectors=[
+        {"name": "Partner", "address_spaces": ["partner.example", "corp.example"], "smart_hosts": ["mx.partner.example"]},
+        {"name": "Legacy", "address_spaces": ["shared.example"], "smart_hosts": ["legacy.corp.example"]},
+    ],
+)
+
+
+def test_route_column_shows_mailbox_send_connector_and_domain_type():
+    """Each accepted domain type routes as Exchange's does, and the report says where and why."""
+    lines = explain(
+        testing.config(**DOMAIN_TYPES), "192.0.2.10", 25, "printer@devices.example",
+        ("alice@corp.example", "bob@shared.example", "carol@partner.example", "dave@lost.example"),
+    )
+    assert lines[-8:] == [
+        # Authoritative: the mailbox store, though a send connector lists the domain.
+        "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK",
+        "      route: mailbox  domain type: Authoritative  (corp.example is an Authoritative accepted domain)",
+        "  RCPT TO:<bob@shared.example>  ->  250 2.1.5 Recipient OK",
+        '      route: send connector "Legacy"  domain type: InternalRelay  '
+        "(shared.example is an InternalRelay accepted domain; no recipient validation, so nobody is known locally)",
+        "  RCPT TO:<carol@partner.example>  ->  250 2.1.5 Recipient OK",
+        '      route: send connector "Partner"  domain type: ExternalRelay  (partner.example is an ExternalRelay accepted domain)',
+        "  RCPT TO:<dave@lost.example>  ->  550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain",
+        "      route: (no route)  domain type: ExternalRelay  "
+        "(lost.example is an ExternalRelay accepted domain, and no send connector's address space matches it)",
+    ]
+
+
+def test_internal_relay_route_follows_recipient_validation():
+    """A known InternalRelay recipient goes to the mailbox store, an unknown one out through the send connector."""
+    known = {"bob@shared.example"}
+    lines = explain(
+        testing.config(**DOMAIN_TYPES), "192.0.2.10", 25, "printer@devices.example",
+        ("bob@shared.example", "eve@shared.example"), recipient_exists=lambda a: a in known,
+    )
+    assert lines[-4:] == [
+        "  RCPT TO:<bob@shared.example>  ->  250 2.1.5 Recipient OK",
+        "      route: mailbox  domain type: InternalRelay  "
+        "(shared.example is an InternalRelay accepted domain; <bob@shared.example> is a known recipient)",
+        "  RCPT TO:<eve@shared.example>  ->  250 2.1.5 Recipient OK",
+        '      route: send connector "Legacy"  domain type: InternalRelay  '
+        "(shared.example is an InternalRelay accepted domain; <eve@shared.example> is not a known recipient)",
+    ]

@@ -98,3 +98,87 @@ def test_a_queued_address_routes_as_parsed_and_is_remembered_within_bounds(monke
     monkeypatch.setattr(router, "route", lambda recipient: "again")
     assert router.route_address("new@corp.example") == "again"
     assert len(router._by_address) == 1
+
+
+# --- accepted domain types (Exchange's Authoritative, InternalRelay, ExternalRelay) ---
+
+TYPED_DOMAINS = [
+    {"domain": "corp.example"},
+    {"domain": "shared.example", "type": "InternalRelay"},
+    {"domain": "partner.example", "type": "ExternalRelay"},
+]
+FOR_EACH_DOMAIN = [
+    {"name": "Corp", "address_spaces": ["corp.example"], "smart_hosts": ["corp-old.example"]},
+    {"name": "Shared", "address_spaces": ["shared.example"], "smart_hosts": ["legacy.example"]},
+    {"name": "Partner", "address_spaces": ["partner.example"], "smart_hosts": ["mx.partner.example"]},
+]
+
+
+def _router(send_connectors, recipient_exists=None) -> Router:
+    cfg = testing.config(accepted_domains=TYPED_DOMAINS, send_connectors=send_connectors)
+    return Router(AcceptedDomains(cfg.accepted_domains), cfg.send_connectors, recipient_exists)
+
+
+def _where(router: Router, address: str):
+    hop = router.route(parse_mailbox(address))
+    return hop if hop in (MAILBOX, None) else hop.name
+
+
+KNOWN = {"alice@corp.example", "bob@shared.example", "carol@partner.example"}
+
+
+@pytest.mark.parametrize("connectors, lookup, expected", [
+    # A send connector for every domain.
+    (FOR_EACH_DOMAIN, None, {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
+                             "bob@shared.example": "Shared", "zed@shared.example": "Shared",
+                             "carol@partner.example": "Partner", "zed@partner.example": "Partner"}),
+    (FOR_EACH_DOMAIN, KNOWN, {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
+                              "bob@shared.example": MAILBOX, "zed@shared.example": "Shared",
+                              "carol@partner.example": "Partner", "zed@partner.example": "Partner"}),
+    # No send connector at all.
+    ([], None, {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
+                "bob@shared.example": MAILBOX, "zed@shared.example": MAILBOX,
+                "carol@partner.example": None, "zed@partner.example": None}),
+    ([], KNOWN, {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
+                 "bob@shared.example": MAILBOX, "zed@shared.example": None,
+                 "carol@partner.example": None, "zed@partner.example": None}),
+    # Only a "*" connector: it matches every domain, the relay domains included.
+    ([{"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example"]}], KNOWN,
+     {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
+      "bob@shared.example": MAILBOX, "zed@shared.example": "Internet",
+      "carol@partner.example": "Internet", "zed@partner.example": "Internet"}),
+])
+def test_each_domain_type_routes_as_exchange_does(connectors, lookup, expected):
+    """
+    Authoritative: the mailbox store whoever the recipient is and whatever
+    send connector lists the domain. InternalRelay: known recipients to the
+    mailbox store, the rest out through the matching send connector (no
+    route if none; with no recipient validation nobody is known, and the
+    mailbox store takes the domain only when no connector matches).
+    ExternalRelay: a send connector or no route, never the mailbox store.
+    """
+    exists = None if lookup is None else (lambda address: address in lookup)
+    router = _router(connectors, exists)
+    assert {a: _where(router, a) for a in expected} == expected
+
+
+def test_decision_names_the_domain_type_and_reason():
+    router = _router(FOR_EACH_DOMAIN, lambda address: None)
+    decision = router.decide(parse_mailbox("x@shared.example"))
+    assert (decision.route_name, decision.domain_type, decision.why) == (
+        'send connector "Shared"', "InternalRelay",
+        "shared.example is an InternalRelay accepted domain; no recipient validation, so nobody is known locally",
+    )
+    assert router.decide(parse_mailbox("x@elsewhere.example")).route_name == "(no route)"
+
+
+def test_internal_relay_answer_is_asked_again_when_validation_changes():
+    """A mailbox created after the message was queued takes the recipient on the next attempt."""
+    known: set[str] = set()
+    router = _router(FOR_EACH_DOMAIN, lambda address: address in known)
+    assert router.route_address("new@shared.example").name == "Shared"
+    known.add("new@shared.example")
+    assert router.route_address("new@shared.example") == MAILBOX
+    # Other domains' answers do not depend on it and are still remembered.
+    assert router.route_address("x@partner.example").name == "Partner"
+    assert "x@partner.example" in router._by_address and "new@shared.example" not in router._by_address
