@@ -103,7 +103,10 @@ def build_dsn(
         if not failed and retry_until is not None:
             lines.append(f"Will-Retry-Until: {rfc5322(retry_until)}")
     lines += ["", f"--{boundary}", "Content-Type: text/rfc822-headers", ""]
-    text = "\r\n".join(lines).encode("ascii") + b"\r\n"
+    # Every line made header-safe here, whatever field it carries: a Message-ID,
+    # an address or a reply with a non-ASCII byte or a line break must cost a
+    # "?" in the notice, not the notice (and with it the message's settling).
+    text = "\r\n".join([_ascii(line) for line in lines]).encode("ascii") + b"\r\n"
     original = headers if headers.endswith(b"\r\n") or not headers else headers + b"\r\n"
     return text + original + f"\r\n--{boundary}--\r\n".encode("ascii")
 

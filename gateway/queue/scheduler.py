@@ -316,7 +316,26 @@ class DeliveryScheduler:
         if notices is None:
             # Nothing to tell anyone (a delivery, nearly always): settle now, without a Deferred to chain on.
             return self._settle(updated, now)
-        return notices.addCallback(lambda _: self._settle(updated, now))
+        notices.addCallbacks(lambda _: updated, self._notice_failed, errbackArgs=(updated,))
+        return notices.addCallback(self._settle, now)
+
+    @staticmethod
+    def _notice_failed(failure, envelope: Envelope):
+        """
+        A notice that could not be made must not strand the message it
+        reports on. A disk fault (OSError) is retried like any unwritten
+        outcome (_attempt_failed); anything else would fail again at every
+        attempt, so the message settles without its notice and, when
+        finished, is kept in queue/failed/ for the admin rather than removed
+        unseen.
+        """
+        if failure.check(OSError):
+            return failure
+        log.failure("the notice about {queue_id} could not be made; the message is kept for the administrator", failure,
+                    queue_id=envelope.queue_id)
+        if not envelope.done:
+            return envelope  # a delay notice: the message goes on being tried
+        return replace(envelope, extra={**envelope.extra, "notice_failed": True})
 
     def _expire(self, envelope: Envelope) -> Envelope:
         log.info("expired {queue_id}: {count} recipients still pending", queue_id=envelope.queue_id, count=len(envelope.pending))
@@ -358,7 +377,7 @@ class DeliveryScheduler:
         if updated.done:
             self.messages.pop(updated.queue_id, None)
             failed = any(r.state is RecipientState.FAILED for r in updated.recipients)
-            if failed and (self.notifier is None or not updated.sender):
+            if failed and (self.notifier is None or not updated.sender or updated.extra.get("notice_failed")):
                 # Nobody to tell (a notice that bounced, or no notifier): kept for
                 # the admin in queue/failed/ with every reply, never dropped unseen.
                 d = self.store.update(updated)

@@ -49,3 +49,16 @@ def test_read_headers_stops_at_the_body(tmp_path):
     path = tmp_path / "1.eml"
     path.write_bytes(HEADERS + b"\r\nsecret body\r\n")
     assert read_headers(path) == HEADERS
+
+
+def test_non_ascii_and_line_breaks_in_any_field_cost_a_question_mark_not_the_notice():
+    """A Message-ID with a byte that is not ASCII (decoded as U+FFFD), a UTF-8 address, a reply with a line break."""
+    env = Envelope("42", 42, "<caf\ufffd@corp.example>", "s\u00e9@corp.example", (), 1_795_000_000.0, 100)
+    rcpt = Recipient("b\u00f6b@outside.example", RecipientState.FAILED, 1, "550 5.1.1 no\r\nInjected: yes")
+    raw = build_dsn("failed", env, [rcpt], b"Subject: caf\xc3\xa9\r\n", "mail.corp.example", 1_795_000_100.0, "b3", message_id="<n@x>")
+    head = raw[: raw.index(b"Content-Type: text/rfc822-headers")]
+    assert head.isascii()
+    assert b"Your message <caf?@corp.example> could not be delivered" in raw
+    assert b"To: <s?@corp.example>\r\n" in raw and b"Final-Recipient: rfc822; b?b@outside.example\r\n" in raw
+    assert b"Diagnostic-Code: smtp; 550 5.1.1 no??Injected: yes\r\n" in raw and b"\r\nInjected:" not in raw
+    assert b"Subject: Undeliverable: caf??\r\n" in raw  # two bytes, two marks

@@ -264,3 +264,19 @@ def test_the_notifier_queues_a_durable_notice_from_the_null_sender(tmp_path):
     assert b"Final-Recipient: rfc822; a@corp.example" in body and b"Subject: t" in body
     assert notifier.notify("failed", Envelope(**{**env.__dict__, "sender": ""}), [failed]).result is None
     assert len(enqueued) == 1
+
+
+def test_a_notice_that_cannot_be_made_does_not_strand_the_message(tmp_path):
+    """A notifier that raises (a bug, not the disk): the message settles without its notice and is kept for the admin."""
+    store, clock, mailbox, scheduler, env = with_notices(tmp_path, RetryPolicy(60, 0, 60))
+
+    def broken(kind, envelope, recipients, retry_until=None):
+        raise UnicodeEncodeError("ascii", "\ufffd", 0, 1, "ordinal not in range(128)")
+
+    scheduler.notifier.notify = broken
+    mailbox.outcomes = [{"a@corp.example": (RecipientState.FAILED, "550 5.1.1 unknown"), "b@corp.example": (RecipientState.DELIVERED, "250 ok")}]
+    scheduler.start([env])
+    assert scheduler.idle and "42" not in scheduler.messages and not clock.getDelayedCalls()
+    assert (store.failed_directory / "42.json").exists()
+    assert len(mailbox.calls) == 1
+
