@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from gateway.admin.table import print_table
+from gateway.admin.table import print_table, printable
 from gateway.logs.tracking import FIELDS, Query, inventory, search
 
 COLUMNS = (("Timestamp", "date-time"), ("EventId", "event-id"), ("Source", "source"), ("Sender", "sender-address"),
@@ -33,7 +33,7 @@ def _track(args, config) -> int:
     if args.list:
         for row in rows:
             for name in FIELDS:
-                print(f"{name:<26}: {row[name]}")
+                print(f"{name:<26}: {printable(row[name])}")
             print()
         return 0
     if not rows:

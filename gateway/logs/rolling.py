@@ -15,6 +15,7 @@ Rotation is decided there too, line by line, from each event's own time.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,10 +29,39 @@ VERSION = "0.1.0"
 log = Logger(namespace="exgateway.logs")
 
 
+# A spreadsheet opening a log reads a cell that starts with one of these as a
+# formula (CSV injection: `=HYPERLINK(...)` in a HELO name or a Subject).
+_FORMULA_START = frozenset("=+-@\t")
+# Any field that needs the neutralising quote, or that already starts with
+# quotes before such a character (so reading back is unambiguous).
+_RISKY = re.compile(r"(?:^|,)'*[=+\-@\t]")
+
+
+def neutralise(value: str) -> str:
+    """
+    A field a spreadsheet would run as a formula gets a leading `'`, which
+    spreadsheets take as "this cell is text" and do not show. A field that
+    already starts with quotes before such a character gets one more, so
+    `restore` gives back exactly what was logged.
+    """
+    if value and value.lstrip("'")[:1] in _FORMULA_START:
+        return "'" + value
+    return value
+
+
+def restore(value: str) -> str:
+    """The value that `neutralise` was given (readers of the logs, e.g. `exgateway track`)."""
+    if value[:1] == "'" and value.lstrip("'")[:1] in _FORMULA_START:
+        return value[1:]
+    return value
+
+
 def csv_field(value: str) -> str:
-    """Quote a field the way Exchange's logs do: only when it must be."""
+    """Quote a field the way Exchange's logs do: only when it must be; a would-be formula neutralised."""
     if not value:
         return value
+    if value[0] in _FORMULA_START or value[0] == "'":
+        value = neutralise(value)
     # Plain membership tests: this runs for every field of every protocol-log line.
     if "," in value or '"' in value or "\r" in value or "\n" in value or value[0] == " " or value[-1] == " ":
         return '"' + value.replace('"', '""') + '"'
@@ -43,14 +73,15 @@ def csv_line(values: tuple[str, ...] | list[str]) -> str:
     The fields joined by commas, each quoted as csv_field would. One scan
     of the joined line answers for all of them when none needs quoting
     (nearly always: no field then holds a comma, a quote, a line break, or
-    a space next to a separator or at either end), instead of one call per
-    field.
+    a space next to a separator or at either end, nor starts like a
+    formula), instead of one call per field.
     """
     line = ",".join(values)
     if (
         line.count(",") == len(values) - 1
         and '"' not in line and "\r" not in line and "\n" not in line
         and ", " not in line and " ," not in line and line[:1] != " " and line[-1:] != " "
+        and not _RISKY.search(line)
     ):
         return line
     return ",".join([csv_field(v) for v in values])

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.envelope import Envelope
-from gateway.logs.rolling import RollingLog, csv_line, iso_time
+from gateway.logs.rolling import RollingLog, csv_line, iso_time, restore
 
 FIELDS = (
     "date-time", "client-ip", "client-hostname", "server-ip", "server-hostname", "source-context", "connector-id", "source",
@@ -110,7 +110,7 @@ def search(directory: Path, query: Query) -> list[dict]:
         for values in csv.reader(lines):
             if len(values) != len(FIELDS):
                 continue
-            row = dict(zip(FIELDS, values))
+            row = dict(zip(FIELDS, [restore(v) for v in values]))
             if query.matches(row):
                 rows.append(row)
     rows.sort(key=lambda r: r["date-time"])
