@@ -131,12 +131,22 @@ def _parse_local(local: str, sender: bool) -> tuple[str, bool]:
                 raise _bad("bad character in quoted local part", sender)
             out.append(c)
             i += 1
-        return "".join(out), True
+        unquoted = "".join(out)
+        if _is_dot_string(unquoted):
+            # RFC 5321 4.1.2: a quoted string that needs no quotes is the
+            # same mailbox as its plain form: `"bob"@x` is bob@x, for
+            # delivery, policy and logs alike.
+            return unquoted, False
+        return unquoted, True
     if not local or local.startswith(".") or local.endswith(".") or ".." in local:
         raise _bad("bad dot-string local part", sender)
     if not all(_ATEXT.match(atom) for atom in local.split(".")):
         raise _bad("bad character in local part", sender)
     return local, False
+
+
+def _is_dot_string(local: str) -> bool:
+    return bool(local) and all(_ATEXT.match(atom) for atom in local.split("."))
 
 
 def parse_mailbox(text: str, *, sender: bool = False) -> Address:

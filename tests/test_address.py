@@ -92,3 +92,21 @@ def test_bad_sender_uses_5_1_7():
 def test_angle_bracket_inside_quotes_does_not_end_the_path():
     a = rcpt('<"a>b"@corp.example> ')
     assert a.local == "a>b"
+
+
+def test_a_quoted_local_part_that_needs_no_quotes_is_the_plain_mailbox():
+    """`"bob"@corp.example` and bob@corp.example are one mailbox (RFC 5321 4.1.2): same address, same Maildir."""
+    from pathlib import Path
+
+    from gateway.deliver.maildir import mailbox_path
+
+    plain, _ = parse_path("<bob@corp.example>", sender=False)
+    for text in ('<"bob"@corp.example>', '<"b\\ob"@corp.example>', '<"Bob"@Corp.Example>'):
+        quoted, _ = parse_path(text, sender=False)
+        assert not quoted.quoted and str(quoted).lower() == "bob@corp.example"
+        assert mailbox_path(Path("/srv/mail"), str(quoted)) == mailbox_path(Path("/srv/mail"), str(plain))
+    dotted, _ = parse_path('<"first.last"@corp.example>', sender=False)
+    assert str(dotted) == "first.last@corp.example"
+    for needs_quotes in ('"bob smith"', '"bob."', '".bob"', '"a..b"', '""', '"a@b"'):
+        a, _ = parse_path(f"<{needs_quotes}@corp.example>", sender=False)
+        assert a.quoted and str(a) == f"{needs_quotes}@corp.example"

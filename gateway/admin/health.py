@@ -24,6 +24,7 @@ from pathlib import Path
 
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from gateway.files import remove_file, write_private_atomically
@@ -93,6 +94,37 @@ class Readiness:
         self.clock = clock
         self.cache = cache
         self._hub: tuple[float, tuple[bool, str]] | None = None
+        # The queue check writes and fsyncs a file: anyone who can reach the
+        # health port could make the disk sync at will. Its answer is kept for
+        # QUEUE_CACHE seconds, and requests while one runs wait for that one.
+        self._queue: tuple[float, tuple[bool, str]] | None = None
+        self._queue_waiters: list[Deferred] | None = None
+
+    QUEUE_CACHE = 1.0
+
+    def _queue_check(self) -> Deferred:
+        now = self.clock.seconds()
+        if self._queue is not None and now - self._queue[0] < self.QUEUE_CACHE:
+            return succeed(self._queue[1])
+        waiter = Deferred()
+        if self._queue_waiters is not None:
+            self._queue_waiters.append(waiter)
+            return waiter
+        self._queue_waiters = [waiter]
+        # May fire at once (a synchronous runner): the waiter is listed first.
+        self.run_in_thread(queue_check, self.queue_dir, self.min_free).addBoth(self._queue_checked)
+        return waiter
+
+    def _queue_checked(self, result) -> None:
+        waiters, self._queue_waiters = self._queue_waiters, None
+        if isinstance(result, Failure):
+            for waiter in waiters:
+                waiter.errback(result)
+            return
+        # Stamped when it finished: a slow disk's answer is kept as long as a fast one's.
+        self._queue = (self.clock.seconds(), result)
+        for waiter in waiters:
+            waiter.callback(result)
 
     def _hub_check(self) -> Deferred:
         now = self.clock.seconds()
@@ -118,7 +150,7 @@ class Readiness:
         pending, names = [], []
         if self.queue_dir is not None:
             names.append("queue")
-            pending.append(self.run_in_thread(queue_check, self.queue_dir, self.min_free))
+            pending.append(self._queue_check())
         if self.hub_pool is not None:
             names.append("hub_reachable")
             pending.append(self._hub_check())

@@ -61,6 +61,8 @@ XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "C
 # RFC 4954 allows an AUTH response line of up to 12288 octets.
 MAX_AUTH_LINE = 12288
 _HELO_SAFE = re.compile(r"^[\x21-\x7e]+$")
+# C0 and C1 controls, DEL, and Unicode's line and paragraph separators.
+_XFORWARD_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 log = Logger(namespace="exgateway.smtpd")
 
@@ -852,8 +854,9 @@ class ESMTPServer(Protocol):
                 raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad xtext in {token!r}") from None
             if value in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
                 continue
-            if not _HELO_SAFE.match(value.replace(" ", "_")):
+            if not value or _XFORWARD_UNSAFE.search(value):
                 # These values end up in headers: no control characters, ever.
+                # Letters beyond ASCII are kept (a login name "jürgen"), xtext carried them as UTF-8.
                 raise SMTPError(Reply.BAD_SYNTAX, reason=f"unsafe XFORWARD {key} value")
             if key == "ADDR":
                 value = value[5:] if value.upper().startswith("IPV6:") else value

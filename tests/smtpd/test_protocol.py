@@ -514,3 +514,24 @@ def test_header_section_over_max_header_size_is_refused():
     assert c.handler.finished == []
     c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
     assert c.send("Subject: short\r\n\r\n" + "long body line\r\n" * 200 + ".\r\n")[0].startswith("250 2.6.0")
+
+
+def test_a_non_ascii_login_name_survives_the_xforward_hand_off():
+    """The frontend xtext-encodes the login as UTF-8; the hub takes it back whole (issue 16 item 20), controls still refused."""
+    from types import SimpleNamespace
+
+    from gateway.proxy import xforward_line
+    from gateway.smtpd.session import Origin
+
+    origin = Origin("192.0.2.44", 5555, "printer01", "ESMTPSA", "EXSERVER\\Client Frontend", auth="jürgen.müller@corp.example")
+    line = xforward_line(SimpleNamespace(origin=lambda: origin))
+    assert "AUTH=j+C3+BCrgen.m+C3+BCller@corp.example" in line and line.isascii()
+    c = Client(connector="Default", ip="127.0.0.1")
+    c.hello()
+    assert c.send(line + "\r\n") == ["250 2.0.0 Ok"]
+    c.send("MAIL FROM:<a@b.example>\r\n")
+    assert c.handler.transactions[0].session.origin() == origin
+    c = Client(connector="Default", ip="127.0.0.1")
+    c.hello()
+    assert c.send("XFORWARD AUTH=j+C2+85rgen\r\n") == ["501 5.5.4 Invalid arguments"]  # U+0085, a C1 line break
+    assert c.send("XFORWARD AUTH=a+E2+80+A8b\r\n") == ["501 5.5.4 Invalid arguments"]  # U+2028
