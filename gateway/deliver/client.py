@@ -34,6 +34,12 @@ from gateway.smtpd.data import dot_stuff
 
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3}) ")
 MAX_REPLY_LINE = 4096
+# One reply from a next hop (or a hub) may be this long at most: a server
+# streaming `220-` lines must not grow the process without bound. Postfix
+# stops at `line_length_limit` per line; a whole reply has no RFC limit, and
+# real ones (EHLO's keyword list, an NDR text) stay far below these.
+MAX_REPLY_LINES = 100
+MAX_REPLY_BYTES = 64 * 1024
 BODY_CHUNK = 64 * 1024
 # Bodies up to this size are written in one go, without a producer.
 SMALL_BODY = 256 * 1024
@@ -45,6 +51,15 @@ class SMTPClientError(Exception):
     def __init__(self, reply: SMTPReply) -> None:
         super().__init__(str(reply))
         self.reply = reply
+
+
+class ReplyTooLong(ConnectionLost):
+    """
+    The server's reply passed MAX_REPLY_LINES or MAX_REPLY_BYTES: the
+    connection is dropped, the attempt deferred and the address marked bad.
+    A ConnectionLost, so every caller that copes with a broken connection
+    (retry elsewhere, defer) copes with this one.
+    """
 
 
 def parse_reply(lines: list[bytes]) -> SMTPReply:
@@ -134,6 +149,8 @@ class SMTPClient(Protocol):
         self.extensions: dict[str, str] = {}
         self.connected = False
         self._lines: list[bytes] = []
+        # Bytes of the reply in progress (self._lines), for MAX_REPLY_BYTES.
+        self._reply_bytes = 0
         self._buffer = b""
         # Written but not yet handed to the kernel (flush).
         self._unsent = False
@@ -190,6 +207,18 @@ class SMTPClient(Protocol):
             if self.security.tls == "required":
                 raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} refused STARTTLS: {reply}"))
             return self._after_tls_refused()
+        if self._buffer or self._lines:
+            # Replies that came behind the 220 in clear text, before any
+            # handshake, are a man in the middle's (the CVE-2011-0411 class,
+            # from the server's side): they would answer the EHLO and MAIL
+            # sent inside TLS. The server side throws such bytes away; here
+            # the whole connection is refused, so nothing read in clear can
+            # be mistaken for a reply, and the message waits for a clean one.
+            count = len(self._buffer) + sum(len(line) + 2 for line in self._lines)
+            self._buffer, self._lines, self._reply_bytes = b"", [], 0
+            raise SMTPClientError(SMTPReply(
+                451, "4.7.5", f"TLS negotiation with {self.peer_name} failed: {count} bytes came after the 220 to STARTTLS, before the handshake",
+            ))
         self.transport.startTLS(self.security.tls_options(self.peer_name))
         self.tls_active = True
         return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
@@ -265,16 +294,30 @@ class SMTPClient(Protocol):
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > MAX_REPLY_LINE:
-                    self.abort()
+                    self._reply_too_long(f"a reply line of more than {MAX_REPLY_LINE} bytes")
                 return
             line, self._buffer = self._buffer[:end].rstrip(b"\r"), self._buffer[end + 1 :]
             if len(line) < 3 or not line[:3].isdigit():
                 self.abort()
                 return
             self._lines.append(line)
+            self._reply_bytes += len(line)
+            if len(self._lines) > MAX_REPLY_LINES or self._reply_bytes > MAX_REPLY_BYTES:
+                self._reply_too_long(
+                    f"a reply of more than {MAX_REPLY_LINES} lines or {MAX_REPLY_BYTES} bytes "
+                    f"({len(self._lines)} lines, {self._reply_bytes} bytes so far)"
+                )
+                return
             if line[3:4] != b"-":
-                lines, self._lines = self._lines, []
+                lines, self._lines, self._reply_bytes = self._lines, [], 0
                 self._reply(parse_reply(lines))
+
+    def _reply_too_long(self, what: str) -> None:
+        """Drop a connection whose server will not end its reply; whoever waits learns why."""
+        self._buffer, self._lines, self._reply_bytes = b"", [], 0
+        reason = f"{self.peer_name or 'the server'} sent {what}: connection dropped"
+        self._fail_all(Failure(ReplyTooLong(reason)))
+        self.abort()
 
     def _reply(self, reply: SMTPReply) -> None:
         if self._plog is not None:

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from gateway.config import HostPort
 from gateway.deliver.capabilities import mail_command, mail_parameters
+from gateway.deliver.client import ReplyTooLong
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, RecipientState
@@ -117,6 +118,10 @@ class SMTPDelivery:
             return failure
         client.abort()
         self.pool.discard(client)
+        if failure.check(ReplyTooLong) and client.address is not None:
+            # A next hop that floods replies is skipped for a while, as one that refuses connections.
+            self.pool.health.mark_bad(client.address)
+            retry = False
         if retry:
             # A kept connection the next hop has meanwhile closed: one fresh try.
             return self._try(envelope, recipients, body, False)

@@ -247,3 +247,72 @@ def test_auth_is_not_sent_in_clear_unless_allowed():
     assert _said(t2) == [b"EHLO out.corp.example", b"AUTH PLAIN AHUAcA=="]
     clear.dataReceived(b"235 ok\r\n")
     assert ok == [clear]
+
+
+def test_replies_behind_the_220_to_starttls_fail_the_connection_before_anything_is_sent():
+    """Bytes after the 220 in the same read came before any handshake: the connection is refused, no EHLO goes into TLS."""
+    from gateway.deliver.security import OutboundSecurity
+
+    client, t, outcome = _client(OutboundSecurity("required"))
+    client.dataReceived(b"220 relay ESMTP\r\n250-relay\r\n250 STARTTLS\r\n")
+    assert _said(t) == [b"EHLO out.corp.example", b"STARTTLS"]
+    client.dataReceived(b"220 go ahead\r\n250-relay\r\n250 PIPELINING\r\n250 ok\r\n")
+    assert t.tls is None and _said(t) == [] and t.disconnecting
+    assert str(outcome[0].value) == (
+        "451 4.7.5 TLS negotiation with relay.isp.example failed: 35 bytes came after the 220 to STARTTLS, before the handshake"
+    )
+
+
+def test_a_reply_may_have_100_lines_but_not_101():
+    """The reply bound (MAX_REPLY_LINES): 100 lines are a reply, the 101st drops the connection and fails the command."""
+    from gateway.deliver.client import ReplyTooLong
+
+    client, transport, _ = connected()
+    got, failed = [], []
+    client.command("NOOP").addCallback(got.append)
+    client.dataReceived(b"250-x\r\n" * 99 + b"250 end\r\n")
+    assert len(got) == 1 and len(got[0].text.split("\n")) == 100
+    client.command("NOOP").addErrback(failed.append)
+    client.dataReceived(b"250-x\r\n" * 101)
+    assert failed and failed[0].check(ReplyTooLong) and transport.disconnecting
+    assert "sent a reply of more than 100 lines or 65536 bytes (101 lines, 505 bytes so far)" in str(failed[0].value)
+
+
+def test_a_reply_over_64_kb_drops_the_connection_whatever_its_line_count():
+    from gateway.deliver.client import ReplyTooLong
+
+    client, transport, _ = connected()
+    failed = []
+    client.command("NOOP").addErrback(failed.append)
+    line = b"250-" + b"y" * 4000 + b"\r\n"
+    client.dataReceived(line * 16)
+    assert failed == [] and not transport.disconnecting
+    client.dataReceived(line)
+    assert failed[0].check(ReplyTooLong) and transport.disconnecting
+
+
+def test_a_reply_too_long_in_a_transaction_marks_the_address_bad(tmp_path):
+    """SMTPDelivery: the recipients stay queued and the address goes to the back of the line (AddressHealth)."""
+    from gateway.config import HostPort
+    from gateway.deliver.health import AddressHealth
+
+    client, transport, clock = connected()
+    client.address = HostPort("192.0.2.25", 25)
+
+    class Pool:
+        health = AddressHealth(clock)
+        discarded = []
+
+        def discard(self, c):
+            self.discarded.append(c)
+
+    pool = Pool()
+    delivery = SMTPDelivery(None, (), "hub.corp.example", pool=pool)
+    body = b"Subject: t\r\n\r\nx\r\n"
+    envelope = Envelope("7", 7, "<m@x>", "s@x.example", (Recipient("a@corp.example"),), 0.0, len(body))
+    results = []
+    delivery._acquired((client, True), envelope, ["a@corp.example"], StoredBody(tmp_path / "7.eml", body), True).addCallback(results.append)
+    client.dataReceived(b"250-flood\r\n" * 200)
+    (state, reason), = results[0].values()
+    assert state is RecipientState.PENDING and "sent a reply of more than 100 lines" in reason
+    assert pool.discarded == [client] and pool.health.is_bad(HostPort("192.0.2.25", 25))
