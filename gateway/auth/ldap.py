@@ -13,6 +13,12 @@ Directory among them, treat a bind with a DN and no password as an
 anonymous bind that *succeeds*. A directory that is down, refuses the
 service account or does not answer within the timeout is a temporary
 failure (DirectoryUnavailable, 454 4.7.0), never a 535.
+
+The connection is ldaptor's client wrapped by SecureLDAPClient
+(ldapclient.py): with StartTLS, anything a man in the middle puts behind
+the StartTLS response refuses the connection (454), and no bind is sent
+before the TLS handshake has completed and the certificate was checked; the
+same wait holds on ldaps://.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from pathlib import Path
 
 from ldaptor.protocols import pureldap
 from ldaptor.protocols.ldap import ldaperrors
-from ldaptor.protocols.ldap.ldapclient import LDAPClient
 from ldaptor.protocols.ldap.ldapsyntax import LDAPEntry
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
@@ -33,6 +38,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.auth.identity import DirectoryUnavailable, Identity, text_credentials
+from gateway.auth.ldapclient import SecureLDAPClient
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.config import LDAPConfig
 
@@ -100,10 +106,12 @@ class LDAPChecker:
         return d
 
     async def _login(self, name: str, password: str) -> Identity:
-        client = await connectProtocol(self._endpoint(), LDAPClient())
+        client = await connectProtocol(self._endpoint(), SecureLDAPClient())
         try:
             if self.config.start_tls:
-                await client.startTLS(self._tls_options())
+                await client.start_tls(self._tls_options())
+            elif self.config.host_port[2]:
+                await client.secure()
             if self.config.bind_dn:
                 try:
                     await client.bind(self.config.bind_dn, self.config.bind_password)
