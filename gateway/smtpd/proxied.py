@@ -7,6 +7,12 @@ from one of their `trusted_proxies` and begin with a PROXY header; nothing
 is sent before the header is read (no banner). The header's source address
 becomes the client everywhere: the session sees it through getPeer(). A
 missing, malformed or slow header closes the connection and is logged.
+
+Implicit TLS (port 465) behind a balancer: the session starts TLS as soon
+as it is connected, and the bytes that came in the same read as the header
+are the client's first TLS bytes (its ClientHello). They go to the TLS
+layer now under the session, never to the session in clear: an EHLO sent
+in clear behind the header is never executed.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ class ProxiedTransport:
         self._transport = transport
         self._peer = peer
         self._host = host
+        # Set when the session starts TLS: what is read from then on belongs to the TLS layer.
+        self.tls_started = False
+
+    def startTLS(self, *args, **kwargs):
+        self.tls_started = True
+        return self._transport.startTLS(*args, **kwargs)
 
     def getPeer(self):
         return self._peer
@@ -87,9 +99,23 @@ class ProxyHeaderReceiver(Protocol):
         else:
             peer, host = _address(*header.source), _address(*header.destination)
         self.inner = self.factory.session_for(peer.host)
-        self.inner.makeConnection(ProxiedTransport(self.transport, peer, host))
-        if rest:
+        transport = ProxiedTransport(self.transport, peer, host)
+        self.inner.makeConnection(transport)
+        if not rest:
+            return
+        if not transport.tls_started:
             self.inner.dataReceived(rest)
+            return
+        # startTLS put a TLS layer between the connection and this receiver
+        # (the reactor's transports make it their `protocol`); the next read
+        # would go through it, and so must these bytes.
+        layer = getattr(self.transport, "protocol", None)
+        if layer is None or layer is self:
+            log.warn("{count} bytes behind the PROXY header from {proxy} with no TLS layer to take them on {binding}: closed",
+                     count=len(rest), proxy=self.proxy_addr.host, binding=str(self.factory.binding))
+            self.transport.abortConnection()
+            return
+        layer.dataReceived(rest)
 
     def _cancel(self) -> None:
         if self._timer is not None and self._timer.active():
