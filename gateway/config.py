@@ -6,9 +6,11 @@ file, the key and the reason, so an admin fixes a broken file in one pass
 instead of one restart per typo. Unknown sections and keys are errors: a
 misspelt setting that is silently ignored is how open relays happen.
 
-Relative paths: `server.var_dir` is relative to the working directory (the
-directory twistd runs in); queue and mailbox directories are relative to
-`var_dir`.
+Relative paths: `server.var_dir` and CA files are relative to the config
+file's directory (the packaged sample's to the current directory: see
+gateway/configpath.py), so every process reading one file uses the same
+directories; queue, mailbox, log and certificate directories are relative
+to `var_dir`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.domains import AcceptedDomain, DomainType
 from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
 from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfile, default_min_version
+from gateway.configpath import base_directory, packaged_sample
 
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
@@ -37,11 +40,8 @@ AUTH_BACKENDS = ("users_file", "ldap")
 
 
 def default_config_path() -> Path:
-    """
-    The annotated default config, etc/exgateway.toml. In a checkout
-    `gateway/etc` is a link to `etc/`; a built package carries a copy.
-    """
-    return Path(__file__).parent / "etc" / "exgateway.toml"
+    """The annotated sample inside the package (which file a process uses: gateway/configpath.py)."""
+    return packaged_sample()
 
 
 @dataclass(frozen=True)
@@ -414,9 +414,14 @@ def parse_host_port(value: Any, default_port: int = 25) -> HostPort:
 
 
 class _Reader:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, base: Path | None = None) -> None:
         self.file = file
+        self.base = base
         self.problems: list[ConfigProblem] = []
+
+    def relative(self, text: str) -> Path:
+        """A path from the file: a relative one is under the file's base directory (see load_config)."""
+        return self.base / text if self.base is not None else Path(text)
 
     def problem(self, key: str, reason: str) -> None:
         self.problems.append(ConfigProblem(self.file, key, reason))
@@ -791,9 +796,9 @@ def _check_bindings(reader: _Reader, connectors: list[ReceiveConnector], where: 
                 )
 
 
-def parse_config(raw: dict, file: str) -> Config:
-    """Validate a parsed TOML document; raise ConfigError with every problem."""
-    reader = _Reader(file)
+def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
+    """Validate a parsed TOML document; raise ConfigError with every problem. Relative paths are under `base` if given."""
+    reader = _Reader(file, base)
     reader.table(raw, "", TOP_KEYS)
 
     server = _section(reader, raw, "server", SERVER_KEYS)
@@ -802,7 +807,7 @@ def parse_config(raw: dict, file: str) -> Config:
         fqdn = "localhost"
     default_name = fqdn.split(".")[0].upper() or "EXGATEWAY"
     server_name = reader.get(server, "server", "name", _string, default_name)
-    var_dir = Path(reader.get(server, "server", "var_dir", _string, "var"))
+    var_dir = reader.relative(reader.get(server, "server", "var_dir", _string, "var"))
     workers = reader.get(server, "server", "workers", _workers, 1)
 
     domains = []
@@ -903,7 +908,7 @@ def parse_config(raw: dict, file: str) -> Config:
             connection_timeout=reader.get(data, where, "connection_timeout", parse_duration, 30.0),
             tls=reader.get(data, where, "tls", _choice(("none", "opportunistic", "required")), "opportunistic"),
             tls_domain=reader.get(data, where, "tls_domain", _fqdn, ""),
-            tls_ca_file=Path(ca_file) if ca_file else None,
+            tls_ca_file=reader.relative(ca_file) if ca_file else None,
             smart_host_auth=auth, auth_user=auth_user,
             auth_password=reader.get(data, where, "auth_password", _string, ""),
             max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
@@ -1008,7 +1013,7 @@ def _read_auth(reader: _Reader, data: dict, var_dir: Path) -> AuthConfig:
             bind_dn=reader.get(raw_ldap, wl, "bind_dn", _string, ""),
             bind_password=reader.get(raw_ldap, wl, "bind_password", _string, ""),
             start_tls=reader.get(raw_ldap, wl, "start_tls", _bool, False),
-            ca_file=Path(ca_file) if ca_file else None,
+            ca_file=reader.relative(ca_file) if ca_file else None,
             login_attributes=reader.items(raw_ldap, wl, "login_attributes", _ldap_attribute, LDAPConfig.login_attributes),
             sender_attributes=reader.items(raw_ldap, wl, "sender_attributes", _ldap_attribute, LDAPConfig.sender_attributes),
             timeout=reader.get(raw_ldap, wl, "timeout", parse_duration, 5.0),
@@ -1068,8 +1073,12 @@ def path_problems(config: Config) -> list[ConfigProblem]:
 
 
 def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a config file (the packaged default if None)."""
-    path = Path(path) if path is not None else default_config_path()
+    """
+    Read and validate a config file (the packaged sample if None; which file
+    an entry point uses: gateway/configpath.find_config). Its relative paths
+    are made absolute here, against configpath.base_directory.
+    """
+    path = Path(path).absolute() if path is not None else default_config_path().absolute()
     try:
         text = path.read_bytes()
     except OSError as e:
@@ -1080,7 +1089,7 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError([ConfigProblem(str(path), "(file)", f"not UTF-8: {e}")]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([ConfigProblem(str(path), "(syntax)", str(e))]) from None
-    return parse_config(raw, str(path))
+    return parse_config(raw, str(path), base_directory(path))
 
 
 __all__ = ["Config", "ConfigError", "ConfigProblem", "load_config", "parse_config", "default_config_path"]

@@ -55,6 +55,8 @@ class LiveConfig:
         # A function config -> recipient_exists(address) -> bool | None (recipient
         # validation), rebuilt on reload; None: none configured (route/router.py).
         self.make_recipient_exists = make_recipient_exists
+        # What the last reload did, for `exgateway reload` to relay: applied, errors, settings waiting for a restart.
+        self.outcome: dict = {}
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
@@ -91,11 +93,13 @@ class LiveConfig:
 
     def reload(self) -> bool:
         """Read the file again; apply it if it is valid. True if applied."""
+        self.outcome = {"path": str(self.path), "applied": False, "errors": [], "restart_needed": []}
         try:
             new = load_config(self.path)
         except ConfigError as e:
             for problem in e.problems:
                 log.error("reload refused, running configuration kept: {problem}", problem=str(problem))
+            self.outcome["errors"] = [str(p) for p in e.problems]
             return False
         old = self.config
         added = _bindings(new, self.roles) - _bindings(old, self.roles)
@@ -109,6 +113,10 @@ class LiveConfig:
                 added=", ".join(sorted(f"{b} ({r})" for b, r in added)) or "none",
                 removed=", ".join(sorted(f"{b} ({r})" for b, r in removed)) or "none",
             )
+            self.outcome["errors"] = [
+                "listening addresses changed (added: {}; removed: {}); restart the gateway to apply this file".format(
+                    ", ".join(sorted(f"{b} ({r})" for b, r in added)) or "none",
+                    ", ".join(sorted(f"{b} ({r})" for b, r in removed)) or "none")]
             return False
         fixed = []
         for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns",
@@ -126,6 +134,7 @@ class LiveConfig:
         )
         if fixed:
             log.warn("changes to {settings} take effect at the next restart", settings=", ".join(fixed))
+        self.outcome.update(applied=True, restart_needed=fixed)
         return True
 
 
@@ -143,10 +152,14 @@ class ReloadOnHangup(Service):
         super().startService()
         self._previous = signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._hangup))
 
-    def _hangup(self) -> None:
-        self.live.reload()
-        if self.forward is not None:
+    def _hangup(self) -> dict:
+        """Reload here and in the other workers (each reads the file itself); what happened here."""
+        applied = self.live.reload()
+        if applied and self.forward is not None:
             self.forward()
+        return self.live.outcome
+
+    reload_now = _hangup
 
     def stopService(self):
         if self._previous is not None:

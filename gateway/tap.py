@@ -11,6 +11,7 @@ intake before the queue.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
@@ -24,7 +25,8 @@ from gateway.admin.health import NodeState, Readiness, health_site
 from gateway.admin.metrics import Metrics, NodeMetrics
 from gateway import dispatch
 from gateway.files import PRIVATE_DIRECTORY, make_directory
-from gateway.config import Config, ConfigError, default_config_path, load_config, path_problems
+from gateway.config import Config, ConfigError, load_config, path_problems
+from gateway.configpath import find_config
 from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
 from gateway.deliver.mx import MXDelivery
@@ -57,7 +59,8 @@ ROLES = ("all", "frontend", "hub")
 
 class Options(usage.Options):
     optParameters = [
-        ["config", "c", None, f"Config file (default: the packaged {default_config_path().name})."],
+        ["config", "c", None, "Config file (default: $EXGATEWAY_CONFIG, else /etc/exgateway/exgateway.toml, "
+                              "else ./exgateway.toml, else the packaged sample)."],
         ["role", "r", "all", "Which tier to run: all, frontend or hub."],
         ["worker", None, "0", "Set by the gateway for its own worker processes ([server] workers); not for admins."],
     ]
@@ -68,13 +71,18 @@ class Options(usage.Options):
         if not self["worker"].isdigit() or (int(self["worker"]) > 0 and not inherited_sockets()):
             raise usage.UsageError("--worker is set by the gateway for the worker processes it starts; leave it out")
         self["worker"] = int(self["worker"])
+        location = find_config(self["config"])
         try:
-            config = load_config(self["config"])
+            config = load_config(location.path)
             problems = path_problems(config)
             if problems:
                 raise ConfigError(problems)
         except ConfigError as e:
-            raise usage.UsageError("the configuration has errors:\n" + str(e)) from None
+            # Not a usage error: twistd's whole Usage block would bury the reason.
+            raise SystemExit("\n".join(f"exgateway: not started: {p}" for p in e.problems)) from None
+        # Workers are handed this absolute path: every process of the node reads the same file.
+        self["config"] = location.path
+        self["config_source"] = location.source
         self["gateway_config"] = config
 
 
@@ -135,6 +143,28 @@ class PrivateDirectoryService(Service):
         make_directories(self.path)
         self.path.chmod(0o700)
         super().startService()
+
+
+class PidFileService(Service):
+    """
+    Worker 0's process id in var_dir (`var/run/exgateway.pid`), where the
+    config file leads: `kill -TERM $(cat var/run/exgateway.pid)` from any
+    directory, unlike twistd's own ./twistd.pid.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def startService(self) -> None:
+        self.path.write_text(f"{os.getpid()}\n")
+        super().startService()
+
+    def stopService(self):
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        return super().stopService()
 
 
 class HubPoolService(Service):
@@ -319,7 +349,10 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     base_socket = config.admin_socket if role != "frontend" else config.admin_socket.with_name("admin-frontend.sock")
     socket_path = admin_socket(base_socket, worker)
     PrivateDirectoryService(socket_path.parent).setServiceParent(top)
-    admin_service(reactor, socket_path, scheduler, store, config.server_name, state, metrics).setServiceParent(top)
+    if worker == 0:
+        PidFileService(base_socket.with_name("exgateway-frontend.pid" if role == "frontend" else "exgateway.pid")).setServiceParent(top)
+    api = admin_service(reactor, socket_path, scheduler, store, config.server_name, state, metrics, config_path=config.path)
+    api.setServiceParent(top)
     if metrics is not None:
         metrics.watch(scheduler, health, tls, config.server_name)
     if health_listen is not None:
@@ -337,9 +370,12 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         service.setServiceParent(top)
     reload = ReloadOnHangup(live, reactor)
     reload.setServiceParent(top)
+    if worker == 0:
+        # `exgateway reload` asks worker 0, which passes it on like a SIGHUP and answers with what happened.
+        api.factory.resource.reload = reload.reload_now
     if worker == 0 and config.workers > 1:
         # Last, so it stops first: the other workers finish before this one's listeners close.
-        supervisor = WorkerSupervisor(reactor, config.workers, child_argv(config_path, role), listeners)
+        supervisor = WorkerSupervisor(reactor, config.workers, child_argv(config_path or config.path, role), listeners)
         supervisor.setServiceParent(top)
         reload.forward = supervisor.reload_all
     elif worker > 0:

@@ -199,7 +199,7 @@ class WorkerSupervisor(Service):
         for i, listener in enumerate(self.listeners):
             child_fds[3 + i] = listener.fileno()
             mapping.append(f"{listener.binding}={3 + i}")
-        env = dict(os.environ, **{LISTEN_FDS: ";".join(mapping)})
+        env = dict(child_environment(), **{LISTEN_FDS: ";".join(mapping)})
         argv = self.argv(worker)
         self._started_at[worker] = self.reactor.seconds()
         self.processes[worker] = self.reactor.spawnProcess(
@@ -332,14 +332,31 @@ class ParentLink(Service):
         self.reactor.removeReader(self)
 
 
-def child_argv(config_path: Path | None, role: str):
-    """The command line of worker N: the same twistd plugin, config and role."""
+def child_argv(config_path: Path, role: str):
+    """
+    The command line of worker N: the same twistd plugin, config file and role.
+
+    `-P -m gateway.worker`: the worker imports what worker 0 imported, never
+    a `gateway/` that happens to sit in its current directory (`python -c`
+    would put the current directory first on sys.path). The config path is
+    absolute, so the worker reads worker 0's file, not the one its own
+    search would find.
+    """
 
     def argv(worker: int) -> list[str]:
-        args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-",
-                "exgateway", "--role", role, "--worker", str(worker)]
-        if config_path is not None:
-            args += ["--config", str(Path(config_path).absolute())]
-        return args
+        return [sys.executable, "-P", "-m", "gateway.worker", "-n", "--pidfile=", "--logfile=-",
+                "exgateway", "--role", role, "--worker", str(worker), "--config", str(Path(config_path).absolute())]
 
     return argv
+
+
+def child_environment(environ=os.environ) -> dict[str, str]:
+    """
+    Worker 0's environment for a worker, with PYTHONPATH made absolute: a
+    relative entry would otherwise name another directory if the worker
+    started elsewhere (and `-P` keeps the current directory out of the path).
+    """
+    env = dict(environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) if p else p for p in env["PYTHONPATH"].split(os.pathsep))
+    return env

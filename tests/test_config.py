@@ -61,8 +61,11 @@ def test_default_config_is_the_repository_file_and_parses_whole():
         assert (submission.message_rate_limit, submission.message_rate_source) == (5, "User")
     assert client.require_tls and client.offers_starttls and not client.implicit_tls
     assert smtps.implicit_tls and not smtps.offers_starttls
-    assert c.auth.backends == ("users_file",) and c.auth.users_file == Path("var/users.toml")
-    assert c.certificate_dir == Path("var/certs")
+    # The packaged sample's var_dir is under the current directory (its own is inside the package).
+    var = Path.cwd() / "var"
+    assert c.var_dir == var
+    assert c.auth.backends == ("users_file",) and c.auth.users_file == var / "users.toml"
+    assert c.certificate_dir == var / "certs"
     assert frontend.permission_groups == {PermissionGroup.ANONYMOUS_USERS}
     assert [str(r) for r in frontend.remote_ip_ranges] == ["0.0.0.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
     assert frontend.max_message_size == 36 * 1024 * 1024 and frontend.max_recipients == 200
@@ -70,7 +73,7 @@ def test_default_config_is_the_repository_file_and_parses_whole():
     assert hub.auth_mechanisms == {"ExternalAuthoritative"}
     assert [(d.domain, d.type) for d in c.accepted_domains] == [("corp.example", DomainType.AUTHORITATIVE)]
     assert [str(h) for h in c.hub_pool.hosts] == ["127.0.0.1:2525"]
-    assert (c.queue.directory, c.mailbox.delivery, c.mailbox.maildir) == (Path("var/queue"), "maildir", Path("var/mailboxes"))
+    assert (c.queue.directory, c.mailbox.delivery, c.mailbox.maildir) == (var / "queue", "maildir", var / "mailboxes")
     assert (c.queue.retry_interval, c.queue.transient_retry_attempts, c.queue.transient_retry_interval) == (900.0, 6, 60.0)
     assert (c.queue.message_expiration_timeout, c.queue.delay_notification_timeout) == (2 * 86400.0, 4 * 3600.0)
 

@@ -14,13 +14,15 @@ nobody on the network. Requests:
     POST /messages/remove?id=ID[&ndr=1]  Remove-Message [-WithNDR]
     GET  /messages/export?id=ID        Export-Message (the raw message)
     POST /drain, /undrain              Set-ServerComponentState ... Draining / Active
-    GET  /state                        whether the node drains
+    POST /reload                       re-read the config file (as SIGHUP): applied, or refused with its errors
+    GET  /state                        whether the node drains, this process's id and config file
     GET  /metrics                      this process's Prometheus metrics (worker 0 gathers the others')
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,8 +48,11 @@ def _json(request, status: int, body) -> bytes:
 class AdminAPI(resource.Resource):
     isLeaf = True
 
-    def __init__(self, scheduler, store, server_name: str, state=None, metrics=None) -> None:
+    def __init__(self, scheduler, store, server_name: str, state=None, metrics=None, reload=None, config_path=None) -> None:
         super().__init__()
+        # () -> the reload's outcome (gateway/reload.py), where this process passes reloads on (worker 0).
+        self.reload = reload
+        self.config_path = config_path
         # None on a frontend-only node: it holds no queue.
         self.scheduler = scheduler
         self.store = store
@@ -59,7 +64,8 @@ class AdminAPI(resource.Resource):
     def render_GET(self, request):
         path = request.path.decode()
         if path == "/state":
-            return _json(request, 200, {"draining": bool(self.state and self.state.draining)})
+            return _json(request, 200, {"draining": bool(self.state and self.state.draining), "pid": os.getpid(),
+                                        "config": str(self.config_path) if self.config_path else None})
         if path == "/metrics" and self.metrics is not None:
             request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
             return generate_latest(self.metrics.registry)
@@ -82,6 +88,9 @@ class AdminAPI(resource.Resource):
         if path in ("/drain", "/undrain") and self.state is not None:
             self.state.drain() if path == "/drain" else self.state.undrain()
             return _json(request, 200, {"draining": self.state.draining})
+        if path == "/reload" and self.reload is not None:
+            outcome = self.reload()
+            return _json(request, 200 if outcome.get("applied") else 409, outcome)
         s = self.scheduler
         if s is None:
             return _json(request, 404, {"error": "this node runs no hub: it has no queue"})
@@ -117,9 +126,10 @@ class _AfterPrivileges(StreamServerEndpointService):
             super().privilegedStartService()
 
 
-def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None, metrics=None) -> StreamServerEndpointService:
+def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None, metrics=None, reload=None,
+                  config_path=None) -> StreamServerEndpointService:
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
-    site = server.Site(AdminAPI(scheduler, store, server_name, state, metrics))
+    site = server.Site(AdminAPI(scheduler, store, server_name, state, metrics, reload, config_path))
     site.noisy = False
     # No access-log line per command (a monitor polling `queue list` would fill
     # the log); what changes the queue is logged where it happens.

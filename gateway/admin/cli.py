@@ -1,10 +1,13 @@
 """
 The `exgateway` management command.
 
-Every subcommand takes `--config FILE` and defaults to the same file
-`twistd -n exgateway` uses (the packaged etc/exgateway.toml).
+Every subcommand takes `--config FILE` and otherwise finds the file the
+way `twistd -n exgateway` does (gateway/configpath.py): $EXGATEWAY_CONFIG,
+/etc/exgateway/exgateway.toml, ./exgateway.toml, the packaged sample. The
+commands that talk to the running gateway find it through that file's
+var_dir (gateway/admin/daemon.py).
 
-    exgateway config check [FILE]
+    exgateway config check [FILE] | init [DIR] [--var-dir PATH]
     exgateway receive-connector list | show NAME | test --client-ip IP --port N [--mail-from A] [--rcpt A ...]
     exgateway reload [--pidfile FILE | --pid PID]
     exgateway certificate list | new-self-signed --subject CN=... [--san ...] | import FILE
@@ -19,19 +22,23 @@ Every subcommand takes `--config FILE` and defaults to the same file
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 from gateway.admin import certificates, queues, track, users
+from gateway.admin.daemon import Unreachable, ask_each
 from gateway.admin.explain import explain
 from gateway.admin.table import print_table
-from gateway.config import ConfigError, default_config_path, load_config, path_problems
+from gateway.config import ConfigError, load_config, path_problems
+from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, packaged_sample
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    path = args.file or args.config or default_config_path()
+    path = find_config(args.file or args.config).path
     try:
         config = load_config(path)
         problems = path_problems(config)
@@ -51,8 +58,35 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_init(args: argparse.Namespace) -> int:
+    """An editable copy of the packaged sample, optionally with its var_dir set."""
+    target = Path(args.directory).absolute() / "exgateway.toml"
+    if target.exists():
+        print(f"exgateway: {target} exists; not overwritten (edit it, or remove it first)", file=sys.stderr)
+        return 1
+    text = packaged_sample().read_text()
+    if args.var_dir:
+        text, count = re.subn(r'(?m)^var_dir = ".*"$', f"var_dir = {json.dumps(args.var_dir)}", text, count=1)
+        assert count == 1, "the packaged sample has a var_dir line"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    except OSError as e:
+        print(f"exgateway: cannot write {target}: {e.strerror}", file=sys.stderr)
+        return 1
+    var_dir = load_config(target).var_dir
+    print(f"wrote {target} (var_dir {var_dir})")
+    found = find_config(None).path
+    if found == target:
+        print("twistd and exgateway use it when run in this directory (or from anywhere: it is the system file)")
+    else:
+        print(f"use it with --config {target}, or export {ENVIRONMENT}={target}"
+              + (f", or copy it to {SYSTEM_CONFIG}" if target != SYSTEM_CONFIG else ""))
+    return 0
+
+
 def _load(args: argparse.Namespace):
-    path = args.config or default_config_path()
+    path = find_config(args.config).path
     try:
         return load_config(path)
     except ConfigError as e:
@@ -147,38 +181,80 @@ def _connector_test(args: argparse.Namespace) -> int:
 
 
 def _reload(args: argparse.Namespace) -> int:
-    """Check the file first, then signal the running gateway (SIGHUP)."""
+    """
+    Check the file, then have the running gateway re-read it and relay what it
+    said: applied (and what waits for a restart), or refused with its errors.
+    """
     config = _load(args)
     if config is None:
         print("not reloaded: the running gateway keeps its configuration", file=sys.stderr)
         return 1
+    if args.pid or args.pidfile:
+        try:
+            pid = args.pid or int(Path(args.pidfile).read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError) as e:
+            print(f"exgateway: cannot signal the gateway ({e})", file=sys.stderr)
+            return 1
+        print(f"sent SIGHUP to {pid}; its log says what was applied")
+        return 0
     try:
-        pid = args.pid or int(Path(args.pidfile).read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as e:
-        print(f"exgateway: cannot signal the gateway ({e}); give --pid or --pidfile", file=sys.stderr)
+        # A gateway re-reads the file it started with: one started with another file must be restarted instead.
+        for _, status, state in ask_each(config, "GET", "/state"):
+            if state.get("config") and state["config"] != str(config.path):
+                print(f"exgateway: not reloaded: the running gateway reads {state['config']}, not {config.path}; "
+                      "restart it to use this file", file=sys.stderr)
+                return 1
+        answers = ask_each(config, "POST", "/reload")
+    except Unreachable as e:
+        print(f"exgateway: not reloaded: {e}", file=sys.stderr)
         return 1
-    print(f"sent SIGHUP to {pid}: it reloads {config.path}; its log says what was applied")
-    return 0
+    failed = False
+    for socket_path, status, outcome in answers:
+        where = outcome.get("path") or str(config.path)
+        if status == 200:
+            print(f"reloaded {where}")
+            if outcome.get("restart_needed"):
+                print(f"  changes to {', '.join(outcome['restart_needed'])} take effect at the next restart")
+            continue
+        failed = True
+        errors = outcome.get("errors") or [outcome.get("error", f"HTTP {status}")]
+        print(f"exgateway: the gateway refused {where}; it keeps its running configuration:", file=sys.stderr)
+        for error in errors:
+            print(f"  {error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _drain(args, config) -> int:
-    """Drain or put back in service every process that shares this var_dir (the state is a file they all read)."""
+    """
+    Drain or put back in service every process that shares this var_dir (the
+    state is a file they all read), through the running gateway; with none
+    running, the file alone (it starts drained), if this var_dir is one.
+    """
     from gateway.admin.health import NodeState
 
-    state = NodeState(config.var_dir / "draining")
-    if args.command == "drain":
-        state.drain()
-        print(f"{config.server_name} draining: new connections get 421 4.3.2 Service not active, /health/ready answers 503, "
+    draining = args.command == "drain"
+    try:
+        ask_each(config, "POST", "/drain" if draining else "/undrain")
+        running = True
+    except Unreachable as e:
+        if not config.var_dir.is_dir():
+            print(f"exgateway: not {'drained' if draining else 'undrained'}: {e}", file=sys.stderr)
+            return 1
+        running = False
+        state = NodeState(config.var_dir / "draining")
+        state.drain() if draining else state.undrain()
+    note = "" if running else f" (no gateway running on {config.var_dir}: it starts so)"
+    if draining:
+        print(f"{config.server_name} draining{note}: new connections get 421 4.3.2 Service not active, /health/ready answers 503, "
               "sessions in progress finish and the queue keeps delivering")
     else:
-        state.undrain()
-        print(f"{config.server_name} in service")
+        print(f"{config.server_name} in service{note}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    help_text = f"config file (default: {default_config_path()})"
+    help_text = f"config file (default: ${ENVIRONMENT}, else {SYSTEM_CONFIG}, else ./exgateway.toml, else the packaged sample)"
     top = argparse.ArgumentParser(prog="exgateway", description="Manage an exgateway SMTP relay gateway.")
     top.add_argument("--config", metavar="FILE", help=help_text)
     # Subcommands accept --config too, without overwriting one given before them.
@@ -190,6 +266,10 @@ def parser() -> argparse.ArgumentParser:
     check = config_commands.add_parser("check", help="validate a config file and list every error", parents=[common])
     check.add_argument("file", nargs="?", metavar="FILE", help="the file to check (default: --config, else the default)")
     check.set_defaults(run=_config_check)
+    init = config_commands.add_parser("init", help="write an editable copy of the sample config to DIR/exgateway.toml", parents=[common])
+    init.add_argument("directory", nargs="?", default=".", metavar="DIR", help="where (default: the current directory)")
+    init.add_argument("--var-dir", metavar="PATH", help="the copy's var_dir (default: var, beside the file)")
+    init.set_defaults(run=_config_init)
 
     rc = commands.add_parser("receive-connector", help="inspect receive connectors", parents=[common])
     rc_commands = rc.add_subparsers(dest="action", required=True)
@@ -203,15 +283,15 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("--client-ip", required=True, help="the client's address (IPv4 or IPv6)")
     test.add_argument("--port", required=True, type=int, help="the port it connects to")
     test.add_argument("--mail-from", metavar="ADDR", help="envelope sender to check")
-    test.add_argument("--rcpt", metavar="ADDR", nargs="+", help="recipients to check")
+    test.add_argument("--rcpt", metavar="ADDR", nargs="+", action="extend", help="recipients to check (--rcpt A B, or --rcpt A --rcpt B)")
     test.add_argument("--user", metavar="NAME", help="as if this user (from the users file) had authenticated")
     test.set_defaults(run=_connector_test)
 
     reload = commands.add_parser(
         "reload", help="check the config file, then have the running gateway apply it (SIGHUP)", parents=[common]
     )
-    reload.add_argument("--pidfile", default="twistd.pid", help="twistd's pid file (default: ./twistd.pid)")
-    reload.add_argument("--pid", type=int, help="the gateway's process id, instead of --pidfile")
+    reload.add_argument("--pidfile", help="send SIGHUP to the process in this pid file instead (its log says what happened)")
+    reload.add_argument("--pid", type=int, help="send SIGHUP to this process instead")
     reload.set_defaults(run=_reload)
     certificates.add_commands(commands, common, _with_config)
     users.add_commands(commands, common, _with_config)

@@ -17,6 +17,7 @@ import socket
 import sys
 import urllib.parse
 
+from gateway.admin.daemon import hint
 from gateway.admin.table import print_table
 from gateway.workers import admin_socket
 
@@ -51,7 +52,7 @@ def _ask_all(config, method: str, path: str, **params):
         try:
             status, body = call(socket_path, method, path, **params)
         except OSError as e:
-            print(f"exgateway: cannot reach the gateway at {socket_path}: {e.strerror or e} (is the hub running?)", file=sys.stderr)
+            print(f"exgateway: no gateway answers at {socket_path} ({e.strerror or e}); {hint(config)}", file=sys.stderr)
             return None
         answers.append((status, body))
     return answers
@@ -121,7 +122,7 @@ def _list(args, config) -> int:
 
 
 def _messages(args, config) -> int:
-    data = _request_all(config, "GET", "/messages", queue=args.queue)
+    data = _request_all(config, "GET", "/messages", queue=queue_name(args.queue, config.server_name) if args.queue else None)
     if data is None:
         return 1
     rows = sorted((row for rows in data for row in rows), key=lambda r: int(r["Identity"]) if r["Identity"].isdigit() else 0)
@@ -129,8 +130,15 @@ def _messages(args, config) -> int:
     return 0
 
 
+def queue_name(text: str, server_name: str) -> str:
+    """A queue as given: its name, or its Identity as `queue list` prints it (SERVER\\name)."""
+    prefix = server_name + "\\"
+    return text[len(prefix):] if text.upper().startswith(prefix.upper()) else text
+
+
 def _queue_action(action: str):
     def run(args, config) -> int:
+        args.queue = queue_name(args.queue, config.server_name)
         answers = _ask_all(config, "POST", f"/queues/{action}", queue=args.queue)
         if answers is None:
             return 1
@@ -177,7 +185,7 @@ def add_commands(commands, common, with_config) -> None:
     actions.add_parser("list", help="Identity, DeliveryType, Status, MessageCount, NextHopDomain, LastError", parents=[common]).set_defaults(
         run=with_config(_list))
     messages = actions.add_parser("messages", help="the messages in one queue, or in all", parents=[common])
-    messages.add_argument("queue", nargs="?", help="a queue name as `queue list` shows it (without SERVER\\)")
+    messages.add_argument("queue", nargs="?", help="a queue's Identity as `queue list` shows it (SERVER\\ may be left out)")
     messages.set_defaults(run=with_config(_messages))
     for action, text in (("retry", "attempt its messages now"), ("suspend", "hold its messages"), ("resume", "release and attempt now")):
         p = actions.add_parser(action, help=text, parents=[common])

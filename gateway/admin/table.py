@@ -29,10 +29,14 @@ def printable(cell: str) -> str:
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], max_width: int | None = None) -> None:
-    """Columns as wide as their widest cell (cut at `max_width` if given); trailing spaces trimmed; every cell printable."""
+    """
+    Columns as wide as their widest cell (cut at `max_width` if given, except
+    the last, which has the rest of the line: an error text cut short says
+    nothing); trailing spaces trimmed; every cell printable.
+    """
     rows = [tuple(printable(str(cell)) for cell in row) for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     if max_width is not None:
-        widths = [min(max_width, w) for w in widths]
+        widths = [min(max_width, w) for w in widths[:-1]] + widths[-1:]
     for line in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths)).rstrip())

@@ -1,5 +1,7 @@
 """`exgateway config check`: exit status and the report a user reads."""
 
+from pathlib import Path
+
 from gateway.admin.cli import main
 from gateway.config import default_config_path
 
@@ -115,7 +117,8 @@ def test_queue_commands_say_when_the_hub_is_not_running(tmp_path, capsys):
     cfg = _config_file(tmp_path)
     assert main(["--config", str(cfg), "queue", "list"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"exgateway: cannot reach the gateway at {tmp_path}/var/run/admin.sock: ") and "(is the hub running?)" in err
+    assert err == (f"exgateway: no gateway answers at {tmp_path}/var/run/admin.sock (No such file or directory); "
+                   f"is the gateway running with --config {cfg}?\n")
 
 
 def test_the_queues_of_several_workers_show_as_one_node():
@@ -130,3 +133,48 @@ def test_the_queues_of_several_workers_show_as_one_node():
         ("EX\\ISP", "Retry", 5, "451 4.4.0 unreachable", "2026-11-27T05:10:00.000Z"),
         ("EX\\Mailbox Delivery", "Ready", 1, "", ""),
     ]
+
+
+def test_receive_connector_test_keeps_every_rcpt_option(capsys):
+    """`--rcpt A --rcpt B` checks both recipients, as `--rcpt A B` does."""
+    assert main(["receive-connector", "test", "--client-ip", "10.0.0.1", "--port", "25",
+                 "--rcpt", "x@corp.example", "--rcpt", "y@other.example"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  RCPT TO:<x@corp.example>  ->  250 2.1.5 Recipient OK" in lines
+    assert "  RCPT TO:<y@other.example>  ->  550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain" in lines
+
+
+def test_a_queue_is_named_by_its_identity_as_queue_list_prints_it():
+    """`queue retry 'LOCALHOST\\outside.example'` is the queue outside.example (the server part in any case)."""
+    from gateway.admin.queues import queue_name
+
+    assert queue_name("LOCALHOST\\outside.example", "LOCALHOST") == "outside.example"
+    assert queue_name("localhost\\Mailbox Delivery", "LOCALHOST") == "Mailbox Delivery"
+    assert queue_name("outside.example", "LOCALHOST") == "outside.example"
+    assert queue_name("OTHER\\outside.example", "LOCALHOST") == "OTHER\\outside.example"
+
+
+def test_the_last_column_of_a_table_is_never_cut(capsys):
+    """A LastError cut at the column width ("failed: OSErr") says nothing: the last column keeps all of it."""
+    from gateway.admin.table import print_table
+
+    error = "451 4.4.0 connection to 192.0.2.1:25 failed: OSError: [Errno 113] No route to host"
+    print_table(("Identity", "LastError"), [("X" * 70, error)], max_width=10)
+    assert capsys.readouterr().out.splitlines()[2] == "X" * 10 + "  " + error
+
+
+def test_config_init_writes_an_editable_copy_and_never_overwrites(tmp_path, capsys, monkeypatch):
+    """The copy is the sample (var_dir beside it, or the one given), found from its directory; a second init refuses."""
+    from gateway.config import load_config
+
+    monkeypatch.delenv("EXGATEWAY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "init"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {tmp_path / 'exgateway.toml'} (var_dir {tmp_path / 'var'})\n")
+    assert (tmp_path / "exgateway.toml").read_text() == default_config_path().read_text()
+    assert main(["config", "init", "."]) == 1
+    assert capsys.readouterr().err == f"exgateway: {tmp_path / 'exgateway.toml'} exists; not overwritten (edit it, or remove it first)\n"
+    assert main(["config", "init", "etc", "--var-dir", "/var/lib/exgateway"]) == 0
+    assert f"export EXGATEWAY_CONFIG={tmp_path / 'etc' / 'exgateway.toml'}" in capsys.readouterr().out
+    assert load_config(tmp_path / "etc" / "exgateway.toml").var_dir == Path("/var/lib/exgateway")

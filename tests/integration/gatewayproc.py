@@ -160,12 +160,13 @@ class Gateway:
         """Add sections (connectors) to this gateway's config file, before [queue]."""
         self.config.write_text(self.config.read_text().replace("[queue]", text + "\n[queue]"))
 
-    def start(self) -> "Gateway":
+    def start(self, cwd: Path | None = None) -> "Gateway":
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         log = open(self.log_path, "ab")
+        # -P: this checkout's package (PYTHONPATH), never one in the directory twistd runs in.
         self.process = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "--logfile=-", "exgateway", "--config", str(self.config), "--role", self.role],
-            cwd=self.directory,
+            [sys.executable, "-P", "-c", TWISTD, "-n", "--pidfile=", "--logfile=-", "exgateway", "--config", str(self.config), "--role", self.role],
+            cwd=cwd or self.directory,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

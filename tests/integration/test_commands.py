@@ -51,9 +51,11 @@ def test_twistd_refuses_a_broken_config_with_every_error(tmp_path):
     result = twistd("-n", "--pidfile=", "exgateway", "--config", str(bad), cwd=tmp_path)
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert "the configuration has errors" in out
-    assert f"{bad}: server.var_dir: 3 is not a string" in out
-    assert f"{bad}: receive_connectors[0] (\"X\").remote_ip_ranges[0]: '10.0.0.0/40' is not an IP address, CIDR block or a-b range" in out
+    # One line per error, not twistd's Usage block.
+    assert "Usage:" not in out
+    assert all(line.startswith(f"exgateway: not started: {bad}: ") for line in out.splitlines())
+    assert f"exgateway: not started: {bad}: server.var_dir: 3 is not a string" in out
+    assert f"exgateway: not started: {bad}: receive_connectors[0] (\"X\").remote_ip_ranges[0]: '10.0.0.0/40' is not an IP address, CIDR block or a-b range" in out
     assert not (tmp_path / "var").exists()
 
 
@@ -118,3 +120,78 @@ tls_certificate_name = "<I>CN=Corp CA<S>CN=relay.corp.example"
     # The store was still given its self-signed default, which `certificate list` shows.
     listed = subprocess.run(exgateway_command() + ["--config", str(cfg), "certificate", "list"], capture_output=True, text=True)
     assert "CN=mail.corp.example" in listed.stdout and "......." in listed.stdout
+
+
+def cli(*args, cwd, env=None, stdin=None):
+    environ = {k: v for k, v in os.environ.items() if k != "EXGATEWAY_CONFIG"}
+    environ.update(env or {}, PYTHONPATH=str(REPO))
+    return subprocess.run(exgateway_command() + list(args), capture_output=True, text=True, cwd=cwd, env=environ, input=stdin, timeout=60)
+
+
+def test_commands_find_the_running_gateway_through_its_config_from_any_directory(tmp_path):
+    """
+    From another directory, $EXGATEWAY_CONFIG (like --config) leads every
+    command to the gateway; reload relays what the gateway said, its refusal
+    with a non-zero exit; without the config, the commands say in one line
+    that no gateway answers and exit 1, and change nothing.
+    """
+    import smtplib
+
+    from tests.integration.gatewayproc import Gateway
+
+    gw = Gateway(tmp_path / "gw").start()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {"EXGATEWAY_CONFIG": str(gw.config)}
+    try:
+        # The process id where the config leads, for `kill -TERM $(cat var/run/exgateway.pid)`.
+        pidfile = gw.var / "run" / "exgateway.pid"
+        assert gw.wait_until(lambda: pidfile.exists() and pidfile.read_text(), what="the pid file") == f"{gw.pid}\n"
+        listed = cli("queue", "list", cwd=elsewhere, env=env)
+        assert (listed.returncode, listed.stdout) == (0, "(none)\n")
+        reloaded = cli("reload", cwd=elsewhere, env=env)
+        assert (reloaded.returncode, reloaded.stdout) == (0, f"reloaded {gw.config}\n")
+
+        drained = cli("drain", cwd=elsewhere, env=env)
+        assert drained.returncode == 0 and "no gateway running" not in drained.stdout
+        with pytest.raises(smtplib.SMTPConnectError) as refused:
+            smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10)
+        assert refused.value.smtp_code == 421
+        assert cli("undrain", cwd=elsewhere, env=env).returncode == 0
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            assert s.noop()[0] == 250
+
+        other = elsewhere / "exgateway.toml"
+        other.write_text(gw.config.read_text())
+        wrong = cli("reload", cwd=elsewhere)
+        assert (wrong.returncode, wrong.stderr) == (
+            1, f"exgateway: not reloaded: the running gateway reads {gw.config}, not {other}; restart it to use this file\n")
+        other.unlink()
+
+        # A file the gateway refuses (not the command's own check): its refusal and reason are relayed.
+        good = gw.config.read_text()
+        gw.config.write_text(good.replace(f"127.0.0.1:{gw.frontend_port}", f"127.0.0.1:{gw.frontend_port}\", \"127.0.0.2:{gw.frontend_port}"))
+        moved = cli("reload", cwd=elsewhere, env=env)
+        assert moved.returncode == 1
+        assert moved.stderr.splitlines() == [
+            f"exgateway: the gateway refused {gw.config}; it keeps its running configuration:",
+            f"  listening addresses changed (added: 127.0.0.2:{gw.frontend_port} (frontend); removed: none); "
+            "restart the gateway to apply this file",
+        ]
+        gw.config.write_text(good)
+
+        gw.config.write_text(gw.config.read_text().replace("[queue]", "[queue]\nretry = 5"))
+        refused = cli("reload", "--config", str(gw.config), cwd=elsewhere)
+        assert refused.returncode == 1
+        # The file is checked here first, then the gateway's own refusal is relayed (same file, same errors).
+        assert f"{gw.config}: queue.retry: unknown key" in refused.stderr
+
+        for command in (["queue", "list"], ["drain"], ["reload"], ["queue", "retry", "x"]):
+            result = cli(*command, cwd=elsewhere)
+            assert result.returncode == 1, command
+            assert result.stderr.count("\n") == 1 and result.stderr.startswith("exgateway: "), result.stderr
+            assert "packaged sample" in result.stderr or command == ["reload"]
+        assert not (elsewhere / "var").exists()
+    finally:
+        gw.stop()
+    assert not (gw.var / "run" / "exgateway.pid").exists()

@@ -214,3 +214,37 @@ def test_suspending_a_queue_holds_it_on_every_worker(tmp_path):
         assert "Suspended" not in [s.get("ISP") for s in statuses]
     finally:
         gw.stop()
+
+
+def test_workers_run_worker_0s_package_and_config_whatever_their_directory_holds(tmp_path):
+    """
+    Started from a directory holding another `gateway/` package and another
+    exgateway.toml, every worker imports the package worker 0 imported and
+    reads worker 0's file: both workers deliver into worker 0's var_dir, the
+    other package is never imported and the other file's var_dir never made.
+    """
+    decoy = tmp_path / "decoy"
+    (decoy / "gateway").mkdir(parents=True)
+    marker = decoy / "imported"
+    (decoy / "gateway" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError('decoy gateway')\n")
+    gw = Gateway(tmp_path / "gw", workers=2)
+    (decoy / "exgateway.toml").write_text(gw.config.read_text().replace(str(gw.var), str(decoy / "var")))
+    gw.start(cwd=decoy)
+    try:
+        pid = wait_for_worker(gw)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        assert argv[argv.index(b"--config") + 1] == str(gw.config).encode()
+        assert b"-c" not in argv
+        ids = set()
+        for i in range(40):
+            with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=30) as s:
+                s.sendmail("app@devices.example", ["alice@corp.example"], f"Subject: {i}\r\n\r\nbody\r\n".encode())
+            ids = {int(re.search(rb"\) id (\d+);", m).group(1)) % 2 for m in gw.mailbox("alice@corp.example")}
+            if ids == {0, 1}:
+                break
+        assert ids == {0, 1}, "both workers took connections"
+        assert not marker.exists()
+        assert not (decoy / "var").exists()
+    finally:
+        gw.stop()
