@@ -169,6 +169,8 @@ class MailboxConfig:
     delivery: str
     maildir: Path
     next_hop: HostPort | None
+    # The next hop's SMTP Send Protocol Log (Hub/SmtpSend): "None" or "Verbose".
+    protocol_logging_level: str = "None"
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,8 @@ class SendConnector:
     # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
     max_connections: int = 20
     max_messages_per_connection: int = 20
+    # Exchange's ProtocolLoggingLevel: "Verbose" writes the SMTP Send Protocol Log (Hub/SmtpSend).
+    protocol_logging_level: str = "None"
 
     @property
     def dns_routing(self) -> bool:
@@ -598,7 +602,7 @@ LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file
 SEND_CONNECTOR_KEYS = {
     "name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout", "tls", "tls_domain",
     "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
-    "max_messages_per_connection",
+    "max_messages_per_connection", "protocol_logging_level",
 }
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
 SERVER_KEYS = {"name", "fqdn", "var_dir", "workers"}
@@ -621,7 +625,7 @@ QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
     "message_expiration_timeout", "delay_notification_timeout",
 }
-MAILBOX_KEYS = {"delivery", "maildir", "next_hop"}
+MAILBOX_KEYS = {"delivery", "maildir", "next_hop", "protocol_logging_level"}
 
 DEFAULT_MAX_MESSAGE_SIZE = 36 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 200
@@ -879,6 +883,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         delivery=delivery,
         maildir=var_dir / reader.get(mailbox, "mailbox", "maildir", _string, "mailboxes"),
         next_hop=next_hop,
+        protocol_logging_level=reader.get(mailbox, "mailbox", "protocol_logging_level", _choice(("None", "Verbose")), "None"),
     )
 
     send_connectors = []
@@ -914,6 +919,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
             max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
             max_connections=reader.get(data, where, "max_connections", _positive_int, 20),
             max_messages_per_connection=reader.get(data, where, "max_messages_per_connection", _positive_int, 20),
+            protocol_logging_level=reader.get(data, where, "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         )
         if connector.smart_host_auth != "None":
             if connector.dns_routing:

@@ -37,6 +37,7 @@ from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
 from gateway.queue.notify import Notifier
 from gateway.queue.scheduler import DeliveryScheduler
+from gateway.queue.view import MAILBOX_QUEUE
 from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.logs.tracking import TrackingLog
@@ -289,19 +290,27 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         queue_files = SerialThread(reactor, "queue-files")
         queue_files.setServiceParent(top)
         store = QueueStore(queue_directory(config.queue.directory, worker), queue_files.call, queue_files.post)
+        # The hub's SMTP Send Protocol Log (<dir>/Hub/SmtpSend), for the connectors that say Verbose.
+        # Made whether or not one does now (its file is created at the first line): a reload may add one.
+        send_log = protocol_log("Hub", "SEND")
         if config.mailbox.delivery == "smtp":
-            mailbox = SMTPDelivery(reactor, (config.mailbox.next_hop,), config.fqdn)
+            mailbox = SMTPDelivery(
+                reactor, (config.mailbox.next_hop,), config.fqdn,
+                protocol_log=send_log if config.mailbox.protocol_logging_level == "Verbose" else None, connector_id=MAILBOX_QUEUE,
+            )
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
 
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
+            plog = send_log if connector.protocol_logging_level == "Verbose" else None
             if connector.dns_routing:
-                return MXDelivery(reactor, resolver, connector, health)
+                return MXDelivery(reactor, resolver, connector, health, plog)
             pool = ConnectionPool(
                 reactor, connector.smart_hosts, connector.fqdn, connector.connection_timeout, 16,
                 resolver=resolver, health=health, rotate=False, security=connector.security(),
                 max_connections=connector.max_connections, max_messages=connector.max_messages_per_connection,
+                protocol_log=plog, connector_id=connector.name,
             )
             return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool, max_message_size=connector.max_message_size)
 

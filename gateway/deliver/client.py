@@ -20,7 +20,7 @@ from typing import BinaryIO
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionLost, TimeoutError
-from twisted.internet.interfaces import IPullProducer, IReactorTime
+from twisted.internet.interfaces import IHandshakeListener, IPullProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -28,6 +28,7 @@ from zope.interface import implementer
 from gateway.config import HostPort
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
+from gateway.logs.sendlog import masked_auth, tls_events
 from gateway.sendnow import send_now
 from gateway.smtpd.session import new_session_id
 from gateway.smtpd.data import dot_stuff
@@ -124,6 +125,7 @@ class _BodyProducer:
             self.done.errback(ConnectionLost("body transfer stopped"))
 
 
+@implementer(IHandshakeListener)
 class SMTPClient(Protocol):
     """One SMTP connection; `ready` fires with the client after EHLO."""
 
@@ -175,6 +177,12 @@ class SMTPClient(Protocol):
         greeting = self._expect()
         greeting.addCallback(self._greeted)
         greeting.addErrback(self._not_ready)
+
+    def handshakeCompleted(self) -> None:
+        """STARTTLS done: the protocol log says with what, and which certificate the next hop showed."""
+        if self._plog is not None:
+            for data, context in tls_events(self.transport.getHandle()):
+                self._plog.event("*", data, context)
 
     def _greeted(self, reply: SMTPReply):
         if reply.code != 220:
@@ -236,25 +244,25 @@ class SMTPClient(Protocol):
         line = security.auth_line(self.extensions.get("AUTH", ""))
         if line is None:
             raise SMTPClientError(SMTPReply(451, "4.7.5", f"{self.peer_name} offers no AUTH PLAIN or LOGIN"))
-        if self._plog is not None:
-            self._plog.event("*", "AUTH " + line.split()[1], "sending credentials")
-        d = self._secret_command(line)
+        d = self._secret_command(line, masked_auth(line))
         if line == "AUTH LOGIN":
             d.addCallback(self._login_step, security.username)
             d.addCallback(self._login_step, security.password)
         return d.addCallback(self._auth_done)
 
-    def _secret_command(self, line: str) -> Deferred:
-        """A command carrying credentials: sent, never written to the protocol log."""
+    def _secret_command(self, line: str, shown: str) -> Deferred:
+        """A command carrying credentials: sent as is, written to the protocol log as `shown` (masked)."""
         d = self._expect()
         if self.connected:
+            if self._plog is not None:
+                self._plog.event(">", shown)
             self._write(line.encode("utf-8") + b"\r\n")
         return d
 
     def _login_step(self, reply: SMTPReply, value: str) -> Deferred:
         if reply.code != 334:
             return succeed(reply)
-        return self._secret_command(base64.b64encode(value.encode()).decode())
+        return self._secret_command(base64.b64encode(value.encode()).decode(), "****")
 
     def _auth_done(self, reply: SMTPReply):
         if reply.code != 235:

@@ -50,7 +50,7 @@ def test_send_connector_errors_are_named():
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
         "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
         "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
-        "max_connections, max_message_size, max_messages_per_connection, name, port, smart_host_auth, smart_hosts, tls, tls_ca_file, tls_domain)",
+        "max_connections, max_message_size, max_messages_per_connection, name, port, protocol_logging_level, smart_host_auth, smart_hosts, tls, tls_ca_file, tls_domain)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
