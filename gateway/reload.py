@@ -29,6 +29,8 @@ from gateway.config import Config, ConfigError, load_config
 from gateway.domains import AcceptedDomains
 from gateway.policy.checks import SessionPolicy
 from gateway.route.router import Router
+from gateway.tls.check import certificate_problems
+from gateway.tls.store import CertificateStore
 
 log = Logger(namespace="exgateway.reload")
 
@@ -118,6 +120,14 @@ class LiveConfig:
                     ", ".join(sorted(f"{b} ({r})" for b, r in added)) or "none",
                     ", ".join(sorted(f"{b} ({r})" for b, r in removed)) or "none")]
             return False
+        if self.tls is not None:
+            # Read apart from the running store: a refused file leaves the running certificates as they were.
+            problems = certificate_problems(new, CertificateStore(self.tls.store.directory).load())
+            if problems:
+                for problem in problems:
+                    log.error("reload refused, running configuration kept: {problem}", problem=str(problem))
+                self.outcome["errors"] = [str(p) for p in problems]
+                return False
         fixed = []
         for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns",
                      "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "workers"):

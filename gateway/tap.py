@@ -48,6 +48,7 @@ from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
 from gateway.smtpd.session import number_sessions_as
 from gateway.auth.service import build_auth
+from gateway.tls.check import certificate_problems
 from gateway.tls.provider import TLSProvider
 from gateway.tls.store import CertificateError, CertificateStore
 from gateway.workers import (
@@ -228,6 +229,10 @@ class CertificateService(Service):
         except OSError as e:
             raise SystemExit(f"exgateway: cannot write the certificate store {store.directory}: {e.strerror}") from None
         self.tls.reload()
+        # The check config check and reload make (gateway/tls/check.py), with every problem named.
+        problems = certificate_problems(self.config, store)
+        if problems:
+            raise SystemExit("exgateway: the certificate store cannot serve this configuration:\n" + "\n".join(f"  {p}" for p in problems))
         for c in self.config.connectors("frontend"):
             if c.enabled and c.uses_tls:
                 try:

@@ -35,13 +35,15 @@ from gateway.admin.explain import explain
 from gateway.admin.table import print_table
 from gateway.config import ConfigError, load_config, path_problems
 from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, packaged_sample
+from gateway.tls.check import certificate_problems
 
 
 def _config_check(args: argparse.Namespace) -> int:
     path = find_config(args.file or args.config).path
     try:
         config = load_config(path)
-        problems = path_problems(config)
+        # What start-up would refuse: directories it cannot make, certificates the store does not hold.
+        problems = path_problems(config) + certificate_problems(config)
         if problems:
             raise ConfigError(problems)
     except ConfigError as e:

@@ -113,10 +113,14 @@ tls_certificate_name = "<I>CN=Corp CA<S>CN=relay.corp.example"
     cfg.write_text(text)
     result = twistd("-n", "--pidfile=", "exgateway", "--config", str(cfg), cwd=tmp_path)
     assert result.returncode != 0
+    # The check `config check` and `reload` make (gateway/tls/check.py): file, key and reason.
+    output = result.stdout + result.stderr
+    assert "exgateway: the certificate store cannot serve this configuration:" in output
     assert (
-        "exgateway: receive connector 'EXSERVER\\Client Frontend' cannot serve TLS: no certificate in "
-        f"{tmp_path}/var/certs matches '<I>CN=Corp CA<S>CN=relay.corp.example'"
-    ) in result.stdout + result.stderr
+        f"  {cfg}: receive_connectors[2] (\"Client Frontend\").tls_certificate_name: no certificate in "
+        f"{tmp_path}/var/certs matches '<I>CN=Corp CA<S>CN=relay.corp.example' (it holds 1 certificate: "
+        "`exgateway certificate list` shows them)"
+    ) in output
     # The store was still given its self-signed default, which `certificate list` shows.
     listed = subprocess.run(exgateway_command() + ["--config", str(cfg), "certificate", "list"], capture_output=True, text=True)
     assert "CN=mail.corp.example" in listed.stdout and "......." in listed.stdout

@@ -73,3 +73,50 @@ def test_reload_adds_a_relay_ip_for_new_connections(tmp_path):
         assert "-> EXSERVER\\Anon Relay" in gw.log()
     finally:
         gw.stop()
+
+
+def test_reload_refuses_a_certificate_the_store_does_not_hold(tmp_path):
+    """
+    `exgateway reload` relays the gateway's refusal of a tls_certificate_name
+    missing from the store (as start-up and config check refuse it); SIGHUP
+    logs it; the running connectors keep serving.
+    """
+    from tests.integration.gatewayproc import exgateway_cli
+
+    gw = Gateway(tmp_path).start()
+    missing = "0123456789ABCDEF0123456789ABCDEF01234567"
+    try:
+        good = gw.config.read_text()
+        gw.config.write_text(good.replace("[queue]", f"""
+[[receive_connectors]]
+name = "Client Frontend"
+role = "frontend"
+bindings = ["127.0.0.1:{gw.frontend_port}"]
+remote_ip_ranges = ["127.0.0.9"]
+permission_groups = ["ExchangeUsers"]
+auth_mechanisms = ["Tls", "BasicAuth"]
+tls_certificate_name = "{missing}"
+
+[queue]"""))
+        reason = (
+            f"{gw.config}: receive_connectors[2] (\"Client Frontend\").tls_certificate_name: no certificate in "
+            f"{gw.var}/certs matches '{missing}' (it holds 1 certificate: `exgateway certificate list` shows them)"
+        )
+        refused = exgateway_cli(gw.config, "reload")
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines()[-2:] == [
+            f"exgateway: the gateway refused {gw.config}; it keeps its running configuration:", f"  {reason}",
+        ]
+        assert f"reload refused, running configuration kept: {reason}" in gw.log()
+        checked = exgateway_cli(gw.config, "config", "check")
+        assert checked.returncode == 1 and f"  {reason}" in checked.stderr.splitlines()
+
+        # SIGHUP: the same refusal, in the log.
+        before = gw.log().count("reload refused")
+        os.kill(gw.pid, signal.SIGHUP)
+        gw.wait_until(lambda: gw.log().count("reload refused") > before, what="the refusal")
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: still\r\n\r\nserving\r\n")
+        gw.wait_until(lambda: gw.mailbox("alice@corp.example"), what="delivery")
+    finally:
+        gw.stop()
