@@ -171,6 +171,8 @@ class MailboxConfig:
     next_hop: HostPort | None
     # The next hop's SMTP Send Protocol Log (Hub/SmtpSend): "None" or "Verbose".
     protocol_logging_level: str = "None"
+    # Mailboxes the Maildir delivery may create (a new local part past it is deferred); None: no cap.
+    max_mailboxes: int | None = 10_000
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,8 @@ class ProtocolLogConfig:
     directory: Path
     max_file_size: int
     max_age: float
+    # Exchange's MaxDirectorySize: past it the oldest files go.
+    max_directory_size: int = 250 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,19 @@ class MessageTrackingConfig:
     directory: Path = Path("var/logs/MessageTracking")
     max_file_size: int = 10 * 1024 * 1024
     max_age: float = 30 * 86400.0
+    max_directory_size: int = 1000 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """[limits]: bounds on what clients can make the gateway count and keep (restart to change)."""
+
+    # IPv6 clients are counted per network of this prefix for the per-source
+    # connection and message-rate limits: one host holds a whole /64.
+    ipv6_source_prefix: int = 64
+    # NOOP, RSET, VRFY, HELP and unknown commands a session may send between
+    # accepted messages (Postfix's smtpd_junk_command_limit), then 421 4.7.0.
+    junk_command_limit: int = 100
 
 
 @dataclass(frozen=True)
@@ -303,6 +320,7 @@ class Config:
     min_free_space: int = 100 * 1024 * 1024
     # Processes serving this node (gateway/workers.py); 1: the twistd process alone.
     workers: int = 1
+    limits: LimitsConfig = LimitsConfig()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -479,6 +497,12 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _ipv6_prefix(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128:
+        raise ValueError(f"{value!r} is not a prefix length (1-128)")
+    return value
+
+
 def _count(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError(f"{value!r} is not a whole number (0 or more)")
@@ -587,11 +611,12 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns", "message_tracking", "admin", "health",
+    "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits",
 }
+LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 ADMIN_KEYS = {"socket"}
 HEALTH_KEYS = {"listen", "frontend_listen", "min_free_space"}
-TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age"}
+TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age", "max_directory_size"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
 AUTH_KEYS = {
@@ -604,7 +629,7 @@ SEND_CONNECTOR_KEYS = {
     "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
     "max_messages_per_connection", "protocol_logging_level",
 }
-PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age"}
+PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
 SERVER_KEYS = {"name", "fqdn", "var_dir", "workers"}
 MAX_WORKERS = 64
 DOMAIN_KEYS = {"name", "domain", "type"}
@@ -625,7 +650,7 @@ QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
     "message_expiration_timeout", "delay_notification_timeout",
 }
-MAILBOX_KEYS = {"delivery", "maildir", "next_hop", "protocol_logging_level"}
+MAILBOX_KEYS = {"delivery", "maildir", "next_hop", "protocol_logging_level", "max_mailboxes"}
 
 DEFAULT_MAX_MESSAGE_SIZE = 36 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 200
@@ -884,6 +909,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         maildir=var_dir / reader.get(mailbox, "mailbox", "maildir", _string, "mailboxes"),
         next_hop=next_hop,
         protocol_logging_level=reader.get(mailbox, "mailbox", "protocol_logging_level", _choice(("None", "Verbose")), "None"),
+        max_mailboxes=reader.get(mailbox, "mailbox", "max_mailboxes", _limit, 10_000),
     )
 
     send_connectors = []
@@ -951,6 +977,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         directory=var_dir / reader.get(plog, "protocol_log", "directory", _string, "logs/ProtocolLog"),
         max_file_size=reader.get(plog, "protocol_log", "max_file_size", parse_size, 10 * 1024 * 1024),
         max_age=reader.get(plog, "protocol_log", "max_age", parse_duration, 30 * 86400.0),
+        max_directory_size=reader.get(plog, "protocol_log", "max_directory_size", parse_size, 250 * 1024 * 1024),
     )
 
     mt = _section(reader, raw, "message_tracking", TRACKING_KEYS)
@@ -959,6 +986,16 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         directory=var_dir / reader.get(mt, "message_tracking", "directory", _string, "logs/MessageTracking"),
         max_file_size=reader.get(mt, "message_tracking", "max_file_size", parse_size, 10 * 1024 * 1024),
         max_age=reader.get(mt, "message_tracking", "max_age", parse_duration, 30 * 86400.0),
+        max_directory_size=reader.get(mt, "message_tracking", "max_directory_size", parse_size, 1000 * 1024 * 1024),
+    )
+    for section, logs in (("protocol_log", protocol_log), ("message_tracking", message_tracking)):
+        if logs.max_directory_size < logs.max_file_size:
+            reader.problem(f"{section}.max_directory_size", "must be at least max_file_size")
+
+    limits_section = _section(reader, raw, "limits", LIMITS_KEYS)
+    limits = LimitsConfig(
+        ipv6_source_prefix=reader.get(limits_section, "limits", "ipv6_source_prefix", _ipv6_prefix, 64),
+        junk_command_limit=reader.get(limits_section, "limits", "junk_command_limit", _positive_int, 100),
     )
 
     admin = _section(reader, raw, "admin", ADMIN_KEYS)
@@ -994,6 +1031,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         health_listen=health_listen,
         health_frontend_listen=health_frontend_listen,
         min_free_space=min_free_space,
+        limits=limits,
     )
 
 

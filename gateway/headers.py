@@ -5,7 +5,10 @@ A message's header section ends at the first empty line, or at the first
 line that is neither a header field nor a continuation (a device that sends
 plain text after DATA has no header section at all). The scanner buffers
 only that far, which is what the size limit (Exchange's MaxHeaderSize) and
-the hub's trace headers need.
+the hub's trace headers need; a frontend, which passes the bytes on as they
+come, keeps only the line being read (keep=False). The buffer is a
+bytearray: a header sent a few bytes at a time must not cost a copy of all
+of it per read.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ class HeaderScan:
     tells what the message lacks. Bytes are passed on unchanged.
     """
 
-    __slots__ = ("buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "subject", "_subject_open")
+    __slots__ = (
+        "buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "subject",
+        "_subject_open", "keep", "_start",
+    )
 
-    def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE) -> None:
+    def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE, keep: bool = True) -> None:
         self.max_size = max_size
-        self.buffer = b""
+        self.keep = keep
+        self.buffer = bytearray()
+        # Where buffer[0] is in the message (lines already scanned are dropped when not kept).
+        self._start = 0
         self.done = False
         self.has_header = False
         self.message_id: str | None = None
@@ -46,28 +55,36 @@ class HeaderScan:
         while not self.done:
             end = self.buffer.find(b"\n", self._pos)
             if end < 0:
-                if len(self.buffer) > self.max_size:
+                if self._start + len(self.buffer) > self.max_size:
                     self.too_large = True
                     self.done = True
-                return
-            line = self.buffer[self._pos : end + 1]
+                break
+            line = bytes(self.buffer[self._pos : end + 1])
             self._line(line)
             self._pos = end + 1
+        if not self.keep:
+            if self.done:
+                self.buffer = bytearray()
+            elif self._pos:
+                del self.buffer[: self._pos]
+            self._start += self._pos
+            self._pos = 0
 
     def finish(self) -> None:
         if not self.done and self._pos < len(self.buffer):
-            self._line(self.buffer[self._pos :])
+            self._line(bytes(self.buffer[self._pos :]))
         self.done = True
 
     def _line(self, line: bytes) -> None:
         is_field = bool(_FIELD.match(line))
-        if self._pos == 0:
+        offset = self._start + self._pos
+        if offset == 0:
             self.has_header = is_field
-        continuation = self._pos > 0 and line[:1] in (b" ", b"\t")
+        continuation = offset > 0 and line[:1] in (b" ", b"\t")
         if not (is_field or continuation):
             self.done = True
             return
-        if self._pos > self.max_size:
+        if offset > self.max_size:
             self.too_large = True
             self.done = True
             return

@@ -108,7 +108,7 @@ class IntakeTransaction:
             trace.append("\r\n")
         self.message_id = message_id
         self.entry.write("".join(trace).encode("utf-8"))
-        self.entry.write(scan.buffer)
+        self.entry.write(bytes(scan.buffer))
         scan.buffer = b""
 
     def _received(self) -> str:

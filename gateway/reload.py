@@ -129,7 +129,7 @@ class LiveConfig:
                 self.outcome["errors"] = [str(p) for p in problems]
                 return False
         fixed = []
-        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns",
+        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns", "limits", "protocol_log",
                      "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "workers"):
             if getattr(new, name) != getattr(old, name):
                 fixed.append(name)

@@ -273,7 +273,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         CertificateService(tls, config).setServiceParent(top)
     live = LiveConfig(config, config.path, roles, tls=tls, make_auth=make_auth if tls is not None else None)
     # Shared by every listener and kept across reloads: counts per connector and client.
-    limits = ConnectionLimits()
+    limits = ConnectionLimits(config.limits.ipv6_source_prefix, config.limits.junk_command_limit)
     protocol_logs: list[ProtocolLog] = []
     listeners: list[Listener] = []
 
@@ -281,7 +281,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         """Exchange keeps front end and hub logs apart: <dir>/FrontEnd/SmtpReceive, <dir>/Hub/SmtpReceive, .../SmtpSend."""
         plc = config.protocol_log
         folder = "SmtpReceive" if kind == "RECV" else "SmtpSend"
-        plog = ProtocolLog(plc.directory / tier / folder, kind, reactor, plc.max_file_size, plc.max_age)
+        plog = ProtocolLog(plc.directory / tier / folder, kind, reactor, plc.max_file_size, plc.max_age, plc.max_directory_size)
         protocol_logs.append(plog)
         return plog
 
@@ -304,7 +304,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
                 protocol_log=send_log if config.mailbox.protocol_logging_level == "Verbose" else None, connector_id=MAILBOX_QUEUE,
             )
         else:
-            mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor)
+            mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor, config.mailbox.max_mailboxes)
 
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
@@ -332,7 +332,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
         mt = config.message_tracking
         if mt.enabled:
-            tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age)
+            tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age, mt.max_directory_size)
             protocol_logs.append(tracking)
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
         live.follow_routes(intake)

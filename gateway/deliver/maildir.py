@@ -7,6 +7,14 @@ Each recipient gets a copy of the message's bytes (the queue file holds its
 envelope after them) in `tmp/`, fsynced, then renamed into `new/`, and `new/`
 is fsynced before the recipient counts as delivered: the queue forgets a
 message only once every copy is durable.
+
+A Maildir is made at a recipient's first delivery, never at RCPT. Without
+recipient validation any local part of an accepted domain is accepted, and
+each new one would cost four directories: `[mailbox] max_mailboxes` (10,000
+by default) caps how many the gateway makes. Past it a delivery to a new
+mailbox is deferred (451 4.3.1, the queue shows why), existing mailboxes
+go on receiving, and the admin raises the cap or turns on recipient
+validation so that unknown local parts are refused at RCPT.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from gateway.files import create_new, make_directory
 from gateway.queue.store import StoredBody, fsync_directory
 
 _SAFE = "!#$&'*+-=?^_`{|}~"
+MAILBOX_LIMIT = "451 4.3.1 Insufficient system resources: [mailbox] max_mailboxes reached, no new mailbox made"
 _counter = itertools.count(1)
 
 
@@ -41,10 +50,13 @@ def mailbox_path(root: Path, address: str) -> Path:
 class MaildirDelivery:
     """Delivers a queued message to Maildirs; blocking work in a thread."""
 
-    def __init__(self, root: Path, run_in_thread: Callable[..., Deferred], clock) -> None:
+    def __init__(self, root: Path, run_in_thread: Callable[..., Deferred], clock, max_mailboxes: int | None = None) -> None:
         self.root = Path(root)
         self._run = run_in_thread
         self.clock = clock
+        self.max_mailboxes = max_mailboxes
+        # Mailboxes under root, counted once (in the delivery thread) when first needed, then kept up to date.
+        self._mailboxes: int | None = None
         self._host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:
@@ -59,15 +71,30 @@ class MaildirDelivery:
         results = {}
         for address in recipients:
             try:
-                results[address] = (RecipientState.DELIVERED, self._deliver_one(address, body, now))
+                reply = self._deliver_one(address, body, now)
+                results[address] = (RecipientState.PENDING if reply is MAILBOX_LIMIT else RecipientState.DELIVERED, reply)
             except OSError as e:
                 results[address] = (RecipientState.PENDING, f"451 4.3.0 mailbox write failed: {e.strerror}")
         return results
 
+    def _count_mailboxes(self) -> int:
+        if self._mailboxes is None:
+            try:
+                domains = [d for d in os.scandir(self.root) if d.is_dir(follow_symlinks=False)]
+                self._mailboxes = sum(1 for d in domains for box in os.scandir(d.path) if box.is_dir(follow_symlinks=False))
+            except FileNotFoundError:
+                self._mailboxes = 0
+        return self._mailboxes
+
     def _deliver_one(self, address: str, body: StoredBody, now: float) -> str:
         box = mailbox_path(self.root, address)
+        new_box = self.max_mailboxes is not None and not os.path.isdir(box)
+        if new_box and self._count_mailboxes() >= self.max_mailboxes:
+            return MAILBOX_LIMIT
         for sub in ("tmp", "new", "cur"):
             make_directory(box / sub)
+        if new_box:
+            self._mailboxes += 1
         name = self._unique_name(now)
         tmp = box / "tmp" / name
         # A copy of the body alone (the queue file goes on with its envelope), synced before it appears in new/.

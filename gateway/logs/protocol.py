@@ -55,8 +55,11 @@ def _lines(now: float, ids: str, first: int, endpoints: str, event: str, texts: 
 
 
 class ProtocolLog(RollingLog):
-    def __init__(self, directory: Path, kind: str, clock, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400) -> None:
-        super().__init__(directory, kind, KINDS[kind], FIELDS, clock, max_file_size, max_age)
+    def __init__(
+        self, directory: Path, kind: str, clock, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400,
+        max_directory_size: int | None = None,
+    ) -> None:
+        super().__init__(directory, kind, KINDS[kind], FIELDS, clock, max_file_size, max_age, max_directory_size)
         self.kind = kind
 
     def write(self, connector_id: str, session_id: str, sequence: int, local: str, remote: str, event: str, data: str = "", context: str = "") -> None:

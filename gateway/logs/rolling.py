@@ -3,7 +3,10 @@ Exchange-style CSV log files: a header, hourly files, a size and an age limit.
 
 Shared by the protocol logs and the message tracking log. Files are
 `<PREFIX>yyyymmddhh-n.LOG`, a new one each hour or when one reaches the size
-limit; files older than the age limit are deleted when a new file starts.
+limit; when a new file starts, files older than the age limit are deleted,
+then the oldest files until the directory's logs fit its size limit
+(Exchange's MaxDirectorySize: a flood of sessions must not fill the disk
+before the age limit is reached).
 Each process writes files of its own (a node's workers share the directory).
 Lines are buffered and written ten times a second (ProtocolLogService) and
 on stop: a log must not cost a write per event. What is buffered is the
@@ -116,7 +119,10 @@ def iso_time(seconds: float) -> str:
 
 
 class RollingLog:
-    def __init__(self, directory: Path, prefix: str, log_type: str, fields: str, clock, max_file_size: int, max_age: float) -> None:
+    def __init__(
+        self, directory: Path, prefix: str, log_type: str, fields: str, clock, max_file_size: int, max_age: float,
+        max_directory_size: int | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.prefix = prefix
         self.log_type = log_type
@@ -124,7 +130,9 @@ class RollingLog:
         self.clock = clock
         self.max_file_size = max_file_size
         self.max_age = max_age
+        self.max_directory_size = max_directory_size
         self._file = None
+        self._path: Path | None = None
         self._hour = None
         self._size = 0
         # (time, format, values): the line is format(time, *values), made at flush.
@@ -178,8 +186,10 @@ class RollingLog:
         n = 1
         while True:
             try:
-                fd = create_new(self.directory / f"{self.prefix}{stamp}-{n}.LOG", LOG_FILE)
+                path = self.directory / f"{self.prefix}{stamp}-{n}.LOG"
+                fd = create_new(path, LOG_FILE)
                 self._file = open(fd, "w", encoding="utf-8", newline="")
+                self._path = path
                 break
             except FileExistsError:
                 n += 1
@@ -193,9 +203,29 @@ class RollingLog:
         self._expire(now)
 
     def _expire(self, now: float) -> None:
-        for old in self.directory.glob(f"{self.prefix}*.LOG"):
+        kept = []
+        for old in self.directory.glob("*.LOG"):
             try:
-                if now - old.stat().st_mtime > self.max_age:
+                st = old.stat()
+                if old.name.startswith(self.prefix) and now - st.st_mtime > self.max_age:
                     old.unlink()
+                else:
+                    kept.append((st.st_mtime, old.name, st.st_size, old))
             except OSError:
                 pass
+        if self.max_directory_size is None:
+            return
+        total = sum(size for _, _, size, _ in kept)
+        # Oldest first: by time, then by name (yyyymmddhh-n sorts in order within a second).
+        for _, name, size, old in sorted(kept):
+            if total <= self.max_directory_size:
+                break
+            if old == self._path:
+                continue
+            try:
+                old.unlink()
+            except OSError:
+                continue
+            total -= size
+            log.info("{prefix} log: {file} deleted, the directory was over {limit} bytes", prefix=self.prefix, file=name,
+                     limit=self.max_directory_size)

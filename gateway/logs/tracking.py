@@ -27,8 +27,11 @@ PREFIX = "MSGTRK"
 
 
 class TrackingLog(RollingLog):
-    def __init__(self, directory: Path, clock, server_hostname: str, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400) -> None:
-        super().__init__(directory, PREFIX, "Message Tracking Log", ",".join(FIELDS), clock, max_file_size, max_age)
+    def __init__(
+        self, directory: Path, clock, server_hostname: str, max_file_size: int = 10 * 1024 * 1024, max_age: float = 30 * 86400,
+        max_directory_size: int | None = None,
+    ) -> None:
+        super().__init__(directory, PREFIX, "Message Tracking Log", ",".join(FIELDS), clock, max_file_size, max_age, max_directory_size)
         self.server_hostname = server_hostname
 
     def event(

@@ -43,6 +43,7 @@ from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
+from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
@@ -57,6 +58,7 @@ MAX_PENDING_INPUT = 256 * 1024
 # Syntax and sequence errors count toward MaxProtocolErrors; policy refusals
 # (a relay denied, a sender refused) do not.
 PROTOCOL_ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "HELP"})
 XFORWARD_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE", "CONNECTOR", "AUTH", "TLS")
 # RFC 4954 allows an AUTH response line of up to 12288 octets.
 MAX_AUTH_LINE = 12288
@@ -138,6 +140,8 @@ class ESMTPServer(Protocol):
         self._bdat_last = False
         self._bdat_refusal: SMTPReply | None = None
         self.protocol_errors = 0
+        # NOOP, RSET, VRFY, HELP and unknown commands since the last message (Postfix's junk commands).
+        self.junk_commands = 0
 
     # --- connection ---------------------------------------------------
 
@@ -481,10 +485,29 @@ class ESMTPServer(Protocol):
             # An AUTH initial response carries the password: never logged.
             self._plog.event("<", f"{verb} {arg.split()[0]} ****" if verb.upper() == "AUTH" and len(arg.split()) > 1 else line)
         handler = self._COMMANDS.get(verb.upper())
+        if (handler is None or verb.upper() in JUNK_COMMANDS) and self._too_much_junk():
+            return
         if handler is None:
             self._error(Reply.UNRECOGNIZED)
             return
         self._run(handler, self, arg)
+
+    def _too_much_junk(self) -> bool:
+        """
+        A session that only keeps the line busy (NOOP, RSET, VRFY, HELP,
+        unknown commands: each answered at no cost to the client) is closed
+        past the limit, as Postfix's smtpd_junk_command_limit does. Other
+        gateway nodes (XFORWARD right) reuse their connections without end
+        and are not counted.
+        """
+        self.junk_commands += 1
+        limit = self.limits.junk_command_limit if self.limits is not None else DEFAULT_JUNK_COMMAND_LIMIT
+        if self.junk_commands <= limit or (self.session is not None and Right.ACCEPT_XFORWARD in self.session.rights):
+            return False
+        log.info("too many junk commands {session_id}", session_id=self.session.session_id)
+        self._answer_now(Reply.TOO_MANY_ERRORS)
+        self._close()
+        return True
 
     def do_HELO(self, arg: str) -> SMTPReply:
         return self._hello(arg, esmtp=False)
@@ -608,7 +631,7 @@ class ESMTPServer(Protocol):
         self._size = 0
         self._overflow = False
         # Frontends check MaxHeaderSize here; a hub's intake scans headers anyway and checks it there.
-        self._headers = HeaderScan(self.connector.max_header_size) if self.connector.role == "frontend" else None
+        self._headers = HeaderScan(self.connector.max_header_size, keep=False) if self.connector.role == "frontend" else None
 
     def do_BDAT(self, arg: str):
         """RFC 3030 CHUNKING: the chunk's octets are read whatever the verdict, then answered."""
@@ -660,6 +683,7 @@ class ESMTPServer(Protocol):
         self._txn = None
         self._rcpt_count = 0
         self.session.xforward = {}
+        self.junk_commands = 0
         try:
             result = txn.finish()
         except Exception:

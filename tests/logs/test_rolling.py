@@ -76,3 +76,40 @@ def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(tmp_path):
 ])
 def test_a_line_is_quoted_field_by_field_as_csv_field_would(values):
     assert csv_line(values) == ",".join(csv_field(v) for v in values)
+
+
+def test_the_directory_is_kept_under_max_directory_size_oldest_files_first(tmp_path):
+    """Exchange's MaxDirectorySize: a flood of sessions fills files fast; the oldest go, the newest and the open one stay."""
+    import os
+
+    clock = Clock()
+    clock.advance(1_795_000_000)
+    for n, age in enumerate((5000, 4000, 3000)):  # other workers' older files, 1,000 bytes each
+        old = tmp_path / f"RECV20261118{n:02d}-9.LOG"
+        old.write_bytes(b"x" * 1000)
+        os.utime(old, (clock.seconds() - age, clock.seconds() - age))
+    log = RollingLog(tmp_path, "RECV", "SMTP Receive Protocol Log", "a", clock, 1500, 86400.0, max_directory_size=2500)
+    log.record(clock.seconds(), lambda now: "x" * 1000 + "\r\n")
+    log.flush()
+    # The new file started (its header alone): 3,000 + header > 2,500, so the oldest went.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["RECV2026111801-9.LOG", "RECV2026111802-9.LOG", "RECV2026111811-1.LOG"]
+    for _ in range(6):
+        clock.advance(1)
+        log.record(clock.seconds(), lambda now: "y" * 1000 + "\r\n")
+        log.flush()
+    log.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert sum((tmp_path / n).stat().st_size for n in names) <= 2500 + 1500
+    assert not any(n.endswith("-9.LOG") for n in names)
+    assert sum((tmp_path / n).read_text().count("y" * 1000) for n in names) >= 2  # the newest lines are kept
+
+
+def test_without_max_directory_size_only_age_removes_files(tmp_path):
+    clock = Clock()
+    clock.advance(1_795_000_000)
+    log = RollingLog(tmp_path, "RECV", "SMTP Receive Protocol Log", "a", clock, 1500, 86400.0)
+    for _ in range(5):
+        log.record(clock.seconds(), lambda now: "y" * 1000 + "\r\n")
+        log.flush()
+    log.close()
+    assert len(list(tmp_path.iterdir())) == 5
