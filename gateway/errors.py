@@ -129,6 +129,8 @@ class Reply:
     SIZE_EXCEEDED = SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
     HEADER_TOO_LARGE = SMTPReply(552, "5.3.4", "Header size exceeds fixed maximum size")
     BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
+    BARE_CR = SMTPReply(554, "5.6.0", "Invalid message content, contains bare carriage returns")
+    BARE_LINE_ENDS = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds and carriage returns")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
     DRAINING = SMTPReply(421, "4.3.2", "Service not active")
     TOO_MANY_CONNECTIONS = SMTPReply(

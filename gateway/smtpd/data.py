@@ -1,106 +1,104 @@
 """
-The DATA stream: find the end, unstuff dots, and spot bare CR or LF, in bulk.
+The message body stream: find the end of DATA, turn bare CR and LF into
+CRLF, unstuff dots, in bulk.
 
-Per-line callbacks are the main cost of a Python SMTP server, so the decoder
-works on whole chunks with bytes operations (find, count, replace, split),
-all of which run in C. The trick that makes this exact across chunk
-boundaries: the decoder keeps the last two bytes it already emitted as a
-*context* prefix of the next chunk, so `<CRLF>.` and `<CRLF>.<CRLF>` are seen
-even when a network read splits them, and never matched twice.
+Per-line callbacks are the main cost of a Python SMTP server, so every stage
+works on whole chunks with bytes operations (find, count, replace, a regex
+substitution), all of which run in C, and keeps a few bytes of state between
+chunks; nothing holds a line or the message.
 
-The message ends only at `<CRLF>.<CRLF>` (the start of DATA counts as a line
-start). A bare LF or bare CR anywhere in the content is recorded and the
-message is refused at the end (the SMTP smuggling class, CVE-2023-51764):
-refusing keeps every accepted byte exactly as sent, where normalising would
-alter it; the catalogue reply tells the sender why.
+The message ends only at `<CRLF>.<CRLF>` in the bytes as received (the start
+of DATA counts as a line start). `<LF>.<LF>`, `<CR>.<CR>`, `<LF>.<CRLF>` and
+the like never end it (the SMTP smuggling class, CVE-2023-51764): they stay
+message content. A bare LF or bare CR inside the content is turned into CRLF
+(Postfix's `smtpd_forbid_bare_newline = normalize`): Unix text sent by curl,
+smtplib or a script arrives as the sender meant it, and a next hop that
+would read a bare LF as a line end sees only CRLF lines, which the outbound
+client dot-stuffs, so a smuggled "end" can never reach it as one. The
+connector may refuse such messages instead (`bare_linefeeds = "reject"`);
+LineEndings records which kind it saw, so the refusal names it.
+
+Lines longer than RFC 5321's 998 octets are accepted and passed on unchanged
+(Postfix and Exchange accept them too); nothing here buffers a line.
+
+Dot-unstuffing runs after normalisation, so a line that began after a bare
+LF is unstuffed like any other (a client that stuffs its LF-only lines, as
+smtplib does, gets its bytes back exactly).
 """
 
 from __future__ import annotations
 
+import re
+
 END = b"\r\n.\r\n"
 # The most bytes at the end of a chunk that can still be a prefix of END.
 _HOLD = len(END) - 1
-MAX_TEXT_LINE = 1000
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-class LineCheck:
+class LineEndings:
     """
-    Watches message content, in order and in any chunking, for bare CR or
-    LF and for text lines over 1000 octets. Bulk counts, no per-line loop:
-    every LF must have a CR before it and every CR an LF after it.
+    Turns bare CR and bare LF into CRLF in a stream cut anywhere, and records
+    which it saw. A CR at the end of a chunk is held until the next byte
+    shows whether an LF follows it.
     """
 
-    __slots__ = ("_prev", "_line", "bare_newline", "line_too_long")
+    __slots__ = ("_cr", "bare_lf", "bare_cr")
 
     def __init__(self) -> None:
-        self._prev = b"\n"
-        self._line = 0
-        self.bare_newline = False
-        self.line_too_long = False
+        self._cr = False
+        self.bare_lf = False
+        self.bare_cr = False
 
-    def feed(self, data: bytes) -> None:
-        if not data:
-            return
-        if not self.bare_newline:
-            buf = self._prev + data
-            crlf = buf.count(b"\r\n")
-            # CRs before the last byte must be followed by LF; the last waits for the next chunk.
-            if buf.count(b"\n", 1) != crlf or buf.count(b"\r", 0, len(buf) - 1) != crlf:
-                self.bare_newline = True
-        self._prev = data[-1:]
-        if not self.line_too_long and not self._lines_fit(data):
-            self.line_too_long = True
+    @property
+    def bare_newline(self) -> bool:
+        return self.bare_lf or self.bare_cr
 
-    def _lines_fit(self, data: bytes) -> bool:
-        """
-        No line reaches MAX_TEXT_LINE octets before its LF (a text line may
-        hold 1000 octets with its CRLF: 999 before the LF). Jumps from the
-        last LF of one window of that size to the next, so a chunk costs
-        about len/1000 searches in C, not a bytes object per line.
-        """
-        n, pos, carry = len(data), 0, self._line
-        while True:
-            # The line at `pos` began `carry` octets earlier (in an earlier chunk).
-            window_end = pos + MAX_TEXT_LINE - carry
-            if window_end > n:
-                last = data.rfind(b"\n", pos)
-                self._line = carry + n - pos if last < 0 else n - last - 1
-                return True
-            last = data.rfind(b"\n", pos, window_end)
-            if last < 0:
-                return False
-            pos, carry = last + 1, 0
+    def feed(self, data: bytes) -> bytes:
+        if self._cr:
+            data = b"\r" + data
+            self._cr = False
+        if data[-1:] == b"\r":
+            data = data[:-1]
+            self._cr = True
+        crlf = data.count(b"\r\n")
+        lf, cr = data.count(b"\n"), data.count(b"\r")
+        if lf == crlf and cr == crlf:
+            return data
+        self.bare_lf = self.bare_lf or lf != crlf
+        self.bare_cr = self.bare_cr or cr != crlf
+        return _LINE_END.sub(b"\r\n", data)
 
-    def end(self) -> None:
-        """The content is complete: a CR at its very end has no LF after it."""
-        if self._prev == b"\r":
-            self.bare_newline = True
+    def end(self) -> bytes:
+        """The content is complete: a CR held at its very end is bare."""
+        if not self._cr:
+            return b""
+        self._cr = False
+        self.bare_cr = True
+        return b"\r\n"
 
 
 class DataDecoder:
-    """Feed raw DATA bytes; get unstuffed content and, at the end, the rest."""
+    """Feed raw DATA bytes; get normalised, unstuffed content and, at the end, the rest."""
 
-    __slots__ = ("_buf", "size", "check")
+    __slots__ = ("_buf", "_context", "size", "check")
 
     def __init__(self) -> None:
-        # Two bytes of context: the start of DATA is a line start.
+        # Two bytes of context in each stage: the start of DATA is a line start.
         self._buf = b"\r\n"
+        self._context = b"\r\n"
         self.size = 0
-        self.check = LineCheck()
+        self.check = LineEndings()
 
     @property
     def bare_newline(self) -> bool:
         return self.check.bare_newline
 
-    @property
-    def line_too_long(self) -> bool:
-        return self.check.line_too_long
-
     def feed(self, chunk: bytes) -> tuple[bytes, bytes | None]:
         """
-        Consume a chunk. Returns (content, rest): content is unstuffed message
-        bytes to append; rest is None while the message goes on, else the
-        bytes that followed `<CRLF>.<CRLF>` (pipelined commands).
+        Consume a chunk. Returns (content, rest): content is message bytes to
+        append; rest is None while the message goes on, else the bytes that
+        followed `<CRLF>.<CRLF>` (pipelined commands).
         """
         buf = self._buf + chunk
         end = buf.find(END)
@@ -111,10 +109,16 @@ class DataDecoder:
             if stop <= 2:
                 self._buf = buf
                 return b"", None
-        content = buf[:stop].replace(b"\r\n.", b"\r\n")[2:]
-        self.check.feed(content)
+        # The end search keeps the last two raw bytes it passed on as context.
+        raw, self._buf = buf[2:stop], buf[stop - 2 :]
+        normal = self.check.feed(raw)
+        if rest is not None:
+            # Content before <CRLF>.<CRLF> ends in CRLF: nothing is held.
+            normal += self.check.end()
+        both = self._context + normal
+        content = both.replace(b"\r\n.", b"\r\n")[len(self._context) :]
+        self._context = both[-2:]
         self.size += len(content)
-        self._buf = buf[stop - 2 :]
         return content, rest
 
 

@@ -11,7 +11,8 @@ buffer, so replies always go out in command order.
 
 Line limits: a command line over 512 octets gets `500 5.5.2 Line too long`
 and the session goes on; the excess is discarded up to the next LF, never
-buffered. DATA is decoded in bulk by DataDecoder.
+buffered. Message content has no line limit (gateway/smtpd/data.py): DATA
+is decoded in bulk by DataDecoder, BDAT chunks pass through LineEndings.
 
 TLS (RFC 3207): at STARTTLS every byte already buffered behind the command
 is thrown away before the handshake, so nothing a man in the middle
@@ -48,7 +49,7 @@ from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import sasl, xtext
-from gateway.smtpd.data import DataDecoder, LineCheck
+from gateway.smtpd.data import DataDecoder, LineEndings
 from gateway.smtpd.session import MailFrom, MailHandler, Session, TLSInfo, Transaction, new_session_id
 from gateway.tls.store import CertificateError
 
@@ -78,6 +79,13 @@ def _log_right(right: Right) -> str:
 def _rights_line(rights: frozenset[Right]) -> str:
     """The "Set Session Permissions" data: the same few sets for every session, so joined once each."""
     return " ".join(sorted(_log_right(r) for r in rights))
+
+
+def bare_line_end_reply(check: LineEndings) -> SMTPReply:
+    """The 554 5.6.0 that names what the message held: bare LF, bare CR, or both."""
+    if check.bare_lf and check.bare_cr:
+        return Reply.BARE_LINE_ENDS
+    return Reply.BARE_LINEFEED if check.bare_lf else Reply.BARE_CR
 
 
 def principal_for(connector: ReceiveConnector) -> Principal:
@@ -131,7 +139,7 @@ class ESMTPServer(Protocol):
         self._rcpt_count = 0
         # The message body in progress: DATA (decoder) or BDAT chunks.
         self._decoder: DataDecoder | None = None
-        self._check: LineCheck | None = None
+        self._check: LineEndings | None = None
         self._size = 0
         self._overflow = False
         self._headers: HeaderScan | None = None
@@ -372,8 +380,7 @@ class ESMTPServer(Protocol):
         chunk, self._in = self._in[:left], self._in[left:]
         self._bdat_left = left - len(chunk)
         if self._bdat_refusal is None and chunk:
-            self._check.feed(chunk)
-            self._take(chunk)
+            self._take(self._check.feed(chunk))
         if self._bdat_left:
             return
         self._bdat_left = None
@@ -381,13 +388,15 @@ class ESMTPServer(Protocol):
             refusal, self._bdat_refusal = self._bdat_refusal, None
             self._error(refusal)
         elif self._bdat_last:
-            self._check.end()
+            self._take(self._check.end())
             self._end_of_message()
         else:
             self._answer_now(SMTPReply(250, "2.0.0", f"{self._bdat_size} octets received"))
 
     def _take(self, content: bytes) -> None:
         """Body bytes for the transaction, unless the message is already over size."""
+        if not content:
+            return
         headers = self._headers
         if headers is not None and not headers.done:
             headers.feed(content)
@@ -626,7 +635,7 @@ class ESMTPServer(Protocol):
         self._start_body(self._decoder.check)
         return Reply.START_DATA
 
-    def _start_body(self, check: LineCheck) -> None:
+    def _start_body(self, check: LineEndings) -> None:
         self._check = check
         self._size = 0
         self._overflow = False
@@ -652,7 +661,7 @@ class ESMTPServer(Protocol):
             return None
         if self._check is not None:
             return None
-        self._start_body(LineCheck())
+        self._start_body(LineEndings())
         opened = self._txn.open_body()
         if isinstance(opened, Deferred):
             return opened.addCallbacks(lambda _: None, self._bdat_open_failed)
@@ -666,10 +675,8 @@ class ESMTPServer(Protocol):
         check, txn = self._check, self._txn
         self._check = None
         refusal = None
-        if check.bare_newline:
-            refusal = Reply.BARE_LINEFEED
-        elif check.line_too_long:
-            refusal = Reply.LINE_TOO_LONG
+        if check.bare_newline and self.connector.bare_linefeeds == "reject":
+            refusal = bare_line_end_reply(check)
         elif self._overflow:
             refusal = Reply.SIZE_EXCEEDED
         elif self._headers is not None and self._headers.too_large:
@@ -680,6 +687,9 @@ class ESMTPServer(Protocol):
             self._drop_transaction()
             self._error(refusal)
             return
+        if check.bare_newline:
+            log.info("bare line ends turned into CRLF in a message from {client_ip} ({session_id}): LF {bare_lf}, CR {bare_cr}",
+                     client_ip=self.session.client_ip, session_id=self.session.session_id, bare_lf=check.bare_lf, bare_cr=check.bare_cr)
         self._txn = None
         self._rcpt_count = 0
         self.session.xforward = {}

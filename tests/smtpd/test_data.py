@@ -1,4 +1,4 @@
-"""DataDecoder and dot_stuff: exact unstuffing, end detection and bare line endings."""
+"""DataDecoder and dot_stuff: exact unstuffing, end detection, bare line endings normalised, no line limit."""
 
 from gateway.smtpd.data import DataDecoder, dot_stuff
 
@@ -23,7 +23,7 @@ def test_simple_message_ends_at_crlf_dot_crlf():
     content, rest, d = decode(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n")
     assert content == b"Subject: x\r\n\r\nhello\r\n"
     assert rest == b"QUIT\r\n"
-    assert not d.bare_newline and not d.line_too_long
+    assert not d.bare_newline
 
 
 def test_empty_message():
@@ -48,7 +48,8 @@ def test_every_split_point_gives_the_same_result():
     """Network reads can split anywhere: every single and paired cut decodes identically."""
     stream = b"a\r\n..b\r\n.\r.\r\n\r\n..\r\nend\r\n.\r\nNOOP\r\n"
     expected = decode(stream)[:2]
-    assert expected[0] == b"a\r\n.b\r\n\r.\r\n\r\n.\r\nend\r\n"
+    # The bare CR in ".\r." ends a line: two one-dot lines, each unstuffed to an empty line.
+    assert expected[0] == b"a\r\n.b\r\n\r\n\r\n\r\n.\r\nend\r\n"
     for i in range(1, len(stream)):
         assert decode(stream, [i])[:2] == expected, i
         for j in range(i + 1, len(stream)):
@@ -61,41 +62,89 @@ def test_byte_at_a_time():
     assert decode(stream, list(range(1, len(stream))))[:2] == (b"x\r\n.y\r\n", b"RSET\r\n")
 
 
-def test_bare_lf_dot_lf_does_not_end_the_message():
-    """SMTP smuggling: <LF>.<LF> is not the end, and is flagged as bare LF."""
-    content, rest, d = decode(b"a\n.\nMAIL FROM:<x@evil>\r\n.\r\n")
-    assert rest == b""
-    assert content == b"a\n.\nMAIL FROM:<x@evil>\r\n"
-    assert d.bare_newline
+SMUGGLED = b"MAIL FROM:<ceo@corp.example>\r\nRCPT TO:<x@corp.example>\r\nDATA\r\n"
 
 
-def test_bare_cr_is_flagged():
-    """<CR>.<CR> hides nothing either: a bare CR is flagged."""
-    _, rest, d = decode(b"a\r.\rb\r\n.\r\n")
-    assert rest == b"" and d.bare_newline
+def test_smuggling_end_sequences_never_end_the_message_and_become_content_lines():
+    """<LF>.<LF>, <CR>.<CR>, <LF>.<CRLF>, <CRLF>.<LF>, <CR>.<CRLF>, <CRLF>.<CR>: none is the end (CVE-2023-51764); each becomes a line, in any chunking."""
+    for fake in (b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\n.\r", b"\r.\n"):
+        stream = b"Subject: a\r\n\r\nx" + fake + SMUGGLED + b"fake\r\n.\r\nQUIT\r\n"
+        expected = (b"Subject: a\r\n\r\nx\r\n\r\n" + SMUGGLED + b"fake\r\n", b"QUIT\r\n")
+        assert decode(stream)[:2] == expected, fake
+        for cut in range(1, len(stream)):
+            content, rest, d = decode(stream, [cut])
+            assert (content, rest) == expected, (fake, cut)
+            assert d.bare_newline
 
 
-def test_bare_lf_split_across_reads_is_flagged():
-    """A bare LF at the start of a read (after a byte that is not CR) is seen."""
-    for cut in range(1, 8):
-        _, _, d = decode(b"abc\ndef\r\n.\r\n", [cut])
-        assert d.bare_newline, cut
+def test_bare_lf_is_turned_into_crlf_and_recorded_as_lf():
+    """curl --upload-file of a Unix text file: every line arrives with CRLF."""
+    content, rest, d = decode(b"Subject: x\n\nhello\nworld\r\n.\r\n")
+    assert (content, rest) == (b"Subject: x\r\n\r\nhello\r\nworld\r\n", b"")
+    assert (d.check.bare_lf, d.check.bare_cr) == (True, False)
+
+
+def test_bare_cr_is_turned_into_crlf_and_recorded_as_cr():
+    content, _, d = decode(b"a\rb\r\r\n.\r\n")
+    assert content == b"a\r\nb\r\n\r\n"
+    assert (d.check.bare_lf, d.check.bare_cr) == (False, True)
+
+
+def test_lines_after_a_bare_lf_are_unstuffed_like_any_line():
+    """smtplib stuffs the dots of LF-only lines (its regex sees LF as a line start): the sender's text comes back exactly."""
+    content, _, _ = decode(b"a\n..b\n...c\r\n.\r\n")
+    assert content == b"a\r\n.b\r\n..c\r\n"
+
+
+def test_bare_lf_split_across_reads_is_normalised():
+    """A bare LF at the start of a read (after a byte that is not CR) is seen and fixed."""
+    for cut in range(1, 12):
+        content, _, d = decode(b"abc\ndef\r\n.\r\n", [cut])
+        assert content == b"abc\r\ndef\r\n" and d.check.bare_lf and not d.check.bare_cr, cut
 
 
 def test_crlf_split_across_reads_is_not_bare():
     """CR at the end of one read and LF at the start of the next is a proper CRLF."""
     stream = b"line one\r\nline two\r\n.\r\n"
     for cut in range(1, len(stream)):
-        _, _, d = decode(stream, [cut])
-        assert not d.bare_newline, cut
+        content, _, d = decode(stream, [cut])
+        assert content == b"line one\r\nline two\r\n" and not d.bare_newline, cut
 
 
-def test_line_of_998_octets_is_fine_999_is_too_long():
-    """A text line may hold 998 octets plus CRLF (1000 in all)."""
-    _, _, ok = decode(b"a" * 998 + b"\r\n.\r\n", [500])
-    assert not ok.line_too_long
-    _, _, bad = decode(b"a" * 999 + b"\r\n.\r\n", [500])
-    assert bad.line_too_long
+def test_lines_over_998_octets_pass_unchanged_in_any_chunking():
+    """No line limit in content: a 1,200-octet cron line and a 100 kB unfolded header arrive byte for byte."""
+    body = b"To: " + b"x" * 100_000 + b"\r\n\r\n" + b"c" * 1200 + b"\r\n"
+    for cuts in ([], [500], [999, 1001], [50_000, 100_003]):
+        content, rest, d = decode(body + b".\r\n", cuts)
+        assert (content, rest) == (body, b"") and not d.bare_newline
+
+
+def test_line_endings_hold_only_a_trailing_cr():
+    """State between chunks is one flag: a CR at a chunk's end waits for the next byte; at the very end it is bare."""
+    from gateway.smtpd.data import LineEndings
+
+    e = LineEndings()
+    assert e.feed(b"abc\r") == b"abc"
+    assert e.feed(b"\ndef\r") == b"\r\ndef"
+    assert e.feed(b"x") == b"\r\nx" and e.bare_cr and not e.bare_lf
+    e = LineEndings()
+    assert e.feed(b"end\r") == b"end" and e.end() == b"\r\n" and e.bare_cr
+
+
+def test_random_streams_decode_as_splitting_on_the_first_true_end():
+    """Random bytes rich in CR, LF and dots, cut at random: content is the normalised, unstuffed text before the first raw <CRLF>.<CRLF>."""
+    import random
+    import re
+
+    rng = random.Random(5321)
+    for _ in range(400):
+        stream = bytes(rng.choice(b"\r\n.ab") for _ in range(rng.randint(0, 40))) + b"\r\n.\r\nNEXT"
+        at = (b"\r\n" + stream).find(b"\r\n.\r\n")
+        raw = (b"\r\n" + stream)[2 : at + 2]
+        expected = (b"\r\n" + re.sub(rb"\r\n|\r|\n", b"\r\n", raw)).replace(b"\r\n.", b"\r\n")[2:]
+        cuts = sorted(rng.sample(range(1, len(stream)), min(3, len(stream) - 1)))
+        content, rest, _ = decode(stream, cuts)
+        assert (content, rest) == (expected, stream[at + 3 :]), (stream, cuts)
 
 
 def test_size_counts_unstuffed_bytes():
@@ -127,21 +176,3 @@ def test_stuff_then_decode_round_trips():
     body = b".\r\n..\r\n.x.\r\n\r\n.\r\n"
     wire = stuff_all(body, [3]) + b".\r\n"
     assert decode(wire)[0] == body
-
-
-def test_line_length_check_agrees_with_splitting_lines_in_any_chunking():
-    """Lines of every length around the limit, cut anywhere: too long exactly when a line has 1000+ octets before its LF."""
-    import random
-
-    from gateway.smtpd.data import LineCheck
-
-    rng = random.Random(5321)
-    for _ in range(300):
-        lengths = [rng.choice((0, 1, 77, 997, 998, 999, 1000, 1500, 2500)) for _ in range(rng.randint(1, 6))]
-        content = b"".join(b"x" * (n - 1) + b"\r\n" if n else b"\r\n" for n in lengths)
-        expected = any(len(segment) >= 1000 for segment in content.split(b"\n"))
-        check = LineCheck()
-        cuts = sorted(rng.sample(range(1, len(content)), min(3, len(content) - 1)))
-        for a, b in zip([0] + cuts, cuts + [len(content)]):
-            check.feed(content[a:b])
-        assert check.line_too_long == expected, (lengths, cuts)

@@ -177,19 +177,44 @@ def test_command_split_across_reads():
     assert c.send("OP\r\n") == ["250 2.0.0 OK"]
 
 
-def test_text_line_over_1000_octets_refuses_the_message_not_the_session():
+def test_text_line_over_1000_octets_is_accepted_unchanged():
+    """msmtp's 1,200-character cron line (issue 18 item 2): accepted and stored byte for byte; command lines keep their 512 limit."""
     c = Client()
     c.hello()
     c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
-    assert c.send("x" * 1200 + "\r\n.\r\n") == ["500 5.5.2 Line too long"]
-    assert c.handler.transactions[0].aborted
-    assert c.handler.finished == []
+    body = "Subject: cron\r\n\r\n" + "x" * 1200 + "\r\n"
+    assert c.send(body + ".\r\n")[0].startswith("250 2.6.0")
+    assert c.handler.finished[0].body == body.encode()
+    assert c.send("NOOP " + "y" * 600 + "\r\n") == ["500 5.5.2 Line too long"]
+
+
+def test_bare_lf_is_normalised_by_default_and_the_message_accepted():
+    """curl --upload-file / smtplib with LF text (issue 18 item 1): 250, and the stored body has CRLF lines."""
+    c = Client()
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    # curl ends a file whose last byte is LF with <CRLF>.<CRLF>, as here.
+    assert c.send(b"Subject: x\n\nhello\n\r\n.\r\n")[0].startswith("250 2.6.0")
+    assert c.handler.finished[0].body == b"Subject: x\r\n\r\nhello\r\n\r\n"
+
+
+@pytest.mark.parametrize("body, reply", [
+    (b"a\nb\r\n", "554 5.6.0 Invalid message content, contains bare linefeeds"),
+    (b"a\rb\r\n", "554 5.6.0 Invalid message content, contains bare carriage returns"),
+    (b"a\rb\nc\r\n", "554 5.6.0 Invalid message content, contains bare linefeeds and carriage returns"),
+])
+def test_a_reject_connector_refuses_bare_line_ends_naming_what_it_found(body, reply):
+    c = Client("Strict", receive_connectors=[{"name": "Strict", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["AnonymousUsers"], "bare_linefeeds": "reject"}])
+    c.hello()
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
+    assert c.send(body + b".\r\n") == [reply]
+    assert c.handler.finished == [] and c.handler.transactions[0].aborted
     assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 2.1.0 Sender OK"]
 
 
 def test_bare_lf_message_refused_and_smuggled_command_not_executed():
-    """<LF>.<LF> neither ends the message nor lets the next 'command' run."""
-    c = Client()
+    """<LF>.<LF> neither ends the message nor lets the next 'command' run (connector set to reject)."""
+    c = Client("Strict", receive_connectors=[{"name": "Strict", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["AnonymousUsers"], "bare_linefeeds": "reject"}])
     c.hello()
     c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
     lines = c.send("Subject: a\r\n\r\nx\n.\nMAIL FROM:<ceo@corp.example>\r\nRCPT TO:<x@corp.example>\r\nDATA\r\n\r\nfake\r\n.\r\n")
@@ -386,8 +411,17 @@ def test_bdat_without_transaction_consumes_the_chunk_then_refuses():
     assert not c.transport.disconnecting
 
 
-def test_bdat_bare_lf_refused_at_last():
+def test_bdat_bare_lf_and_cr_are_normalised_even_across_chunks():
+    """A CR at the end of one chunk and the next chunk's first byte decide together; a CR at the very end is bare."""
     c = bdat_client()
+    assert c.send(b"BDAT 4\r\na\nb\r") == ["250 2.0.0 4 octets received"]
+    assert c.send(b"BDAT 5 LAST\r\n\nc\rd\r")[0].startswith("250 2.6.0")
+    assert c.handler.finished[0].body == b"a\r\nb\r\nc\r\nd\r\n"
+
+
+def test_bdat_bare_lf_refused_at_last_on_a_reject_connector():
+    c = bdat_client()
+    c.proto.connector = dataclasses.replace(c.proto.connector, bare_linefeeds="reject")
     assert c.send(b"BDAT 8 LAST\r\na\nb\r\nc\r\n") == ["554 5.6.0 Invalid message content, contains bare linefeeds"]
     assert c.handler.finished == [] and c.handler.transactions[0].aborted
 
