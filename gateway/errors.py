@@ -98,7 +98,7 @@ class Reply:
     OK = SMTPReply(250, "2.0.0", "OK")
     RESET = SMTPReply(250, "2.0.0", "Resetting")
     VRFY = SMTPReply(252, "2.1.5", "Cannot VRFY user, but will accept message for delivery")
-    HELP = SMTPReply(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP\nEnd of HELP info")
+    HELP = SMTPReply(214, "2.0.0", "Commands: {commands}\nEnd of HELP info")
     SENDER_OK = SMTPReply(250, "2.1.0", "Sender OK")
     RECIPIENT_OK = SMTPReply(250, "2.1.5", "Recipient OK")
     START_DATA = SMTPReply(354, "", "Start mail input; end with <CRLF>.<CRLF>")

@@ -123,8 +123,9 @@ def add_commands(commands, common, with_config) -> None:
     actions = user.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="add a user; the password is prompted for", parents=[common])
     add.add_argument("name", help="login name; if it is an address, the user may send as it")
-    add.add_argument("--send-as", nargs="+", metavar="PATTERN", help="more senders: address, *@domain, *@*.domain, <>")
-    add.add_argument("--remote-ip", nargs="+", metavar="RANGE", help="only from these addresses (IP, CIDR or a-b)")
+    # extend: "--send-as a --send-as b" keeps both, as "--send-as a b" does.
+    add.add_argument("--send-as", nargs="+", action="extend", metavar="PATTERN", help="more senders: address, *@domain, *@*.domain, <>")
+    add.add_argument("--remote-ip", nargs="+", action="extend", metavar="RANGE", help="only from these addresses (IP, CIDR or a-b)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(run=with_config(_add))
     passwd = actions.add_parser("passwd", help="set a user's password", parents=[common])

@@ -48,12 +48,13 @@ from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
-from gateway.smtpd import sasl, xtext
+from gateway.smtpd import mailparams, sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineEndings
 from gateway.smtpd.session import MailFrom, MailHandler, Session, TLSInfo, Transaction, new_session_id
 from gateway.tls.store import CertificateError
 
 MAX_COMMAND_LINE = 512
+HELP_COMMANDS = "HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"
 # Input held while an answer is pending; past this the socket is paused.
 MAX_PENDING_INPUT = 256 * 1024
 # Syntax and sequence errors count toward MaxProtocolErrors; policy refusals
@@ -551,25 +552,34 @@ class ESMTPServer(Protocol):
         lines.append("HELP")
         return SMTPReply(250, "", "\n".join(lines))
 
+    def _greeted(self) -> bool:
+        """
+        HELO/EHLO given. After STARTTLS a client that goes straight to MAIL
+        is tolerated, as Postfix does (some devices never repeat EHLO): the
+        session has no HELO name then (the one given in clear is not reused).
+        """
+        return self.session.helo is not None or (self.session.tls is not None and not self.connector.implicit_tls)
+
     def do_MAIL(self, arg: str):
-        if self.session.helo is None:
+        if not self._greeted():
             raise SMTPError(Reply.NEED_HELO)
         if self._txn is not None:
             raise SMTPError(Reply.SENDER_ALREADY)
         if arg[:5].upper() != "FROM:":
             raise SMTPError(Reply.BAD_SYNTAX, reason="MAIL without FROM:")
         sender, params = parse_path(arg[5:], sender=True)
-        size = None
-        body = None
+        size = body = auth = None
         for key, value in params.items():
             if (key == "SIZE" and not self.connector.size_enabled) or (key == "BODY" and not self.connector.eight_bit_mime_enabled):
                 raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
             if key == "SIZE" and value is not None and value.isdigit():
                 size = int(value)
-            elif key == "BODY" and value is not None and value.upper() in ("7BIT", "8BITMIME"):
-                body = value.upper()
-            elif key in ("SIZE", "BODY"):
-                raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad {key} value {value!r}")
+            elif key == "BODY":
+                body = mailparams.body_parameter(value)
+            elif key == "AUTH":
+                auth = mailparams.auth_parameter(value, mailparams.trusts_auth_parameter(self.session))
+            elif key == "SIZE":
+                raise SMTPError(Reply.BAD_SYNTAX, reason=f"bad SIZE value {value!r}")
             else:
                 raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=key)
         if self.connector.require_tls and self.session.tls is None:
@@ -579,7 +589,7 @@ class ESMTPServer(Protocol):
             self._answer_now(Reply.RATE_LIMITED)
             self._close()
             return None
-        mail = MailFrom(sender, size, body)
+        mail = MailFrom(sender, size, body, auth=auth)
         self._txn = self.handler.begin(self.session, mail)
         self._rcpt_count = 0
         return Reply.SENDER_OK
@@ -863,7 +873,13 @@ class ESMTPServer(Protocol):
         return Reply.VRFY
 
     def do_HELP(self, arg: str) -> SMTPReply:
-        return Reply.HELP
+        """The commands this session can use now: STARTTLS and AUTH only where EHLO would offer them."""
+        commands = HELP_COMMANDS
+        if self.connector.offers_starttls and not self._tls_started and self.tls is not None:
+            commands += " STARTTLS"
+        if self._auth_offered() and self.session.identity is None:
+            commands += " AUTH"
+        return Reply.HELP.format(commands=commands)
 
     def do_QUIT(self, arg: str) -> None:
         self._send(Reply.BYE)

@@ -107,6 +107,8 @@ class MailFrom:
     sender: Address
     size: int | None
     body: str | None
+    # RFC 4954 AUTH=: the submitter a trusted peer named, "<>" when given by anyone else, None when absent.
+    auth: str | None = None
 
 
 class Transaction(TypingProtocol):

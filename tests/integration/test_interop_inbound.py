@@ -64,3 +64,18 @@ def test_swaks_1200_octet_line_is_accepted_not_500(gateway):
     assert run.returncode == 0 and "<-  250 2.6.0" in run.stdout, run.stdout
     (stored,) = gateway.wait_until(lambda: gateway.mailbox("erin.long@corp.example"), what="swaks's message")
     assert client_bytes(stored) == f"Subject: cron\r\n\r\n{line}\r\n".encode()
+
+
+def test_mail_with_auth_parameter_is_delivered(gateway):
+    """Postfix's smtp_send_dummy_mail_auth sends AUTH=<>, Outlook AUTH=<user>: both got 555 5.5.4 and bounced (issue 18 item 6)."""
+    with smtplib.SMTP("127.0.0.1", gateway.frontend_port, timeout=10) as s:
+        s.ehlo("postfix.devices.example")
+        assert s.mail("app@devices.example", ["AUTH=<>", "BODY=8BITMIME"]) == (250, b"2.1.0 Sender OK")
+        assert s.rcpt("frank.auth@corp.example")[0] == 250
+        assert s.data(b"Subject: dummy auth\r\n\r\nhi\r\n")[0] == 250
+        s.rset()
+        assert s.mail("app@devices.example", ["AUTH=someone@corp.example"]) == (250, b"2.1.0 Sender OK")
+        s.rset()
+        assert s.mail("app@devices.example", ["BODY=BINARYMIME"]) == (555, b"5.5.4 Unsupported parameter")
+    (stored,) = gateway.wait_until(lambda: gateway.mailbox("frank.auth@corp.example"), what="the AUTH=<> message")
+    assert client_bytes(stored) == b"Subject: dummy auth\r\n\r\nhi\r\n"

@@ -124,7 +124,7 @@ def test_relay_to_non_accepted_domain_refused_and_session_goes_on():
         ("EHLO x\r\nMAIL TO:<a@b.example>", "501 5.5.4 Invalid arguments"),
         ("EHLO x\r\nMAIL FROM:<a@b.example", "501 5.1.7 Invalid address"),
         ("EHLO x\r\nMAIL FROM:<a@b.example> FOO=1", "555 5.5.4 Unsupported parameter"),
-        ("EHLO x\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME", "501 5.5.4 Invalid arguments"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME", "555 5.5.4 Unsupported parameter"),
         ("EHLO x\r\nMAIL FROM:<a@b.example> SIZE=40000000", "552 5.3.4 Message size exceeds fixed maximum message size"),
         ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<>", "501 5.1.3 Invalid address"),
         ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example> NOTIFY=NEVER", "555 5.5.4 Unsupported parameter"),

@@ -146,8 +146,11 @@ def test_commands_pipelined_after_starttls_are_discarded_not_run(users_path):
     assert c.transport.clear_text == b"220 2.0.0 SMTP server ready\r\n"
     assert c.handler.transactions == []
     c.proto.handshakeCompleted()
-    # The session starts over: no HELO, no transaction.
-    assert c.send("MAIL FROM:<scanner01@corp.example>\r\n") == ["503 5.5.2 Send hello first"]
+    # The session starts over: no HELO, no transaction, no identity (MAIL without EHLO after TLS is tolerated, as in Postfix).
+    assert c.send("MAIL FROM:<scanner01@corp.example>\r\n") == [
+        "530 5.7.57 SMTP; Client was not authenticated to send anonymous mail during MAIL FROM"
+    ]
+    assert c.proto.session.helo is None
     assert c.proto.session.tls.version == "TLSv1.3"
 
 
