@@ -176,3 +176,16 @@ def test_stuff_then_decode_round_trips():
     body = b".\r\n..\r\n.x.\r\n\r\n.\r\n"
     wire = stuff_all(body, [3]) + b".\r\n"
     assert decode(wire)[0] == body
+
+
+def test_a_long_line_streams_through_without_being_held():
+    """A 10 MB line with no line end: each read comes out at once (but the 4 bytes that may start the end), nothing accumulates."""
+    d = DataDecoder()
+    read = b"z" * 65536
+    out = 0
+    for _ in range(160):
+        content, rest = d.feed(read)
+        assert rest is None and len(content) >= len(read) - 4
+        out += len(content)
+    content, rest = d.feed(b"\r\n.\r\n")
+    assert rest == b"" and out + len(content) == 160 * 65536 + 2
