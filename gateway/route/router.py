@@ -11,8 +11,12 @@ Accepted domains are routed by their type, as Exchange does:
   goes to the mailbox store; one it does not know goes out through the send
   connector whose address space matches, and is refused at RCPT (no route)
   if none matches. With no recipient validation configured nobody is known
-  locally, so the domain's mail goes out through its send connector, and
-  lands in the mailbox store only when no send connector matches.
+  locally: the domain's mail goes out through a send connector that names
+  the domain (`shared.example` or `*.example`), and otherwise lands in the
+  mailbox store. The catch-all `*` does not count there: without knowing
+  who is local, sending all of a domain of ours to the Internet's MX (often
+  this gateway again) is not what an admin who only declared the domain
+  expects.
 - ExternalRelay: always a send connector, never the mailbox store; no
   matching send connector is no route, as for any other domain.
 
@@ -138,19 +142,23 @@ class Router:
         if exists:
             return Decision(MAILBOX, kind.value, f"{where}; <{recipient}> is a known recipient")
         if exists is None:
-            if connector is None:
-                return Decision(MAILBOX, kind.value, f"{where}; no recipient validation and no send connector for it: mailbox")
+            if connector is None or self.send_connector(recipient.domain, catch_all=False) is None:
+                return Decision(MAILBOX, kind.value, f"{where}; no recipient validation and no send connector names it")
             return Decision(connector, kind.value, f"{where}; no recipient validation, so nobody is known locally")
         if connector is None:
             return Decision(None, kind.value, f"{where}; <{recipient}> is not a known recipient and no send connector's address space matches it")
         return Decision(connector, kind.value, f"{where}; <{recipient}> is not a known recipient")
 
-    def send_connector(self, domain: str):
-        """The enabled send connector for a domain: most specific address space, then lowest cost; or None."""
+    def send_connector(self, domain: str, catch_all: bool = True):
+        """
+        The enabled send connector for a domain: most specific address space,
+        then lowest cost; or None. `catch_all=False`: only one whose address
+        space names the domain (not `*`).
+        """
         best, best_key = None, None
         for connector in self.send_connectors:
             score = max((m for m in (_specificity(s, domain) for s in connector.address_spaces) if m is not None), default=None)
-            if score is None:
+            if score is None or (score == 0 and not catch_all):
                 continue
             key = (-score, connector.cost)
             if best_key is None or key < best_key:

@@ -142,7 +142,12 @@ KNOWN = {"alice@corp.example", "bob@shared.example", "carol@partner.example"}
     ([], KNOWN, {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
                  "bob@shared.example": MAILBOX, "zed@shared.example": None,
                  "carol@partner.example": None, "zed@partner.example": None}),
-    # Only a "*" connector: it matches every domain, the relay domains included.
+    # Only a "*" connector: without recipient validation it does not take an
+    # InternalRelay domain (nobody is known locally, and all of it would go to the Internet)...
+    ([{"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example"]}], None,
+     {"alice@corp.example": MAILBOX, "bob@shared.example": MAILBOX, "zed@shared.example": MAILBOX,
+      "carol@partner.example": "Internet"}),
+    # ...with it, the recipients validation does not know go there, as in Exchange; ExternalRelay always does.
     ([{"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example"]}], KNOWN,
      {"alice@corp.example": MAILBOX, "zed@corp.example": MAILBOX,
       "bob@shared.example": MAILBOX, "zed@shared.example": "Internet",
