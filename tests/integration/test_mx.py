@@ -45,12 +45,14 @@ name = "Internet"
 address_spaces = ["*"]
 port = {sink_port}
 connection_timeout = "3s"
+protocol_logging_level = "Verbose"
 
 [dns]
 servers = ["127.0.0.1:{dns_port}"]
 timeout = "2s"
 """)
     gw.start()
+    gw.sink_port = sink_port
     yield gw
     gw.stop()
     for proc in (sink, dns_proc):
@@ -70,6 +72,16 @@ def test_mx_delivery_walks_past_a_dead_exchanger(mx_env, sink_dir):
     mx_env.wait_until(lambda: len(list(sink_dir.iterdir())) == 4 and mx_env.queue_files() == [], what="4 messages at the MX")
     texts = b"".join(p.read_bytes() for p in sink_dir.iterdir())
     assert all(f"Subject: mx {i}".encode() in texts for i in range(4))
+    # An MX-routed connector's sessions are in the SMTP Send Protocol Log too, under its name.
+    from tests.integration.test_send_log import events, send_logs
+
+    def logged():
+        rows = events(send_logs(mx_env))
+        return rows if sum(r[6] == ">" and r[7].startswith("RCPT TO:<user") for r in rows) == 4 else None
+
+    rows = mx_env.wait_until(logged, what="the four transactions in the send log")
+    assert {r[1] for r in rows} == {"Internet"}
+    assert {r[5] for r in rows} == {f"127.0.0.1:{mx_env.sink_port}"}
 
 
 def test_null_mx_fails_at_once_with_a_non_delivery_report(mx_env):
