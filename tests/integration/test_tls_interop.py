@@ -147,3 +147,37 @@ def test_a_tls_1_0_only_client_gets_in_on_the_scoped_legacy_connector_and_not_on
         s.starttls(context=no_verify(version=ssl.TLSVersion.TLSv1_1))
         assert s.sock.version() == "TLSv1.1"
         assert s.ehlo("printer")[0] == 250
+
+
+def test_the_sample_config_offers_starttls_on_25_with_the_self_signed_certificate(tmp_path):
+    """Issue 18 item 10: the shipped config, ports moved to loopback, gives port 25 STARTTLS (not required) as Exchange's Default Frontend does."""
+    from gateway.config import default_config_path
+
+    p25, p587, p465, hub = free_port(), free_port(), free_port(), free_port()
+    text = default_config_path().read_text()
+    for public, port in (("0.0.0.0:25", p25), ("0.0.0.0:587", p587), ("0.0.0.0:465", p465), ("127.0.0.1:2525", hub)):
+        text = text.replace(public, f"127.0.0.1:{port}")
+    text = text.replace('listen = "127.0.0.1:8025"', f'listen = "127.0.0.1:{free_port()}"')
+    text = text.replace('var_dir = "var"', f'var_dir = "{tmp_path / "var"}"').replace('workers = "auto"', "workers = 1")
+    config = tmp_path / "exgateway.toml"
+    config.write_text(text)
+    gw = Gateway(tmp_path, config=config, frontend_port=p25, hub_port=hub).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", p25, timeout=10) as s:
+            s.ehlo("printer.devices.example")
+            assert "starttls" in s.esmtp_features and "auth" not in s.esmtp_features
+            # Not required: a device that never starts TLS is still served.
+            assert s.mail("printer@devices.example") == (250, b"2.1.0 Sender OK")
+            s.rset()
+            assert s.starttls(context=no_verify(alpn=["smtp"]))[0] == 220
+            assert s.sock.version() in ("TLSv1.3", "TLSv1.2")
+            from cryptography import x509
+
+            served = x509.load_der_x509_certificate(s.sock.getpeercert(binary_form=True))
+            assert served.issuer == served.subject  # the self-signed certificate made at first start
+            s.ehlo("printer.devices.example")
+            assert "starttls" not in s.esmtp_features
+            assert s.mail("printer@devices.example") == (250, b"2.1.0 Sender OK")
+            assert s.rcpt("alice@corp.example")[0] == 250
+    finally:
+        gw.stop()
