@@ -321,6 +321,8 @@ class Config:
     # Processes serving this node (gateway/workers.py); 1: the twistd process alone.
     workers: int = 1
     limits: LimitsConfig = LimitsConfig()
+    # At a stop, how long a message in DATA/BDAT may take to finish (gateway/smtpd/shutdown.py).
+    shutdown_grace: float = 30.0
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -630,7 +632,7 @@ SEND_CONNECTOR_KEYS = {
     "max_messages_per_connection", "protocol_logging_level",
 }
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
-SERVER_KEYS = {"name", "fqdn", "var_dir", "workers"}
+SERVER_KEYS = {"name", "fqdn", "var_dir", "workers", "shutdown_grace"}
 MAX_WORKERS = 64
 DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
@@ -838,6 +840,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     server_name = reader.get(server, "server", "name", _string, default_name)
     var_dir = reader.relative(reader.get(server, "server", "var_dir", _string, "var"))
     workers = reader.get(server, "server", "workers", _workers, 1)
+    shutdown_grace = reader.get(server, "server", "shutdown_grace", parse_duration, 30.0)
 
     domains = []
     seen_domains: dict[str, int] = {}
@@ -1016,6 +1019,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         fqdn=fqdn,
         var_dir=var_dir,
         workers=workers,
+        shutdown_grace=shutdown_grace,
         accepted_domains=tuple(domains),
         receive_connectors=tuple(connectors),
         hub_pool=hub_pool,

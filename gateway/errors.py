@@ -133,6 +133,8 @@ class Reply:
     BARE_LINE_ENDS = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds and carriage returns")
     NO_CONNECTOR = SMTPReply(421, "4.3.2", "Service not available")
     DRAINING = SMTPReply(421, "4.3.2", "Service not active")
+    # The process is stopping (SIGTERM, Ctrl-C): a message already in DATA finishes; every new command gets this.
+    SHUTTING_DOWN = SMTPReply(421, "4.3.2", "Service not available, closing transmission channel")
     TOO_MANY_CONNECTIONS = SMTPReply(
         421, "4.3.2", "The maximum number of concurrent server connections has exceeded a limit, closing transmission channel"
     )

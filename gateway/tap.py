@@ -17,6 +17,7 @@ from pathlib import Path
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import threads
+from twisted.internet.defer import DeferredList, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
@@ -46,6 +47,7 @@ from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.serialthread import SerialThread
 from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
+from gateway.smtpd.shutdown import Sessions, close_intake
 from gateway.smtpd.session import number_sessions_as
 from gateway.auth.service import build_auth
 from gateway.tls.check import certificate_problems
@@ -169,6 +171,31 @@ class PidFileService(Service):
         return super().stopService()
 
 
+class GatewayService(MultiService):
+    """
+    The whole process. A stop closes intake first and waits for the messages
+    in flight (gateway/smtpd/shutdown.py), and passes the stop on to the other
+    workers at once; only then do its services stop (the queue after the
+    last 250, the logs flushed last).
+    """
+
+    def __init__(self, reactor) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.listeners: list[Listener] = []
+        self.sessions = Sessions()
+        self.grace = 30.0
+        self.supervisor: WorkerSupervisor | None = None
+
+    def stopService(self):
+        first = [close_intake(self.listeners, self.sessions, self.reactor, self.grace)]
+        if self.supervisor is not None:
+            first.append(maybeDeferred(self.supervisor.stopService))
+        d = DeferredList(first)
+        d.addCallback(lambda _: MultiService.stopService(self))
+        return d
+
+
 class HubPoolService(Service):
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
@@ -198,6 +225,7 @@ def _listeners(
         factory = BindingFactory(binding, role, (), handler, live.policy, reactor, limits, plog)
         factory.state = state
         factory.metrics = metrics
+        factory.sessions = getattr(parent, "sessions", None)
         live.attach(factory)
         fd = (inherited or {}).get(str(binding))
         if inherited and fd is None:
@@ -244,7 +272,8 @@ class CertificateService(Service):
 
 def build_service(config: Config, role: str, reactor, worker: int = 0, config_path: Path | None = None) -> MultiService:
     """Assemble the gateway's services for one config, role and worker (gateway/workers.py)."""
-    top = MultiService()
+    top = GatewayService(reactor)
+    top.grace = config.shutdown_grace
     inherited = inherited_sockets() if worker > 0 else {}
     number_sessions_as(worker, config.workers)
     roles = ("frontend", "hub") if role == "all" else (role,)
@@ -389,13 +418,16 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         api.factory.resource.reload = reload.reload_now
     if worker == 0 and config.workers > 1:
         # Last, so it stops first: the other workers finish before this one's listeners close.
-        supervisor = WorkerSupervisor(reactor, config.workers, child_argv(config_path or config.path, role), listeners)
+        supervisor = WorkerSupervisor(
+            reactor, config.workers, child_argv(config_path or config.path, role), listeners, config.shutdown_grace + 10.0
+        )
         supervisor.setServiceParent(top)
+        top.supervisor = supervisor
         reload.forward = supervisor.reload_all
     elif worker > 0:
         ParentLink(reactor, live.reload).setServiceParent(top)
+    top.listeners = listeners
     return top
-
 
 
 def makeService(options: Options):

@@ -124,13 +124,18 @@ class Listener(Service):
             os.close(self.inherited_fd)
         super().privilegedStartService()
 
-    def stopService(self):
-        super().stopService()
+    def stop_accepting(self):
+        """No new connection from now on (a stop: gateway/smtpd/shutdown.py); the sessions open go on."""
         port, self.port = self.port, None
         if self.socket is not None:
+            # Else the kernel would go on completing handshakes into a backlog nobody reads.
             self.socket.close()
             self.socket = None
         return port.stopListening() if port is not None else None
+
+    def stopService(self):
+        super().stopService()
+        return self.stop_accepting()
 
 
 # A twistd log line: time, [namespace#level] (legacy log calls: [-]), text.
@@ -175,9 +180,11 @@ class WorkerProtocol(ProcessProtocol):
 class WorkerSupervisor(Service):
     """Worker 0's children: started with the listening sockets, restarted if they exit, stopped with it."""
 
-    def __init__(self, reactor, count: int, argv, listeners: list[Listener]) -> None:
+    def __init__(self, reactor, count: int, argv, listeners: list[Listener], stop_timeout: float = STOP_TIMEOUT) -> None:
         """argv: worker number -> the child's command line (argv[0] is the executable)."""
         self.reactor = reactor
+        # A worker still running this long after its SIGTERM is killed (longer than its own shutdown_grace).
+        self.stop_timeout = stop_timeout
         self.count = count
         self.argv = argv
         self.listeners = listeners
@@ -250,7 +257,7 @@ class WorkerSupervisor(Service):
             waits.append(d)
         self.signal_all("TERM")
         # A worker that has not finished its sessions by then is killed.
-        kill = self.reactor.callLater(STOP_TIMEOUT, self.signal_all, "KILL")
+        kill = self.reactor.callLater(self.stop_timeout, self.signal_all, "KILL")
 
         def done(_):
             if kill.active():

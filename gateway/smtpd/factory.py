@@ -47,6 +47,8 @@ class BindingFactory(Factory):
         self.state = None
         # Metrics, if this process exports them.
         self.metrics = None
+        # The process's open sessions (gateway/smtpd/shutdown.py): a stopping process takes no new one.
+        self.sessions = None
         # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
         self.tls = tls
         self.auth = auth
@@ -87,6 +89,8 @@ class BindingFactory(Factory):
             client = client_address(host)
         except ValueError:
             client = None
+        if self.sessions is not None and self.sessions.stopping:
+            return _Refuse(Reply.SHUTTING_DOWN)
         connector = select_connector(self.connectors, client) if client is not None else None
         if connector is None:
             log.warn("no receive connector on {binding} serves {client}: refused", binding=str(self.binding), client=host)
@@ -97,7 +101,9 @@ class BindingFactory(Factory):
                 "{connector} refused {client}: {reply}", connector=connector.identity, client=str(client), reply=str(refusal)
             )
             return _Refuse(refusal)
-        return ESMTPServer(
+        session = ESMTPServer(
             connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log, tls=self.tls, auth=self.auth,
             metrics=self.metrics,
         )
+        session.sessions = self.sessions
+        return session

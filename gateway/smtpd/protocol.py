@@ -47,6 +47,7 @@ from gateway.policy.checks import SessionPolicy
 from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
+from gateway.smtpd.shutdown import LINGER
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import mailparams, sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineEndings
@@ -151,10 +152,15 @@ class ESMTPServer(Protocol):
         self.protocol_errors = 0
         # NOOP, RSET, VRFY, HELP and unknown commands since the last message (Postfix's junk commands).
         self.junk_commands = 0
+        # The process's open sessions (gateway/smtpd/shutdown.py), set by the listener; a stop lets this one finish its message.
+        self.sessions = None
+        self._stopping = False
 
     # --- connection ---------------------------------------------------
 
     def connectionMade(self) -> None:
+        if self.sessions is not None:
+            self.sessions.add(self)
         peer, host = self.transport.getPeer(), self.transport.getHost()
         principal = principal_for(self.connector)
         self.session = Session(
@@ -262,6 +268,8 @@ class ESMTPServer(Protocol):
         if self._plog is not None:
             self._plog.event("-", "", "Local" if self._local_close else "Remote")
             self._plog = None
+        if self.sessions is not None:
+            self.sessions.discard(self)
 
     def _timed_out(self) -> None:
         self._timer = None
@@ -470,6 +478,38 @@ class ESMTPServer(Protocol):
         self._busy = False
         if not self._closed:
             self._process()
+        if self._stopping and not self._closed and self._idle():
+            # The message in flight got its reply; its client's next command gets the 421, or it is closed soon anyway.
+            self.clock.callLater(LINGER, self._shut_if_idle)
+
+    # --- stopping (gateway/smtpd/shutdown.py) -------------------------------
+
+    def _idle(self) -> bool:
+        """Between commands: no message body coming in, no reply being awaited."""
+        return not self._busy and self._decoder is None and self._bdat_left is None
+
+    def stop_gently(self) -> bool:
+        """The process stops: closed now if idle (True), else after the message in flight (False)."""
+        self._stopping = True
+        if self._closed or self._idle():
+            self._shut()
+            return True
+        return False
+
+    def stop_now(self) -> None:
+        """The grace period is over: 421 and close, message or not (without a 250 its client still has it)."""
+        self._stopping = True
+        self._shut()
+
+    def _shut_if_idle(self) -> None:
+        if self._idle():
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._closed:
+            return
+        self._send(Reply.SHUTTING_DOWN)
+        self._close()
 
     def _error(self, reply: SMTPReply) -> None:
         self._answer(reply)
@@ -494,6 +534,9 @@ class ESMTPServer(Protocol):
         if self._plog is not None:
             # An AUTH initial response carries the password: never logged.
             self._plog.event("<", f"{verb} {arg.split()[0]} ****" if verb.upper() == "AUTH" and len(arg.split()) > 1 else line)
+        if self._stopping:
+            self._shut()
+            return
         handler = self._COMMANDS.get(verb.upper())
         if (handler is None or verb.upper() in JUNK_COMMANDS) and self._too_much_junk():
             return
