@@ -22,7 +22,7 @@ def test_check_named_file_and_config_option_agree(tmp_path, capsys):
     assert capsys.readouterr().err == first
     assert first.splitlines() == [
         f"{bad}: 4 error(s)",
-        f"  {bad}: server.colour: unknown key (known: fqdn, name, var_dir, workers)",
+        f"  {bad}: server.colour: unknown key (known: fqdn, name, shutdown_grace, var_dir, workers)",
         f"  {bad}: server.fqdn: 'x y' is not a valid host name",
         f"  {bad}: receive_connectors[0] (\"A\").bindings[0]: '1.2.3.4:0': '0' is not a valid port (1-65535)",
         f"  {bad}: hub_pool.hosts: frontend connectors need at least one hub to hand mail to",
