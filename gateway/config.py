@@ -76,6 +76,8 @@ class ReceiveConnector:
     tarpit_interval: float = 5.0
     max_header_size: int = 256 * 1024
     max_protocol_errors: int = 5
+    # Exchange's MaxHopCount: more Received: fields than this is a mail loop (554 5.4.6).
+    max_hop_count: int = 60
     # None is Exchange's "unlimited".
     max_inbound_connection: int | None = 5000
     max_inbound_connection_per_source: int | None = 20
@@ -638,7 +640,7 @@ DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
     "name", "role", "bindings", "remote_ip_ranges", "permission_groups", "auth_mechanisms",
     "banner", "fqdn", "max_message_size", "max_recipients", "connection_inactivity_timeout", "enabled",
-    "permissions", "max_protocol_errors", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
+    "permissions", "max_protocol_errors", "max_hop_count", "connection_timeout", "pipelining_enabled", "eight_bit_mime_enabled",
     "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled",
     "max_inbound_connection", "max_inbound_connection_per_source", "message_rate_limit", "protocol_logging_level",
     "tarpit_interval", "max_header_size", "require_tls", "implicit_tls", "tls_certificate_name", "message_rate_source",
@@ -718,6 +720,7 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
         enabled=reader.get(data, where, "enabled", _bool, True),
         protocol_logging_level=reader.get(data, where, "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         max_protocol_errors=reader.get(data, where, "max_protocol_errors", _positive_int, 5),
+        max_hop_count=reader.get(data, where, "max_hop_count", _positive_int, 60),
         tarpit_interval=reader.get(data, where, "tarpit_interval", parse_duration, 5.0),
         max_header_size=reader.get(data, where, "max_header_size", parse_size, 256 * 1024),
         max_inbound_connection=reader.get(data, where, "max_inbound_connection", _limit, 5000),

@@ -128,6 +128,7 @@ class Reply:
     TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
     SIZE_EXCEEDED = SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size")
     HEADER_TOO_LARGE = SMTPReply(552, "5.3.4", "Header size exceeds fixed maximum size")
+    HOP_COUNT_EXCEEDED = SMTPReply(554, "5.4.6", "Hop count exceeded - possible mail loop")
     BARE_LINEFEED = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds")
     BARE_CR = SMTPReply(554, "5.6.0", "Invalid message content, contains bare carriage returns")
     BARE_LINE_ENDS = SMTPReply(554, "5.6.0", "Invalid message content, contains bare linefeeds and carriage returns")

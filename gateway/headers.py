@@ -28,7 +28,7 @@ class HeaderScan:
 
     __slots__ = (
         "buffer", "done", "has_header", "message_id", "has_date", "too_large", "max_size", "_pos", "_field", "from_value", "subject",
-        "_subject_open", "keep", "_start",
+        "_subject_open", "keep", "_start", "received",
     )
 
     def __init__(self, max_size: int = DEFAULT_MAX_HEADER_SIZE, keep: bool = True) -> None:
@@ -49,6 +49,8 @@ class HeaderScan:
         # The Subject: field, unfolded, for the tracking log and notices.
         self.subject: str | None = None
         self._subject_open = False
+        # Received: fields seen: the hop count (Exchange's MaxHopCount stops mail loops with it).
+        self.received = 0
 
     def feed(self, data: bytes) -> None:
         self.buffer += data
@@ -93,6 +95,8 @@ class HeaderScan:
             self._field = name.lower()
             if self._field == b"date":
                 self.has_date = True
+            elif self._field == b"received":
+                self.received += 1
             self._subject_open = self._field == b"subject" and self.subject is None
             if self._subject_open:
                 self.subject = value.strip().decode("utf-8", "replace")

@@ -139,6 +139,9 @@ class IntakeTransaction:
         if self.scan.too_large:
             self.abort()
             raise SMTPError(Reply.HEADER_TOO_LARGE)
+        if self.scan.received > self.session.connector.max_hop_count:
+            self.abort()
+            raise SMTPError(Reply.HOP_COUNT_EXCEEDED, hops=self.scan.received)
         envelope = Envelope(
             queue_id=self.entry.queue_id,
             internal_id=self.internal_id,

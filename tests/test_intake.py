@@ -200,3 +200,28 @@ def test_the_receive_record_is_written_in_the_turn_after_the_250(tmp_path):
     hub.clock.advance(0)
     (env,) = hub.scheduler.queued
     assert records == [("RECEIVE", "SMTP", env.queue_id, ["alice@corp.example"], {"server_ip": "127.0.0.1"})]
+
+
+def test_more_received_headers_than_max_hop_count_is_a_mail_loop(tmp_path):
+    """Exchange's MaxHopCount (60): a 61st Received: field gets 554 5.4.6 and nothing is queued; 60 pass."""
+    hub = Hub(tmp_path)
+    hops = b"".join(b"Received: from hop%d by relay%d; Tue, 17 Nov 2026 10:00:00 +0000\r\n" % (i, i) for i in range(61))
+    assert hub.deliver(hops + b"Subject: loop\r\n\r\nbody\r\n") == "554 5.4.6 Hop count exceeded - possible mail loop"
+    assert hub.scheduler.queued == []
+    assert hub.send(b"RSET\r\n") == ["250 2.0.0 Resetting"]
+    sixty = hops.split(b"\r\n", 1)[1]
+    assert hub.deliver(sixty + b"Subject: ok\r\n\r\nbody\r\n").startswith("250 2.6.0")
+
+
+def test_max_hop_count_is_a_connector_setting():
+    """A folded Received: field is one hop; the limit comes from the connector (max_hop_count)."""
+    from gateway.headers import HeaderScan
+
+    scan = HeaderScan()
+    scan.feed(b"Received: from a\r\n\tby b; date\r\nReceived: from c\r\nSubject: x\r\n\r\n")
+    assert scan.received == 2
+    cfg = testing.config(receive_connectors=[
+        {"name": "Default", "role": "hub", "bindings": ["127.0.0.1:2525"], "max_hop_count": 5},
+    ], hub_pool={"hosts": ["127.0.0.1:2525"]})
+    assert cfg.receive_connectors[0].max_hop_count == 5
+    assert testing.config().receive_connectors[0].max_hop_count == 60

@@ -114,7 +114,9 @@ class ESMTPServer(Protocol):
         self._tls_cert = None
         self._sasl = None
         self.auth_failures = 0
+        # What the header scan of the current message found (frontends): From: and the hop count.
         self._header_from: bytes | None = None
+        self._hops = 0
         # The receive protocol log of this tier, written if the connector says Verbose.
         self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
         self._plog = None
@@ -410,8 +412,7 @@ class ESMTPServer(Protocol):
         if headers is not None and not headers.done:
             headers.feed(content)
             if headers.done:
-                self._header_from = headers.from_value
-                self._headers = None if not headers.too_large else headers
+                self._headers_scanned(headers)
         self._size += len(content)
         if self._overflow:
             return
@@ -692,6 +693,9 @@ class ESMTPServer(Protocol):
         self._check = check
         self._size = 0
         self._overflow = False
+        # Nothing of the previous message's header may be judged with this one.
+        self._header_from = None
+        self._hops = 0
         # Frontends check MaxHeaderSize here; a hub's intake scans headers anyway and checks it there.
         self._headers = HeaderScan(self.connector.max_header_size, keep=False) if self.connector.role == "frontend" else None
 
@@ -724,16 +728,27 @@ class ESMTPServer(Protocol):
         self._drop_transaction()
         self._bdat_refusal = failure.value.reply if failure.check(SMTPError) else Reply.LOCAL_ERROR
 
+    def _headers_scanned(self, headers: HeaderScan) -> None:
+        self._header_from = headers.from_value
+        self._hops = headers.received
+        self._headers = None if not headers.too_large else headers
+
     def _end_of_message(self) -> None:
         check, txn = self._check, self._txn
         self._check = None
         refusal = None
+        if self._headers is not None and not self._headers.done:
+            # A message that is all header (no blank line, no body): its header ends here.
+            self._headers.finish()
+            self._headers_scanned(self._headers)
         if check.bare_newline and self.connector.bare_linefeeds == "reject":
             refusal = bare_line_end_reply(check)
         elif self._overflow:
             refusal = Reply.SIZE_EXCEEDED
         elif self._headers is not None and self._headers.too_large:
             refusal = Reply.HEADER_TOO_LARGE
+        elif self._hops > self.connector.max_hop_count:
+            refusal = Reply.HOP_COUNT_EXCEEDED
         elif not self._header_from_allowed():
             refusal = Reply.SEND_AS_DENIED
         if refusal is not None:
@@ -798,12 +813,27 @@ class ESMTPServer(Protocol):
                      count=len(self._in), client_ip=self.session.client_ip)
             self._in = b""
         self._drop_transaction()
-        self.session.helo = None
-        self.session.esmtp = False
-        self.session.xforward = {}
+        self._forget_session_state()
         self._send(Reply.STARTTLS_READY)
         self._start_tls(options, cert)
         return None
+
+    def _forget_session_state(self) -> None:
+        """
+        RFC 3207 4.2: after STARTTLS the client starts over. Whatever it won
+        in clear text (HELO, XFORWARD, an AUTH identity and the rights that
+        came with it) could have been a man in the middle's doing; only the
+        penalties it earned (failure and error counts) are kept.
+        """
+        session = self.session
+        session.helo = None
+        session.esmtp = False
+        session.xforward = {}
+        session.identity = None
+        session.auth_mechanism = ""
+        session.principal = principal_for(self.connector)
+        session.rights = connector_rights(self.connector, session.principal)
+        self._tarpit = self.connector.tarpit_interval if session.principal is Principal.ANONYMOUS else 0.0
 
     def _auth_offered(self) -> bool:
         c = self.connector

@@ -569,3 +569,18 @@ def test_a_non_ascii_login_name_survives_the_xforward_hand_off():
     c.hello()
     assert c.send("XFORWARD AUTH=j+C2+85rgen\r\n") == ["501 5.5.4 Invalid arguments"]  # U+0085, a C1 line break
     assert c.send("XFORWARD AUTH=a+E2+80+A8b\r\n") == ["501 5.5.4 Invalid arguments"]  # U+2028
+
+
+def test_frontend_refuses_a_mail_loop_after_data():
+    """The frontend counts Received: fields as they stream by: over max_hop_count is 554 5.4.6, and nothing is handed on."""
+    c = Client(receive_connectors=[
+        {"name": "Default Frontend", "role": "frontend", "bindings": ["127.0.0.1:2025"], "permission_groups": ["AnonymousUsers"],
+         "max_hop_count": 3},
+    ])
+    c.hello()
+    c.send("MAIL FROM:<a@ext.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n")
+    body = "".join(f"Received: from h{i}\r\n" for i in range(4)) + "Subject: s\r\n\r\nx\r\n.\r\n"
+    assert c.send(body) == ["554 5.4.6 Hop count exceeded - possible mail loop"]
+    assert c.handler.finished == [] and c.handler.transactions[-1].aborted
+    c.send("MAIL FROM:<a@ext.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n")
+    assert c.send(body.split("\r\n", 1)[1])[0].startswith("250 ")
