@@ -24,6 +24,14 @@ class Identity:
     # Empty: from anywhere. Otherwise a right password from elsewhere fails.
     remote_ip_ranges: tuple[IPRange, ...] = ()
     backend: str = ""
+    # The account behind the login name (users-file name, LDAP DN): what
+    # lockouts and rate limits count, so `scanner1` and `SCANNER1@corp.example`
+    # reaching one directory entry share one counter. Default: the name.
+    canonical: str = ""
+
+    @property
+    def account(self) -> str:
+        return self.canonical or self.name.lower()
 
 
 def text_credentials(credentials) -> tuple[str, str]:
@@ -39,15 +47,46 @@ def text_credentials(credentials) -> tuple[str, str]:
         raise UnauthorizedLogin("credentials are not UTF-8") from None
     if not name or not password:
         raise UnauthorizedLogin("empty user name or password")
+    if name != name.strip():
+        # Directories ignore surrounding spaces in a lookup; a name with them
+        # is a variant made to get counters of its own.
+        raise UnauthorizedLogin("white space around the user name")
     return name, password
 
 
+def login_key(name: str) -> str:
+    """What the throttle counts a login name under before its account is known."""
+    return name.strip().lower()
+
+
+class WrongPassword(UnauthorizedLogin):
+    """The backend knows the account and the password is not its password: counted against the account."""
+
+    def __init__(self, account: str, message: str = "wrong password") -> None:
+        super().__init__(message)
+        self.account = account
+
+
 class DirectoryUnavailable(Exception):
-    """The backend could not answer (LDAP down or slow): a temporary failure, 454 4.7.0."""
+    """
+    The backend could not answer (LDAP down or slow): a temporary failure,
+    454 4.7.0. `rejected` is an earlier backend's refusal of the same
+    credentials: the attempt then counts and is tarpitted like any failed
+    login, or an outage of the last backend would make the first one's
+    lockout free to bypass.
+    """
+
+    def __init__(self, message: str = "", rejected: UnauthorizedLogin | None = None) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+    @property
+    def counted(self) -> bool:
+        return self.rejected is not None
 
 
 class LockedOut(Exception):
     """The source or the user is locked out after too many failures: 454 4.7.0, counted as a failure."""
 
 
-__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin", "text_credentials"]
+__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin", "WrongPassword", "login_key", "text_credentials"]

@@ -37,7 +37,7 @@ from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.auth.identity import DirectoryUnavailable, Identity, text_credentials
+from gateway.auth.identity import DirectoryUnavailable, Identity, WrongPassword, text_credentials
 from gateway.auth.ldapclient import SecureLDAPClient
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.config import LDAPConfig
@@ -127,9 +127,14 @@ class LDAPChecker:
             if len(entries) != 1:
                 raise UnauthorizedLogin("no such user" if not entries else "the name matches several directory entries")
             entry = entries[0]
-            await client.bind(entry.dn.getText(), password)
+            # The entry, not the name that found it, is the account lockouts count.
+            account = "ldap:" + entry.dn.getText().lower()
+            try:
+                await client.bind(entry.dn.getText(), password)
+            except ldaperrors.LDAPInvalidCredentials:
+                raise WrongPassword(account) from None
             values = [_text(v) for attr in self.config.sender_attributes for v in entry.get(attr, ())]
-            return Identity(name, sender_addresses(values), (), "ldap")
+            return Identity(name, sender_addresses(values), (), "ldap", account)
         finally:
             if client.transport is not None:
                 client.transport.loseConnection()

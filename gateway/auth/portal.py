@@ -6,7 +6,9 @@ and gets an `Identity`, or UnauthorizedLogin (535), or DirectoryUnavailable
 (454). Backends are tried in the configured order: the first that accepts
 wins; if none does and one of them could not answer, the failure is
 temporary, so a directory outage never reads as a wrong password to a
-device that would then give up (or lock its account).
+device that would then give up (or lock its account). A refusal by an
+earlier backend still counts toward lockout (DirectoryUnavailable.rejected),
+so a directory outage is not a way around the users file's lockout.
 
 Credentials bound to networks are checked here, after the password: a
 right password from outside the user's ranges fails exactly like a wrong
@@ -25,7 +27,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from gateway.auth.identity import DirectoryUnavailable, Identity
+from gateway.auth.identity import DirectoryUnavailable, Identity, WrongPassword
 
 log = Logger(namespace="exgateway.auth")
 
@@ -53,11 +55,14 @@ class ChainedChecker:
 
     @inlineCallbacks
     def requestAvatarId(self, credentials):
-        unavailable = None
+        unavailable = rejected = None
         for name, checker in self.checkers:
             try:
                 identity = yield checker.requestAvatarId(credentials)
-            except UnauthorizedLogin:
+            except UnauthorizedLogin as e:
+                # The first refusal by a backend that knows the account says whose count it is.
+                if rejected is None or (isinstance(e, WrongPassword) and not isinstance(rejected, WrongPassword)):
+                    rejected = e
                 continue
             except DirectoryUnavailable as e:
                 log.warn("credential backend {backend} unavailable: {error}", backend=name, error=str(e))
@@ -65,7 +70,9 @@ class ChainedChecker:
                 continue
             return identity
         if unavailable is not None:
-            raise unavailable
+            raise DirectoryUnavailable(str(unavailable), rejected)
+        if isinstance(rejected, WrongPassword):
+            raise rejected
         raise UnauthorizedLogin("no backend accepted the credentials")
 
 

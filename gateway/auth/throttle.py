@@ -49,6 +49,10 @@ class AuthThrottle:
             return "user"
         return None
 
+    def user_locked(self, user: str) -> bool:
+        """Whether this account (or login name) is locked out now."""
+        return self._key_locked(("user", user.lower()), self.clock.seconds())
+
     def failed(self, source: str, user: str | None) -> None:
         now = self.clock.seconds()
         if len(self._failures) + len(self._locked_until) >= self._prune_at:

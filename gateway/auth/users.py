@@ -30,7 +30,7 @@ from twisted.internet.defer import fail, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.auth.identity import Identity, text_credentials
+from gateway.auth.identity import Identity, WrongPassword, text_credentials
 from gateway.auth.sendas import SenderPatterns, parse_pattern
 from gateway.connectors import IPRange, parse_range
 from gateway.files import write_private_atomically
@@ -54,7 +54,7 @@ class UserRecord:
 
     def identity(self) -> Identity:
         own = (self.name,) if "@" in self.name else ()
-        return Identity(self.name, SenderPatterns.of(own + self.send_as), self.remote_ip_ranges, "users_file")
+        return Identity(self.name, SenderPatterns.of(own + self.send_as), self.remote_ip_ranges, "users_file", self.name.lower())
 
 
 def hash_password(password: str) -> str:
@@ -166,6 +166,15 @@ def _verify(record: UserRecord | None, password: str) -> Identity:
     return record.identity()
 
 
+def _check(record: UserRecord | None, password: str) -> Identity:
+    try:
+        return _verify(record, password)
+    except UnauthorizedLogin:
+        if record is not None:
+            raise WrongPassword(record.name.lower()) from None
+        raise
+
+
 @implementer(ICredentialsChecker)
 class UsersFileChecker:
     """twisted.cred checker over the users file; argon2 runs in a thread (it costs ~50 ms of CPU by design)."""
@@ -182,4 +191,4 @@ class UsersFileChecker:
         except UnauthorizedLogin:
             return fail()
         record = self.users_file.users().get(name.lower())
-        return maybeDeferred(self.run_in_thread, _verify, record, password)
+        return maybeDeferred(self.run_in_thread, _check, record, password)

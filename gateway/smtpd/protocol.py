@@ -28,7 +28,7 @@ import re
 from functools import lru_cache
 
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
@@ -647,7 +647,7 @@ class ESMTPServer(Protocol):
             return False
         identity = self.session.identity
         if source in ("User", "All") and identity is not None:
-            return self.limits.message(self.connector, "user:" + identity.name.lower(), now)
+            return self.limits.message(self.connector, "user:" + identity.account, now)
         return True
 
     def do_RCPT(self, arg: str):
@@ -872,22 +872,12 @@ class ESMTPServer(Protocol):
         self._run(lambda: self._sasl_step(mechanism, mechanism.respond(raw.decode("ascii", "replace"))))
 
     def _authenticate(self, mechanism: str, creds: sasl.Credentials) -> Deferred:
-        source, auth = self.session.client_ip, self.auth
-        locked = auth.throttle.locked(source, creds.username)
-        if locked is not None:
-            d = maybeDeferred(self._locked_out, locked)
-        else:
-            d = auth.authenticator.login(creds.username, creds.password, source)
+        d = self.auth.authenticate(creds.username, creds.password, self.session.client_ip)
         return d.addCallbacks(self._authenticated, self._auth_failed, (mechanism,), None, (creds.username, mechanism))
-
-    @staticmethod
-    def _locked_out(why: str):
-        raise LockedOut(f"AUTH locked out for this {why}")
 
     def _authenticated(self, identity, mechanism: str) -> SMTPReply:
         if self._closed:
             return None
-        self.auth.throttle.succeeded(self.session.client_ip, identity.name)
         if self.metrics is not None:
             self.metrics.auth.labels(mechanism, "success").inc()
         self.session.identity = identity
@@ -912,7 +902,8 @@ class ESMTPServer(Protocol):
         elif failure.check(LockedOut):
             reply, why, count = Reply.AUTH_TEMPFAIL, str(failure.value), True
         elif failure.check(DirectoryUnavailable):
-            reply, why, count = Reply.AUTH_TEMPFAIL, str(failure.value), False
+            # Counted (and tarpitted) when an earlier backend refused the credentials.
+            reply, why, count = Reply.AUTH_TEMPFAIL, str(failure.value), failure.value.counted
         else:
             log.failure("AUTH failed unexpectedly in {session_id}", failure, session_id=self.session.session_id)
             reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
@@ -921,7 +912,6 @@ class ESMTPServer(Protocol):
         if not count:
             return self._auth_failure_reply(reply)
         self.auth_failures += 1
-        self.auth.throttle.failed(self.session.client_ip, username)
         return deferLater(self.clock, self.auth.config.failure_tarpit, self._auth_failure_reply, reply)
 
     def _auth_failure_reply(self, reply: SMTPReply) -> None:
