@@ -8,16 +8,21 @@ The users file: local accounts for devices and apps, with argon2id hashes.
     remote_ip_ranges = ["10.20.0.0/16"]       # optional: where it may log in from
 
 `exgateway user add|remove|passwd|list` manage it; it is re-read when it
-changes, so a new account works without a reload. A file that stops
-parsing is reported in the log and the last good contents are kept.
-Writes are atomic (temporary file, fsync, rename) and the file is readable
-by its owner only.
+changes, so a new account (or a removal, or a new password) works without a
+reload. A file the service cannot read or parse fails closed: it is reported
+in the log and no account works until it is fixed, so a removed account or
+an old password never keeps working because the new file could not be read
+(say the CLI, run as root, had left it unreadable to the service's user).
+Writes are atomic (temporary file, fsync, rename) and keep the file's
+owner, group and mode; a new file is 0600 and belongs to the owner of its
+directory (the service's var_dir), not to whoever ran the command.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +138,15 @@ class UsersFile:
         if stamp != self._stamp:
             try:
                 self._users = parse_users(self.path.read_text("utf-8"), str(self.path))
-            except (UsersFileError, OSError, UnicodeDecodeError) as e:
-                log.error("users file not re-read, keeping the last good contents: {error}", error=str(e))
+            except OSError as e:
+                # Not recorded as read: tried again at the next login, in case the owner or mode is fixed.
+                self._users, self._stamp = {}, None
+                log.error("users file {path} cannot be read, no account can log in until it is fixed: {error}",
+                          path=str(self.path), error=e.strerror or str(e))
+                return self._users
+            except (UsersFileError, UnicodeDecodeError) as e:
+                self._users = {}
+                log.error("users file is broken, no account can log in until it is fixed: {error}", error=str(e))
             self._stamp = stamp
         return self._users
 
@@ -145,8 +157,15 @@ class UsersFile:
         return parse_users(self.path.read_text("utf-8"), str(self.path))
 
     def save(self, users: list[UserRecord]) -> None:
-        # Owner, group and mode carry over: root running `exgateway user ...` must not lock the service user out.
+        # Owner, group and mode carry over (gateway/files.py): root running
+        # `exgateway user ...` must not lock the service user out.
+        existed = self.path.exists()
         write_private_atomically(self.path, format_users(users).encode("utf-8"))
+        if not existed and os.geteuid() == 0:
+            # A new file belongs to the owner of its directory (the service's
+            # var_dir), not to root, or the service could not read it.
+            st = os.stat(self.path.parent)
+            os.chown(self.path, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 @functools.lru_cache(maxsize=1)

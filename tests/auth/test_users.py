@@ -55,14 +55,17 @@ def test_a_right_password_from_outside_the_users_networks_fails_like_a_wrong_one
     assert login(users, "scanner01@corp.example", "right-pw", "192.0.2.1").check(UnauthorizedLogin)
 
 
-def test_the_file_is_reread_when_it_changes_and_a_broken_one_keeps_the_last_good(tmp_path, pw_hash):
+def test_the_file_is_reread_when_it_changes_and_a_broken_one_fails_closed(tmp_path, pw_hash):
+    """Issue 16 item 7: a file that no longer parses lets nobody in (it used to keep the last good accounts)."""
     users = write_users(tmp_path, pw_hash)
     assert list(users.users()) == ["scanner01@corp.example"]
+    assert users.path.stat().st_mode & 0o777 == 0o600
     users.save([*users.users().values(), UserRecord("printer", pw_hash)])
     assert sorted(users.users()) == ["printer", "scanner01@corp.example"]
     users.path.write_text("[[users]]\nname = 'x'\n")
-    assert sorted(users.users()) == ["printer", "scanner01@corp.example"]
-    assert users.path.stat().st_mode & 0o777 == 0o600
+    assert users.users() == {}
+    users.save([UserRecord("printer", pw_hash)])
+    assert list(users.users()) == ["printer"]
 
 
 @pytest.mark.parametrize(
