@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, parse_range, range_conflicts
 from gateway.domains import AcceptedDomain, DomainType
+from gateway.networks import DEFAULT_NETWORKS, parse_networks, resolve_ranges
 from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
 from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfile, default_min_version
@@ -615,7 +616,7 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits",
+    "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks",
 }
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 ADMIN_KEYS = {"socket"}
@@ -677,7 +678,7 @@ def _array_of_tables(reader: _Reader, raw: dict, name: str) -> list[dict]:
     return data
 
 
-def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, fqdn: str) -> ReceiveConnector | None:
+def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, fqdn: str, networks=None) -> ReceiveConnector | None:
     name = data.get("name")
     where = f"receive_connectors[{index}]"
     if isinstance(name, str) and name:
@@ -692,7 +693,8 @@ def _read_connector(reader: _Reader, data: dict, index: int, server_name: str, f
     bindings = reader.items(data, where, "bindings", parse_binding, ())
     if not bindings and "bindings" not in data:
         reader.problem(f"{where}.bindings", "required: a list of 'ip:port'")
-    ranges = reader.items(data, where, "remote_ip_ranges", _ip_range, ())
+    # Each entry is a range or the name of a [networks] list (gateway/networks.py).
+    ranges = tuple(r for entry in reader.items(data, where, "remote_ip_ranges", lambda v: resolve_ranges(v, networks or DEFAULT_NETWORKS), ()) for r in entry)
     if "remote_ip_ranges" not in data:
         ranges = (ALL_IPV4, ALL_IPV6)
     elif not ranges:
@@ -863,10 +865,13 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         dtype = reader.get(d, where, "type", lambda v: DomainType(_choice(tuple(t.value for t in DomainType))(v)), DomainType.AUTHORITATIVE)
         domains.append(AcceptedDomain(reader.get(d, where, "name", _string, domain), domain, dtype))
 
+    networks, network_problems = parse_networks(_section(reader, raw, "networks", set(raw["networks"]) if isinstance(raw.get("networks"), dict) else set()))
+    for key, reason in network_problems:
+        reader.problem(f"networks.{key}", reason)
     connectors: list[ReceiveConnector] = []
     where_of: dict[str, str] = {}
     for i, c in enumerate(_array_of_tables(reader, raw, "receive_connectors")):
-        connector = _read_connector(reader, c, i, server_name, fqdn)
+        connector = _read_connector(reader, c, i, server_name, fqdn, networks)
         if connector.name in where_of:
             reader.problem(f"receive_connectors[{i}].name", f"{connector.name!r} is already the name of {where_of[connector.name]}")
             continue

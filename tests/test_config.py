@@ -6,7 +6,7 @@ import pytest
 
 from gateway.config import ConfigError, default_config_path, load_config
 from gateway.domains import DomainType
-from gateway.policy.rights import PermissionGroup
+from gateway.policy.rights import PermissionGroup, Principal, Right
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,11 +50,12 @@ def test_default_config_is_the_repository_file_and_parses_whole():
     c = load_config()
     assert [(k.name, k.role, [str(b) for b in k.bindings]) for k in c.receive_connectors] == [
         ("Default Frontend", "frontend", ["0.0.0.0:25"]),
+        ("Internal Frontend", "frontend", ["0.0.0.0:25"]),
         ("Client Frontend", "frontend", ["0.0.0.0:587"]),
         ("Client SMTPS", "frontend", ["0.0.0.0:465"]),
         ("Default", "hub", ["127.0.0.1:2525"]),
     ]
-    frontend, client, smtps, hub = c.receive_connectors
+    frontend, internal, client, smtps, hub = c.receive_connectors
     for submission in (client, smtps):
         assert submission.permission_groups == {PermissionGroup.EXCHANGE_USERS}
         assert submission.auth_mechanisms == {"Tls", "BasicAuth", "BasicAuthRequireTLS"}
@@ -68,6 +69,11 @@ def test_default_config_is_the_repository_file_and_parses_whole():
     assert c.certificate_dir == var / "certs"
     assert frontend.permission_groups == {PermissionGroup.ANONYMOUS_USERS}
     assert [str(r) for r in frontend.remote_ip_ranges] == ["0.0.0.0-255.255.255.255", "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]
+    # Outsiders on 25 may not send as the organisation's domains; its own networks may (issue 16 item 10).
+    assert frontend.withheld == {(Principal.ANONYMOUS, Right.ACCEPT_AUTHORITATIVE_DOMAIN_SENDER)}
+    assert [str(r) for r in internal.remote_ip_ranges] == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "::1", "fc00::/7"]
+    assert internal.permission_groups == {PermissionGroup.ANONYMOUS_USERS} and internal.withheld == frozenset()
+    assert c.auth.check_header_from
     assert frontend.max_message_size == 36 * 1024 * 1024 and frontend.max_recipients == 200
     assert [str(r) for r in hub.remote_ip_ranges] == ["127.0.0.0/8", "::1"]
     assert hub.auth_mechanisms == {"ExternalAuthoritative"}
@@ -228,7 +234,9 @@ def test_the_sample_anon_relay_block_works_when_uncommented(tmp_path):
 
     text = uncommented_sample('# [[receive_connectors]]')
     config = load_config(write(tmp_path, text))
-    assert [c.name for c in config.receive_connectors] == ["Default Frontend", "Anon Relay", "Client Frontend", "Client SMTPS", "Default"]
+    assert [c.name for c in config.receive_connectors] == [
+        "Default Frontend", "Internal Frontend", "Anon Relay", "Client Frontend", "Client SMTPS", "Default"
+    ]
     report = explain(config, "198.51.100.7", 25, "app@devices.example", ("someone@outside.example",))
     assert any(line.endswith("198.51.100.0/24 matches (256 addresses) <- chosen") for line in report)
     (rights,) = [line for line in report if line.startswith("  rights: ")]
