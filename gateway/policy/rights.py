@@ -19,6 +19,9 @@ class Right(str, Enum):
     ACCEPT_ANY_SENDER = "ms-Exch-SMTP-Accept-Any-Sender"
     ACCEPT_AUTHORITATIVE_DOMAIN_SENDER = "ms-Exch-SMTP-Accept-Authoritative-Domain-Sender"
     ACCEPT_ROUTING_HEADERS = "ms-Exch-Accept-Headers-Routing"
+    # The header firewall (gateway/headerfirewall.py): who may set X-MS-Exchange-Organization-* / -Forest-*.
+    ACCEPT_ORGANIZATION_HEADERS = "ms-Exch-Accept-Headers-Organization"
+    ACCEPT_FOREST_HEADERS = "ms-Exch-Accept-Headers-Forest"
     BYPASS_ANTI_SPAM = "ms-Exch-Bypass-Anti-Spam"
     BYPASS_MESSAGE_SIZE_LIMIT = "ms-Exch-Bypass-Message-Size-Limit"
     ACCEPT_EXCH50 = "ms-Exch-SMTP-Accept-Exch50"

@@ -41,6 +41,7 @@ from gateway.address import parse_path
 from gateway.config import ReceiveConnector
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.headerfirewall import firewalled
 from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
@@ -634,7 +635,9 @@ class ESMTPServer(Protocol):
             self._close()
             return None
         mail = MailFrom(sender, size, body, auth=auth)
-        self._txn = self.handler.begin(self.session, mail)
+        # Exchange's header firewall: organisation headers only from the organisation's servers.
+        self._txn = firewalled(self.handler.begin(self.session, mail), self.session.rights, self.connector.max_header_size,
+                               self.session.session_id)
         self._rcpt_count = 0
         return Reply.SENDER_OK
 

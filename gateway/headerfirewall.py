@@ -1,0 +1,147 @@
+"""
+Exchange's header firewall: a client without the right to set the
+organisation's own headers cannot smuggle them in.
+
+Exchange removes `X-MS-Exchange-Organization-*` (and `X-MS-Exchange-Forest-*`)
+header fields from messages submitted by sessions that lack
+ms-Exch-Accept-Headers-Organization (-Forest): those fields steer transport
+and mailbox processing (spam verdicts, authentication results, "already
+scanned") and only the organisation's own servers may set them. exgateway
+does the same, and treats its own `X-Exgateway-*` fields (written into the
+notices it generates) as organisation headers.
+
+The filter sits between the session and the tier's transaction, so it
+applies wherever a message enters the gateway: a frontend session (whose
+client is never a gateway node) strips before the hub sees the message; a
+hub session from another gateway node (ExchangeServers: every right) passes
+the message as is. It streams: only the header field being read is held
+(bounded by the connector's header size limit, past which the message is
+refused anyway), every other byte passes on at once, unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.logger import Logger
+
+from gateway.policy.rights import Right
+
+log = Logger(namespace="exgateway.headerfirewall")
+
+_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):")
+ORGANIZATION_PREFIXES = (b"x-ms-exchange-organization-", b"x-exgateway-")
+FOREST_PREFIXES = (b"x-ms-exchange-forest-",)
+
+
+def forbidden_prefixes(rights: frozenset[Right]) -> tuple[bytes, ...]:
+    """The header-name prefixes this session may not set (lower case)."""
+    prefixes: tuple[bytes, ...] = ()
+    if Right.ACCEPT_ORGANIZATION_HEADERS not in rights:
+        prefixes += ORGANIZATION_PREFIXES
+    if Right.ACCEPT_FOREST_HEADERS not in rights:
+        prefixes += FOREST_PREFIXES
+    return prefixes
+
+
+def firewalled(transaction, rights: frozenset[Right], max_header_size: int, session_id: str = ""):
+    """The transaction itself for a session that may set every header; otherwise it behind a HeaderFirewall."""
+    prefixes = forbidden_prefixes(rights)
+    if not prefixes:
+        return transaction
+    return HeaderFirewall(transaction, prefixes, max_header_size, session_id)
+
+
+class HeaderFirewall:
+    """A Transaction that passes the body on without the header fields whose names start with `prefixes`."""
+
+    def __init__(self, transaction, prefixes: tuple[bytes, ...], max_header_size: int, session_id: str = "") -> None:
+        self.transaction = transaction
+        self.prefixes = prefixes
+        self.max_header_size = max_header_size
+        self.session_id = session_id
+        self.stripped: list[str] = []
+        self._partial = b""       # an incomplete line
+        self._field = b""         # the header field being read (first line and continuations)
+        self._drop = False        # whether that field is dropped
+        self._seen = 0
+        self._done = False
+
+    # Transaction: everything but the body is the wrapped transaction's.
+    def add_recipient(self, recipient):
+        return self.transaction.add_recipient(recipient)
+
+    def open_body(self):
+        return self.transaction.open_body()
+
+    def abort(self) -> None:
+        self.transaction.abort()
+
+    def finish(self):
+        if not self._done:
+            # A message that is all header: its last field ends with the message.
+            self._end_field()
+            self._pass(self._partial)
+            self._partial = b""
+            self._done = True
+        if self.stripped:
+            log.info("header firewall {session_id}: removed {fields}", session_id=self.session_id, fields=", ".join(self.stripped))
+        return self.transaction.finish()
+
+    def write(self, data: bytes) -> None:
+        if self._done:
+            self.transaction.write(data)
+            return
+        data = self._partial + data
+        self._partial = b""
+        start = 0
+        while not self._done:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            self._line(data[start : end + 1])
+            start = end + 1
+        rest = data[start:]
+        if self._done:
+            self._pass(rest)
+        elif self._seen + len(rest) > self.max_header_size:
+            # Too big to be a header the gateway accepts: it is refused at the end (552 5.3.4); stop holding bytes.
+            self._end_field()
+            self._done = True
+            self._pass(rest)
+        else:
+            self._partial = rest
+
+    def _line(self, line: bytes) -> None:
+        self._seen += len(line)
+        if self._seen > self.max_header_size:
+            # As above: the message is refused for its header size; hold nothing more.
+            self._end_field()
+            self._done = True
+            self._pass(line)
+            return
+        if line[:1] in (b" ", b"\t") and self._field:
+            self._field += line
+            return
+        self._end_field()
+        m = _FIELD.match(line)
+        if m is None:
+            # The blank line (or the first body line of a message without one): the header ends here.
+            self._done = True
+            self._pass(line)
+            return
+        self._field = line
+        self._drop = m.group(1).lower().startswith(self.prefixes)
+
+    def _end_field(self) -> None:
+        field, self._field = self._field, b""
+        if not field:
+            return
+        if self._drop:
+            self.stripped.append(field.split(b":", 1)[0].decode("ascii", "replace"))
+        else:
+            self.transaction.write(field)
+
+    def _pass(self, data: bytes) -> None:
+        if data:
+            self.transaction.write(data)
