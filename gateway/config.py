@@ -157,6 +157,8 @@ class QueueConfig:
     transient_retry_interval: float = 60.0
     message_expiration_timeout: float = 2 * 86400.0
     delay_notification_timeout: float | None = 4 * 3600.0
+    # Notices (NDRs, delay notices) per sender domain and hour; None: unlimited (queue/noticelimit.py).
+    max_ndrs_per_sender_domain: int | None = 100
 
     def retry_policy(self):
         from gateway.queue.retry import RetryPolicy
@@ -266,6 +268,16 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class RecipientValidationConfig:
+    """[recipient_validation]: who is a recipient of the authoritative domains (gateway/policy/recipients.py)."""
+
+    # Empty: off. Default: ("ldap",) when [authentication.ldap] exists (a directory knows the organisation's recipients).
+    sources: tuple[str, ...] = ()
+    list_file: Path = Path("var/recipients.txt")
+    cache_ttl: float = 300.0
+
+
+@dataclass(frozen=True)
 class ProtocolLogConfig:
     directory: Path
     max_file_size: int
@@ -314,6 +326,7 @@ class Config:
     auth: AuthConfig = AuthConfig()
     dns: DNSConfig = DNSConfig()
     message_tracking: MessageTrackingConfig = MessageTrackingConfig()
+    recipient_validation: RecipientValidationConfig = RecipientValidationConfig()
     # The admin API's UNIX socket (queue commands).
     admin_socket: Path = Path("var/run/admin.sock")
     # The HTTP health (and metrics) listener; None: none. A `--role frontend`
@@ -616,9 +629,10 @@ def _accepted_domain_name(value: Any) -> str:
 
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
-    "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks",
+    "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks", "recipient_validation",
 }
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
+RECIPIENT_VALIDATION_KEYS = {"sources", "list_file", "cache_ttl"}
 ADMIN_KEYS = {"socket"}
 HEALTH_KEYS = {"listen", "frontend_listen", "min_free_space"}
 TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age", "max_directory_size"}
@@ -653,7 +667,7 @@ PERMISSION_KEYS = {"user", "extended_rights", "deny"}
 HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level"}
 QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
-    "message_expiration_timeout", "delay_notification_timeout",
+    "message_expiration_timeout", "delay_notification_timeout", "max_ndrs_per_sender_domain",
 }
 MAILBOX_KEYS = {"delivery", "maildir", "next_hop", "protocol_logging_level", "max_mailboxes"}
 
@@ -906,6 +920,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         transient_retry_interval=reader.get(queue, "queue", "transient_retry_interval", parse_duration, 60.0),
         message_expiration_timeout=reader.get(queue, "queue", "message_expiration_timeout", parse_duration, 2 * 86400.0),
         delay_notification_timeout=reader.get(queue, "queue", "delay_notification_timeout", _duration_or_off, 4 * 3600.0),
+        max_ndrs_per_sender_domain=reader.get(queue, "queue", "max_ndrs_per_sender_domain", _limit, 100),
     )
     if queue_config.delay_notification_timeout is not None and queue_config.delay_notification_timeout >= queue_config.message_expiration_timeout:
         reader.problem("queue.delay_notification_timeout", "must be shorter than message_expiration_timeout (or \"off\")")
@@ -982,6 +997,15 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     certs = _section(reader, raw, "certificates", CERTIFICATE_KEYS)
     certificate_dir = var_dir / reader.get(certs, "certificates", "directory", _string, "certs")
     auth = _read_auth(reader, _section(reader, raw, "authentication", AUTH_KEYS), var_dir)
+    rv = _section(reader, raw, "recipient_validation", RECIPIENT_VALIDATION_KEYS)
+    recipient_validation = RecipientValidationConfig(
+        sources=reader.items(rv, "recipient_validation", "sources", _choice(("users_file", "ldap", "list")),
+                             ("ldap",) if auth.ldap is not None else ()),
+        list_file=var_dir / reader.get(rv, "recipient_validation", "list_file", _string, "recipients.txt"),
+        cache_ttl=reader.get(rv, "recipient_validation", "cache_ttl", parse_duration, 300.0),
+    )
+    if "ldap" in recipient_validation.sources and auth.ldap is None:
+        reader.problem("recipient_validation.sources", "\"ldap\" is listed but there is no [authentication.ldap] section")
 
     plog = _section(reader, raw, "protocol_log", PROTOCOL_LOG_KEYS)
     protocol_log = ProtocolLogConfig(
@@ -1039,6 +1063,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         auth=auth,
         dns=dns_config,
         message_tracking=message_tracking,
+        recipient_validation=recipient_validation,
         admin_socket=admin_socket,
         health_listen=health_listen,
         health_frontend_listen=health_frontend_listen,

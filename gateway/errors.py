@@ -124,6 +124,8 @@ class Reply:
     NOT_AUTHENTICATED = SMTPReply(530, "5.7.57", "SMTP; Client was not authenticated to send anonymous mail during MAIL FROM")
     CANNOT_SEND_AS = SMTPReply(550, "5.7.1", "Client does not have permissions to send as this sender")
     RELAY_DENIED = SMTPReply(550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain")
+    RECIPIENT_NOT_FOUND = SMTPReply(550, "5.1.10", "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
+    RECIPIENT_LOOKUP_FAILED = SMTPReply(451, "4.4.3", "Directory lookup failed. Please try again later")
     NO_ROUTE = SMTPReply(550, "5.4.4", "SMTP; Unable to route recipient, no route to the recipient's domain")
     TOO_MANY_RECIPIENTS = SMTPReply(452, "4.5.3", "Too many recipients")
     SIZE_EXCEEDED = SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size")

@@ -75,7 +75,15 @@ class IntakeTransaction:
         self.internal_id = 0
         self.scan: HeaderScan | None = None
 
-    def add_recipient(self, recipient: Address) -> SMTPReply:
+    def add_recipient(self, recipient: Address) -> SMTPReply | Deferred:
+        # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
+        check = getattr(self.handler.router.recipient_exists, "check", None)
+        checked = check(recipient) if check is not None else None
+        if isinstance(checked, Deferred):
+            return checked.addCallback(lambda _: self._route(recipient))
+        return self._route(recipient)
+
+    def _route(self, recipient: Address) -> SMTPReply:
         if self.handler.router.route(recipient) is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
         if str(recipient) not in self.recipients:

@@ -36,6 +36,7 @@ from gateway.deliver.smtp import SMTPDelivery
 from gateway.intake import IntakeHandler
 from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
+from gateway.queue.noticelimit import NoticeLimit
 from gateway.queue.notify import Notifier
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.view import MAILBOX_QUEUE
@@ -43,6 +44,7 @@ from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.logs.tracking import TrackingLog
 from gateway.policy.limits import ConnectionLimits
+from gateway.policy.recipients import build_recipient_validator
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.serialthread import SerialThread
 from gateway.deliver.registry import Deliverers
@@ -300,7 +302,11 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
         CertificateService(tls, config).setServiceParent(top)
-    live = LiveConfig(config, config.path, roles, tls=tls, make_auth=make_auth if tls is not None else None)
+    # Recipient validation for the hub's RCPT and routing, rebuilt at each reload.
+    make_recipients = (lambda c: build_recipient_validator(c, reactor)) if role in ("all", "hub") else None
+    live = LiveConfig(
+        config, config.path, roles, tls=tls, make_auth=make_auth if tls is not None else None, make_recipient_exists=make_recipients
+    )
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits(config.limits.ipv6_source_prefix, config.limits.junk_command_limit)
     protocol_logs: list[ProtocolLog] = []
@@ -359,6 +365,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
         ).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn, worker, config.workers)
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
+        scheduler.notifier.limit = NoticeLimit(reactor, config.queue.max_ndrs_per_sender_domain)
         mt = config.message_tracking
         if mt.enabled:
             tracking = TrackingLog(mt.directory, reactor, config.fqdn, mt.max_file_size, mt.max_age, mt.max_directory_size)

@@ -350,3 +350,19 @@ def test_workers_is_a_count_or_auto(tmp_path):
         assert [p for p in problems(tmp_path, text) if p.startswith("server.workers")] == [
             f'server.workers: {shown} is not "auto" or a whole number from 1 to 64'
         ]
+
+
+def test_the_sample_recipient_validation_block_works_when_uncommented(tmp_path):
+    """Off in the sample (no directory); the commented block turns on the list source; ldap needs [authentication.ldap]."""
+    assert load_config().recipient_validation.sources == ()
+    assert load_config().queue.max_ndrs_per_sender_domain == 100
+    config = load_config(write(tmp_path, uncommented_sample("# [recipient_validation]")))
+    rv = config.recipient_validation
+    assert (rv.sources, rv.list_file, rv.cache_ttl) == (("list",), config.var_dir / "recipients.txt", 300.0)
+    with_ldap = load_config(write(tmp_path, uncommented_sample("# [authentication.ldap]")))
+    assert with_ldap.recipient_validation.sources == ("ldap",)
+    text = BASE + '[recipient_validation]\nsources = ["ldap", "dns"]\n'
+    assert problems(tmp_path, text) == [
+        "recipient_validation.sources[1]: 'dns' is not one of users_file, ldap, list",
+        'recipient_validation.sources: "ldap" is listed but there is no [authentication.ldap] section',
+    ]

@@ -105,7 +105,8 @@ class LDAPChecker:
         d.addErrback(self._classify)
         return d
 
-    async def _login(self, name: str, password: str) -> Identity:
+    async def _connect(self) -> SecureLDAPClient:
+        """A connection to the directory, secured and bound as the service account (if any); the caller closes it."""
         client = await connectProtocol(self._endpoint(), SecureLDAPClient())
         try:
             if self.config.start_tls:
@@ -117,6 +118,14 @@ class LDAPChecker:
                     await client.bind(self.config.bind_dn, self.config.bind_password)
                 except ldaperrors.LDAPInvalidCredentials:
                     raise DirectoryUnavailable("the directory refused bind_dn / bind_password") from None
+        except BaseException:
+            _close(client)
+            raise
+        return client
+
+    async def _login(self, name: str, password: str) -> Identity:
+        client = await self._connect()
+        try:
             base = LDAPEntry(client, self.config.base_dn)
             entries = await base.search(
                 filterObject=login_filter(self.config.login_attributes, name),
@@ -136,8 +145,7 @@ class LDAPChecker:
             values = [_text(v) for attr in self.config.sender_attributes for v in entry.get(attr, ())]
             return Identity(name, sender_addresses(values), (), "ldap", account)
         finally:
-            if client.transport is not None:
-                client.transport.loseConnection()
+            _close(client)
 
     @staticmethod
     def _classify(failure):
@@ -145,6 +153,61 @@ class LDAPChecker:
             return failure
         if failure.check(ldaperrors.LDAPInvalidCredentials):
             raise UnauthorizedLogin("wrong password")
+        if failure.check(defer.TimeoutError, defer.CancelledError):
+            raise DirectoryUnavailable("the directory did not answer in time")
+        raise DirectoryUnavailable(f"directory error: {failure.getErrorMessage() or failure.type.__name__}")
+
+
+def _close(client) -> None:
+    if client.transport is not None:
+        client.transport.loseConnection()
+
+
+def address_filter(address: str):
+    """(|(mail=address)(proxyAddresses=smtp:address)) as objects; proxyAddresses matching is case-blind (SMTP: or smtp:)."""
+    return pureldap.LDAPFilter_or([
+        pureldap.LDAPFilter_equalityMatch(
+            attributeDesc=pureldap.LDAPAttributeDescription(value=attr),
+            assertionValue=pureldap.LDAPAssertionValue(value=value),
+        )
+        for attr, value in (("mail", address), ("proxyAddresses", "smtp:" + address))
+    ])
+
+
+class LDAPRecipients:
+    """
+    The directory as a recipient source (gateway/policy/recipients.py): does
+    an entry carry this address in `mail` or an smtp: `proxyAddresses`? Over
+    the same connection set-up as AUTH (TLS, service account); down or slow
+    is DirectoryUnavailable, never "unknown".
+    """
+
+    name = "ldap"
+    asynchronous = True
+
+    def __init__(self, config: LDAPConfig, reactor) -> None:
+        self.checker = LDAPChecker(config, reactor)
+
+    def knows(self, address: str):
+        d = defer.ensureDeferred(self._search(address))
+        d.addTimeout(self.checker.config.timeout, self.checker.reactor)
+        d.addErrback(self._classify)
+        return d
+
+    async def _search(self, address: str) -> bool:
+        client = await self.checker._connect()
+        try:
+            entries = await LDAPEntry(client, self.checker.config.base_dn).search(
+                filterObject=address_filter(address), attributes=["1.1"], sizeLimit=1, sizeLimitIsNonFatal=True,
+            )
+            return bool(entries)
+        finally:
+            _close(client)
+
+    @staticmethod
+    def _classify(failure):
+        if failure.check(DirectoryUnavailable):
+            return failure
         if failure.check(defer.TimeoutError, defer.CancelledError):
             raise DirectoryUnavailable("the directory did not answer in time")
         raise DirectoryUnavailable(f"directory error: {failure.getErrorMessage() or failure.type.__name__}")

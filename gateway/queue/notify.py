@@ -27,10 +27,18 @@ class Notifier:
         self.enqueue = enqueue
         # The message tracking log (DSN events), if one is kept.
         self.tracking = None
+        # Notices per sender domain and hour (queue/noticelimit.py); None: no limit.
+        self.limit = None
 
     def notify(self, kind: str, envelope: Envelope, recipients: list[Recipient], retry_until: float | None = None) -> Deferred:
         """Queue a "failed" or "delayed" notice to the envelope sender; nothing for the null sender."""
         if not envelope.sender or not recipients:
+            return succeed(None)
+        if self.limit is not None and not self.limit.allow(envelope.sender):
+            log.warn(
+                "{kind} notice for {queue_id} to <{sender}> not sent: the sender's domain had its max_ndrs_per_sender_domain this hour",
+                kind="non-delivery" if kind == "failed" else "delay", queue_id=envelope.queue_id, sender=envelope.sender,
+            )
             return succeed(None)
         d = self.run_in_thread(read_headers, self.store.body_path(envelope.queue_id), envelope.size)
         d.addCallback(self._queue, kind, envelope, recipients, retry_until)

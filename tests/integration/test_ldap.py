@@ -45,7 +45,12 @@ base_dn = "{BASE_DN}"
 bind_dn = "{ADMIN_DN}"
 bind_password = "{ADMIN_PASSWORD}"
 timeout = "3s"
+
+[recipient_validation]
+sources = ["list", "ldap"]
 """)
+    gw.var.mkdir(parents=True, exist_ok=True)
+    (gw.var / "recipients.txt").write_text("helpdesk@corp.example\n")
     gw.start()
     wait_for_port(port)
     gw.submit_port, gw.slapd = port, slapd
@@ -74,6 +79,14 @@ def test_user_principal_name_works_and_send_as_comes_from_the_directory(env):
     out = swaks(env, "scanner1@corp.example", PASSWORD, "someone.else@corp.example")
     assert "<~  235 2.7.0 Authentication successful" in out
     assert "<~* 550 5.7.60 SMTP; Client does not have permissions to send as this sender" in out
+
+
+def test_recipients_of_the_authoritative_domain_are_looked_up_in_the_list_and_the_directory(env):
+    """Issue 16 item 13 through twistd: a directory entry's address is a recipient; a guess is refused at RCPT."""
+    out = swaks(env, "scanner1", PASSWORD, "scanner1@corp.example", "--to", "scanner1@corp.example,nobody@corp.example",
+                "--quit-after", "RCPT")
+    assert "<~  250 2.1.5 Recipient OK" in out
+    assert "<~* 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup" in out
 
 
 def test_wrong_password_is_535(env):
