@@ -22,10 +22,12 @@ from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP
 from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.internet.interfaces import IHandshakeListener, IPullProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.config import HostPort
+from gateway.deliver.opportunistic import OpportunisticTLSFailed
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.logs.sendlog import masked_auth, tls_events
@@ -44,6 +46,8 @@ MAX_REPLY_BYTES = 64 * 1024
 BODY_CHUNK = 64 * 1024
 # Bodies up to this size are written in one go, without a producer.
 SMALL_BODY = 256 * 1024
+
+log = Logger(namespace="exgateway.deliver")
 
 
 class SMTPClientError(Exception):
@@ -137,6 +141,8 @@ class SMTPClient(Protocol):
         self.security = security
         self.peer_name = peer_name
         self.tls_active = False
+        # Between STARTTLS and the first reply inside TLS: a failure here is the handshake's.
+        self.tls_pending = False
         self.authenticated = False
         self.messages = 0
         self.address: HostPort | None = None
@@ -190,6 +196,8 @@ class SMTPClient(Protocol):
         return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
 
     def _ehlo_done(self, reply: SMTPReply):
+        # A reply inside TLS: the handshake worked.
+        self.tls_pending = False
         if reply.code != 250:
             if self.security is not None and self.security.tls == "required":
                 raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} does not speak ESMTP"))
@@ -229,6 +237,7 @@ class SMTPClient(Protocol):
             ))
         self.transport.startTLS(self.security.tls_options(self.peer_name))
         self.tls_active = True
+        self.tls_pending = True
         return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
 
     def _after_tls_refused(self):
@@ -277,6 +286,8 @@ class SMTPClient(Protocol):
         self.ready.callback(self)
 
     def _not_ready(self, failure: Failure) -> None:
+        if self.tls_pending and self.security.tls == "opportunistic" and not failure.check(SMTPClientError):
+            failure = Failure(OpportunisticTLSFailed(f"TLS with {self.peer_name} failed: {failure.getErrorMessage()}"))
         if not self.ready.called:
             self.ready.errback(failure)
         self.abort()
@@ -499,7 +510,29 @@ def connect(
     reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0, protocol_log=None, connector_id: str = "",
     security=None, peer_name: str = "",
 ) -> Deferred:
-    """Connect, greet (and STARTTLS and AUTH as `security` says); fires with a ready SMTPClient."""
+    """
+    Connect, greet (and STARTTLS and AUTH as `security` says); fires with a
+    ready SMTPClient. An opportunistic STARTTLS whose handshake fails is
+    followed at once by a second connection to the same address in clear
+    (gateway/deliver/opportunistic.py); "required" never falls back.
+    """
+    args = (reactor, host, port, helo_name, connect_timeout, timeout, protocol_log, connector_id)
+    d = _connect_once(*args, security, peer_name)
+    if security is not None and security.tls == "opportunistic":
+
+        def in_clear(failure: Failure):
+            failure.trap(OpportunisticTLSFailed)
+            log.warn("{host}:{port}: {error}; retrying in clear", host=host, port=port, error=failure.getErrorMessage())
+            return _connect_once(*args, security.in_clear(), peer_name)
+
+        d.addErrback(in_clear)
+    return d
+
+
+def _connect_once(
+    reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float, protocol_log, connector_id: str,
+    security, peer_name: str,
+) -> Deferred:
     client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id, security, peer_name or host)
     d = endpoint_for(reactor, host, port, connect_timeout).connect(_OneClient(client))
     d.addCallback(lambda _: client.ready)

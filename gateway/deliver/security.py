@@ -2,8 +2,9 @@
 What a send connector asks of the next hop's session: TLS and smart-host AUTH.
 
 TLS modes: "none" (never STARTTLS), "opportunistic" (STARTTLS when offered,
-any certificate: encryption against passive eavesdroppers, as Exchange does
-by default), "required" (STARTTLS or no delivery; the certificate must
+any certificate and any TLS version, and the same host again in clear if the
+handshake fails: encryption against passive eavesdroppers, as Exchange does
+by default and Postfix at its `may` level), "required" (STARTTLS or no delivery; the certificate must
 chain to a trusted root and name the host, checked by service-identity, or
 name `tls_domain` when one is pinned). A next hop that does not offer
 STARTTLS to a "required" connector fails the connection: the message is
@@ -17,10 +18,12 @@ default when credentials are given) authenticates only inside TLS;
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from twisted.internet.ssl import Certificate, CertificateOptions, TLSVersion, optionsForClientTLS, platformTrust
+from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+
+from gateway.deliver.opportunistic import OpportunisticTLS
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,14 @@ class OutboundSecurity:
     def tls_options(self, host_name: str):
         """Client TLS options for a next hop known by `host_name` (an MX or smart host name, or an IP)."""
         if self.tls != "required":
-            # Opportunistic: encrypt, but accept any certificate (there is no name to hold it to).
-            return CertificateOptions(raiseMinimumTo=TLSVersion.TLSv1_2)
+            # Opportunistic: any TLS version and certificate (gateway/deliver/opportunistic.py).
+            return OpportunisticTLS(host_name)
         trust = Certificate.loadPEM(Path(self.ca_file).read_bytes()) if self.ca_file else platformTrust()
         return optionsForClientTLS(self.tls_domain or host_name, trustRoot=trust)
+
+    def in_clear(self) -> "OutboundSecurity":
+        """The same settings without STARTTLS: the retry after an opportunistic handshake failed."""
+        return replace(self, tls="none")
 
     def auth_line(self, offered: str) -> str | None:
         """The AUTH command for the offered mechanisms, PLAIN preferred; None if none fits."""

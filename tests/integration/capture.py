@@ -21,6 +21,7 @@ class Transaction:
     rcpts: list[str] = field(default_factory=list)
     wire_data: bytes = b""
     tls: bool = False
+    tls_version: str = ""
     auth: str = ""
     # The MAIL and RCPT command lines as they came, parameters and all.
     commands: list[bytes] = field(default_factory=list)
@@ -35,7 +36,7 @@ class Transaction:
 class CaptureServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rcpt_replies: dict | None = None, greeting: bytes = b"220 capture ESMTP",
                  tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
-                 extensions: list[bytes] | None = None, esmtp: bool = True) -> None:
+                 extensions: list[bytes] | None = None, esmtp: bool = True, broken_tls: bool = False) -> None:
         self.transactions: list[Transaction] = []
         self.rcpt_replies = rcpt_replies or {}
         self.greeting = greeting
@@ -47,6 +48,9 @@ class CaptureServer:
         # (502) so the client must fall back to HELO, which offers nothing.
         self.extensions = extensions if extensions is not None else [b"PIPELINING", b"SIZE 100000000", b"8BITMIME"]
         self.esmtp = esmtp
+        # Offer STARTTLS, answer 220, then send bytes that are no TLS and close: a handshake that fails.
+        self.broken_tls = broken_tls
+        self.tls_attempts = 0
         self.connections = 0
         server = self
 
@@ -107,7 +111,7 @@ class CaptureServer:
             elif verb == b"EHLO":
                 ext = [b"250-capture"] + [b"250-" + x for x in self.extensions]
                 offered = {x.split()[0].upper() for x in self.extensions}
-                if self.tls_context is not None and not tls:
+                if (self.tls_context is not None or self.broken_tls) and not tls:
                     ext.append(b"250-STARTTLS")
                 if self.auth is not None:
                     ext.append(b"250-AUTH PLAIN LOGIN")
@@ -117,7 +121,11 @@ class CaptureServer:
                 send(b"250 HELP")
                 helo = cmd[5:].decode()
             elif verb == b"STARTTLS":
+                self.tls_attempts += 1
                 send(b"220 2.0.0 go ahead")
+                if self.broken_tls:
+                    send(b"this is not a TLS server hello")
+                    return
                 sock = self.tls_context.wrap_socket(sock, server_side=True)
                 rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
                 tls = True
@@ -136,7 +144,8 @@ class CaptureServer:
             elif verb in (b"MAIL", b"RCPT") and self._unoffered(cmd, offered):
                 send(b"555 5.5.4 " + self._unoffered(cmd, offered) + b" parameter not recognized")
             elif verb == b"MAIL":
-                txn = Transaction(helo=helo, mail_from=cmd[10:].split(b">")[0].lstrip(b"<").decode(), tls=tls, auth=user)
+                txn = Transaction(helo=helo, mail_from=cmd[10:].split(b">")[0].lstrip(b"<").decode(), tls=tls, auth=user,
+                                  tls_version=sock.version() if tls else "")
                 txn.commands.append(cmd)
                 send(b"250 2.1.0 ok")
             elif verb == b"RCPT":

@@ -7,7 +7,7 @@ import pytest
 
 from tests.integration.capture import CaptureServer
 from tests.integration.gatewayproc import free_port
-from tests.integration.test_outbound import relay_gateway, send
+from tests.integration.test_outbound import _tls_context, relay_gateway, send
 
 
 @pytest.mark.parametrize("esmtp", [True, False], ids=["ehlo-without-size", "helo-only"])
@@ -21,6 +21,70 @@ def test_a_strict_next_hop_without_size_gets_no_size_parameter(tmp_path, esmtp):
         (txn,) = hop.transactions
         assert txn.commands == [b"MAIL FROM:<app@corp.example>", b"RCPT TO:<far@outside.example>"]
         assert txn.data.endswith(b"Subject: strict\r\n\r\nhello\r\n")
+    finally:
+        gw.stop()
+        hop.stop()
+
+
+def _tls10_only(tmp_path):
+    """A server context that speaks TLS 1.0 and nothing newer, with the old ciphers such peers have."""
+    import ssl
+    import warnings
+
+    context, _ = _tls_context(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return context
+
+
+def test_opportunistic_tls_takes_a_next_hop_that_has_only_tls_1_0(tmp_path):
+    """Postfix's `may` level delivers to a TLS 1.0-only peer; so do we, encrypted, at once (no deferral)."""
+    hop = CaptureServer("127.0.0.1", free_port(), tls_context=_tls10_only(tmp_path))
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: old tls\r\n\r\nhello\r\n")
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery over TLS 1.0")
+        (txn,) = hop.transactions
+        assert (txn.tls, txn.tls_version, txn.rcpts) == (True, "TLSv1", ["far@outside.example"])
+        assert "deferred" not in gw.log()
+    finally:
+        gw.stop()
+        hop.stop()
+
+
+def test_a_failed_opportunistic_handshake_is_retried_in_clear_in_the_same_attempt(tmp_path):
+    """STARTTLS answered 220 and then no TLS: a second connection without STARTTLS delivers the message, no deferral."""
+    hop = CaptureServer("127.0.0.1", free_port(), broken_tls=True)
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: in clear\r\n\r\nhello\r\n")
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery in clear")
+        (txn,) = hop.transactions
+        assert (txn.tls, txn.rcpts) == (False, ["far@outside.example"])
+        assert hop.tls_attempts == 1 and hop.connections == 2
+        assert "retrying in clear" in gw.log() and "deferred" not in gw.log()
+    finally:
+        gw.stop()
+        hop.stop()
+
+
+def test_a_failed_handshake_never_falls_back_to_clear_when_tls_is_required(tmp_path):
+    """tls = "required": the same broken handshake defers the message; nothing is sent in clear."""
+    _, cert = _tls_context(tmp_path)
+    hop = CaptureServer("127.0.0.1", free_port(), broken_tls=True)
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}", f"""
+tls = "required"
+tls_domain = "relay.isp.example"
+tls_ca_file = "{cert}"
+""")
+    try:
+        send(gw, ["far@outside.example"], b"Subject: secret\r\n\r\nnot in clear\r\n")
+        gw.wait_until(lambda: "deferred" in gw.log(), what="the deferral")
+        assert hop.transactions == [] and len(gw.queued()) == 1
+        assert "retrying in clear" not in gw.log()
     finally:
         gw.stop()
         hop.stop()
