@@ -178,6 +178,18 @@ class MailboxConfig:
     protocol_logging_level: str = "None"
     # Mailboxes the Maildir delivery may create (a new local part past it is deferred); None: no cap.
     max_mailboxes: int | None = 10_000
+    # For delivery = "smtp": TLS and AUTH to the mail store, as on a send connector.
+    tls: str = "opportunistic"
+    tls_domain: str = ""
+    tls_ca_file: Path | None = None
+    smart_host_auth: str = "None"
+    auth_user: str = ""
+    auth_password: str = field(default="", repr=False)
+
+    def security(self):
+        from gateway.deliver.security import OutboundSecurity
+
+        return OutboundSecurity(self.tls, self.tls_domain, self.tls_ca_file, self.smart_host_auth, self.auth_user, self.auth_password)
 
 
 @dataclass(frozen=True)
@@ -669,7 +681,10 @@ QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
     "message_expiration_timeout", "delay_notification_timeout", "max_ndrs_per_sender_domain",
 }
-MAILBOX_KEYS = {"delivery", "maildir", "next_hop", "protocol_logging_level", "max_mailboxes"}
+MAILBOX_KEYS = {
+    "delivery", "maildir", "next_hop", "protocol_logging_level", "max_mailboxes", "tls", "tls_domain", "tls_ca_file",
+    "smart_host_auth", "auth_user", "auth_password", "auth_password_file",
+}
 
 DEFAULT_MAX_MESSAGE_SIZE = 36 * 1024 * 1024
 DEFAULT_MAX_RECIPIENTS = 200
@@ -936,6 +951,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         next_hop=next_hop,
         protocol_logging_level=reader.get(mailbox, "mailbox", "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         max_mailboxes=reader.get(mailbox, "mailbox", "max_mailboxes", _limit, 10_000),
+        **_read_next_hop_security(reader, mailbox, "mailbox", var_dir),
     )
 
     send_connectors = []
@@ -1070,6 +1086,42 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         min_free_space=min_free_space,
         limits=limits,
     )
+
+
+def _read_next_hop_security(reader: _Reader, data: dict, where: str, var_dir: Path) -> dict:
+    """
+    TLS and AUTH to the mailbox next hop: the keys and checks of a send
+    connector with smart hosts, plus auth_password_file (the password's
+    first line, relative to var_dir) to keep the secret out of this file.
+    """
+    auth_user = reader.get(data, where, "auth_user", _string, "")
+    password = reader.get(data, where, "auth_password", _string, "")
+    password_file = reader.get(data, where, "auth_password_file", _string, "")
+    if password_file:
+        if password:
+            reader.problem(f"{where}.auth_password_file", "give auth_password or auth_password_file, not both")
+        try:
+            password = (var_dir / password_file).read_text(encoding="utf-8").splitlines()[0]
+        except (OSError, UnicodeDecodeError, IndexError) as e:
+            reader.problem(f"{where}.auth_password_file", f"cannot read a password from {var_dir / password_file}: {e or 'empty file'}")
+    ca_file = reader.get(data, where, "tls_ca_file", _string, "")
+    values = dict(
+        tls=reader.get(data, where, "tls", _choice(("none", "opportunistic", "required")), "opportunistic"),
+        tls_domain=reader.get(data, where, "tls_domain", _fqdn, ""),
+        tls_ca_file=var_dir / ca_file if ca_file else None,
+        smart_host_auth=reader.get(data, where, "smart_host_auth", _choice(("None", "BasicAuth", "BasicAuthRequireTLS")),
+                                   "BasicAuthRequireTLS" if auth_user else "None"),
+        auth_user=auth_user,
+        auth_password=password,
+    )
+    if values["smart_host_auth"] != "None":
+        if not auth_user or not password:
+            reader.problem(f"{where}.auth_user", "smart_host_auth needs auth_user and auth_password (or auth_password_file)")
+        if values["smart_host_auth"] == "BasicAuthRequireTLS" and values["tls"] == "none":
+            reader.problem(f"{where}.tls", "BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)")
+    if (values["tls_domain"] or values["tls_ca_file"]) and values["tls"] != "required":
+        reader.problem(f"{where}.tls", "tls_domain and tls_ca_file check certificates, which only tls = \"required\" does")
+    return values
 
 
 def _read_auth(reader: _Reader, data: dict, var_dir: Path) -> AuthConfig:

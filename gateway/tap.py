@@ -337,6 +337,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
             mailbox = SMTPDelivery(
                 reactor, (config.mailbox.next_hop,), config.fqdn,
                 protocol_log=send_log if config.mailbox.protocol_logging_level == "Verbose" else None, connector_id=MAILBOX_QUEUE,
+                security=config.mailbox.security(),
             )
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor, config.mailbox.max_mailboxes)

@@ -366,3 +366,52 @@ def test_the_sample_recipient_validation_block_works_when_uncommented(tmp_path):
         "recipient_validation.sources[1]: 'dns' is not one of users_file, ldap, list",
         'recipient_validation.sources: "ldap" is listed but there is no [authentication.ldap] section',
     ]
+
+
+def test_the_mailbox_next_hop_takes_a_send_connectors_tls_and_auth_settings(tmp_path):
+    """[mailbox] delivery = "smtp": tls, certificate checks and AUTH with the password from a file (issue 18 item 5)."""
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "store.password").write_text("St0re-secret\n")
+    text = BASE.replace('fqdn = "mail.corp.example"', f'fqdn = "mail.corp.example"\nvar_dir = "{var}"') + '''
+[mailbox]
+delivery = "smtp"
+next_hop = "mailstore.corp.example:25"
+tls = "required"
+tls_domain = "mailstore.corp.example"
+tls_ca_file = "store-ca.pem"
+auth_user = "exgateway"
+auth_password_file = "store.password"
+'''
+    mailbox = load_config(write(tmp_path, text)).mailbox
+    security = mailbox.security()
+    assert (security.tls, security.tls_domain, security.ca_file, security.auth, security.username, security.password) == (
+        "required", "mailstore.corp.example", var / "store-ca.pem", "BasicAuthRequireTLS", "exgateway", "St0re-secret"
+    )
+    assert "St0re-secret" not in repr(mailbox)
+
+
+def test_the_mailbox_next_hop_defaults_to_opportunistic_tls_without_auth(tmp_path):
+    mailbox = load_config(write(tmp_path, BASE + '[mailbox]\ndelivery = "smtp"\nnext_hop = "127.0.0.1:25"\n')).mailbox
+    assert (mailbox.security().tls, mailbox.security().auth) == ("opportunistic", "None")
+
+
+def test_mailbox_tls_and_auth_mistakes_name_their_key(tmp_path):
+    text = BASE + '''
+[mailbox]
+delivery = "smtp"
+next_hop = "127.0.0.1:25"
+tls = "none"
+tls_domain = "mailstore.corp.example"
+smart_host_auth = "BasicAuthRequireTLS"
+auth_user = "exgateway"
+auth_password = "inline"
+auth_password_file = "missing.password"
+'''
+    found = problems(tmp_path, text)
+    assert found[0] == "mailbox.auth_password_file: give auth_password or auth_password_file, not both"
+    assert found[1].startswith("mailbox.auth_password_file: cannot read a password from ") and "missing.password" in found[1]
+    assert found[2:] == [
+        "mailbox.tls: BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)",
+        "mailbox.tls: tls_domain and tls_ca_file check certificates, which only tls = \"required\" does",
+    ]

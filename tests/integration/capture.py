@@ -36,7 +36,8 @@ class Transaction:
 class CaptureServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rcpt_replies: dict | None = None, greeting: bytes = b"220 capture ESMTP",
                  tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
-                 extensions: list[bytes] | None = None, esmtp: bool = True, broken_tls: bool = False) -> None:
+                 extensions: list[bytes] | None = None, esmtp: bool = True, broken_tls: bool = False,
+                 require_tls_auth: bool = False) -> None:
         self.transactions: list[Transaction] = []
         self.rcpt_replies = rcpt_replies or {}
         self.greeting = greeting
@@ -51,6 +52,8 @@ class CaptureServer:
         # Offer STARTTLS, answer 220, then send bytes that are no TLS and close: a handshake that fails.
         self.broken_tls = broken_tls
         self.tls_attempts = 0
+        # A mail store that takes MAIL only inside TLS and after AUTH (530 otherwise), offering AUTH only inside TLS.
+        self.require_tls_auth = require_tls_auth
         self.connections = 0
         server = self
 
@@ -113,7 +116,7 @@ class CaptureServer:
                 offered = {x.split()[0].upper() for x in self.extensions}
                 if (self.tls_context is not None or self.broken_tls) and not tls:
                     ext.append(b"250-STARTTLS")
-                if self.auth is not None:
+                if self.auth is not None and (tls or not self.require_tls_auth):
                     ext.append(b"250-AUTH PLAIN LOGIN")
                     offered.add(b"AUTH")
                 for x in ext:
@@ -141,6 +144,10 @@ class CaptureServer:
                     send(b"235 2.7.0 ok")
                 else:
                     send(b"535 5.7.8 bad credentials")
+            elif verb == b"MAIL" and self.require_tls_auth and not tls:
+                send(b"530 5.7.0 Must issue a STARTTLS command first")
+            elif verb == b"MAIL" and self.require_tls_auth and not user:
+                send(b"530 5.7.0 Authentication required")
             elif verb in (b"MAIL", b"RCPT") and self._unoffered(cmd, offered):
                 send(b"555 5.5.4 " + self._unoffered(cmd, offered) + b" parameter not recognized")
             elif verb == b"MAIL":

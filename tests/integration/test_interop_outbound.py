@@ -3,10 +3,12 @@ The hub's outbound side against next hops that are strict or old (issue 18):
 real sockets on loopback, the gateway as a real process.
 """
 
+import smtplib
+
 import pytest
 
 from tests.integration.capture import CaptureServer
-from tests.integration.gatewayproc import free_port
+from tests.integration.gatewayproc import Gateway, free_port
 from tests.integration.test_outbound import _tls_context, relay_gateway, send
 
 
@@ -88,3 +90,56 @@ tls_ca_file = "{cert}"
     finally:
         gw.stop()
         hop.stop()
+
+
+def _mail_store(tmp_path):
+    context, cert = _tls_context(tmp_path, name="mailstore.corp.example")
+    return CaptureServer("127.0.0.1", free_port(), tls_context=context, auth=("exgateway", "St0re-secret"), require_tls_auth=True), cert
+
+
+def test_the_mailbox_next_hop_gets_starttls_and_auth_like_a_send_connector(tmp_path):
+    """A mail store that refuses MAIL outside TLS and without AUTH: local mail arrives, certificate checked, password from a file."""
+    store, cert = _mail_store(tmp_path)
+    gw = Gateway(tmp_path / "gw", extra=f'''[mailbox]
+delivery = "smtp"
+next_hop = "127.0.0.1:{store.port}"
+tls = "required"
+tls_domain = "mailstore.corp.example"
+tls_ca_file = "{cert}"
+auth_user = "exgateway"
+auth_password_file = "store.password"
+''')
+    gw.var.mkdir(parents=True, exist_ok=True)
+    (gw.var / "store.password").write_text("St0re-secret\n")
+    gw.start()
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: internal\r\n\r\nnot in clear\r\n")
+        gw.wait_until(lambda: store.transactions and gw.queue_files() == [], what="delivery to the mail store")
+        (txn,) = store.transactions
+        assert (txn.tls, txn.auth, txn.rcpts) == (True, "exgateway", ["alice@corp.example"])
+        assert txn.data.endswith(b"Subject: internal\r\n\r\nnot in clear\r\n")
+        assert "St0re-secret" not in gw.log()
+    finally:
+        gw.stop()
+        store.stop()
+
+
+def test_a_mailbox_next_hop_with_a_wrong_password_defers_instead_of_bouncing(tmp_path):
+    """Wrong credentials are the admin's to fix: the local message waits (451 4.7.5), no NDR."""
+    store, _ = _mail_store(tmp_path)
+    gw = Gateway(tmp_path / "gw", extra=f'''[mailbox]
+delivery = "smtp"
+next_hop = "127.0.0.1:{store.port}"
+auth_user = "exgateway"
+auth_password = "wrong"
+''').start()
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: internal\r\n\r\nhello\r\n")
+        gw.wait_until(lambda: "deferred" in gw.log(), what="the deferral")
+        assert "smart host AUTH refused by 127.0.0.1: 535 5.7.8 bad credentials" in gw.log()
+        assert store.transactions == [] and len(gw.queued()) == 1
+    finally:
+        gw.stop()
+        store.stop()
