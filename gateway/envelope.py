@@ -32,6 +32,27 @@ class Recipient:
     state: RecipientState = RecipientState.PENDING
     attempts: int = 0
     last_reply: str | None = None
+    # RFC 3461 NOTIFY ("NEVER" or SUCCESS,FAILURE,DELAY; "" = not given) and
+    # ORCPT ("rfc822;address", decoded), from gateway/dsnparams.py.
+    notify: str = ""
+    orcpt: str = ""
+
+
+class Outcome(str):
+    """
+    A delivered recipient's reply, saying which success notice (RFC 3461)
+    is ours to send if the recipient asked for one: "delivered" (a local
+    mailbox), "relayed" (a next hop without DSN, which will send none), or
+    "" (a next hop with DSN, which got NOTIFY and reports itself). Stored
+    as the plain reply text.
+    """
+
+    dsn_action: str
+
+    def __new__(cls, text: str, dsn_action: str = "") -> "Outcome":
+        outcome = super().__new__(cls, text)
+        outcome.dsn_action = dsn_action
+        return outcome
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,9 @@ class Envelope:
     attempts: int = 0
     next_attempt: float = 0.0
     extra: dict = field(default_factory=dict)
+    # RFC 3461 RET ("FULL", "HDRS" or "") and ENVID (decoded), for our notices and DSN-capable next hops.
+    dsn_ret: str = ""
+    dsn_envid: str = ""
 
     @property
     def pending(self) -> tuple[Recipient, ...]:
@@ -73,10 +97,11 @@ class Envelope:
         # about 0.14 ms per envelope on the hub's hot path.
         data = {f: getattr(self, f) for f in _ENVELOPE_FIELDS}
         data["version"] = FORMAT_VERSION
-        data["recipients"] = [
-            {"address": r.address, "state": r.state.value, "attempts": r.attempts, "last_reply": r.last_reply}
-            for r in self.recipients
-        ]
+        # DSN fields only when set: a file without them reads as before, in this version and the last.
+        for key in _DSN_FIELDS:
+            if not data[key]:
+                del data[key]
+        data["recipients"] = [_recipient_json(r) for r in self.recipients]
         return _ENCODER.encode(data).encode("utf-8")
 
     @classmethod
@@ -87,7 +112,10 @@ class Envelope:
             if data.pop("version") != FORMAT_VERSION:
                 raise ValueError("unknown envelope version")
             recipients = tuple(
-                Recipient(r["address"], RecipientState(r["state"]), int(r["attempts"]), r.get("last_reply"))
+                Recipient(
+                    r["address"], RecipientState(r["state"]), int(r["attempts"]), r.get("last_reply"), r.get("notify", ""),
+                    r.get("orcpt", ""),
+                )
                 for r in data.pop("recipients")
             )
             if not recipients:
@@ -97,6 +125,16 @@ class Envelope:
             raise ValueError(f"bad envelope: {e!r}") from None
 
 
+def _recipient_json(r: Recipient) -> dict:
+    data = {"address": r.address, "state": r.state.value, "attempts": r.attempts, "last_reply": r.last_reply}
+    if r.notify:
+        data["notify"] = r.notify
+    if r.orcpt:
+        data["orcpt"] = r.orcpt
+    return data
+
+
 _ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope) if f.name != "recipients")
+_DSN_FIELDS = ("dsn_ret", "dsn_envid")
 # json.dumps(..., sort_keys=True) builds an encoder per call; this one is made once.
 _ENCODER = json.JSONEncoder(sort_keys=True)

@@ -68,8 +68,8 @@ class HeaderFirewall:
         self._done = False
 
     # Transaction: everything but the body is the wrapped transaction's.
-    def add_recipient(self, recipient):
-        return self.transaction.add_recipient(recipient)
+    def add_recipient(self, recipient, dsn=None):
+        return self.transaction.add_recipient(recipient, dsn)
 
     def open_body(self):
         return self.transaction.open_body()

@@ -16,6 +16,7 @@ being misread as a header: the "first paragraph vanished" complaint.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -23,6 +24,7 @@ from twisted.logger import Logger
 
 from gateway.dates import rfc5322
 from gateway.address import Address
+from gateway.dsnparams import RecipientDSN
 from gateway.envelope import Envelope, Recipient
 from gateway.headers import HeaderScan
 from gateway.errors import Reply, SMTPError, SMTPReply
@@ -71,23 +73,27 @@ class IntakeTransaction:
         # XFORWARD comes before MAIL and is reset after the transaction.
         self.origin = session.origin()
         self.recipients: list[str] = []
+        # NOTIFY/ORCPT (RFC 3461) of the recipients that had them.
+        self.dsn: dict[str, RecipientDSN] = {}
         self.entry: QueueEntry | None = None
         self.internal_id = 0
         self.scan: HeaderScan | None = None
 
-    def add_recipient(self, recipient: Address) -> SMTPReply | Deferred:
+    def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
         check = getattr(self.handler.router.recipient_exists, "check", None)
         checked = check(recipient) if check is not None else None
         if isinstance(checked, Deferred):
-            return checked.addCallback(lambda _: self._route(recipient))
-        return self._route(recipient)
+            return checked.addCallback(lambda _: self._route(recipient, dsn))
+        return self._route(recipient, dsn)
 
-    def _route(self, recipient: Address) -> SMTPReply:
+    def _route(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply:
         if self.handler.router.route(recipient) is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
         if str(recipient) not in self.recipients:
             self.recipients.append(str(recipient))
+            if dsn is not None:
+                self.dsn[str(recipient)] = dsn
         return Reply.RECIPIENT_OK
 
     def open_body(self) -> None:
@@ -155,7 +161,7 @@ class IntakeTransaction:
             internal_id=self.internal_id,
             message_id=self.message_id,
             sender=str(self.mail.sender),
-            recipients=tuple(Recipient(r) for r in self.recipients),
+            recipients=tuple(self._recipient(r) for r in self.recipients),
             received_at=self.handler.clock.seconds(),
             size=self.entry.size,
             client_ip=self.origin.client_ip,
@@ -169,10 +175,16 @@ class IntakeTransaction:
                 ) if v
             },
         )
+        if self.mail.dsn is not None:
+            envelope = replace(envelope, dsn_ret=self.mail.dsn.ret, dsn_envid=self.mail.dsn.envid)
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
         d.addCallback(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip))
         return d
+
+    def _recipient(self, address: str) -> Recipient:
+        dsn = self.dsn.get(address)
+        return Recipient(address) if dsn is None else Recipient(address, notify=dsn.notify, orcpt=dsn.orcpt)
 
     def abort(self) -> None:
         if self.entry is not None:

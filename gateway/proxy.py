@@ -33,6 +33,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.address import Address
+from gateway.dsnparams import RecipientDSN
+from gateway.deliver.capabilities import mail_parameters, rcpt_parameters
 from gateway.deliver.client import SMTPClient
 from gateway.deliver.pool import NoHostAvailable
 from gateway.errors import Reply, SMTPError, SMTPReply
@@ -74,17 +76,28 @@ class FrontendTransaction:
         self.aborted = False
         # Recipients the hub accepted (replayed on failover), the hub's address, failovers so far.
         self.recipients: list[Address] = []
+        # NOTIFY/ORCPT per recipient that had them, passed on to the hub.
+        self.dsn: dict[Address, RecipientDSN] = {}
         self.hub_address = None
         self.failovers = 0
 
     # --- envelope -------------------------------------------------------------
 
-    def add_recipient(self, recipient: Address) -> Deferred:
+    def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> Deferred:
+        if dsn is not None:
+            self.dsn[recipient] = dsn
         d = self._open(reuse=True) if self.client is None else succeed(None)
         return self._rcpt(d, recipient)
 
+    def _rcpt_line(self, recipient: Address) -> str:
+        """RCPT with the client's NOTIFY/ORCPT where the hub offers DSN (ours does)."""
+        dsn = self.dsn.get(recipient)
+        if dsn is None or self.client is None:
+            return f"RCPT TO:{recipient.path}"
+        return " ".join([f"RCPT TO:{recipient.path}", *rcpt_parameters(self.client.extensions, dsn.notify, dsn.orcpt)])
+
     def _rcpt(self, d: Deferred, recipient: Address) -> Deferred:
-        d.addCallback(lambda _: self._command(f"RCPT TO:{recipient.path}"))
+        d.addCallback(lambda _: self._command(self._rcpt_line(recipient)))
         d.addCallback(self._rcpt_answered, recipient)
         d.addErrback(self._rcpt_failed, recipient)
         return d
@@ -125,7 +138,7 @@ class FrontendTransaction:
         """On a fresh connection to another hub: MAIL, then every recipient accepted so far."""
         d = self._open(reuse=False)
         for r in list(self.recipients):
-            d.addCallback(lambda _, r=r: self._command(f"RCPT TO:{r.path}"))
+            d.addCallback(lambda _, r=r: self._command(self._rcpt_line(r)))
             d.addCallback(self._replayed, r)
         return d
 
@@ -154,6 +167,8 @@ class FrontendTransaction:
             mail += f" SIZE={self.mail.size}"
         if "8BITMIME" in client.extensions and self.mail.body:
             mail += f" BODY={self.mail.body}"
+        if self.mail.dsn is not None:
+            mail = " ".join([mail, *mail_parameters(client.extensions, None, None, self.mail.dsn.ret, self.mail.dsn.envid)])
         lines.append(mail)
         d = self._commands(lines)
 

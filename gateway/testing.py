@@ -43,12 +43,15 @@ class FakeTransaction:
         self.session = session
         self.mail = mail
         self.recipients: list = []
+        # Each recipient's NOTIFY/ORCPT (RecipientDSN or None), by address.
+        self.dsn: dict = {}
         self.body = b""
         self.opened = False
         self.aborted = False
         self.finished = False
 
-    def add_recipient(self, recipient):
+    def add_recipient(self, recipient, dsn=None):
+        self.dsn[str(recipient)] = dsn
         if self.handler.rcpt_deferreds is not None:
             d: Deferred = Deferred()
             self.handler.rcpt_deferreds.append((recipient, d))

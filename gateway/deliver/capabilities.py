@@ -12,8 +12,12 @@ the client recorded, in one place.
 
 from __future__ import annotations
 
+from gateway import dsnparams
 
-def mail_parameters(extensions: dict[str, str], size: int | None, body: str | None = None) -> list[str]:
+
+def mail_parameters(
+    extensions: dict[str, str], size: int | None, body: str | None = None, ret: str = "", envid: str = "",
+) -> list[str]:
     """
     The parameters for `MAIL FROM:<...>`, each guarded by its extension.
 
@@ -25,7 +29,20 @@ def mail_parameters(extensions: dict[str, str], size: int | None, body: str | No
         params.append(f"SIZE={size}")
     if body == "8BITMIME" and "8BITMIME" in extensions:
         params.append("BODY=8BITMIME")
+    if "DSN" in extensions:
+        params += dsnparams.mail_parameters(ret, envid)
     return params
+
+
+def rcpt_parameters(extensions: dict[str, str], notify: str = "", orcpt: str = "") -> list[str]:
+    """NOTIFY and ORCPT (RFC 3461) for `RCPT TO:<...>`, only to a next hop that offers DSN."""
+    if "DSN" not in extensions:
+        return []
+    return dsnparams.rcpt_parameters(notify, orcpt)
+
+
+def rcpt_command(recipient: str, params: list[str]) -> str:
+    return " ".join([f"RCPT TO:<{recipient}>", *params])
 
 
 def mail_command(sender: str, params: list[str]) -> str:

@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 
-from gateway.envelope import Envelope, RecipientState
+from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.files import create_new, make_directory
 from gateway.queue.store import StoredBody, fsync_directory
 
@@ -72,7 +72,11 @@ class MaildirDelivery:
         for address in recipients:
             try:
                 reply = self._deliver_one(address, body, now)
-                results[address] = (RecipientState.PENDING if reply is MAILBOX_LIMIT else RecipientState.DELIVERED, reply)
+                if reply is MAILBOX_LIMIT:
+                    results[address] = (RecipientState.PENDING, reply)
+                else:
+                    # In the mailbox: a success notice (NOTIFY=SUCCESS) is ours to send, as "delivered".
+                    results[address] = (RecipientState.DELIVERED, Outcome(reply, "delivered"))
             except OSError as e:
                 results[address] = (RecipientState.PENDING, f"451 4.3.0 mailbox write failed: {e.strerror}")
         return results

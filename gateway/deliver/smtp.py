@@ -14,11 +14,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import HostPort
-from gateway.deliver.capabilities import mail_command, mail_parameters
+from gateway.deliver.capabilities import mail_command, mail_parameters, rcpt_command, rcpt_parameters
 from gateway.deliver.client import ReplyTooLong
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
-from gateway.envelope import Envelope, RecipientState
+from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.queue.store import StoredBody
 from gateway.errors import SMTPReply
 
@@ -43,9 +43,15 @@ def _closing(result, f):
     return result
 
 
-def _outcome(final: SMTPReply, results: dict, accepted: list[str]) -> dict:
-    """Every accepted recipient's outcome is the reply to the end of the body."""
-    results.update({r: (_state(final), _text(final)) for r in accepted})
+def _outcome(final: SMTPReply, results: dict, accepted: list[str], dsn_action: str = "") -> dict:
+    """
+    Every accepted recipient's outcome is the reply to the end of the body;
+    a delivery to a next hop without DSN is "relayed": a success notice, if
+    asked for, is ours to send (RFC 3461 4.1).
+    """
+    state = _state(final)
+    text = Outcome(_text(final), dsn_action) if state is RecipientState.DELIVERED and dsn_action else _text(final)
+    results.update({r: (state, text) for r in accepted})
     return results
 
 
@@ -140,8 +146,15 @@ class SMTPDelivery:
         if limit.isdigit() and int(limit) and envelope.size > int(limit):
             reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
             return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
-        mail = mail_command(envelope.sender, mail_parameters(client.extensions, envelope.size, envelope.extra.get("body")))
-        rcpts = [f"RCPT TO:<{r}>" for r in recipients]
+        extensions = client.extensions
+        mail = mail_command(
+            envelope.sender,
+            mail_parameters(extensions, envelope.size, envelope.extra.get("body"), envelope.dsn_ret, envelope.dsn_envid),
+        )
+        dsn = {r.address: r for r in envelope.recipients if r.notify or r.orcpt}
+        rcpts = [
+            rcpt_command(r, rcpt_parameters(extensions, dsn[r].notify, dsn[r].orcpt) if r in dsn else []) for r in recipients
+        ]
         if not client.pipelining:
             return self._one_by_one(client, mail, rcpts, envelope, recipients, body)
         pending = client.commands([mail, *rcpts, "DATA"])
@@ -179,11 +192,15 @@ class SMTPDelivery:
                 f = body.open()
                 sent = client.send_body(f, envelope.size)
                 sent.addBoth(_closing, f)
-                return sent.addCallback(_outcome, results, accepted)
+                return sent.addCallback(_outcome, results, accepted, self._dsn_action(client))
             return succeed(_outcome(go, results, accepted))
         if go is None and mail_reply.code == 250:
             return client.command("RSET").addCallback(lambda _: results)
         return succeed(results)
+
+    @staticmethod
+    def _dsn_action(client) -> str:
+        return "" if "DSN" in client.extensions else "relayed"
 
     def close(self) -> None:
         self.pool.close()

@@ -1,5 +1,7 @@
 """
-Delivery status notifications (RFC 3464): non-delivery reports and delay notices.
+Delivery status notifications (RFC 3464): non-delivery reports, delay
+notices, and the success notices a sender asks for with NOTIFY=SUCCESS
+(RFC 3461: "delivered" into a mailbox, "relayed" to a next hop without DSN).
 
 A notice is a multipart/report message from the null sender to the
 envelope sender: a human part saying which recipients failed (or are
@@ -18,6 +20,22 @@ from gateway.dates import rfc5322
 from gateway.envelope import Envelope, Recipient
 
 HEADER_LIMIT = 64 * 1024
+# RET=FULL returns the whole message in a non-delivery report up to this size;
+# a bigger one gets its headers only (the report is built in memory).
+FULL_RETURN_LIMIT = 1024 * 1024
+TITLES = {"failed": "Undeliverable: ", "delayed": "Delivery delayed: ", "delivered": "Delivered: ", "relayed": "Relayed: "}
+_OPENING = {
+    "failed": ["Your message {id} could not be delivered to these recipients:"],
+    "delayed": [
+        "Your message {id} has not been delivered yet to these recipients.",
+        "The gateway keeps trying; you need not send it again. You will be told if it fails for good.",
+    ],
+    "delivered": ["Your message {id} was delivered to these recipients' mailboxes:"],
+    "relayed": [
+        "Your message {id} was passed on to these recipients' next hop, which does not report",
+        "delivery status: you may get no further notice about it.",
+    ],
+}
 _STATUS = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 
 
@@ -27,6 +45,12 @@ def read_headers(path, size: int | None = None, limit: int = HEADER_LIMIT) -> by
         data = f.read(limit if size is None else min(limit, size))
     end = data.find(b"\r\n\r\n")
     return data[: end + 2] if end >= 0 else data
+
+
+def read_message(path, size: int) -> bytes:
+    """The whole original message (RET=FULL), which the caller has checked is at most FULL_RETURN_LIMIT."""
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
 def status_of(reply: str | None, default: str) -> str:
@@ -47,12 +71,17 @@ def _ascii(text: str) -> str:
 
 def build_dsn(
     kind: str, envelope: Envelope, recipients: list[Recipient], headers: bytes, fqdn: str, now: float, boundary: str,
-    retry_until: float | None = None, message_id: str = "",
+    retry_until: float | None = None, message_id: str = "", full: bool = False,
 ) -> bytes:
-    """`kind` is "failed" (a non-delivery report) or "delayed" (a delay notice, saying until when it retries)."""
+    """
+    `kind` is "failed" (a non-delivery report), "delayed" (a delay notice,
+    saying until when it retries), "delivered" or "relayed" (success
+    notices, RFC 3461 NOTIFY=SUCCESS). `full`: `headers` is the whole
+    message (RET=FULL), returned as message/rfc822.
+    """
     failed = kind == "failed"
     subject = _subject(headers)
-    title = ("Undeliverable: " if failed else "Delivery delayed: ") + (subject or "(no subject)")
+    title = TITLES[kind] + (subject or "(no subject)")
     lines = [
         f"From: Mail Delivery System <MAILER-DAEMON@{fqdn}>",
         f"To: <{envelope.sender}>",
@@ -69,13 +98,7 @@ def build_dsn(
         "Content-Type: text/plain; charset=us-ascii",
         "",
     ]
-    if failed:
-        lines.append(f"Your message {envelope.message_id} could not be delivered to these recipients:")
-    else:
-        lines += [
-            f"Your message {envelope.message_id} has not been delivered yet to these recipients.",
-            "The gateway keeps trying; you need not send it again. You will be told if it fails for good.",
-        ]
+    lines += [line.format(id=envelope.message_id) for line in _OPENING[kind]]
     lines.append("")
     for r in recipients:
         lines.append(f"  <{r.address}>: {_ascii(r.last_reply or 'no reply recorded')}")
@@ -87,22 +110,24 @@ def build_dsn(
         "Content-Type: message/delivery-status",
         "",
         f"Reporting-MTA: dns; {fqdn}",
+        *([f"Original-Envelope-Id: {envelope.dsn_envid}"] if envelope.dsn_envid else []),
         f"X-Exgateway-Queue-ID: {envelope.queue_id}",
         f"Arrival-Date: {rfc5322(envelope.received_at)}",
     ]
     for r in recipients:
         lines += [
             "",
+            *([f"Original-Recipient: {r.orcpt.replace(';', '; ', 1)}"] if r.orcpt else []),
             f"Final-Recipient: rfc822; {r.address}",
-            f"Action: {'failed' if failed else 'delayed'}",
-            f"Status: {status_of(r.last_reply, '5.0.0' if failed else '4.0.0')}",
+            f"Action: {kind}",
+            f"Status: {status_of(r.last_reply, {'failed': '5.0.0', 'delayed': '4.0.0'}.get(kind, '2.0.0'))}",
         ]
-        if r.last_reply:
+        if r.last_reply and kind != "delivered":
             lines.append(f"Diagnostic-Code: smtp; {_ascii(r.last_reply)}")
         lines.append(f"Last-Attempt-Date: {rfc5322(now)}")
         if not failed and retry_until is not None:
             lines.append(f"Will-Retry-Until: {rfc5322(retry_until)}")
-    lines += ["", f"--{boundary}", "Content-Type: text/rfc822-headers", ""]
+    lines += ["", f"--{boundary}", "Content-Type: message/rfc822" if full else "Content-Type: text/rfc822-headers", ""]
     # Every line made header-safe here, whatever field it carries: a Message-ID,
     # an address or a reply with a non-ASCII byte or a line break must cost a
     # "?" in the notice, not the notice (and with it the message's settling).

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succe
 from twisted.logger import Logger
 
 from gateway.envelope import Envelope, RecipientState
+from gateway.queue.notify import success_notices
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
 from gateway.route.router import MAILBOX
@@ -308,6 +309,9 @@ class DeliveryScheduler:
         tell = self.notifier is not None and bool(updated.sender)
         if newly_failed and tell:
             notices = succeed(None).addCallback(lambda _: self.notifier.notify("failed", updated, newly_failed))
+        for kind, succeeded in (success_notices(updated, results) if tell else {}).items():
+            # NOTIFY=SUCCESS: "delivered" (mailbox) or "relayed" (a next hop without DSN).
+            notices = (notices or succeed(None)).addCallback(lambda _, k=kind, s=succeeded: self.notifier.notify(k, updated, s))
         if updated.pending and self.retry.delay_notice_due(updated.received_at, now, bool(updated.extra.get("delay_notified"))):
             updated = replace(updated, extra={**updated.extra, "delay_notified": True})
             if tell:

@@ -39,6 +39,7 @@ from zope.interface import implementer
 from gateway.dates import rfc5322
 from gateway.address import parse_path
 from gateway.config import ReceiveConnector
+from gateway.dsnparams import take_mail_dsn, take_rcpt_dsn
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.headerfirewall import firewalled
@@ -588,6 +589,7 @@ class ESMTPServer(Protocol):
         lines += ["8BITMIME"] if c.eight_bit_mime_enabled else []
         lines += ["ENHANCEDSTATUSCODES"] if c.enhanced_status_codes_enabled else []
         lines += ["CHUNKING"] if c.chunking_enabled else []
+        lines.append("DSN")
         if c.offers_starttls and not self._tls_started and self.tls is not None:
             lines.append("STARTTLS")
         if self._auth_offered() and self.session.identity is None:
@@ -613,6 +615,7 @@ class ESMTPServer(Protocol):
         if arg[:5].upper() != "FROM:":
             raise SMTPError(Reply.BAD_SYNTAX, reason="MAIL without FROM:")
         sender, params = parse_path(arg[5:], sender=True)
+        dsn = take_mail_dsn(params)
         size = body = auth = None
         for key, value in params.items():
             if (key == "SIZE" and not self.connector.size_enabled) or (key == "BODY" and not self.connector.eight_bit_mime_enabled):
@@ -634,7 +637,7 @@ class ESMTPServer(Protocol):
             self._answer_now(Reply.RATE_LIMITED)
             self._close()
             return None
-        mail = MailFrom(sender, size, body, auth=auth)
+        mail = MailFrom(sender, size, body, auth=auth, dsn=dsn)
         # Exchange's header firewall: organisation headers only from the organisation's servers.
         self._txn = firewalled(self.handler.begin(self.session, mail), self.session.rights, self.connector.max_header_size,
                                self.session.session_id)
@@ -659,11 +662,13 @@ class ESMTPServer(Protocol):
         if arg[:3].upper() != "TO:":
             raise SMTPError(Reply.BAD_SYNTAX, reason="RCPT without TO:")
         recipient, params = parse_path(arg[3:], sender=False)
+        # NOTIFY/ORCPT are taken whether or not DSN was offered: PHPMailer sends them unasked.
+        dsn = take_rcpt_dsn(params)
         if params:
             raise SMTPError(Reply.UNKNOWN_PARAMETER, parameter=",".join(params))
         recipient = self.policy.resolve_postmaster(recipient)
         self.policy.check_rcpt(self.session.rights, recipient, self._rcpt_count, self.connector.max_recipients)
-        result = self._txn.add_recipient(recipient)
+        result = self._txn.add_recipient(recipient, dsn)
         if isinstance(result, Deferred):
             return result.addCallback(self._recipient_added)
         return self._recipient_added(result)

@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 
 from gateway.address import Address
 from gateway.config import ReceiveConnector
+from gateway.dsnparams import MailDSN, RecipientDSN
 from gateway.errors import SMTPReply
 from gateway.policy.rights import Principal, Right
 
@@ -109,13 +110,15 @@ class MailFrom:
     body: str | None
     # RFC 4954 AUTH=: the submitter a trusted peer named, "<>" when given by anyone else, None when absent.
     auth: str | None = None
+    # RET and ENVID (RFC 3461), if the client gave either.
+    dsn: MailDSN | None = None
 
 
 class Transaction(TypingProtocol):
     """One mail transaction, from MAIL to the final reply (or an abort)."""
 
-    def add_recipient(self, recipient: Address) -> SMTPReply | Deferred:
-        """Accept (reply) or refuse (raise / errback SMTPError) one recipient."""
+    def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
+        """Accept (reply) or refuse (raise / errback SMTPError) one recipient; `dsn`: its NOTIFY and ORCPT, if given."""
 
     def open_body(self) -> None | Deferred:
         """Get ready for body bytes; called before the 354."""

@@ -106,3 +106,44 @@ def test_size_and_body_go_to_a_next_hop_that_offers_them():
     t.clear()
     _deliver(c, {"body": "8BITMIME"})
     assert _said(t) == b"MAIL FROM:<s@x.example> SIZE=21 BODY=8BITMIME\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"
+
+
+def _dsn_envelope():
+    return Envelope(
+        "7", 7, "<m@x>", "s@x.example",
+        (Recipient("a@corp.example", notify="SUCCESS,FAILURE", orcpt="rfc822;A+1@corp.example"), Recipient("b@corp.example")),
+        0.0, len(BODY), dsn_ret="HDRS", dsn_envid="QQ 314159",
+    )
+
+
+def _deliver_dsn(ehlo: bytes):
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    t = StringTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 hop ESMTP\r\n" + ehlo)
+    t.clear()
+    results = []
+    SMTPDelivery(None, (), "hub.corp.example", pool=Pool((c, True)), next_hop="hop").deliver(
+        _dsn_envelope(), ["a@corp.example", "b@corp.example"], Body(BODY)
+    ).addBoth(results.append)
+    return c, t, results
+
+
+def test_dsn_parameters_go_re_encoded_to_a_next_hop_that_offers_dsn_and_it_reports_success_itself():
+    c, t, results = _deliver_dsn(b"250-hop\r\n250-PIPELINING\r\n250 DSN\r\n")
+    assert _said(t) == (
+        b"MAIL FROM:<s@x.example> RET=HDRS ENVID=QQ+20314159\r\n"
+        b"RCPT TO:<a@corp.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;A+2B1@corp.example\r\n"
+        b"RCPT TO:<b@corp.example>\r\nDATA\r\n"
+    )
+    c.dataReceived(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
+    ((_, reply_a), (_, reply_b)) = results[0].values()
+    assert reply_a == "250 2.0.0 queued" and getattr(reply_a, "dsn_action", "") == ""
+
+
+def test_without_dsn_at_the_next_hop_no_dsn_parameter_is_sent_and_delivery_counts_as_relayed():
+    c, t, results = _deliver_dsn(b"250-hop\r\n250 PIPELINING\r\n")
+    assert _said(t) == b"MAIL FROM:<s@x.example>\r\nRCPT TO:<a@corp.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n"
+    c.dataReceived(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
+    state, reply = results[0]["a@corp.example"]
+    assert (state, reply, reply.dsn_action) == (RecipientState.DELIVERED, "250 2.0.0 queued", "relayed")

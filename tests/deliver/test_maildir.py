@@ -31,6 +31,8 @@ def test_each_recipient_gets_the_bytes_in_new(tmp_path):
         "alice@corp.example": RecipientState.DELIVERED,
         "bob@corp.example": RecipientState.DELIVERED,
     }
+    # A success notice (NOTIFY=SUCCESS) for a mailbox delivery is ours to send, as "delivered".
+    assert {reply.dsn_action for _, reply in result.values()} == {"delivered"}
     for user in ("alice", "bob"):
         box = tmp_path / "mail" / "corp.example" / user
         (msg,) = list((box / "new").iterdir())

@@ -143,3 +143,74 @@ auth_password = "wrong"
     finally:
         gw.stop()
         store.stop()
+
+
+def _mailbox_notices(gw, address: str) -> list[bytes]:
+    return [m for m in gw.mailbox(address) if b"report-type=delivery-status" in m]
+
+
+def test_notify_success_gets_a_delivered_notice_for_a_local_mailbox_through_frontend_and_hub(tmp_path):
+    """smtplib with RFC 3461 options on the frontend: the hub stores them and the sender's own mailbox gets a "delivered" DSN."""
+    gw = Gateway(tmp_path / "gw").start()
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.ehlo("app.corp.example")
+            assert s.has_extn("dsn")
+            s.sendmail("app@corp.example", ["alice@corp.example", "bob@corp.example"], b"Subject: report\r\n\r\nhello\r\n",
+                       mail_options=["RET=HDRS", "ENVID=QQ314159"], rcpt_options=["NOTIFY=SUCCESS", "ORCPT=rfc822;alice@corp.example"])
+        gw.wait_until(lambda: _mailbox_notices(gw, "app@corp.example") and gw.queue_files() == [], what="the success notice")
+        (notice,) = _mailbox_notices(gw, "app@corp.example")
+        assert b"Subject: Delivered: report\r\n" in notice and b"Original-Envelope-Id: QQ314159\r\n" in notice
+        assert b"Original-Recipient: rfc822; alice@corp.example\r\nFinal-Recipient: rfc822; alice@corp.example\r\nAction: delivered\r\nStatus: 2.0.0\r\n" in notice
+        assert b"Final-Recipient: rfc822; bob@corp.example\r\nAction: delivered\r\n" in notice
+        assert gw.mailbox("alice@corp.example")[0].endswith(b"Subject: report\r\n\r\nhello\r\n")
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("dsn", [False, True], ids=["next-hop-without-dsn", "next-hop-with-dsn"])
+def test_notify_success_to_a_next_hop_relayed_notice_or_parameters_passed_on(tmp_path, dsn):
+    """Without DSN at the next hop: no DSN parameter goes there and the sender gets "relayed"; with it: NOTIFY/ORCPT/RET/ENVID go on, and no notice from us."""
+    hop = CaptureServer("127.0.0.1", free_port(), extensions=[b"PIPELINING", b"SIZE 100000000", b"8BITMIME"] + ([b"DSN"] if dsn else []))
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
+    try:
+        with smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.connect("127.0.0.1", gw.frontend_port)
+            s.sendmail("app@corp.example", ["far@outside.example"], b"Subject: out\r\n\r\nhello\r\n",
+                       mail_options=["RET=FULL", "ENVID=id+2B7"], rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Far@outside.example"])
+        gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery to the next hop")
+        (txn,) = hop.transactions
+        if dsn:
+            assert txn.commands == [
+                b"MAIL FROM:<app@corp.example> SIZE=%d RET=FULL ENVID=id+2B7" % int(txn.commands[0].split(b"SIZE=")[1].split()[0]),
+                b"RCPT TO:<far@outside.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Far@outside.example",
+            ]
+            assert _mailbox_notices(gw, "app@corp.example") == []
+        else:
+            assert b"NOTIFY" not in b"".join(txn.commands) and b"RET=" not in txn.commands[0]
+            gw.wait_until(lambda: _mailbox_notices(gw, "app@corp.example"), what="the relayed notice")
+            (notice,) = _mailbox_notices(gw, "app@corp.example")
+            assert b"Subject: Relayed: out\r\n" in notice and b"Original-Envelope-Id: id+7\r\n" in notice
+            assert b"Final-Recipient: rfc822; far@outside.example\r\nAction: relayed\r\nStatus: 2.0.0\r\n" in notice
+    finally:
+        gw.stop()
+        hop.stop()
+
+
+def test_notify_never_suppresses_the_non_delivery_report(tmp_path):
+    """A refused recipient with NOTIFY=NEVER: failed and gone, no NDR; the other one (no NOTIFY) gets its NDR."""
+    hop = CaptureServer("127.0.0.1", free_port(), rcpt_replies={
+        "quiet@outside.example": b"550 5.1.1 no such user", "loud@outside.example": b"550 5.1.1 no such user",
+    })
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
+    try:
+        with smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.connect("127.0.0.1", gw.frontend_port)
+            s.sendmail("app@corp.example", ["quiet@outside.example"], b"Subject: q\r\n\r\nx\r\n", rcpt_options=["NOTIFY=NEVER"])
+            s.sendmail("app@corp.example", ["loud@outside.example"], b"Subject: l\r\n\r\nx\r\n")
+        gw.wait_until(lambda: _mailbox_notices(gw, "app@corp.example") and gw.queue_files() == [], what="the one NDR")
+        (ndr,) = _mailbox_notices(gw, "app@corp.example")
+        assert b"Final-Recipient: rfc822; loud@outside.example" in ndr and b"quiet@" not in ndr
+    finally:
+        gw.stop()
+        hop.stop()

@@ -73,6 +73,7 @@ def test_ehlo_lists_extensions_and_helo_does_not():
         "250-8BITMIME",
         "250-ENHANCEDSTATUSCODES",
         "250-CHUNKING",
+        "250-DSN",
         "250 HELP",
     ]
     assert c.send("HELO dev\r\n") == ["250 mail.corp.example Hello [192.0.2.1]"]
@@ -127,7 +128,7 @@ def test_relay_to_non_accepted_domain_refused_and_session_goes_on():
         ("EHLO x\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME", "555 5.5.4 Unsupported parameter"),
         ("EHLO x\r\nMAIL FROM:<a@b.example> SIZE=40000000", "552 5.3.4 Message size exceeds fixed maximum message size"),
         ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<>", "501 5.1.3 Invalid address"),
-        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example> NOTIFY=NEVER", "555 5.5.4 Unsupported parameter"),
+        ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example> XNOTIFY=NEVER", "555 5.5.4 Unsupported parameter"),
         ("EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA now", "501 5.5.4 Invalid arguments"),
         ("VRFY alice", "252 2.1.5 Cannot VRFY user, but will accept message for delivery"),
         ("NOOP", "250 2.0.0 OK"),
@@ -512,7 +513,8 @@ def test_esmtp_toggles():
         "pipelining_enabled": False, "eight_bit_mime_enabled": False, "size_enabled": False,
         "enhanced_status_codes_enabled": False, "chunking_enabled": False,
     }])
-    assert c.send("EHLO x\r\n") == ["250-mail.corp.example Hello [192.0.2.1]", "250 HELP"]
+    # DSN has no switch (Exchange's DeliveryStatusNotificationEnabled is on by default and rarely turned off).
+    assert c.send("EHLO x\r\n") == ["250-mail.corp.example Hello [192.0.2.1]", "250-DSN", "250 HELP"]
     assert c.send("MAIL FROM:<a@b.example> BODY=8BITMIME\r\n") == ["555 Unsupported parameter"]
     assert c.send("MAIL FROM:<a@b.example> SIZE=10\r\n") == ["555 Unsupported parameter"]
     assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 Sender OK"]
