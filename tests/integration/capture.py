@@ -49,7 +49,7 @@ class CaptureServer:
         # (502) so the client must fall back to HELO, which offers nothing.
         self.extensions = extensions if extensions is not None else [b"PIPELINING", b"SIZE 100000000", b"8BITMIME"]
         self.esmtp = esmtp
-        # Offer STARTTLS, answer 220, then send bytes that are no TLS and close: a handshake that fails.
+        # Offer STARTTLS, answer 220, then answer the ClientHello with bytes that are no TLS and close: a handshake that fails.
         self.broken_tls = broken_tls
         self.tls_attempts = 0
         # A mail store that takes MAIL only inside TLS and after AUTH (530 otherwise), offering AUTH only inside TLS.
@@ -127,6 +127,9 @@ class CaptureServer:
                 self.tls_attempts += 1
                 send(b"220 2.0.0 go ahead")
                 if self.broken_tls:
+                    # Answer the ClientHello (not before it: bytes right behind
+                    # the 220 are an injection the client refuses outright).
+                    sock.recv(16384)
                     send(b"this is not a TLS server hello")
                     return
                 sock = self.tls_context.wrap_socket(sock, server_side=True)
