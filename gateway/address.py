@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+
+import idna
 from dataclasses import dataclass
 
 from gateway.errors import Reply, SMTPError
 
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$")
+# RFC 6531 3.3: with SMTPUTF8, atext also takes any non-ASCII character (RFC 6532
+# UTF8-non-ascii); C1 controls and the Unicode line separators stay out.
+_ATEXT_UTF8 = re.compile(r"^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x9f\u2028\u2029])+$")
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _PARAM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -112,7 +117,12 @@ def _split_bracketed(arg: str) -> tuple[str, str] | None:
     return None
 
 
-def _parse_local(local: str, sender: bool) -> tuple[str, bool]:
+def _qtext(c: str, utf8: bool) -> bool:
+    return 32 <= ord(c) <= 126 or (utf8 and ord(c) >= 0xA0 and c not in "\u2028\u2029")
+
+
+def _parse_local(local: str, sender: bool, utf8: bool = False) -> tuple[str, bool]:
+    atext = _ATEXT_UTF8 if utf8 else _ATEXT
     if local.startswith('"'):
         if len(local) < 2 or not local.endswith('"'):
             raise _bad("unterminated quoted local part", sender)
@@ -122,17 +132,17 @@ def _parse_local(local: str, sender: bool) -> tuple[str, bool]:
         while i < len(body):
             c = body[i]
             if c == "\\":
-                if i + 1 >= len(body) or not (32 <= ord(body[i + 1]) <= 126):
+                if i + 1 >= len(body) or not _qtext(body[i + 1], utf8):
                     raise _bad("bad quoted pair", sender)
                 out.append(body[i + 1])
                 i += 2
                 continue
-            if c == '"' or not (32 <= ord(c) <= 126):
+            if c == '"' or not _qtext(c, utf8):
                 raise _bad("bad character in quoted local part", sender)
             out.append(c)
             i += 1
         unquoted = "".join(out)
-        if _is_dot_string(unquoted):
+        if _is_dot_string(unquoted, atext):
             # RFC 5321 4.1.2: a quoted string that needs no quotes is the
             # same mailbox as its plain form: `"bob"@x` is bob@x, for
             # delivery, policy and logs alike.
@@ -140,17 +150,29 @@ def _parse_local(local: str, sender: bool) -> tuple[str, bool]:
         return unquoted, True
     if not local or local.startswith(".") or local.endswith(".") or ".." in local:
         raise _bad("bad dot-string local part", sender)
-    if not all(_ATEXT.match(atom) for atom in local.split(".")):
+    if not all(atext.match(atom) for atom in local.split(".")):
         raise _bad("bad character in local part", sender)
     return local, False
 
 
-def _is_dot_string(local: str) -> bool:
-    return bool(local) and all(_ATEXT.match(atom) for atom in local.split("."))
+def _is_dot_string(local: str, atext=_ATEXT) -> bool:
+    return bool(local) and all(atext.match(atom) for atom in local.split("."))
 
 
-def parse_mailbox(text: str, *, sender: bool = False) -> Address:
-    """Parse `local@domain` (no brackets, no source route)."""
+def _a_label_domain(domain: str, sender: bool) -> str:
+    """An internationalised domain (U-labels, RFC 6531) as the A-label form that routing, DNS and policy use."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        raise _bad("bad internationalised domain", sender) from None
+
+
+def parse_mailbox(text: str, *, sender: bool = False, utf8: bool = False) -> Address:
+    """
+    Parse `local@domain` (no brackets, no source route). With `utf8` (a
+    SMTPUTF8 transaction) the local part may hold UTF-8 and the domain
+    U-labels, which are turned into A-labels (xn--...).
+    """
     # The last @ outside a quoted string separates local part and domain.
     at = -1
     quoted = False
@@ -171,13 +193,15 @@ def parse_mailbox(text: str, *, sender: bool = False) -> Address:
     if at <= 0 or quoted:
         raise _bad("no domain", sender)
     local_text, domain = text[:at], text[at + 1 :]
-    local, was_quoted = _parse_local(local_text, sender)
-    if len(local_text) > MAX_LOCAL:
+    local, was_quoted = _parse_local(local_text, sender, utf8)
+    if len(local_text.encode("utf-8")) > MAX_LOCAL:
         raise _bad("local part too long", sender)
     if domain.startswith("["):
         if not domain.endswith("]") or not _valid_literal(domain):
             raise _bad("bad address literal", sender)
         return Address(local, domain.lower(), was_quoted, literal=True)
+    if utf8 and not domain.isascii():
+        domain = _a_label_domain(domain, sender)
     if not valid_domain(domain):
         raise _bad("bad domain", sender)
     return Address(local, domain.lower(), was_quoted)
@@ -196,10 +220,14 @@ def _strip_source_route(path: str, sender: bool) -> str:
     return path[colon + 1 :]
 
 
-def parse_path(arg: str, *, sender: bool) -> tuple[Address, dict[str, str | None]]:
+def parse_path(arg: str, *, sender: bool, utf8: bool = False) -> tuple[Address, dict[str, str | None]]:
     """
     Parse the argument after `MAIL FROM:` or `RCPT TO:` into an address and
     its ESMTP parameters (keys upper-cased).
+
+    A non-ASCII address is taken only in a SMTPUTF8 transaction: `utf8` for
+    a RCPT after such a MAIL, or a MAIL that carries the SMTPUTF8 parameter
+    itself (RFC 6531 3.4); otherwise it stays a 501.
 
     Brackets are expected; a bare address without spaces is also taken, as
     many devices send `MAIL FROM: user@example` and refusing it helps nobody.
@@ -227,11 +255,19 @@ def parse_path(arg: str, *, sender: bool) -> tuple[Address, dict[str, str | None
         # RFC 5321 4.5.1: <Postmaster> without a domain must be accepted;
         # policy gives it the organisation's primary domain.
         return POSTMASTER, params
-    try:
-        path.encode("ascii")
-    except UnicodeEncodeError:
-        raise _bad("non-ASCII address without SMTPUTF8", sender) from None
-    return parse_mailbox(_strip_source_route(path, sender), sender=sender), params
+    utf8 = utf8 or (sender and "SMTPUTF8" in params)
+    if not utf8 and not path.isascii():
+        raise _bad("non-ASCII address without SMTPUTF8", sender)
+    return parse_mailbox(_strip_source_route(path, sender), sender=sender, utf8=utf8), params
+
+
+def take_smtputf8(params: dict[str, str | None]) -> bool:
+    """Remove MAIL's SMTPUTF8 parameter (RFC 6531 3.4: a keyword without a value); True if it was there."""
+    if "SMTPUTF8" not in params:
+        return False
+    if params.pop("SMTPUTF8") is not None:
+        raise SMTPError(Reply.BAD_SYNTAX, reason="SMTPUTF8 takes no value")
+    return True
 
 
 def parse_parameters(text: str) -> dict[str, str | None]:

@@ -78,6 +78,7 @@ class IntakeTransaction:
         self.entry: QueueEntry | None = None
         self.internal_id = 0
         self.scan: HeaderScan | None = None
+        self.utf8_headers = False
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
@@ -121,6 +122,9 @@ class IntakeTransaction:
         if not scan.has_header and not scan.buffer.startswith((b"\r\n", b"\n")) and scan.buffer:
             trace.append("\r\n")
         self.message_id = message_id
+        end = scan.buffer.find(b"\r\n\r\n")
+        # RFC 6532 headers: with SMTPUTF8 they make the message need a SMTPUTF8 next hop.
+        self.utf8_headers = not scan.buffer[: end if end >= 0 else len(scan.buffer)].isascii()
         self.entry.write("".join(trace).encode("utf-8"))
         self.entry.write(bytes(scan.buffer))
         scan.buffer = b""
@@ -177,6 +181,8 @@ class IntakeTransaction:
         )
         if self.mail.dsn is not None:
             envelope = replace(envelope, dsn_ret=self.mail.dsn.ret, dsn_envid=self.mail.dsn.envid)
+        if self.mail.smtputf8 and (self.utf8_headers or not all(a.isascii() for a in (envelope.sender, *self.recipients))):
+            envelope = replace(envelope, smtputf8=True)
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
         d.addCallback(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip))

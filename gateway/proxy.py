@@ -167,8 +167,11 @@ class FrontendTransaction:
             mail += f" SIZE={self.mail.size}"
         if "8BITMIME" in client.extensions and self.mail.body:
             mail += f" BODY={self.mail.body}"
-        if self.mail.dsn is not None:
-            mail = " ".join([mail, *mail_parameters(client.extensions, None, None, self.mail.dsn.ret, self.mail.dsn.envid)])
+        if self.mail.dsn is not None or self.mail.smtputf8:
+            dsn = self.mail.dsn
+            mail = " ".join([mail, *mail_parameters(
+                client.extensions, None, None, dsn.ret if dsn else "", dsn.envid if dsn else "", self.mail.smtputf8,
+            )])
         lines.append(mail)
         d = self._commands(lines)
 

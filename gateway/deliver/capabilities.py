@@ -17,6 +17,7 @@ from gateway import dsnparams
 
 def mail_parameters(
     extensions: dict[str, str], size: int | None, body: str | None = None, ret: str = "", envid: str = "",
+    smtputf8: bool = False,
 ) -> list[str]:
     """
     The parameters for `MAIL FROM:<...>`, each guarded by its extension.
@@ -29,9 +30,16 @@ def mail_parameters(
         params.append(f"SIZE={size}")
     if body == "8BITMIME" and "8BITMIME" in extensions:
         params.append("BODY=8BITMIME")
+    if smtputf8 and "SMTPUTF8" in extensions:
+        params.append("SMTPUTF8")
     if "DSN" in extensions:
         params += dsnparams.mail_parameters(ret, envid)
     return params
+
+
+def lacks_smtputf8(extensions: dict[str, str], smtputf8: bool) -> bool:
+    """A message that needs SMTPUTF8 and a next hop without it: the message cannot go there (RFC 6531 3.2)."""
+    return smtputf8 and "SMTPUTF8" not in extensions
 
 
 def rcpt_parameters(extensions: dict[str, str], notify: str = "", orcpt: str = "") -> list[str]:

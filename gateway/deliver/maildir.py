@@ -3,6 +3,13 @@ Local mailbox delivery into Maildir (one directory per recipient).
 
 Layout: `<root>/<domain>/<local part>/{tmp,new,cur}`, names lower-cased and
 unsafe characters percent-encoded, so no address can climb out of the root.
+UTF-8 addresses (SMTPUTF8, RFC 6531): the domain is already its A-label
+(`xn--bcher-kva.example`, gateway/address.py), and the local part is put in
+Unicode NFC (so composed and decomposed spellings share one mailbox),
+lower-cased, and every byte of its UTF-8 outside the safe ASCII set
+percent-encoded: `Jösé@bücher.example` ->
+`xn--bcher-kva.example/j%C3%B6s%C3%A9`. No byte of a name is ever `/`, NUL
+or a leading `.`.
 Each recipient gets a copy of the message's bytes (the queue file holds its
 envelope after them) in `tmp/`, fsynced, then renamed into `new/`, and `new/`
 is fsynced before the recipient counts as delivered: the queue forgets a
@@ -23,6 +30,7 @@ import itertools
 import os
 import shutil
 import socket
+import unicodedata
 from pathlib import Path
 from typing import Callable
 from urllib.parse import quote
@@ -40,7 +48,7 @@ _counter = itertools.count(1)
 
 def mailbox_path(root: Path, address: str) -> Path:
     local, _, domain = address.rpartition("@")
-    local_name = quote(local.lower(), safe=_SAFE)
+    local_name = quote(unicodedata.normalize("NFC", local).lower(), safe=_SAFE)
     if local_name.startswith("."):
         local_name = "%2E" + local_name[1:]
     domain_name = quote(domain.lower(), safe="")

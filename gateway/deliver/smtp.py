@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.config import HostPort
-from gateway.deliver.capabilities import mail_command, mail_parameters, rcpt_command, rcpt_parameters
+from gateway.deliver.capabilities import lacks_smtputf8, mail_command, mail_parameters, rcpt_command, rcpt_parameters
 from gateway.deliver.client import ReplyTooLong
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
@@ -142,6 +142,9 @@ class SMTPDelivery:
 
     def _transaction(self, client, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:
         """One transaction; MAIL, RCPTs and DATA go in one write where PIPELINING is offered."""
+        if lacks_smtputf8(client.extensions, envelope.smtputf8):
+            reason = f"550 5.6.7 {self.next_hop} does not support SMTPUTF8, which this message's UTF-8 addresses or headers need"
+            return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
         limit = client.extensions.get("SIZE", "")
         if limit.isdigit() and int(limit) and envelope.size > int(limit):
             reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
@@ -149,7 +152,9 @@ class SMTPDelivery:
         extensions = client.extensions
         mail = mail_command(
             envelope.sender,
-            mail_parameters(extensions, envelope.size, envelope.extra.get("body"), envelope.dsn_ret, envelope.dsn_envid),
+            mail_parameters(
+                extensions, envelope.size, envelope.extra.get("body"), envelope.dsn_ret, envelope.dsn_envid, envelope.smtputf8,
+            ),
         )
         dsn = {r.address: r for r in envelope.recipients if r.notify or r.orcpt}
         rcpts = [

@@ -100,7 +100,8 @@ class Router:
         except KeyError:
             pass
         try:
-            recipient = parse_mailbox(address)
+            # A queued address was checked on the way in; a UTF-8 one came in a SMTPUTF8 transaction.
+            recipient = parse_mailbox(address, utf8=not address.isascii())
         except SMTPError:
             recipient = None
         hop = None if recipient is None else self.route(recipient)

@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.dates import rfc5322
-from gateway.address import parse_path
+from gateway.address import parse_path, take_smtputf8
 from gateway.config import ReceiveConnector
 from gateway.dsnparams import take_mail_dsn, take_rcpt_dsn
 from gateway.connectors import client_address
@@ -142,6 +142,8 @@ class ESMTPServer(Protocol):
         self._timer = None
         self._lifetime = None
         self._txn: Transaction | None = None
+        # The current transaction's MAIL carried SMTPUTF8: its RCPTs may be UTF-8.
+        self._smtputf8 = False
         self._rcpt_count = 0
         # The message body in progress: DATA (decoder) or BDAT chunks.
         self._decoder: DataDecoder | None = None
@@ -529,7 +531,9 @@ class ESMTPServer(Protocol):
 
     def _command(self, raw: bytes) -> None:
         try:
-            line = raw.decode("ascii")
+            # UTF-8 (ASCII included) for SMTPUTF8 addresses (RFC 6531); parse_path
+            # refuses a non-ASCII address outside a SMTPUTF8 transaction.
+            line = raw.decode("utf-8")
         except UnicodeDecodeError:
             self._error(Reply.BAD_SYNTAX)
             return
@@ -590,6 +594,7 @@ class ESMTPServer(Protocol):
         lines += ["ENHANCEDSTATUSCODES"] if c.enhanced_status_codes_enabled else []
         lines += ["CHUNKING"] if c.chunking_enabled else []
         lines.append("DSN")
+        lines.append("SMTPUTF8")
         if c.offers_starttls and not self._tls_started and self.tls is not None:
             lines.append("STARTTLS")
         if self._auth_offered() and self.session.identity is None:
@@ -616,6 +621,7 @@ class ESMTPServer(Protocol):
             raise SMTPError(Reply.BAD_SYNTAX, reason="MAIL without FROM:")
         sender, params = parse_path(arg[5:], sender=True)
         dsn = take_mail_dsn(params)
+        smtputf8 = take_smtputf8(params)
         size = body = auth = None
         for key, value in params.items():
             if (key == "SIZE" and not self.connector.size_enabled) or (key == "BODY" and not self.connector.eight_bit_mime_enabled):
@@ -637,7 +643,8 @@ class ESMTPServer(Protocol):
             self._answer_now(Reply.RATE_LIMITED)
             self._close()
             return None
-        mail = MailFrom(sender, size, body, auth=auth, dsn=dsn)
+        mail = MailFrom(sender, size, body, auth=auth, dsn=dsn, smtputf8=smtputf8)
+        self._smtputf8 = smtputf8
         # Exchange's header firewall: organisation headers only from the organisation's servers.
         self._txn = firewalled(self.handler.begin(self.session, mail), self.session.rights, self.connector.max_header_size,
                                self.session.session_id)
@@ -661,7 +668,7 @@ class ESMTPServer(Protocol):
             raise SMTPError(Reply.NEED_MAIL)
         if arg[:3].upper() != "TO:":
             raise SMTPError(Reply.BAD_SYNTAX, reason="RCPT without TO:")
-        recipient, params = parse_path(arg[3:], sender=False)
+        recipient, params = parse_path(arg[3:], sender=False, utf8=self._smtputf8)
         # NOTIFY/ORCPT are taken whether or not DSN was offered: PHPMailer sends them unasked.
         dsn = take_rcpt_dsn(params)
         if params:

@@ -112,6 +112,8 @@ class MailFrom:
     auth: str | None = None
     # RET and ENVID (RFC 3461), if the client gave either.
     dsn: MailDSN | None = None
+    # SMTPUTF8 (RFC 6531): UTF-8 addresses and headers may follow.
+    smtputf8: bool = False
 
 
 class Transaction(TypingProtocol):

@@ -147,3 +147,32 @@ def test_without_dsn_at_the_next_hop_no_dsn_parameter_is_sent_and_delivery_count
     c.dataReceived(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
     state, reply = results[0]["a@corp.example"]
     assert (state, reply, reply.dsn_action) == (RecipientState.DELIVERED, "250 2.0.0 queued", "relayed")
+
+
+def _deliver_utf8(ehlo: bytes):
+    c = SMTPClient("hub.corp.example", Clock(), timeout=30)
+    t = StringTransport()
+    c.makeConnection(t)
+    c.dataReceived(b"220 hop ESMTP\r\n" + ehlo)
+    t.clear()
+    env = Envelope("7", 7, "<m@x>", "jösé@xn--bcher-kva.example", (Recipient("ålice@corp.example"),), 0.0, len(BODY), smtputf8=True)
+    results = []
+    SMTPDelivery(None, (), "hub.corp.example", pool=Pool((c, True)), next_hop="hop").deliver(
+        env, ["ålice@corp.example"], Body(BODY)
+    ).addBoth(results.append)
+    return c, t, results
+
+
+def test_a_utf8_message_goes_with_smtputf8_to_a_next_hop_that_offers_it():
+    c, t, results = _deliver_utf8(b"250-hop\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
+    assert _said(t) == "MAIL FROM:<jösé@xn--bcher-kva.example> SMTPUTF8\r\nRCPT TO:<ålice@corp.example>\r\nDATA\r\n".encode()
+    c.dataReceived(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
+    assert results[0]["ålice@corp.example"][0] is RecipientState.DELIVERED
+
+
+def test_a_utf8_message_bounces_with_5_6_7_at_a_next_hop_without_smtputf8_and_nothing_is_sent():
+    c, t, results = _deliver_utf8(b"250-hop\r\n250 PIPELINING\r\n")
+    assert _said(t) == b""
+    assert results == [{"ålice@corp.example": (
+        RecipientState.FAILED, "550 5.6.7 hop does not support SMTPUTF8, which this message's UTF-8 addresses or headers need",
+    )}]

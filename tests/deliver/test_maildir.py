@@ -39,3 +39,13 @@ def test_each_recipient_gets_the_bytes_in_new(tmp_path):
         assert msg.read_bytes() == b"Subject: x\r\n\r\nhi\r\n"
         assert msg.name.startswith("1795000000.M500000P")
         assert list((box / "tmp").iterdir()) == [] and (box / "cur").is_dir()
+
+
+def test_utf8_local_parts_get_a_percent_encoded_nfc_directory_and_cannot_escape():
+    """The documented mapping: NFC, lower case, UTF-8 bytes percent-encoded; the domain arrives as its A-label."""
+    root = Path("/srv/mail")
+    assert mailbox_path(root, "Jösé@xn--bcher-kva.example") == root / "xn--bcher-kva.example" / "j%C3%B6s%C3%A9"
+    # The decomposed spelling (o + combining diaeresis) is the same mailbox.
+    assert mailbox_path(root, "jo\u0308sé@xn--bcher-kva.example") == root / "xn--bcher-kva.example" / "j%C3%B6s%C3%A9"
+    # Fullwidth solidus and full stop: percent-encoded bytes, never a separator or a dot-dot.
+    assert mailbox_path(root, "\uff0e\uff0e\uff0fetc@corp.example") == root / "corp.example" / "%EF%BC%8E%EF%BC%8E%EF%BC%8Fetc"

@@ -214,3 +214,44 @@ def test_notify_never_suppresses_the_non_delivery_report(tmp_path):
     finally:
         gw.stop()
         hop.stop()
+
+
+UTF8_MESSAGE = "From: Jösé <jösé@corp.example>\r\nSubject: Grüße\r\n\r\nhallo\r\n".encode()
+
+
+def test_a_utf8_envelope_and_headers_reach_a_local_mailbox_under_its_mapped_name(tmp_path):
+    """smtplib with SMTPUTF8 through frontend and hub: the message lands in the percent-encoded Maildir, byte-intact."""
+    gw = Gateway(tmp_path / "gw").start()
+    try:
+        with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=10) as s:
+            s.ehlo("app.corp.example")
+            assert s.has_extn("smtputf8")
+            s.sendmail("jösé@corp.example", ["Ålice@corp.example"], UTF8_MESSAGE, mail_options=["SMTPUTF8"])
+        gw.wait_until(lambda: gw.queue_files() == [] and list((gw.var / "mailboxes").rglob("new/*")), what="delivery")
+        (delivered,) = (gw.var / "mailboxes" / "corp.example" / "%C3%A5lice" / "new").iterdir()
+        assert delivered.read_bytes().endswith(UTF8_MESSAGE)
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["next-hop-without-smtputf8", "next-hop-with-smtputf8"])
+def test_a_utf8_message_is_relayed_only_to_a_next_hop_with_smtputf8_and_bounced_with_5_6_7_otherwise(tmp_path, smtputf8):
+    hop = CaptureServer("127.0.0.1", free_port(), extensions=[b"PIPELINING", b"8BITMIME"] + ([b"SMTPUTF8"] if smtputf8 else []))
+    gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}")
+    try:
+        with smtplib.SMTP(timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.connect("127.0.0.1", gw.frontend_port)
+            s.sendmail("app@corp.example", ["jürgen@außen.example"], UTF8_MESSAGE, mail_options=["SMTPUTF8"])
+        if smtputf8:
+            gw.wait_until(lambda: hop.transactions and gw.queue_files() == [], what="delivery to the next hop")
+            (txn,) = hop.transactions
+            assert txn.commands == [b"MAIL FROM:<app@corp.example> SMTPUTF8", "RCPT TO:<jürgen@xn--auen-wna.example>".encode()]
+            assert txn.data.endswith(UTF8_MESSAGE)
+        else:
+            gw.wait_until(lambda: _mailbox_notices(gw, "app@corp.example") and gw.queue_files() == [], what="the NDR")
+            (ndr,) = _mailbox_notices(gw, "app@corp.example")
+            assert b"Status: 5.6.7\r\n" in ndr and b"does not support SMTPUTF8" in ndr
+            assert hop.transactions == []
+    finally:
+        gw.stop()
+        hop.stop()

@@ -74,6 +74,7 @@ def test_ehlo_lists_extensions_and_helo_does_not():
         "250-ENHANCEDSTATUSCODES",
         "250-CHUNKING",
         "250-DSN",
+        "250-SMTPUTF8",
         "250 HELP",
     ]
     assert c.send("HELO dev\r\n") == ["250 mail.corp.example Hello [192.0.2.1]"]
@@ -514,7 +515,7 @@ def test_esmtp_toggles():
         "enhanced_status_codes_enabled": False, "chunking_enabled": False,
     }])
     # DSN has no switch (Exchange's DeliveryStatusNotificationEnabled is on by default and rarely turned off).
-    assert c.send("EHLO x\r\n") == ["250-mail.corp.example Hello [192.0.2.1]", "250-DSN", "250 HELP"]
+    assert c.send("EHLO x\r\n") == ["250-mail.corp.example Hello [192.0.2.1]", "250-DSN", "250-SMTPUTF8", "250 HELP"]
     assert c.send("MAIL FROM:<a@b.example> BODY=8BITMIME\r\n") == ["555 Unsupported parameter"]
     assert c.send("MAIL FROM:<a@b.example> SIZE=10\r\n") == ["555 Unsupported parameter"]
     assert c.send("MAIL FROM:<a@b.example>\r\n") == ["250 Sender OK"]
