@@ -11,7 +11,7 @@ var_dir (gateway/admin/daemon.py).
     exgateway receive-connector list | show NAME | test --client-ip IP --port N [--mail-from A] [--rcpt A ...]
     exgateway reload [--pidfile FILE | --pid PID]
     exgateway certificate list | new-self-signed --subject CN=... [--san ...] | import FILE
-    exgateway user add NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
+    exgateway user add NAME [--send-as ...] [--remote-ip ...] | set NAME [--send-as ...] [--remote-ip ...] | passwd NAME | remove NAME | list
     exgateway queue list | messages [QUEUE] | retry QUEUE | suspend QUEUE | resume QUEUE
     exgateway message remove ID [--with-ndr] | export ID [-o FILE]
     exgateway drain | undrain

@@ -1,5 +1,5 @@
 """
-`exgateway user add | remove | passwd | list`: the users file.
+`exgateway user add | set | remove | passwd | list`: the users file.
 
 A password is read from a prompt (twice) or, with --password-stdin, from
 the first line of standard input; never from the command line, where it
@@ -19,12 +19,24 @@ from gateway.auth.users import UserRecord, UsersFile, UsersFileError, hash_passw
 from gateway.connectors import parse_range
 
 
+NO_TERMINAL = ("exgateway: no terminal to ask for the password; pass it on standard input with --password-stdin, "
+               "e.g. printf '%s\\n' \"$PASSWORD\" | exgateway user {action} NAME --password-stdin")
+
+
 def _read_password(args) -> str | None:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
+        if not sys.stdin.isatty():
+            print(NO_TERMINAL.format(action=args.action), file=sys.stderr)
+            return None
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            print(NO_TERMINAL.format(action=args.action), file=sys.stderr)
+            return None
+        if again != password:
             print("exgateway: the passwords differ", file=sys.stderr)
             return None
     if not password:
@@ -79,6 +91,30 @@ def _existing(config, name: str) -> tuple[UsersFile, dict[str, UserRecord], User
     return users_file, users, record
 
 
+def _set(args, config) -> int:
+    """Change what a user may send as, and from where; what is not given stays (an option with no value clears it)."""
+    found = _existing(config, args.name)
+    if found is None:
+        return 1
+    users_file, users, record = found
+    if args.send_as is None and args.remote_ip is None:
+        print("exgateway: nothing to change: give --send-as and/or --remote-ip", file=sys.stderr)
+        return 2
+    try:
+        send_as = record.send_as if args.send_as is None else tuple(parse_pattern(p) for p in args.send_as)
+        ranges = record.remote_ip_ranges if args.remote_ip is None else tuple(parse_range(r) for r in args.remote_ip)
+    except ValueError as e:
+        print(f"exgateway: {e}", file=sys.stderr)
+        return 2
+    record = dataclasses.replace(record, send_as=send_as, remote_ip_ranges=ranges)
+    users[args.name.lower()] = record
+    users_file.save(list(users.values()))
+    patterns = record.identity().send_as.patterns
+    print(f"{record.name}: may send as {', '.join(patterns) or '(nothing)'}; "
+          f"from {', '.join(map(str, record.remote_ip_ranges)) or 'anywhere'}")
+    return 0
+
+
 def _passwd(args, config) -> int:
     found = _existing(config, args.name)
     if found is None:
@@ -128,6 +164,13 @@ def add_commands(commands, common, with_config) -> None:
     add.add_argument("--remote-ip", nargs="+", action="extend", metavar="RANGE", help="only from these addresses (IP, CIDR or a-b)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(run=with_config(_add))
+    change = actions.add_parser("set", help="change a user's send-as addresses and networks", parents=[common])
+    change.add_argument("name")
+    change.add_argument("--send-as", nargs="*", action="extend", metavar="PATTERN",
+                        help="the senders besides its own name (replaces the list; no value: none)")
+    change.add_argument("--remote-ip", nargs="*", action="extend", metavar="RANGE",
+                        help="the networks it may log in from (replaces the list; no value: anywhere)")
+    change.set_defaults(run=with_config(_set))
     passwd = actions.add_parser("passwd", help="set a user's password", parents=[common])
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

@@ -56,6 +56,8 @@ class ChainedChecker:
     @inlineCallbacks
     def requestAvatarId(self, credentials):
         unavailable = rejected = None
+        # Why each backend said no (wrong password, no such user), for the log: never for the client.
+        refusals = []
         for name, checker in self.checkers:
             try:
                 identity = yield checker.requestAvatarId(credentials)
@@ -63,6 +65,7 @@ class ChainedChecker:
                 # The first refusal by a backend that knows the account says whose count it is.
                 if rejected is None or (isinstance(e, WrongPassword) and not isinstance(rejected, WrongPassword)):
                     rejected = e
+                refusals.append((name, str(e) or "refused"))
                 continue
             except DirectoryUnavailable as e:
                 log.warn("credential backend {backend} unavailable: {error}", backend=name, error=str(e))
@@ -73,7 +76,9 @@ class ChainedChecker:
             raise DirectoryUnavailable(str(unavailable), rejected)
         if isinstance(rejected, WrongPassword):
             raise rejected
-        raise UnauthorizedLogin("no backend accepted the credentials")
+        if len(refusals) == 1:
+            raise UnauthorizedLogin(refusals[0][1])
+        raise UnauthorizedLogin("; ".join(f"{name}: {why}" for name, why in refusals) or "no backend accepted the credentials")
 
 
 class Authenticator:

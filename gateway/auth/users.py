@@ -179,7 +179,8 @@ def _verify(record: UserRecord | None, password: str) -> Identity:
     try:
         HASHER.verify(record.password_hash if record else _dummy_hash(), password)
     except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError):
-        raise UnauthorizedLogin("wrong password") from None
+        # The same work either way (timing tells nothing); the log is told which.
+        raise UnauthorizedLogin("wrong password" if record is not None else "no such user") from None
     if record is None:
         raise UnauthorizedLogin("no such user")
     return record.identity()

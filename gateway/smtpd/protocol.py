@@ -924,6 +924,10 @@ class ESMTPServer(Protocol):
             reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
         log.info("auth {session_id} {user} from {client_ip}: {reply} ({why})", session_id=self.session.session_id,
                  user=username, client_ip=self.session.client_ip, reply=str(reply), why=why)
+        if self._plog is not None:
+            # The cause is the admin's to read (the client gets only 535 or 454): wrong password, outside the
+            # user's networks, locked out, directory down.
+            self._plog.event("*", username, f"authentication failed: {why}")
         if not count:
             return self._auth_failure_reply(reply)
         self.auth_failures += 1

@@ -178,3 +178,39 @@ def test_config_init_writes_an_editable_copy_and_never_overwrites(tmp_path, caps
     assert main(["config", "init", "etc", "--var-dir", "/var/lib/exgateway"]) == 0
     assert f"export EXGATEWAY_CONFIG={tmp_path / 'etc' / 'exgateway.toml'}" in capsys.readouterr().out
     assert load_config(tmp_path / "etc" / "exgateway.toml").var_dir == Path("/var/lib/exgateway")
+
+
+def test_user_set_changes_send_as_and_networks_and_keeps_the_password(tmp_path, capsys, monkeypatch):
+    """`user set` replaces the lists given, keeps the others and the password; an option with no value clears its list."""
+    import io
+
+    from gateway.auth.users import UsersFile
+
+    cfg = _config_file(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("pw\n"))
+    assert main(["--config", str(cfg), "user", "add", "scanner01@corp.example", "--remote-ip", "10.20.0.0/16", "--password-stdin"]) == 0
+    before = UsersFile(tmp_path / "var" / "users.toml").load_strict()["scanner01@corp.example"]
+    capsys.readouterr()
+    assert main(["--config", str(cfg), "user", "set", "scanner01@corp.example", "--remote-ip", "127.0.0.1", "10.20.0.0/16",
+                 "--send-as", "*@scan.corp.example"]) == 0
+    assert capsys.readouterr().out == ("scanner01@corp.example: may send as scanner01@corp.example, *@scan.corp.example; "
+                                       "from 127.0.0.1, 10.20.0.0/16\n")
+    assert main(["--config", str(cfg), "user", "set", "SCANNER01@corp.example", "--remote-ip"]) == 0
+    assert capsys.readouterr().out == "scanner01@corp.example: may send as scanner01@corp.example, *@scan.corp.example; from anywhere\n"
+    after = UsersFile(tmp_path / "var" / "users.toml").load_strict()["scanner01@corp.example"]
+    assert after.password_hash == before.password_hash
+    assert main(["--config", str(cfg), "user", "set", "nobody@corp.example", "--remote-ip"]) == 1
+    assert main(["--config", str(cfg), "user", "set", "scanner01@corp.example", "--remote-ip", "10.0.0.0/40"]) == 2
+
+
+def test_user_add_without_a_terminal_says_how_to_pass_the_password(tmp_path, capsys, monkeypatch):
+    """No prompt is possible (a script, CI): one line saying to use --password-stdin, no EOFError traceback, nothing added."""
+    import io
+
+    cfg = _config_file(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["--config", str(cfg), "user", "add", "app@corp.example"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("exgateway: no terminal to ask for the password; pass it on standard input with --password-stdin, "
+                   "e.g. printf '%s\\n' \"$PASSWORD\" | exgateway user add NAME --password-stdin\n")
+    assert not (tmp_path / "var" / "users.toml").exists()
