@@ -70,7 +70,7 @@ def find_config(given: str | Path | None = None, environ=os.environ, cwd: Path |
     local = cwd / LOCAL_NAME
     if local.is_file():
         return ConfigLocation(local, f"./{LOCAL_NAME}")
-    return ConfigLocation(packaged_sample().absolute(), "the packaged sample (read-only; `exgateway config init` writes an editable copy)")
+    return ConfigLocation(packaged_sample().absolute(), "the packaged sample, read-only: `exgateway config init` writes an editable copy")
 
 
 def base_directory(path: str | Path, cwd: Path | None = None) -> Path:

@@ -50,6 +50,7 @@ from gateway.serialthread import SerialThread
 from gateway.deliver.registry import Deliverers
 from gateway.smtpd.factory import BindingFactory
 from gateway.smtpd.shutdown import Sessions, close_intake
+from gateway.startup import StartupLines, install_observer, log_observer
 from gateway.smtpd.session import number_sessions_as
 from gateway.auth.service import build_auth
 from gateway.tls.check import certificate_problems
@@ -188,6 +189,12 @@ class GatewayService(MultiService):
         self.sessions = Sessions()
         self.grace = 30.0
         self.supervisor: WorkerSupervisor | None = None
+        # The filtered log observer for twistd (gateway/startup.py), handed to the application twistd makes.
+        self.log_observer = None
+
+    def setServiceParent(self, parent):
+        install_observer(parent, self.log_observer)
+        return super().setServiceParent(parent)
 
     def stopService(self):
         first = [close_intake(self.listeners, self.sessions, self.reactor, self.grace)]
@@ -272,7 +279,9 @@ class CertificateService(Service):
         super().startService()
 
 
-def build_service(config: Config, role: str, reactor, worker: int = 0, config_path: Path | None = None) -> MultiService:
+def build_service(
+    config: Config, role: str, reactor, worker: int = 0, config_path: Path | None = None, config_source: str = "--config",
+) -> MultiService:
     """Assemble the gateway's services for one config, role and worker (gateway/workers.py)."""
     top = GatewayService(reactor)
     top.grace = config.shutdown_grace
@@ -424,6 +433,7 @@ def build_service(config: Config, role: str, reactor, worker: int = 0, config_pa
     if worker == 0:
         # `exgateway reload` asks worker 0, which passes it on like a SIGHUP and answers with what happened.
         api.factory.resource.reload = reload.reload_now
+    StartupLines(config, role, config_source, listeners, tls, health_listen, worker, socket_path).setServiceParent(top)
     if worker == 0 and config.workers > 1:
         # Last, so it stops first: the other workers finish before this one's listeners close.
         supervisor = WorkerSupervisor(
@@ -442,4 +452,8 @@ def makeService(options: Options):
     from twisted.internet import reactor
 
     dispatch.install(reactor)
-    return build_service(options["gateway_config"], options["role"], reactor, options["worker"], options["config"])
+    top = build_service(
+        options["gateway_config"], options["role"], reactor, options["worker"], options["config"], options["config_source"]
+    )
+    top.log_observer = log_observer(getattr(options, "parent", None), options["worker"])
+    return top

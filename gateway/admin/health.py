@@ -202,4 +202,6 @@ def health_site(readiness: Readiness, metrics: resource.Resource | None = None) 
         root.putChild(b"metrics", metrics)
     site = server.Site(root)
     site.noisy = False
+    # No access-log line per probe or scrape: a balancer checking every 2 s would bury everything else.
+    site.log = lambda request: None
     return site

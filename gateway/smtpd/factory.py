@@ -34,6 +34,9 @@ class _Refuse(Protocol):
 
 
 class BindingFactory(Factory):
+    # No "Starting factory <...>" lines: the start-up lines say what listens (gateway/startup.py).
+    noisy = False
+
     """
     `connectors` and `policy` are read at each new connection and may be
     replaced between connections (a reload); a session keeps the ones it got.

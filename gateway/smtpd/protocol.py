@@ -50,6 +50,7 @@ from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
 from gateway.smtpd.shutdown import LINGER
+from gateway.startup import key_values
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import mailparams, sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineEndings
@@ -455,7 +456,7 @@ class ESMTPServer(Protocol):
                 code=reply.code,
                 enhanced=reply.enhanced,
                 text=reply.text,
-                details=details or {},
+                details=key_values(details or {}),
             )
         if reply.code >= 500 and self._tarpit > 0:
             return deferLater(self.clock, self._tarpit, self._deliver, reply)
