@@ -113,8 +113,11 @@ def explain(
     policy = SessionPolicy(domains)
     router = Router(domains, config.send_connectors, recipient_exists)
 
+    # A UTF-8 address is tried as a device would send it: in a SMTPUTF8 transaction (RFC 6531).
+    utf8 = not all(a.isascii() for a in (mail_from or "", *rcpts))
+
     def mail() -> SMTPReply:
-        sender, params = parse_path(f"<{mail_from or ''}>", sender=True)
+        sender, params = parse_path(f"<{mail_from or ''}>", sender=True, utf8=utf8)
         policy.check_mail(rights, sender, None, chosen.max_message_size, identity)
         return Reply.SENDER_OK
 
@@ -125,7 +128,7 @@ def explain(
         decided = []
 
         def check(rcpt=rcpt) -> SMTPReply:
-            recipient, _ = parse_path(f"<{rcpt}>", sender=False)
+            recipient, _ = parse_path(f"<{rcpt}>", sender=False, utf8=utf8)
             recipient = policy.resolve_postmaster(recipient)
             policy.check_rcpt(rights, recipient, accepted, chosen.max_recipients)
             # The hub routes what the frontend let through; a recipient with no route is refused there.

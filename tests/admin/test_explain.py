@@ -188,3 +188,10 @@ def test_internal_relay_route_follows_recipient_validation():
         '      route: send connector "Legacy"  domain type: InternalRelay  '
         "(shared.example is an InternalRelay accepted domain; <eve@shared.example> is not a known recipient)",
     ]
+
+
+def test_utf8_addresses_are_tried_as_in_a_smtputf8_transaction():
+    """receive-connector test with a UTF-8 sender and recipient: judged as a SMTPUTF8 client would be, not refused as 501."""
+    lines = explain(testing.config(**SEED), "192.0.2.10", 25, "drucker@gerät.example", ("ålice@corp.example",))
+    assert "  MAIL FROM:<drucker@gerät.example>  ->  250 2.1.0 Sender OK" in lines
+    assert "  RCPT TO:<ålice@corp.example>  ->  250 2.1.5 Recipient OK" in lines
