@@ -62,6 +62,10 @@ def _v1(buffer: bytes) -> tuple[ProxyHeader | None, bytes]:
     addresses = []
     for raw in (src, dst):
         try:
+            # No IPv6 scope ("fe80::1%eth0"): ipaddress takes any text after the %,
+            # commas, quotes and CRs included, and it would reach logs and headers.
+            if b"%" in raw:
+                raise ValueError("scoped address")
             address = ipaddress.ip_address(raw.decode("ascii"))
         except (ValueError, UnicodeDecodeError):
             raise ProxyHeaderError(f"v1 address {raw!r} is not an IP address") from None

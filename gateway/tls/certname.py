@@ -17,6 +17,7 @@ spacing around separators and the spelling of attribute names (`S`/`ST`,
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass
 
 # Attribute names as .NET, OpenSSL and RFC 4514 spell them, to one spelling each.
@@ -34,6 +35,9 @@ ATTRIBUTE_ALIASES = {
     "POSTALCODE": "POSTALCODE",
 }
 _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+
+
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
 
 
 class CertificateIdentifierError(ValueError):
@@ -135,7 +139,9 @@ def parse_tls_certificate_name(text: str) -> TlsCertificateName:
     stripped = text.strip()
     if not stripped:
         raise CertificateIdentifierError("the certificate name is empty (expected <I>issuer<S>subject)")
-    upper = stripped.upper()
+    # ASCII case only: str.upper() changes the length of some text ("ß" -> "SS"),
+    # and the positions found here cut the original.
+    upper = stripped.translate(_ASCII_UPPER)
     if upper.count("<I>") > 1 or upper.count("<S>") > 1:
         raise CertificateIdentifierError("<I> and <S> may each appear only once")
     if not upper.startswith("<I>"):

@@ -47,3 +47,9 @@ def test_each_malformed_identifier_says_what_is_wrong(text, message):
     with pytest.raises(CertificateIdentifierError) as e:
         parse_certificate_identifier(text)
     assert str(e.value) == message
+
+
+def test_letters_whose_upper_case_is_longer_do_not_shift_the_subject():
+    """Found by tests/fuzz/test_fuzz_certname.py: "ß".upper() is "SS", and the <S> position was taken from the upper-cased text."""
+    name = parse_tls_certificate_name("<I>CN=Straße CA, O=ﬁrm<S>CN=mail.corp.example")
+    assert str(name.issuer) == "CN=straße ca, O=ﬁrm" and str(name.subject) == "CN=mail.corp.example"
