@@ -127,7 +127,11 @@ def build_dsn(
         lines.append(f"Last-Attempt-Date: {rfc5322(now)}")
         if not failed and retry_until is not None:
             lines.append(f"Will-Retry-Until: {rfc5322(retry_until)}")
-    lines += ["", f"--{boundary}", "Content-Type: message/rfc822" if full else "Content-Type: text/rfc822-headers", ""]
+    # An internationalised original (SMTPUTF8, UTF-8 headers) comes back as RFC 6533's global types.
+    returned = ("message/global" if full else "message/global-headers") if envelope.smtputf8 else (
+        "message/rfc822" if full else "text/rfc822-headers"
+    )
+    lines += ["", f"--{boundary}", f"Content-Type: {returned}", ""]
     # Every line made header-safe here, whatever field it carries: a Message-ID,
     # an address or a reply with a non-ASCII byte or a line break must cost a
     # "?" in the notice, not the notice (and with it the message's settling).

@@ -64,8 +64,9 @@ class Notifier:
         notice = Envelope(
             queue_id=entry.queue_id, internal_id=internal_id, message_id=message_id, sender="",
             recipients=(Recipient(envelope.sender),), received_at=now, size=len(data), connector="DSN",
-            # To a UTF-8 sender (RFC 6531) only through a next hop with SMTPUTF8.
-            smtputf8=not envelope.sender.isascii(),
+            # To a UTF-8 sender, or carrying an internationalised original's
+            # headers (RFC 6531/6533): only through a next hop with SMTPUTF8.
+            smtputf8=envelope.smtputf8 or not envelope.sender.isascii(),
             extra={
                 "reports_on": envelope.queue_id, "kind": kind,
                 "subject": TITLES[kind] + envelope.extra.get("subject", ""),

@@ -131,3 +131,14 @@ def test_dsn_fields_survive_the_queue_and_old_envelopes_still_load(tmp_path):
           b'"attempts": 0, "last_reply": null, "state": "pending"}], "sender": "s@x", "size": 1, "version": 1}'
     loaded = Envelope.from_json(old)
     assert (loaded.dsn_ret, loaded.dsn_envid, loaded.recipients[0].notify, loaded.recipients[0].orcpt) == ("", "", "", "")
+
+
+def test_a_notice_about_an_internationalised_message_returns_global_headers_and_needs_smtputf8(tmp_path):
+    """RFC 6533: the UTF-8 header section comes back as message/global-headers, and the notice itself needs SMTPUTF8."""
+    store, env, notifier, enqueued = _notifier(tmp_path)
+    failed = Recipient("a@corp.example", FAILED, 1, "550 5.6.7 hop does not support SMTPUTF8")
+    notifier.notify("failed", Envelope(**{**env.__dict__, "smtputf8": True}), [failed])
+    notifier.notify("failed", env, [failed])
+    (utf8_notice, utf8_body), (plain_notice, plain_body) = enqueued
+    assert b"Content-Type: message/global-headers\r\n\r\nSubject: t\r\n" in utf8_body and utf8_notice.smtputf8
+    assert b"Content-Type: text/rfc822-headers\r\n" in plain_body and not plain_notice.smtputf8
