@@ -67,6 +67,11 @@ class OpportunisticTLS:
         try:
             ipaddress.ip_address(name)
         except ValueError:
-            if name:
-                connection.set_tlsext_host_name(name.encode("idna"))
+            try:
+                sni = name.encode("idna")
+            except UnicodeError:
+                # Not a name a certificate could carry (a label over 63 octets): no SNI, the handshake still goes on.
+                sni = b""
+            if sni:
+                connection.set_tlsext_host_name(sni)
         return connection

@@ -149,3 +149,10 @@ def test_connect_does_not_retry_in_clear_when_tls_is_required():
     first.dataReceived(b"220 hop ESMTP\r\n250-hop\r\n250 STARTTLS\r\n220 go ahead\r\n")
     first.connectionLost(Failure(SSL.Error([("SSL routines", "", "certificate verify failed")])))
     assert len(reactor.tcpClients) == 1 and got[0].check(SSL.Error)
+
+
+def test_a_name_no_certificate_could_carry_gets_no_sni_instead_of_a_failed_connection():
+    client = OpportunisticTLS("x" * 64 + ".example").clientConnectionForTLS(None)
+    server = SSL.Connection(_server_context(SSL.TLS1_2_VERSION), None)
+    _handshake(client, server)
+    assert server.get_servername() is None
