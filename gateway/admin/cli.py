@@ -169,15 +169,28 @@ def _connector_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _offline_recipients(config):
+    """Recipient validation from the users file and list file; the directory is not asked from the command line."""
+    import time
+    from types import SimpleNamespace
+
+    from gateway.policy.recipients import build_recipient_validator
+
+    return build_recipient_validator(config, SimpleNamespace(seconds=time.time), directory=False)
+
+
 def _connector_test(args: argparse.Namespace) -> int:
     config = _load(args)
     if config is None:
         return 1
     try:
-        lines = explain(config, args.client_ip, args.port, args.mail_from, tuple(args.rcpt or ()), args.user)
+        lines = explain(config, args.client_ip, args.port, args.mail_from, tuple(args.rcpt or ()), args.user,
+                        _offline_recipients(config))
     except ValueError as e:
         print(f"exgateway: {e}", file=sys.stderr)
         return 2
+    if args.rcpt and "ldap" in config.recipient_validation.sources:
+        lines.append("  (recipient validation: the directory is not asked by this command; the hub asks it at RCPT)")
     print("\n".join(lines))
     return 0
 

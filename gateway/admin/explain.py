@@ -131,6 +131,10 @@ def explain(
             recipient, _ = parse_path(f"<{rcpt}>", sender=False, utf8=utf8)
             recipient = policy.resolve_postmaster(recipient)
             policy.check_rcpt(rights, recipient, accepted, chosen.max_recipients)
+            # Recipient validation (policy/recipients.py), with the sources this process can ask at once.
+            validate = getattr(recipient_exists, "check", None)
+            if validate is not None:
+                validate(recipient)
             # The hub routes what the frontend let through; a recipient with no route is refused there.
             decision = router.decide(recipient)
             decided.append(decision)

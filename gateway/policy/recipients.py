@@ -225,16 +225,22 @@ class RecipientValidator:
         return None
 
 
-def build_recipient_validator(config, reactor) -> RecipientValidator | None:
-    """The validator [recipient_validation] asks for, or None when it names no source (LiveConfig's make_recipient_exists)."""
+def build_recipient_validator(config, reactor, directory: bool = True) -> RecipientValidator | None:
+    """
+    The validator [recipient_validation] asks for, or None when it names no
+    source (LiveConfig's make_recipient_exists). Without `directory` (the
+    CLI's `receive-connector test`, which runs no reactor) the LDAP source is
+    left out and None is returned if nothing else is configured.
+    """
     from gateway.domains import AcceptedDomains
 
     accepted_domains = AcceptedDomains(config.accepted_domains)
     settings = config.recipient_validation
-    if not settings.sources:
+    names = [n for n in settings.sources if directory or n != "ldap"]
+    if not names:
         return None
     sources = []
-    for name in settings.sources:
+    for name in names:
         if name == "users_file":
             from gateway.auth.users import UsersFile
 

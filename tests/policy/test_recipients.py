@@ -129,3 +129,20 @@ def test_the_cache_is_bounded():
     for i in range(1000):
         assert check(v, f"guess{i}@corp.example") == NOT_FOUND
     assert len(v._cache) == 100
+
+
+def test_receive_connector_test_shows_the_refusal(tmp_path, capsys):
+    """`exgateway receive-connector test --rcpt` answers as RCPT would: a listed mailbox 250, a guess 550 5.1.10."""
+    from gateway.admin.cli import main
+    from gateway.config import default_config_path
+
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "recipients.txt").write_text("alice@corp.example\n")
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(default_config_path().read_text().replace('var_dir = "var"', f'var_dir = "{tmp_path}/var"')
+                   + '\n[recipient_validation]\nsources = ["list"]\n')
+    assert main(["--config", str(cfg), "receive-connector", "test", "--client-ip", "203.0.113.5", "--port", "25",
+                 "--mail-from", "partner@outside.example", "--rcpt", "alice@corp.example", "--rcpt", "guess@corp.example"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK" in out
+    assert f"  RCPT TO:<guess@corp.example>  ->  {NOT_FOUND}" in out
