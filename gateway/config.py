@@ -1015,13 +1015,15 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     auth = _read_auth(reader, _section(reader, raw, "authentication", AUTH_KEYS), var_dir)
     rv = _section(reader, raw, "recipient_validation", RECIPIENT_VALIDATION_KEYS)
     recipient_validation = RecipientValidationConfig(
-        sources=reader.items(rv, "recipient_validation", "sources", _choice(("users_file", "ldap", "list")),
+        sources=reader.items(rv, "recipient_validation", "sources", _choice(("users_file", "ldap", "list", "callout")),
                              ("ldap",) if auth.ldap is not None else ()),
         list_file=var_dir / reader.get(rv, "recipient_validation", "list_file", _string, "recipients.txt"),
         cache_ttl=reader.get(rv, "recipient_validation", "cache_ttl", parse_duration, 300.0),
     )
     if "ldap" in recipient_validation.sources and auth.ldap is None:
         reader.problem("recipient_validation.sources", "\"ldap\" is listed but there is no [authentication.ldap] section")
+    if "callout" in recipient_validation.sources and delivery != "smtp":
+        reader.problem("recipient_validation.sources", "\"callout\" asks the mailbox next hop: it needs [mailbox] delivery = \"smtp\"")
 
     plog = _section(reader, raw, "protocol_log", PROTOCOL_LOG_KEYS)
     protocol_log = ProtocolLogConfig(

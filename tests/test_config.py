@@ -361,10 +361,11 @@ def test_the_sample_recipient_validation_block_works_when_uncommented(tmp_path):
     assert (rv.sources, rv.list_file, rv.cache_ttl) == (("list",), config.var_dir / "recipients.txt", 300.0)
     with_ldap = load_config(write(tmp_path, uncommented_sample("# [authentication.ldap]")))
     assert with_ldap.recipient_validation.sources == ("ldap",)
-    text = BASE + '[recipient_validation]\nsources = ["ldap", "dns"]\n'
+    text = BASE + '[recipient_validation]\nsources = ["ldap", "dns", "callout"]\n'
     assert problems(tmp_path, text) == [
-        "recipient_validation.sources[1]: 'dns' is not one of users_file, ldap, list",
+        "recipient_validation.sources[1]: 'dns' is not one of users_file, ldap, list, callout",
         'recipient_validation.sources: "ldap" is listed but there is no [authentication.ldap] section',
+        'recipient_validation.sources: "callout" asks the mailbox next hop: it needs [mailbox] delivery = "smtp"',
     ]
 
 

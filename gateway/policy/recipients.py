@@ -16,6 +16,9 @@ Sources, asked in order until one knows the address:
               or `proxyAddresses` (smtp:) is the address
   list        a text file, one address per line (`#` comments); a line
               `*@domain` accepts every local part of that domain
+  callout     the mailbox next hop itself ([mailbox] delivery = "smtp"):
+              `MAIL FROM:<>` and `RCPT TO:<address>` there, then QUIT; its
+              2xx is a recipient, its 5xx is not, anything else unavailable
 
 `postmaster@` an authoritative domain is always accepted (RFC 5321 4.5.1).
 If no source knows the address and one could not answer (the directory is
@@ -101,6 +104,57 @@ class ListFileSource:
     def knows(self, address: str) -> bool:
         self._load()
         return address in self._addresses or address.rpartition("@")[2] in self._domains
+
+
+class CalloutSource:
+    """
+    Ask the mailbox next hop (the organisation's mail store) whether it takes
+    the address, the way Postfix's reject_unverified_recipient does; the
+    validator caches the answer. No message is sent: QUIT follows the RCPT.
+    """
+
+    name = "callout"
+    asynchronous = True
+
+    def __init__(self, reactor, next_hop, helo_name: str, timeout: float = 30.0) -> None:
+        self.reactor = reactor
+        self.next_hop = next_hop
+        self.helo_name = helo_name
+        self.timeout = timeout
+
+    def knows(self, address: str) -> Deferred:
+        from gateway.deliver.client import connect
+
+        d = connect(self.reactor, self.next_hop.host, self.next_hop.port, self.helo_name, self.timeout, self.timeout)
+        d.addCallback(self._probe, address)
+        d.addErrback(self._unavailable)
+        return d
+
+    def _probe(self, client, address: str) -> Deferred:
+        def rcpt(reply):
+            if reply.code != 250:
+                raise DirectoryUnavailable(f"the mailbox next hop refused MAIL FROM:<>: {reply}")
+            return client.command(f"RCPT TO:<{address}>")
+
+        def verdict(reply):
+            if reply.code // 100 == 2:
+                return True
+            if reply.code // 100 == 5:
+                return False
+            raise DirectoryUnavailable(f"the mailbox next hop answered RCPT with {reply}")
+
+        def close(result):
+            if client.connected:
+                client.command("QUIT").addErrback(lambda _: None)
+                client.transport.loseConnection()
+            return result
+
+        return client.command("MAIL FROM:<>").addCallback(rcpt).addCallback(verdict).addBoth(close)
+
+    def _unavailable(self, failure):
+        if failure.check(DirectoryUnavailable):
+            return failure
+        raise DirectoryUnavailable(f"callout to {self.next_hop} failed: {failure.getErrorMessage() or failure.type.__name__}")
 
 
 class RecipientValidator:
@@ -236,7 +290,7 @@ def build_recipient_validator(config, reactor, directory: bool = True) -> Recipi
 
     accepted_domains = AcceptedDomains(config.accepted_domains)
     settings = config.recipient_validation
-    names = [n for n in settings.sources if directory or n != "ldap"]
+    names = [n for n in settings.sources if directory or n not in ("ldap", "callout")]
     if not names:
         return None
     sources = []
@@ -251,4 +305,6 @@ def build_recipient_validator(config, reactor, directory: bool = True) -> Recipi
             from gateway.auth.ldap import LDAPRecipients
 
             sources.append(LDAPRecipients(config.auth.ldap, reactor))
+        elif name == "callout":
+            sources.append(CalloutSource(reactor, config.mailbox.next_hop, config.fqdn))
     return RecipientValidator(sources, accepted_domains, reactor, settings.cache_ttl)

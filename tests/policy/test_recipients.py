@@ -1,6 +1,7 @@
 """Recipient validation: sources, verdicts by domain type, the cache and its bound, and the router's view."""
 
 import pytest
+import pytest_twisted
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
@@ -146,3 +147,73 @@ def test_receive_connector_test_shows_the_refusal(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK" in out
     assert f"  RCPT TO:<guess@corp.example>  ->  {NOT_FOUND}" in out
+
+
+class MailStore:
+    """A next hop on loopback that knows one mailbox: the exact replies a mail store gives a callout."""
+
+    def __init__(self, known, rcpt_unknown=b"550 5.1.1 User unknown"):
+        from twisted.internet.protocol import Factory
+        from twisted.protocols.basic import LineReceiver
+
+        store = self
+        self.known, self.rcpt_unknown, self.seen = known, rcpt_unknown, []
+
+        class Session(LineReceiver):
+            def connectionMade(self):
+                self.sendLine(b"220 store.corp.example ESMTP")
+
+            def lineReceived(self, line):
+                store.seen.append(line)
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    self.sendLine(b"250 store.corp.example")
+                elif verb == b"MAIL":
+                    self.sendLine(b"250 2.1.0 Ok")
+                elif verb == b"RCPT":
+                    known = line[9:-1].decode().lower() in store.known
+                    self.sendLine(b"250 2.1.5 Ok" if known else store.rcpt_unknown)
+                elif verb == b"QUIT":
+                    self.sendLine(b"221 2.0.0 Bye")
+                    self.transport.loseConnection()
+                else:
+                    self.sendLine(b"502 5.5.2 Error")
+
+        self.factory = Factory.forProtocol(Session)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_callout_asks_the_mail_store_and_sends_no_message():
+    from twisted.internet import reactor
+
+    from gateway.config import HostPort
+    from gateway.policy.recipients import CalloutSource
+
+    store = MailStore({"alice@corp.example"})
+    port = reactor.listenTCP(0, store.factory, interface="127.0.0.1")
+    try:
+        source = CalloutSource(reactor, HostPort("127.0.0.1", port.getHost().port), "hub.corp.example", timeout=5)
+        v = RecipientValidator([source], DOMAINS, reactor)
+        assert await v.check(Address("alice", "corp.example")) is None
+        with pytest.raises(SMTPError) as refused:
+            await v.check(Address("guess", "corp.example"))
+        assert str(refused.value.reply) == NOT_FOUND
+        # QUIT is sent without waiting for it: give it a moment to arrive.
+        from twisted.internet.task import deferLater
+
+        for _ in range(200):
+            if store.seen.count(b"QUIT") == 2:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert [line for line in store.seen if not line.startswith(b"EHLO")] == [
+            b"MAIL FROM:<>", b"RCPT TO:<alice@corp.example>", b"QUIT", b"MAIL FROM:<>", b"RCPT TO:<guess@corp.example>", b"QUIT",
+        ]
+        store.rcpt_unknown = b"450 4.2.0 Try later"
+        with pytest.raises(SMTPError) as later:
+            await v.check(Address("other", "corp.example"))
+        assert str(later.value.reply) == LOOKUP_FAILED
+    finally:
+        await port.stopListening()
+    with pytest.raises(SMTPError) as down:
+        await RecipientValidator([source], DOMAINS, reactor).check(Address("x", "corp.example"))
+    assert str(down.value.reply) == LOOKUP_FAILED
