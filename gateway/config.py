@@ -159,6 +159,24 @@ class QueueConfig:
     delay_notification_timeout: float | None = 4 * 3600.0
     # Notices (NDRs, delay notices) per sender domain and hour; None: unlimited (queue/noticelimit.py).
     max_ndrs_per_sender_domain: int | None = 100
+    # Attempts in flight to one next hop (a send connector's max_connections may lower it).
+    max_deliveries_per_next_hop: int = 20
+    # The delivery client's wait for each reply, by phase (gateway/deliver/timeouts.py), as Postfix's smtp_*_timeout.
+    greeting_timeout: float = 300.0
+    helo_timeout: float = 300.0
+    mail_timeout: float = 300.0
+    rcpt_timeout: float = 300.0
+    data_init_timeout: float = 120.0
+    data_done_timeout: float = 600.0
+    data_transfer_timeout: float = 180.0
+
+    def delivery_timeouts(self):
+        from gateway.deliver.timeouts import PhaseTimeouts
+
+        return PhaseTimeouts(
+            greeting=self.greeting_timeout, helo=self.helo_timeout, mail=self.mail_timeout, rcpt=self.rcpt_timeout,
+            data_init=self.data_init_timeout, data_done=self.data_done_timeout, data_xfer=self.data_transfer_timeout,
+        )
 
     def retry_policy(self):
         from gateway.queue.retry import RetryPolicy
@@ -548,6 +566,14 @@ def _workers(value: Any) -> int:
     return value
 
 
+def _positive_duration(value: Any) -> float:
+    """A duration above zero (a timeout of 0 would fail every wait at once)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r} is not a duration above zero")
+    return seconds
+
+
 def _duration_or_off(value: Any) -> float | None:
     if isinstance(value, str) and value.lower() == "off":
         return None
@@ -680,6 +706,9 @@ HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_loggi
 QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
     "message_expiration_timeout", "delay_notification_timeout", "max_ndrs_per_sender_domain",
+    "max_deliveries_per_next_hop",
+    "greeting_timeout", "helo_timeout", "mail_timeout", "rcpt_timeout", "data_init_timeout", "data_done_timeout",
+    "data_transfer_timeout",
 }
 MAILBOX_KEYS = {
     "delivery", "maildir", "next_hop", "protocol_logging_level", "max_mailboxes", "tls", "tls_domain", "tls_ca_file",
@@ -930,12 +959,17 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     queue_config = QueueConfig(
         directory=var_dir / reader.get(queue, "queue", "directory", _string, "queue"),
         retry_interval=reader.get(queue, "queue", "retry_interval", parse_duration, 900.0),
-        max_concurrent_deliveries=reader.get(queue, "queue", "max_concurrent_deliveries", _positive_int, 20),
+        max_concurrent_deliveries=reader.get(queue, "queue", "max_concurrent_deliveries", _positive_int, 100),
         transient_retry_attempts=reader.get(queue, "queue", "transient_retry_attempts", _count, 6),
         transient_retry_interval=reader.get(queue, "queue", "transient_retry_interval", parse_duration, 60.0),
         message_expiration_timeout=reader.get(queue, "queue", "message_expiration_timeout", parse_duration, 2 * 86400.0),
         delay_notification_timeout=reader.get(queue, "queue", "delay_notification_timeout", _duration_or_off, 4 * 3600.0),
         max_ndrs_per_sender_domain=reader.get(queue, "queue", "max_ndrs_per_sender_domain", _limit, 100),
+        max_deliveries_per_next_hop=reader.get(queue, "queue", "max_deliveries_per_next_hop", _positive_int, 20),
+        **{key: reader.get(queue, "queue", key, _positive_duration, default) for key, default in (
+            ("greeting_timeout", 300.0), ("helo_timeout", 300.0), ("mail_timeout", 300.0), ("rcpt_timeout", 300.0),
+            ("data_init_timeout", 120.0), ("data_done_timeout", 600.0), ("data_transfer_timeout", 180.0),
+        )},
     )
     if queue_config.delay_notification_timeout is not None and queue_config.delay_notification_timeout >= queue_config.message_expiration_timeout:
         reader.problem("queue.delay_notification_timeout", "must be shorter than message_expiration_timeout (or \"off\")")

@@ -342,11 +342,13 @@ def build_service(
         # The hub's SMTP Send Protocol Log (<dir>/Hub/SmtpSend), for the connectors that say Verbose.
         # Made whether or not one does now (its file is created at the first line): a reload may add one.
         send_log = protocol_log("Hub", "SEND")
+        timeouts = config.queue.delivery_timeouts()
         if config.mailbox.delivery == "smtp":
             mailbox = SMTPDelivery(
                 reactor, (config.mailbox.next_hop,), config.fqdn,
                 protocol_log=send_log if config.mailbox.protocol_logging_level == "Verbose" else None, connector_id=MAILBOX_QUEUE,
                 security=config.mailbox.security(),
+                timeouts=timeouts,
             )
         else:
             mailbox = MaildirDelivery(config.mailbox.maildir, run_in_thread, reactor, config.mailbox.max_mailboxes)
@@ -355,18 +357,20 @@ def build_service(
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
             plog = send_log if connector.protocol_logging_level == "Verbose" else None
             if connector.dns_routing:
-                return MXDelivery(reactor, resolver, connector, health, plog)
+                return MXDelivery(reactor, resolver, connector, health, plog, timeouts)
             pool = ConnectionPool(
                 reactor, connector.smart_hosts, connector.fqdn, connector.connection_timeout, 16,
                 resolver=resolver, health=health, rotate=False, security=connector.security(),
                 max_connections=connector.max_connections, max_messages=connector.max_messages_per_connection,
                 protocol_log=plog, connector_id=connector.name,
+                timeouts=timeouts,
             )
             return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool, max_message_size=connector.max_message_size)
 
         deliverers = Deliverers(mailbox, send_connector_delivery)
         scheduler = DeliveryScheduler(
-            store, live.router, deliverers, reactor, config.queue.retry_policy(), config.queue.max_concurrent_deliveries
+            store, live.router, deliverers, reactor, config.queue.retry_policy(), config.queue.max_concurrent_deliveries,
+            max_per_hop=config.queue.max_deliveries_per_next_hop,
         )
         live.follow_routes(scheduler)
         orphans = (lambda: orphaned_queues(config.queue.directory, config.workers)) if worker == 0 else (lambda: [])

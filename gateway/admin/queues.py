@@ -117,7 +117,7 @@ def _list(args, config) -> int:
     data = _request_all(config, "GET", "/queues")
     if data is None:
         return 1
-    _table(merge_queues(data), ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "LastError"))
+    _table(merge_queues(data), ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "NextRetryTime", "LastError"))
     return 0
 
 
@@ -182,7 +182,7 @@ def _export(args, config) -> int:
 def add_commands(commands, common, with_config) -> None:
     queue = commands.add_parser("queue", help="the running hub's queues (as Get-Queue / Get-Message)", parents=[common])
     actions = queue.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="Identity, DeliveryType, Status, MessageCount, NextHopDomain, LastError", parents=[common]).set_defaults(
+    actions.add_parser("list", help="Identity, DeliveryType, Status, MessageCount, NextHopDomain, NextRetryTime, LastError", parents=[common]).set_defaults(
         run=with_config(_list))
     messages = actions.add_parser("messages", help="the messages in one queue, or in all", parents=[common])
     messages.add_argument("queue", nargs="?", help="a queue's Identity as `queue list` shows it (SERVER\\ may be left out)")

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from gateway.config import HostPort
 from gateway.deliver.opportunistic import OpportunisticTLSFailed
+from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.logs.sendlog import masked_auth, tls_events
@@ -117,11 +118,13 @@ class _BodyProducer:
         self.write = client._write_body if stuff else client.transport.write
 
     def resumeProducing(self) -> None:
+        self.client.progressed()
         chunk = self.body.read(BODY_CHUNK)
         if chunk:
             self.write(chunk)
             return
         self.client.transport.unregisterProducer()
+        self.client.progressed(ended=True)
         self.done.callback(None)
 
     def stopProducing(self) -> None:
@@ -135,8 +138,14 @@ class SMTPClient(Protocol):
 
     def __init__(
         self, helo_name: str, clock: IReactorTime, timeout: float = 300.0, protocol_log=None, connector_id: str = "",
-        security=None, peer_name: str = "",
+        security=None, peer_name: str = "", timeouts: PhaseTimeouts | None = None,
     ) -> None:
+        # How long each reply may take, by phase (greeting, MAIL, RCPT, DATA, end of data...).
+        self.timeouts = timeouts or PhaseTimeouts.uniform(timeout)
+        # The wait for each reply in _waiting, in the same order.
+        self._limits: deque[float] = deque()
+        # A body being streamed: the peer must take some of it within timeouts.data_xfer.
+        self._xfer = None
         # OutboundSecurity (STARTTLS and AUTH policy) and the name the next hop is known by.
         self.security = security
         self.peer_name = peer_name
@@ -180,7 +189,7 @@ class SMTPClient(Protocol):
                 endpoint(host.host, host.port), endpoint(peer.host, peer.port),
             )
             self._plog.event("+")
-        greeting = self._expect()
+        greeting = self._expect(self.timeouts.greeting)
         greeting.addCallback(self._greeted)
         greeting.addErrback(self._not_ready)
 
@@ -261,7 +270,7 @@ class SMTPClient(Protocol):
 
     def _secret_command(self, line: str, shown: str) -> Deferred:
         """A command carrying credentials: sent as is, written to the protocol log as `shown` (masked)."""
-        d = self._expect()
+        d = self._expect(self.timeouts.helo)
         if self.connected:
             if self._plog is not None:
                 self._plog.event(">", shown)
@@ -346,6 +355,7 @@ class SMTPClient(Protocol):
             # Unsolicited (e.g. a 421 before closing): nothing waits for it.
             return
         d = self._waiting.popleft()
+        self._limits.popleft()
         self._arm()
         d.callback(reply)
 
@@ -357,11 +367,23 @@ class SMTPClient(Protocol):
                 self._timer.cancel()
             self._timer = None
         elif active:
-            self._timer.reset(self.timeout)
+            self._timer.reset(self._limits[0])
         else:
-            self._timer = self.clock.callLater(self.timeout, self._timed_out)
+            self._timer = self.clock.callLater(self._limits[0], self._timed_out)
+
+    def progressed(self, ended: bool = False) -> None:
+        """The body producer ran (the peer took data) or finished: push back, or end, the transfer timer."""
+        if self._xfer is not None and self._xfer.active():
+            if ended:
+                self._xfer.cancel()
+            else:
+                self._xfer.reset(self.timeouts.data_xfer)
+        elif not ended:
+            self._xfer = self.clock.callLater(self.timeouts.data_xfer, self._timed_out)
 
     def _timed_out(self) -> None:
+        if self._xfer is not None and self._xfer.active():
+            self._xfer.cancel()
         self._timer = None
         self._fail_all(Failure(TimeoutError("no reply from server")))
         self.abort()
@@ -373,12 +395,15 @@ class SMTPClient(Protocol):
             self._plog = None
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        if self._xfer is not None and self._xfer.active():
+            self._xfer.cancel()
         self._fail_all(reason or Failure(ConnectionLost()))
         if not self.ready.called:
             self.ready.errback(reason)
 
     def _fail_all(self, failure: Failure) -> None:
         waiting, self._waiting = self._waiting, deque()
+        self._limits.clear()
         for d in waiting:
             d.errback(failure)
 
@@ -388,12 +413,13 @@ class SMTPClient(Protocol):
 
     # --- commands -----------------------------------------------------------
 
-    def _expect(self) -> Deferred:
-        """A Deferred for the next reply; failed at once if the connection is gone."""
+    def _expect(self, seconds: float | None = None) -> Deferred:
+        """A Deferred for the next reply, awaited `seconds` (timeouts.other); failed at once if the connection is gone."""
         if not self.connected:
             return fail(ConnectionLost("not connected"))
         d: Deferred = Deferred()
         self._waiting.append(d)
+        self._limits.append(self.timeouts.other if seconds is None else seconds)
         if len(self._waiting) == 1:
             self._arm()
         return d
@@ -401,7 +427,7 @@ class SMTPClient(Protocol):
     def command(self, line: str) -> Deferred:
         """Send one command line; fires with its reply. Callers pipeline only
         where the server offers PIPELINING (see `pipelining`)."""
-        d = self._expect()
+        d = self._expect(self.timeouts.for_command(line))
         if self.connected:
             if self._plog is not None:
                 self._plog.event(">", line)
@@ -422,6 +448,7 @@ class SMTPClient(Protocol):
             if self._plog is not None:
                 self._plog.event(">", line)
             self._waiting.append(group)
+            self._limits.append(self.timeouts.for_command(line))
         if arm:
             self._arm()
         self._write("".join([line + "\r\n" for line in lines]).encode("utf-8"))
@@ -453,7 +480,7 @@ class SMTPClient(Protocol):
         as is, without waiting for a 354 and without dot-stuffing; fires
         with the final reply. Only where the server offers CHUNKING.
         """
-        d = self._expect()
+        d = self._expect(self.timeouts.data_done)
         if not self.connected:
             return d
         if self._plog is not None:
@@ -472,7 +499,7 @@ class SMTPClient(Protocol):
 
     def _end_body(self, _) -> Deferred:
         ending = b".\r\n" if self._context == b"\r\n" else b"\r\n.\r\n"
-        d = self._expect()
+        d = self._expect(self.timeouts.data_done)
         if self.connected:
             self._write(ending)
         return d
@@ -508,7 +535,7 @@ def endpoint_for(reactor, host: str, port: int, connect_timeout: float):
 
 def connect(
     reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float = 300.0, protocol_log=None, connector_id: str = "",
-    security=None, peer_name: str = "",
+    security=None, peer_name: str = "", timeouts: PhaseTimeouts | None = None,
 ) -> Deferred:
     """
     Connect, greet (and STARTTLS and AUTH as `security` says); fires with a
@@ -517,13 +544,13 @@ def connect(
     (gateway/deliver/opportunistic.py); "required" never falls back.
     """
     args = (reactor, host, port, helo_name, connect_timeout, timeout, protocol_log, connector_id)
-    d = _connect_once(*args, security, peer_name)
+    d = _connect_once(*args, security, peer_name, timeouts)
     if security is not None and security.tls == "opportunistic":
 
         def in_clear(failure: Failure):
             failure.trap(OpportunisticTLSFailed)
             log.warn("{host}:{port}: {error}; retrying in clear", host=host, port=port, error=failure.getErrorMessage())
-            return _connect_once(*args, security.in_clear(), peer_name)
+            return _connect_once(*args, security.in_clear(), peer_name, timeouts)
 
         d.addErrback(in_clear)
     return d
@@ -531,9 +558,9 @@ def connect(
 
 def _connect_once(
     reactor, host: str, port: int, helo_name: str, connect_timeout: float, timeout: float, protocol_log, connector_id: str,
-    security, peer_name: str,
+    security, peer_name: str, timeouts: PhaseTimeouts | None = None,
 ) -> Deferred:
-    client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id, security, peer_name or host)
+    client = SMTPClient(helo_name, reactor, timeout, protocol_log, connector_id, security, peer_name or host, timeouts)
     d = endpoint_for(reactor, host, port, connect_timeout).connect(_OneClient(client))
     d.addCallback(lambda _: client.ready)
     return d

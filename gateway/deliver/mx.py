@@ -22,7 +22,9 @@ IDLE_PER_DOMAIN = 2
 
 
 class MXDelivery:
-    def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth, protocol_log=None) -> None:
+    def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth, protocol_log=None, timeouts=None) -> None:
+        # PhaseTimeouts for every exchanger's replies; None: the client's default.
+        self.timeouts = timeouts
         self.reactor = reactor
         # The SMTP Send Protocol Log, written for every domain's connections; None: not logged.
         self.protocol_log = protocol_log
@@ -46,6 +48,7 @@ class MXDelivery:
                 self.reactor, (), self.helo_name, self.connect_timeout, IDLE_PER_DOMAIN, health=self.health, groups=groups,
                 security=c.security(), max_connections=c.max_connections, max_messages=c.max_messages_per_connection,
                 protocol_log=self.protocol_log, connector_id=c.name,
+                timeouts=self.timeouts,
             )
             delivery = self._domains[domain] = SMTPDelivery(
                 self.reactor, (), self.helo_name, pool=pool, next_hop=f"MX of {domain}", max_message_size=c.max_message_size,

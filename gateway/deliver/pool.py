@@ -64,7 +64,10 @@ class ConnectionPool:
         security=None,
         max_connections: int | None = None,
         max_messages: int | None = None,
+        timeouts=None,
     ) -> None:
+        # PhaseTimeouts for each reply (gateway/deliver/timeouts.py); None: reply_timeout for every one.
+        self.timeouts = timeouts
         # OutboundSecurity for every connection (STARTTLS / AUTH policy); None: plain, as to a hub.
         self.security = security
         # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
@@ -155,7 +158,7 @@ class ConnectionPool:
         host = candidates[tried]
         d = smtp_client.connect(
             self.reactor, host.host, host.port, self.helo_name, self.connect_timeout, self.reply_timeout,
-            self.protocol_log, self.connector_id, self.security, host.name or host.host,
+            self.protocol_log, self.connector_id, self.security, host.name or host.host, self.timeouts,
         )
 
         def failed(failure: Failure):

@@ -67,7 +67,7 @@ class SMTPDelivery:
     def __init__(
         self, reactor, hosts: tuple[HostPort, ...], helo_name: str, connect_timeout: float = 30.0, idle_max: int = 16,
         pool: ConnectionPool | None = None, next_hop: str = "", max_message_size: int | None = None,
-        protocol_log=None, connector_id: str = "", security=None,
+        protocol_log=None, connector_id: str = "", security=None, timeouts=None,
     ) -> None:
         self.next_hop = next_hop or ", ".join(map(str, hosts))
         # The send connector's MaxMessageSize: bigger messages fail without a connection.
@@ -76,7 +76,7 @@ class SMTPDelivery:
         # security (OutboundSecurity: STARTTLS and AUTH) applies to it too, as on a send connector.
         self.pool = pool or ConnectionPool(
             reactor, hosts, helo_name, connect_timeout, idle_max, protocol_log=protocol_log, connector_id=connector_id,
-            security=security,
+            security=security, timeouts=timeouts,
         )
 
     def deliver(self, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:

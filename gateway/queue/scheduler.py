@@ -3,7 +3,10 @@ Delivery attempts for queued messages, retries on Exchange's schedule,
 expiry, and the notices the sender gets.
 
 A message is attempted as soon as it is committed, then on the RetryPolicy
-schedule while any recipient is pending; each attempt's outcome (and
+schedule while any recipient is pending. It waits for its attempt in the
+queue of its next hop (gateway/queue/hopqueue.py): each hop has its own
+concurrency and its own Retry state, so a next hop that is down or never
+answers holds its own messages and no delivery slot of the others'; each attempt's outcome (and
 whether a delay notice went out) is written to the envelope before the
 next, so the state survives a restart. Recipients that fail for good, or
 are still pending when the message expires, get the sender one
@@ -15,7 +18,6 @@ sender: it is itself a notice) is kept in `failed/` for the admin.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import replace
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -23,6 +25,7 @@ from twisted.logger import Logger
 
 from gateway.envelope import Envelope, RecipientState
 from gateway.queue.notify import success_notices
+from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
 from gateway.route.router import MAILBOX
@@ -37,6 +40,7 @@ NO_ROUTE = "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient
 class DeliveryScheduler:
     def __init__(
         self, store: QueueStore, router, deliverers: dict, clock, retry: RetryPolicy, max_concurrent: int, notifier=None,
+        max_per_hop: int = DEFAULT_LIMIT,
     ) -> None:
         self.store = store
         self.router = router
@@ -49,8 +53,11 @@ class DeliveryScheduler:
         self.tracking = None
         # Metrics (delivery attempts and their duration), if exported.
         self.metrics = None
+        # Attempts in flight, all next hops together; each hop also has its own limit
+        # (max_per_hop, or a send connector's max_connections if lower) and waits in its own queue.
         self.max_concurrent = max_concurrent
-        self._ready: deque[Envelope] = deque()
+        self.max_per_hop = max_per_hop
+        self.hops = HopQueues(clock, retry, wake=self._pump)
         # The pending call of _pump_soon (a pump two reactor turns away), if any.
         self._soon = None
         self._active = 0
@@ -72,7 +79,7 @@ class DeliveryScheduler:
             if envelope.next_attempt > now:
                 self._later(envelope, envelope.next_attempt - now)
             else:
-                self._ready.append(envelope)
+                self._wait(envelope)
         self._pump()
 
     def stop(self) -> None:
@@ -84,7 +91,7 @@ class DeliveryScheduler:
             if timer.active():
                 timer.cancel()
         self._timers.clear()
-        self._ready.clear()
+        self.hops.stop()
         # `messages` is kept: an attempt still in flight at stop records its outcome on disk.
         self._bodies.clear()
         self._body_bytes = 0
@@ -101,11 +108,33 @@ class DeliveryScheduler:
             self._bodies[envelope.queue_id] = body
             self._body_bytes += len(body)
         self.messages[envelope.queue_id] = envelope
-        self._ready.append(envelope)
+        self._wait(envelope)
         if just_acknowledged:
             self._pump_soon()
         else:
             self._pump()
+
+    def _wait(self, envelope: Envelope) -> None:
+        """
+        Queue the message behind its next hop: the first of its pending
+        recipients' hops that is not in Retry (nearly always the one hop it
+        has). Its attempt still delivers to all of them.
+        """
+        first = None
+        for r in envelope.pending:
+            hop = self._route(r.address)
+            name = self._queue_name(hop, r.address)
+            if first is None:
+                first = (name, hop)
+            if not self.hops.in_retry(name):
+                self.hops.add(name, envelope.queue_id, self._limit(hop))
+                return
+        name, hop = first if first is not None else ("Unreachable", None)
+        self.hops.add(name, envelope.queue_id, self._limit(hop))
+
+    def _limit(self, hop) -> int:
+        """A hop's concurrency: max_per_hop, or lower where a send connector says (max_connections per destination)."""
+        return min(self.max_per_hop, getattr(hop, "max_connections", None) or self.max_per_hop)
 
     def _pump_soon(self) -> None:
         """
@@ -134,7 +163,8 @@ class DeliveryScheduler:
 
     @property
     def idle(self) -> bool:
-        return self._active == 0 and not self._ready
+        """No attempt in flight and none that could start (messages of a hop in Retry may wait)."""
+        return self._active == 0 and not self.hops.has_startable
 
     def _later(self, envelope: Envelope, delay: float) -> None:
         def fire() -> None:
@@ -143,16 +173,22 @@ class DeliveryScheduler:
 
         self._timers[envelope.queue_id] = self.clock.callLater(delay, fire)
 
+    def _startable(self, queue_id: str) -> bool:
+        # Not removed by an admin while it waited, and not already in an attempt.
+        return queue_id in self.messages and queue_id not in self.in_delivery
+
     def _pump(self) -> None:
-        while self._running and self._ready and self._active < self.max_concurrent:
-            envelope = self._ready.popleft()
-            if envelope.queue_id not in self.messages:
-                continue  # removed by an admin while it waited
+        while self._running and self._active < self.max_concurrent:
+            picked = self.hops.next(self._startable)
+            if picked is None:
+                return
+            hop, queue_id = picked
+            envelope = self.messages[queue_id]
             self._active += 1
-            self.in_delivery.add(envelope.queue_id)
+            self.in_delivery.add(queue_id)
             d = maybeDeferred(self._attempt, envelope)
-            d.addErrback(self._attempt_failed, envelope.queue_id)
-            d.addBoth(self._finished, envelope.queue_id)
+            d.addErrback(self._attempt_failed, queue_id)
+            d.addBoth(self._finished, queue_id, hop)
 
     def _attempt_failed(self, failure, queue_id: str) -> None:
         """
@@ -175,16 +211,19 @@ class DeliveryScheduler:
         now = self.clock.seconds()
         self._later(envelope, max(self.retry.next_attempt(envelope.attempts, now) - now, 1.0))
 
-    def _finished(self, _, queue_id: str) -> None:
+    def _finished(self, _, queue_id: str, hop: str) -> None:
         self._active -= 1
         self.in_delivery.discard(queue_id)
+        self.hops.release(hop)
         self._pump()
 
     # --- queues, as the admin commands see them -------------------------
 
     def queue_of(self, address: str) -> str:
         """The queue a pending recipient waits in: its next hop's name (stable across restarts)."""
-        hop = self._route(address)
+        return self._queue_name(self._route(address), address)
+
+    def _queue_name(self, hop, address: str) -> str:
         if hop == MAILBOX:
             return "Mailbox Delivery"
         if hop is None or self.deliverers.get(hop) is None:
@@ -202,6 +241,11 @@ class DeliveryScheduler:
         """Attempt now every waiting message with a recipient in `queue` (all if None); how many."""
         count = 0
         self._reschedule_stranded()
+        # A hop in Retry goes now (Exchange's Retry-Queue); its waiting messages with it.
+        self.hops.retry_now(queue)
+        for name, hop in self.hops.hops.items():
+            if queue is None or name == queue:
+                count += sum(1 for q in hop.waiting if q in self.messages)
         for queue_id, timer in list(self._timers.items()):
             envelope = self.messages.get(queue_id)
             if envelope is None or (queue is not None and queue not in {self.queue_of(r.address) for r in envelope.pending}):
@@ -210,6 +254,7 @@ class DeliveryScheduler:
             del self._timers[queue_id]
             self.enqueue(envelope)
             count += 1
+        self._pump()
         return count
 
     def _reschedule_stranded(self) -> None:
@@ -218,7 +263,7 @@ class DeliveryScheduler:
         attempt ended in a way no path rescheduled) gets a timer, so the
         admin's retry reaches it: no message waits for a restart.
         """
-        ready = {e.queue_id for e in self._ready}
+        ready = self.hops.waiting()
         for queue_id, envelope in self.messages.items():
             if queue_id not in self._timers and queue_id not in ready and queue_id not in self.in_delivery:
                 log.warn("{queue_id} was held without a next attempt; scheduled again", queue_id=queue_id)
@@ -227,6 +272,7 @@ class DeliveryScheduler:
     def remove(self, queue_id: str, with_ndr: bool) -> Deferred:
         """An admin removes a message: its pending recipients fail (reported if asked), and it leaves the queue."""
         envelope = self.messages.pop(queue_id)
+        self.hops.drop(queue_id)
         timer = self._timers.pop(queue_id, None)
         if timer is not None and timer.active():
             timer.cancel()
@@ -285,9 +331,41 @@ class DeliveryScheduler:
         for a in addresses:
             results[a] = (RecipientState.PENDING, f"451 4.3.0 {failure.getErrorMessage()}")
 
+    def _observe_hops(self, results, hops) -> None:
+        """Tell each next hop's queue whether this attempt reached it (hopqueue.hop_reached)."""
+        replies: dict[str, list] = {}
+        for address, (state, reply) in results.items():
+            if address in hops:
+                replies.setdefault(self._queue_name(hops[address], address), []).append(
+                    reply if state is RecipientState.PENDING else None
+                )
+        for name, seen in replies.items():
+            if self.hops.observe(name, hop_reached(r or "250" for r in seen), next((r for r in seen if r), "")):
+                self._sweep(name)
+
+    def _sweep(self, name: str) -> None:
+        """
+        A hop just went into Retry: its waiting messages are not attempted
+        until it answers, so any due for expiry or a delay notice gets it
+        here, once per retry of the hop, without a delivery attempt.
+        """
+        hop = self.hops.hops[name]
+        now = self.clock.seconds()
+        for queue_id in list(hop.waiting):
+            envelope = self.messages.get(queue_id)
+            if envelope is None:
+                continue
+            delayed = self.retry.delay_notice_due(envelope.received_at, now, bool(envelope.extra.get("delay_notified")))
+            if self.retry.expired(envelope.received_at, now) or delayed:
+                hop.waiting.remove(queue_id)
+                d = maybeDeferred(self._record, envelope, {}, {})
+                d.addErrback(self._attempt_failed, queue_id)
+
     def _record(self, envelope: Envelope, results, hops=None) -> Deferred | None:
         now = self.clock.seconds()
         updated = envelope.with_results(results, 0.0)
+        if hops:
+            self._observe_hops(results, hops)
         self._track(updated, results, hops or {})
         for address, (state, reply) in results.items():
             if state is RecipientState.DELIVERED and self.tracking is not None:

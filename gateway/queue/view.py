@@ -39,9 +39,16 @@ def queues(scheduler, server_name: str) -> list[dict]:
                 q["next_retry"] = envelope.next_attempt
     for name in scheduler.suspended:
         found.setdefault(name, {"messages": set(), "active": False, "last_error": "", "next_retry": None})
+    hops = scheduler.hops.hops if hasattr(scheduler, "hops") else {}
     out = []
     for name, q in sorted(found.items()):
-        status = "Suspended" if name in scheduler.suspended else "Active" if q["active"] else "Retry" if q["last_error"] else "Ready"
+        hop = hops.get(name)
+        if hop is not None and hop.retry_at is not None:
+            # The next hop itself is down (gateway/queue/hopqueue.py): its error and its one next try, not a message's.
+            q["last_error"], q["next_retry"] = hop.last_error or q["last_error"], hop.retry_at
+        in_retry = hop is not None and hop.retry_at is not None
+        status = ("Suspended" if name in scheduler.suspended else "Retry" if in_retry
+                  else "Active" if q["active"] else "Retry" if q["last_error"] else "Ready")
         out.append({
             "Identity": f"{server_name}\\{name}",
             "Name": name,
@@ -62,9 +69,10 @@ def messages(scheduler, queue: str | None = None) -> list[dict]:
         if queue is not None and queue not in names:
             continue
         last = next((r.last_reply for r in envelope.pending if r.last_reply), "")
+        in_retry = hasattr(scheduler, "hops") and any(scheduler.hops.in_retry(n) for n in names)
         status = ("Active" if envelope.queue_id in scheduler.in_delivery
                   else "Suspended" if names and all(n in scheduler.suspended for n in names)
-                  else "Retry" if last else "Ready")
+                  else "Retry" if last or in_retry else "Ready")
         out.append({
             "Identity": envelope.queue_id,
             "FromAddress": envelope.sender or "<>",

@@ -150,9 +150,10 @@ def test_a_restart_while_the_disk_is_full_strands_nothing(tmp_path, monkeypatch)
     clock, mailbox = Clock(), Mailbox()
     scheduler = scheduler_for(restarted, clock, mailbox)
     scheduler.start(recovered)
-    assert sorted(mailbox.calls) == ["41", "42", "43"]
+    # The next hop is down too: one probe, the others wait behind it (gateway/queue/hopqueue.py).
+    assert mailbox.calls == ["41"]
     clock.advance(60)
-    assert len(mailbox.calls) == 6
+    assert len(mailbox.calls) == 2
     disk.full = False
     mailbox.down = False
     clock.advance(60)
