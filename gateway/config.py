@@ -144,6 +144,9 @@ class HubPool:
     connect_timeout: float
     idle_connections: int
     protocol_logging_level: str = "Verbose"
+    # The longest wait for any reply of a hub (greeting: connect_timeout): a hub
+    # that stops answering (frozen, SIGSTOP) is failed over after this long.
+    reply_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -702,7 +705,7 @@ CONNECTOR_KEYS = {
 BARE_LINEFEEDS = ("normalize", "reject")
 ESMTP_TOGGLES = ("pipelining_enabled", "eight_bit_mime_enabled", "size_enabled", "enhanced_status_codes_enabled", "chunking_enabled")
 PERMISSION_KEYS = {"user", "extended_rights", "deny"}
-HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level"}
+HUB_POOL_KEYS = {"hosts", "connect_timeout", "idle_connections", "protocol_logging_level", "reply_timeout"}
 QUEUE_KEYS = {
     "directory", "retry_interval", "max_concurrent_deliveries", "transient_retry_attempts", "transient_retry_interval",
     "message_expiration_timeout", "delay_notification_timeout", "max_ndrs_per_sender_domain",
@@ -953,6 +956,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         connect_timeout=reader.get(pool, "hub_pool", "connect_timeout", parse_duration, 10.0),
         idle_connections=reader.get(pool, "hub_pool", "idle_connections", _positive_int, 32),
         protocol_logging_level=reader.get(pool, "hub_pool", "protocol_logging_level", _choice(("None", "Verbose")), "Verbose"),
+        reply_timeout=reader.get(pool, "hub_pool", "reply_timeout", _positive_duration, 30.0),
     )
 
     queue = _section(reader, raw, "queue", QUEUE_KEYS)

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -191,6 +192,13 @@ class FrontendTransaction:
         def retry_fresh(failure: Failure):
             # A kept connection the hub has meanwhile closed: one fresh try.
             if reused and not failure.check(SMTPError):
+                if failure.check(TimeoutError) and client.address is not None:
+                    # Not closed but silent (a frozen hub): the fresh try goes to another hub first.
+                    self.handler.pool.health.mark_bad(client.address)
+                    log.warn(
+                        "session {session_id}: hub {hub} did not answer MAIL in time; marked down, trying the next hub",
+                        session_id=self.session.session_id, hub=str(client.address),
+                    )
                 self._drop_client()
                 return self._open(reuse=False)
             return failure

@@ -12,6 +12,7 @@ intake before the queue.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
@@ -22,7 +23,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.python import usage
 
 from gateway.admin.api import admin_service
-from gateway.admin.health import NodeState, Readiness, health_site
+from gateway.admin.health import HUB_PROBE_TIMEOUT, NodeState, Readiness, health_site
 from gateway.admin.metrics import Metrics, NodeMetrics
 from gateway import dispatch
 from gateway.files import PRIVATE_DIRECTORY, make_directory
@@ -33,6 +34,7 @@ from gateway.deliver.health import AddressHealth
 from gateway.deliver.mx import MXDelivery
 from gateway.deliver.resolve import MXResolver, make_resolver
 from gateway.deliver.smtp import SMTPDelivery
+from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.intake import IntakeHandler
 from gateway.deliver.pool import ConnectionPool
 from gateway.proxy import ProxyHandler
@@ -306,7 +308,7 @@ def build_service(
     # Worker 0 answers for the node; the others keep metrics for it to gather (their admin sockets).
     health_listen = node_health if worker == 0 else None
     metrics = Metrics() if node_health is not None else None
-    scheduler = store = pool = None
+    scheduler = store = pool = probe_pool = None
     tls = None
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
@@ -400,10 +402,17 @@ def build_service(
         spool = config.var_dir / "spool"
         DirectoryService(spool).setServiceParent(top)
         hp = config.hub_pool
+        # A hub that stops answering (frozen) is failed over after reply_timeout; one that does not greet, after connect_timeout.
+        hub_timeouts = replace(PhaseTimeouts.uniform(hp.reply_timeout), greeting=min(hp.connect_timeout, hp.reply_timeout))
         pool = ConnectionPool(
             reactor, hp.hosts, config.fqdn, hp.connect_timeout, hp.idle_connections,
             protocol_log=protocol_log("FrontEnd", "SEND") if hp.protocol_logging_level == "Verbose" else None,
-            connector_id="Hub Pool", resolver=resolver, health=health,
+            connector_id="Hub Pool", resolver=resolver, health=health, reply_timeout=hp.reply_timeout, timeouts=hub_timeouts,
+        )
+        # Readiness probes the hubs on connections of its own, each wait HUB_PROBE_TIMEOUT (sharing what they learn through `health`).
+        probe_pool = ConnectionPool(
+            reactor, hp.hosts, config.fqdn, HUB_PROBE_TIMEOUT, 0, resolver=resolver, health=health,
+            timeouts=PhaseTimeouts.uniform(HUB_PROBE_TIMEOUT),
         )
         HubPoolService(pool).setServiceParent(top)
         listeners += _listeners(
@@ -421,7 +430,7 @@ def build_service(
         metrics.watch(scheduler, health, tls, config.server_name)
     if health_listen is not None:
         readiness = Readiness(
-            state, store.directory if store is not None else None, config.min_free_space, pool, run_in_thread, reactor
+            state, store.directory if store is not None else None, config.min_free_space, probe_pool, run_in_thread, reactor
         )
         if config.workers > 1:
             others = [(w, admin_socket(base_socket, w)) for w in range(1, config.workers)]

@@ -31,6 +31,10 @@ from gateway.files import remove_file, write_private_atomically
 
 log = Logger(namespace="exgateway.health")
 
+# The longest a readiness probe waits for a hub (each reply, and the answer as a whole):
+# a balancer's check (HAProxy's default timeout check, a few seconds) must get an answer.
+HUB_PROBE_TIMEOUT = 2.5
+
 
 class NodeState:
     """Whether this node drains; kept in a file so it survives a restart."""
@@ -85,7 +89,10 @@ def queue_check(directory: Path, min_free: int) -> tuple[bool, str]:
 
 
 class Readiness:
-    def __init__(self, state: NodeState, queue_dir: Path | None, min_free: int, hub_pool, run_in_thread, clock, cache: float = 2.0) -> None:
+    def __init__(
+        self, state: NodeState, queue_dir: Path | None, min_free: int, hub_pool, run_in_thread, clock, cache: float = 2.0,
+        probe_timeout: float = HUB_PROBE_TIMEOUT,
+    ) -> None:
         self.state = state
         self.queue_dir = queue_dir
         self.min_free = min_free
@@ -93,7 +100,10 @@ class Readiness:
         self.run_in_thread = run_in_thread
         self.clock = clock
         self.cache = cache
+        self.probe_timeout = probe_timeout
         self._hub: tuple[float, tuple[bool, str]] | None = None
+        # The probe in flight, shared by every check that comes meanwhile.
+        self._probe: Deferred | None = None
         # The queue check writes and fsyncs a file: anyone who can reach the
         # health port could make the disk sync at will. Its answer is kept for
         # QUEUE_CACHE seconds, and requests while one runs wait for that one.
@@ -127,10 +137,39 @@ class Readiness:
             waiter.callback(result)
 
     def _hub_check(self) -> Deferred:
+        """
+        Whether a hub answers EHLO, answered within probe_timeout whatever
+        the hubs do (one frozen by SIGSTOP accepts TCP and never greets):
+        a probe still running then counts as a failure, cached like any
+        answer, and its late result is kept for the next check. One probe
+        at a time; checks that come meanwhile wait for it.
+        """
         now = self.clock.seconds()
         if self._hub is not None and now - self._hub[0] < self.cache:
             return succeed(self._hub[1])
+        probe = self._probe or self._start_probe()
+        if probe.called:
+            return probe  # answered at once (a kept-open failure, a test's fake)
+        self._probe = probe
+        answer: Deferred = Deferred()
 
+        def late() -> None:
+            result = (False, f"no hub answered within {self.probe_timeout:g} s")
+            self._hub = (self.clock.seconds(), result)
+            answer.callback(result)
+
+        timer = self.clock.callLater(self.probe_timeout, late)
+
+        def probed(result):
+            if timer.active():
+                timer.cancel()
+                answer.callback(result)
+            return result
+
+        probe.addCallback(probed)
+        return answer
+
+    def _start_probe(self) -> Deferred:
         def ok(acquired):
             client, _ = acquired
             self.hub_pool.release(client)
@@ -139,10 +178,12 @@ class Readiness:
         def failed(failure):
             return False, f"no hub answers: {failure.getErrorMessage()}"
 
-        d = self.hub_pool.acquire(reuse=False)
-        d.addCallbacks(ok, failed)
-        d.addCallback(lambda result: (setattr(self, "_hub", (now, result)), result)[1])
-        return d
+        def done(result):
+            self._probe = None
+            self._hub = (self.clock.seconds(), result)
+            return result
+
+        return self.hub_pool.acquire(reuse=False).addCallbacks(ok, failed).addCallback(done)
 
     @inlineCallbacks
     def check(self):

@@ -373,6 +373,9 @@ class SMTPClient(Protocol):
 
     def progressed(self, ended: bool = False) -> None:
         """The body producer ran (the peer took data) or finished: push back, or end, the transfer timer."""
+        if ended and self._waiting:
+            # BDAT's reply was awaited from the start of the transfer: its wait starts now, at the end of the body.
+            self._arm()
         if self._xfer is not None and self._xfer.active():
             if ended:
                 self._xfer.cancel()
