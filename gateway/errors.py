@@ -169,6 +169,8 @@ class Reply:
     # Transient trouble inside the gateway
     HUB_UNAVAILABLE = SMTPReply(451, "4.4.0", "Temporary server error. Please try again later")
     LOCAL_ERROR = SMTPReply(451, "4.3.0", "Temporary server error. Please try again later")
+    # Exchange's back pressure (gateway/policy/backpressure.py), at MAIL.
+    INSUFFICIENT_RESOURCES = SMTPReply(452, "4.3.1", "Insufficient system resources")
 
 
 __all__ = ["SMTPReply", "SMTPError", "Reply"]

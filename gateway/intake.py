@@ -79,6 +79,8 @@ class IntakeTransaction:
         self.internal_id = 0
         self.scan: HeaderScan | None = None
         self.utf8_headers = False
+        # Why the body could not be written (ENOSPC), if it could not.
+        self.write_error: str | None = None
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
@@ -103,13 +105,20 @@ class IntakeTransaction:
         self.scan = HeaderScan(self.session.connector.max_header_size)
 
     def write(self, data: bytes) -> None:
-        scan = self.scan
-        if scan.done:
-            self.entry.write(data)
-            return
-        scan.feed(data)
-        if scan.done:
-            self._flush_headers()
+        if self.write_error is not None:
+            return  # the rest of the body is read and dropped; the end of data gets the 451
+        try:
+            scan = self.scan
+            if scan.done:
+                self.entry.write(data)
+                return
+            scan.feed(data)
+            if scan.done:
+                self._flush_headers()
+        except OSError as e:
+            # A full disk mid-DATA: not a crash of the session, a 451 at the end of the message.
+            self.write_error = e.strerror or str(e)
+            self.abort()
 
     def _flush_headers(self) -> None:
         scan = self.scan
@@ -151,6 +160,8 @@ class IntakeTransaction:
         )
 
     def finish(self) -> Deferred:
+        if self.write_error is not None:
+            raise SMTPError(Reply.LOCAL_ERROR, reason=f"queue write failed: {self.write_error}")
         if not self.scan.done:
             self.scan.finish()
             self._flush_headers()
@@ -185,12 +196,19 @@ class IntakeTransaction:
             envelope = replace(envelope, smtputf8=True)
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
-        d.addCallback(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip))
+        d.addCallbacks(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip), self._not_committed)
         return d
 
     def _recipient(self, address: str) -> Recipient:
         dsn = self.dsn.get(address)
         return Recipient(address) if dsn is None else Recipient(address, notify=dsn.notify, orcpt=dsn.orcpt)
+
+    @staticmethod
+    def _not_committed(failure):
+        """The commit's write or fsync failed (a full disk): a clean 451 for the client, one log line, no traceback."""
+        if failure.check(OSError):
+            raise SMTPError(Reply.LOCAL_ERROR, reason=f"queue commit failed: {failure.value.strerror or failure.getErrorMessage()}")
+        return failure
 
     def abort(self) -> None:
         if self.entry is not None:
@@ -210,8 +228,12 @@ class IntakeHandler:
         self.ids = InternalIds(clock, lambda: store.highest_id, worker, workers)
         # The message tracking log (RECEIVE events), if one is kept.
         self.tracking = None
+        # BackPressure (gateway/policy/backpressure.py): MAIL refused while the queue's disk is nearly full.
+        self.pressure = None
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
+        if self.pressure is not None and self.pressure.refusing:
+            raise SMTPError(Reply.INSUFFICIENT_RESOURCES, reason=self.pressure.reason())
         return IntakeTransaction(self, session, mail)
 
     def new_message_id(self, internal_id: int) -> str:

@@ -81,6 +81,8 @@ class FrontendTransaction:
         self.dsn: dict[Address, RecipientDSN] = {}
         self.hub_address = None
         self.failovers = 0
+        # Why the body could not be spooled (ENOSPC), if it could not.
+        self.spool_error: str | None = None
 
     # --- envelope -------------------------------------------------------------
 
@@ -244,10 +246,21 @@ class FrontendTransaction:
         self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.handler.spool_dir)
 
     def write(self, data: bytes) -> None:
-        self.spool.write(data)
+        if self.spool_error is not None:
+            return
+        try:
+            self.spool.write(data)
+        except OSError as e:
+            # The spool's disk is full: the rest is read and dropped, the end of data gets a 451, the session goes on.
+            self.spool_error = e.strerror or str(e)
+            self._close_spool()
+            return
         self.size += len(data)
 
     def finish(self) -> Deferred:
+        if self.spool_error is not None:
+            self._return_client()
+            raise SMTPError(Reply.LOCAL_ERROR, reason=f"spooling the message failed: {self.spool_error}")
         if self.client is None:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="no hub connection")
         return self._send_body().addCallbacks(self._delivered, self._body_failed)

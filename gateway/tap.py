@@ -12,6 +12,7 @@ intake before the queue.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from gateway.queue.view import MAILBOX_QUEUE
 from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.logs.tracking import TrackingLog
+from gateway.policy.backpressure import BackPressure
 from gateway.policy.limits import ConnectionLimits
 from gateway.policy.recipients import build_recipient_validator
 from gateway.reload import LiveConfig, ReloadOnHangup
@@ -308,7 +310,7 @@ def build_service(
     # Worker 0 answers for the node; the others keep metrics for it to gather (their admin sockets).
     health_listen = node_health if worker == 0 else None
     metrics = Metrics() if node_health is not None else None
-    scheduler = store = pool = probe_pool = None
+    scheduler = store = pool = probe_pool = pressure = None
     tls = None
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
@@ -380,6 +382,10 @@ def build_service(
             store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else (), orphans
         ).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn, worker, config.workers)
+        # Back pressure: MAIL refused (452 4.3.1) below min_free_space in the queue's file system, until 1.5 times that.
+        pressure = BackPressure(lambda: shutil.disk_usage(store.directory).free, reactor, config.min_free_space, where=str(store.directory))
+        pressure.setServiceParent(top)
+        intake.pressure = pressure
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)
         scheduler.notifier.limit = NoticeLimit(reactor, config.queue.max_ndrs_per_sender_domain)
         mt = config.message_tracking
@@ -428,10 +434,13 @@ def build_service(
     api.setServiceParent(top)
     if metrics is not None:
         metrics.watch(scheduler, health, tls, config.server_name)
+        if pressure is not None:
+            metrics.registry.register(pressure)
     if health_listen is not None:
         readiness = Readiness(
             state, store.directory if store is not None else None, config.min_free_space, probe_pool, run_in_thread, reactor
         )
+        readiness.pressure = pressure
         if config.workers > 1:
             others = [(w, admin_socket(base_socket, w)) for w in range(1, config.workers)]
             metrics_page = NodeMetrics(metrics.registry, others, run_in_thread)

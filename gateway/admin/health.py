@@ -102,6 +102,8 @@ class Readiness:
         self.cache = cache
         self.probe_timeout = probe_timeout
         self._hub: tuple[float, tuple[bool, str]] | None = None
+        # BackPressure of the hub's intake, if any: ready says what SMTP does (452 4.3.1 at MAIL).
+        self.pressure = None
         # The probe in flight, shared by every check that comes meanwhile.
         self._probe: Deferred | None = None
         # The queue check writes and fsyncs a file: anyone who can reach the
@@ -188,6 +190,8 @@ class Readiness:
     @inlineCallbacks
     def check(self):
         checks = {"not_draining": (not self.state.draining, "draining" if self.state.draining else "in service")}
+        if self.pressure is not None:
+            checks["back_pressure"] = self.pressure.readiness()
         pending, names = [], []
         if self.queue_dir is not None:
             names.append("queue")
