@@ -31,7 +31,7 @@ first attempt finds out again, as Postfix's cache does.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Iterable
+from typing import Callable, Collection, Iterable
 
 from twisted.logger import Logger
 
@@ -131,26 +131,29 @@ class HopQueues:
     def waiting(self) -> set[str]:
         return {q for hop in self.hops.values() for q in hop.waiting}
 
-    @property
-    def has_startable(self) -> bool:
+    def has_startable(self, held: Collection[str] = ()) -> bool:
+        """Whether some hop not `held` could start an attempt now."""
         now = self.clock.seconds()
-        return any(hop.startable(now) for hop in self.hops.values())
+        return any(hop.startable(now) for name, hop in self.hops.items() if name not in held)
 
     @property
     def empty(self) -> bool:
         return not any(hop.waiting for hop in self.hops.values())
 
-    def next(self, valid: Callable[[str], bool] = lambda queue_id: True) -> tuple[str, str] | None:
+    def next(self, valid: Callable[[str], bool] = lambda queue_id: True, held: Collection[str] = ()) -> tuple[str, str] | None:
         """
         (hop name, queue id) of the next attempt to start, counted as active;
         None if no hop may start one. Ids no longer `valid` (removed by an
-        admin meanwhile) are dropped on the way.
+        admin meanwhile) are dropped on the way; hops `held` (suspended by
+        an admin) keep their messages.
         """
         now = self.clock.seconds()
         for _ in range(len(self._turn)):
             name = self._turn[0]
             self._turn.rotate(-1)
             hop = self.hops[name]
+            if name in held:
+                continue
             while hop.startable(now):
                 queue_id = hop.waiting.popleft()
                 if valid(queue_id):

@@ -126,7 +126,7 @@ class DeliveryScheduler:
             name = self._queue_name(hop, r.address)
             if first is None:
                 first = (name, hop)
-            if not self.hops.in_retry(name):
+            if not self.hops.in_retry(name) and name not in self.suspended:
                 self.hops.add(name, envelope.queue_id, self._limit(hop))
                 return
         name, hop = first if first is not None else ("Unreachable", None)
@@ -164,7 +164,7 @@ class DeliveryScheduler:
     @property
     def idle(self) -> bool:
         """No attempt in flight and none that could start (messages of a hop in Retry may wait)."""
-        return self._active == 0 and not self.hops.has_startable
+        return self._active == 0 and not self.hops.has_startable(self.suspended)
 
     def _later(self, envelope: Envelope, delay: float) -> None:
         def fire() -> None:
@@ -179,7 +179,7 @@ class DeliveryScheduler:
 
     def _pump(self) -> None:
         while self._running and self._active < self.max_concurrent:
-            picked = self.hops.next(self._startable)
+            picked = self.hops.next(self._startable, self.suspended)
             if picked is None:
                 return
             hop, queue_id = picked

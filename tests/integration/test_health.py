@@ -27,7 +27,7 @@ def test_drain_refuses_new_sessions_finishes_open_ones_and_keeps_delivering(tmp_
         assert get(health_port, "/health/live") == (200, {"status": "live"})
         code, body = get(health_port, "/health/ready")
         # One process runs every role: its frontend hands mail to its own queue, so there is no hub to reach.
-        assert code == 200 and set(body["checks"]) == {"not_draining", "queue"}
+        assert code == 200 and set(body["checks"]) == {"not_draining", "queue", "back_pressure"}
 
         send(gw, ["far@outside.example"], b"Subject: queued before drain\r\n\r\nx\r\n")
         gw.wait_until(lambda: "deferred" in gw.log(), what="the message waiting for its next hop")

@@ -183,3 +183,22 @@ def test_messages_waiting_behind_a_down_hop_still_expire_with_an_ndr():
     assert sorted(n[1] for n in notices) == sorted(str(i) for i in range(1, 11))
     assert {n[0] for n in notices} == {"failed"} and {r for n in notices for r in n[2]} == {"550 4.4.7"}
     assert scheduler.messages == {}
+
+
+def test_a_suspended_queue_holds_its_messages_without_attempts_until_resumed():
+    """`queue suspend ISP`: its messages wait (no attempt, no rewrite) while the mailbox's go; resume sends them."""
+    clock = Clock()
+    hop = Blackhole(clock, wait=0.0)
+    scheduler, mailbox, store = build(clock, hop)
+    scheduler.suspended.add("ISP")
+    for i in range(1, 4):
+        scheduler.enqueue(message(i, f"u{i}@ext.example"))
+    scheduler.enqueue(message(9, "a@corp.example"))
+    clock.advance(3600)
+    assert hop.calls == 0 and store.updates == 0 and mailbox.delivered == ["9"]
+    assert scheduler.idle
+    rows = {q["Name"]: q for q in view.queues(scheduler, "EX")}
+    assert (rows["ISP"]["Status"], rows["ISP"]["MessageCount"]) == ("Suspended", 3)
+    scheduler.suspended.discard("ISP")
+    assert scheduler.retry_now("ISP") == 3
+    assert hop.calls == 3
