@@ -169,6 +169,18 @@ class HopQueues:
         if hop.retry_at is not None and hop.retry_at <= now:
             # A probe that told nothing (the message was removed, the attempt broke): wait a round before the next.
             self._retry_later(hop, now + self.retry.transient_interval)
+        self._forget_if_idle(hop)
+
+    def _forget_if_idle(self, hop: NextHopQueue) -> None:
+        """
+        A Ready hop with nothing waiting or in flight is dropped (its window
+        starts again next time, as Postfix forgets idle destinations): MX
+        routing meets a new destination domain with each new domain, and
+        the scheduler must not keep or scan every one it ever met.
+        """
+        if not hop.waiting and hop.active == 0 and hop.retry_at is None and self.hops.get(hop.name) is hop:
+            del self.hops[hop.name]
+            self._turn.remove(hop.name)
 
     def observe(self, name: str, reached: bool | None, error: str = "") -> bool:
         """
@@ -212,6 +224,11 @@ class HopQueues:
 
     def _due(self, name: str) -> None:
         self._timers.pop(name, None)
+        hop = self.hops.get(name)
+        if hop is not None and not hop.waiting and hop.active == 0:
+            # Nothing to probe with: forget the hop; the next message for it is its probe.
+            hop.retry_at = None
+            self._forget_if_idle(hop)
         self.wake()
 
     def _cancel(self, name: str) -> None:
@@ -221,9 +238,10 @@ class HopQueues:
 
     def drop(self, queue_id: str) -> None:
         """Take a message out of whichever queue it waits in (removed by an admin, expired while waiting)."""
-        for hop in self.hops.values():
+        for hop in list(self.hops.values()):
             if queue_id in hop.waiting:
                 hop.waiting.remove(queue_id)
+                self._forget_if_idle(hop)
 
     def stop(self) -> None:
         for name in list(self._timers):

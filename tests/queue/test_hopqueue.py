@@ -139,3 +139,22 @@ def test_ids_no_longer_valid_are_skipped():
     assert hops.next(lambda q: q != "0") == ("ISP", "1")
     hops.drop("2")
     assert hops.next() is None and hops.empty
+
+
+def test_idle_ready_hops_are_forgotten_and_an_empty_hop_in_retry_at_its_retry_time():
+    """MX routing meets a hop per destination domain: one with nothing waiting or in flight is not kept (nor scanned)."""
+    clock = Clock()
+    hops, _ = queues(clock)
+    for i in range(1000):
+        hops.add(f"d{i}.example", str(i))
+        name, _ = hops.next()
+        hops.observe(name, True)
+        hops.release(name)
+    assert hops.hops == {}
+    hops.add("down.example", "x")
+    hops.next()
+    hops.observe("down.example", False, "451 4.4.0 refused")
+    hops.release("down.example")
+    assert hops.in_retry("down.example")
+    clock.advance(60)
+    assert hops.hops == {} and clock.getDelayedCalls() == []
