@@ -86,9 +86,10 @@ listen = "127.0.0.1:{health_port}"
         frozen = True
         # Four at once again: two of them on kept connections to the frozen hub, which never answers MAIL.
         took = concurrently(front_port, [f"m{i}@corp.example" for i in range(4)])
-        # Those two wait one reply timeout (3 s) each and go on at the other hub; not the 300 s of before.
-        assert max(took) < 5, took
-        assert sorted(took)[1] < 1, took
+        # Those two wait one reply timeout (3 s) each and go on at the other hub, not the 300 s of before;
+        # the other two wait for no timeout at all (slack for a loaded machine).
+        assert max(took) < 10, took
+        assert sorted(took)[1] < 3, took
         answers = []
         for _ in range(3):
             answers.append(ready(health_port))
