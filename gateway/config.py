@@ -35,7 +35,8 @@ from gateway.configpath import base_directory, packaged_sample
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
 # offered; BasicAuth: AUTH PLAIN/LOGIN; BasicAuthRequireTLS: AUTH only after TLS.
-AUTH_MECHANISMS = ("None", "Tls", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative")
+# ExchangeServer: other gateway nodes authenticate with the node secret (gateway/auth/node.py).
+AUTH_MECHANISMS = ("None", "Tls", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative", "ExchangeServer")
 MESSAGE_RATE_SOURCES = ("None", "IPAddress", "User", "All")
 AUTH_BACKENDS = ("users_file", "ldap")
 
@@ -372,6 +373,8 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     # At a stop, how long a message in DATA/BDAT may take to finish (gateway/smtpd/shutdown.py).
     shutdown_grace: float = 30.0
+    # The secret every gateway node shares (gateway/auth/node.py): made at first start, copied to the others.
+    node_secret_file: Path = Path("var/node.secret")
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -690,7 +693,7 @@ SEND_CONNECTOR_KEYS = {
     "max_messages_per_connection", "protocol_logging_level",
 }
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
-SERVER_KEYS = {"name", "fqdn", "var_dir", "workers", "shutdown_grace"}
+SERVER_KEYS = {"name", "fqdn", "var_dir", "workers", "shutdown_grace", "node_secret_file"}
 MAX_WORKERS = 64
 DOMAIN_KEYS = {"name", "domain", "type"}
 CONNECTOR_KEYS = {
@@ -907,6 +910,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     var_dir = reader.relative(reader.get(server, "server", "var_dir", _string, "var"))
     workers = reader.get(server, "server", "workers", _workers, 1)
     shutdown_grace = reader.get(server, "server", "shutdown_grace", parse_duration, 30.0)
+    node_secret_file = var_dir / reader.get(server, "server", "node_secret_file", _string, "node.secret")
 
     domains = []
     seen_domains: dict[str, int] = {}
@@ -1106,6 +1110,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         server_name=server_name,
         fqdn=fqdn,
         var_dir=var_dir,
+        node_secret_file=node_secret_file,
         workers=workers,
         shutdown_grace=shutdown_grace,
         accepted_domains=tuple(domains),

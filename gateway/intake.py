@@ -72,6 +72,8 @@ class IntakeTransaction:
         self.mail = mail
         # XFORWARD comes before MAIL and is reset after the transaction.
         self.origin = session.origin()
+        # Beside what XFORWARD says, who said it: the node and the address it really connected from.
+        self.via = f"{session.node or 'unauthenticated'} [{session.client_ip}]" if session.xforward else ""
         self.recipients: list[str] = []
         # NOTIFY/ORCPT (RFC 3461) of the recipients that had them.
         self.dsn: dict[str, RecipientDSN] = {}
@@ -151,6 +153,8 @@ class IntakeTransaction:
             extra += f"\t(version={version} cipher={cipher} certificate={thumbprint})\r\n"
         if origin.auth:
             extra += f"\t(authenticated as {_comment_safe(origin.auth)})\r\n"
+        if self.via:
+            extra += f"\t(forwarded by gateway node {_comment_safe(self.via)})\r\n"
         return (
             f"Received: from {helo} ([{address}])\r\n"
             f"\tby {self.handler.fqdn} (exgateway) with {_comment_safe(origin.proto)}\r\n"
@@ -186,6 +190,7 @@ class IntakeTransaction:
             extra={
                 k: v for k, v in (
                     ("auth", self.origin.auth), ("tls", self.origin.tls), ("subject", (self.scan.subject or "")[:256]),
+                    ("via", self.via),
                     ("body", self.mail.body or ""),
                 ) if v
             },

@@ -56,8 +56,10 @@ from gateway.smtpd.factory import BindingFactory
 from gateway.smtpd.shutdown import Sessions, close_intake
 from gateway.startup import StartupLines, install_observer, log_observer
 from gateway.smtpd.session import number_sessions_as
+from gateway.auth.node import NodeCredential, NodeSecretService
 from gateway.auth.service import build_auth
 from gateway.tls.check import certificate_problems
+from gateway.deliver.security import OutboundSecurity
 from gateway.tls.provider import TLSProvider
 from gateway.tls.store import CertificateError, CertificateStore
 from gateway.workers import (
@@ -226,7 +228,7 @@ def _endpoint(reactor, binding):
 
 def _listeners(
     parent: MultiService, reactor, live: LiveConfig, role: str, handler, limits: ConnectionLimits, plog: ProtocolLog, state: NodeState,
-    metrics=None, inherited: dict[str, int] | None = None,
+    metrics=None, inherited: dict[str, int] | None = None, node=None,
 ) -> list[Listener]:
     """One Listener per binding of this role's connectors: bound here, or inherited from worker 0."""
     bindings = []
@@ -239,6 +241,7 @@ def _listeners(
         factory.state = state
         factory.metrics = metrics
         factory.sessions = getattr(parent, "sessions", None)
+        factory.node = node
         live.attach(factory)
         fd = (inherited or {}).get(str(binding))
         if inherited and fd is None:
@@ -322,6 +325,9 @@ def build_service(
     )
     # Shared by every listener and kept across reloads: counts per connector and client.
     limits = ConnectionLimits(config.limits.ipv6_source_prefix, config.limits.junk_command_limit)
+    # How the tiers authenticate each other: the hub checks it, the frontend's hub pool presents it.
+    node = NodeCredential(config.node_secret_file, config.server_name)
+    NodeSecretService(node).setServiceParent(top)
     protocol_logs: list[ProtocolLog] = []
     listeners: list[Listener] = []
 
@@ -395,7 +401,7 @@ def build_service(
             intake.tracking = scheduler.tracking = scheduler.notifier.tracking = tracking
         live.follow_routes(intake)
         scheduler.metrics = metrics
-        listeners += _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state, metrics, inherited)
+        listeners += _listeners(top, reactor, live, "hub", intake, limits, protocol_log("Hub", "RECV"), state, metrics, inherited, node)
 
     if role == "all":
         # Frontend and hub in one process: the frontend connectors hand each
@@ -414,11 +420,13 @@ def build_service(
             reactor, hp.hosts, config.fqdn, hp.connect_timeout, hp.idle_connections,
             protocol_log=protocol_log("FrontEnd", "SEND") if hp.protocol_logging_level == "Verbose" else None,
             connector_id="Hub Pool", resolver=resolver, health=health, reply_timeout=hp.reply_timeout, timeouts=hub_timeouts,
+            security=OutboundSecurity(tls="none", node=node),
         )
         # Readiness probes the hubs on connections of its own, each wait HUB_PROBE_TIMEOUT (sharing what they learn through `health`).
+        # It presents the node secret too: a hub that refuses this node's secret is no hub for it.
         probe_pool = ConnectionPool(
             reactor, hp.hosts, config.fqdn, HUB_PROBE_TIMEOUT, 0, resolver=resolver, health=health,
-            timeouts=PhaseTimeouts.uniform(HUB_PROBE_TIMEOUT),
+            timeouts=PhaseTimeouts.uniform(HUB_PROBE_TIMEOUT), security=OutboundSecurity(tls="none", node=node),
         )
         HubPoolService(pool).setServiceParent(top)
         listeners += _listeners(

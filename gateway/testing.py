@@ -11,6 +11,9 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import StringTransport
 
+from pathlib import Path
+
+from gateway.auth.node import MECHANISM, NodeCredential
 from gateway.config import Config, parse_config
 from gateway.errors import Reply, SMTPReply
 
@@ -28,13 +31,29 @@ def config(**sections) -> Config:
                 "bindings": ["127.0.0.1:2525"],
                 "remote_ip_ranges": ["127.0.0.0/8"],
                 "permission_groups": ["ExchangeServers"],
-                "auth_mechanisms": ["ExternalAuthoritative"],
+                "auth_mechanisms": ["ExchangeServer"],
             },
         ],
         "hub_pool": {"hosts": ["127.0.0.1:2525"]},
     }
     raw.update(sections)
     return parse_config(raw, "test.toml")
+
+
+NODE_SECRET = b"5e" * 32
+
+
+def node_credential(name: str = "FRONTEND1", secret: bytes = NODE_SECRET) -> NodeCredential:
+    """A node secret in memory, with a fixed challenge (random bytes all zero), so a test can send the whole exchange at once."""
+    return NodeCredential(Path("node.secret"), name, random=bytes, secret=secret)
+
+
+def node_login(credential: NodeCredential, fqdn: str = "mail.corp.example") -> bytes:
+    """The client's lines of a node login to a hub using `node_credential()`'s fixed challenge."""
+    import base64
+
+    challenge = NodeCredential(Path("unused"), "", random=bytes, secret=b"-").challenge(fqdn)
+    return f"AUTH {MECHANISM}\r\n{base64.b64encode(credential.proof(challenge).encode()).decode()}\r\n".encode()
 
 
 class FakeTransaction:

@@ -76,7 +76,7 @@ def test_default_config_is_the_repository_file_and_parses_whole():
     assert c.auth.check_header_from
     assert frontend.max_message_size == 36 * 1024 * 1024 and frontend.max_recipients == 200
     assert [str(r) for r in hub.remote_ip_ranges] == ["127.0.0.0/8", "::1"]
-    assert hub.auth_mechanisms == {"ExternalAuthoritative"}
+    assert hub.auth_mechanisms == {"ExchangeServer"} and c.node_secret_file == var / "node.secret"
     assert [(d.domain, d.type) for d in c.accepted_domains] == [("corp.example", DomainType.AUTHORITATIVE)]
     assert [str(h) for h in c.hub_pool.hosts] == ["127.0.0.1:2525"]
     assert (c.queue.directory, c.mailbox.delivery, c.mailbox.maildir) == (var / "queue", "maildir", var / "mailboxes")
@@ -285,7 +285,7 @@ bind_dn = "cn=svc"
     found = problems(tmp_path, text)
     where = 'receive_connectors[0] ("Default Frontend")'
     assert found == [
-        f"{where}.auth_mechanisms[1]: 'Kerberos' is not one of None, Tls, BasicAuth, BasicAuthRequireTLS, ExternalAuthoritative",
+        f"{where}.auth_mechanisms[1]: 'Kerberos' is not one of None, Tls, BasicAuth, BasicAuthRequireTLS, ExternalAuthoritative, ExchangeServer",
         f"{where}.tls_certificate_name: the issuer part <I>... is missing (expected <I>issuer<S>subject)",
         f"{where}.message_rate_source: 'Device' is not one of None, IPAddress, User, All",
         f"{where}.auth_mechanisms: BasicAuthRequireTLS needs TLS: add \"Tls\" or set implicit_tls = true",

@@ -33,6 +33,7 @@ from gateway.admin import certificates, queues, track, users
 from gateway.admin.daemon import Unreachable, ask_each
 from gateway.admin.explain import explain
 from gateway.admin.table import print_table
+from gateway.auth.node import external_authoritative_warnings
 from gateway.config import ConfigError, load_config, path_problems
 from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, packaged_sample
 from gateway.tls.check import certificate_problems
@@ -57,6 +58,8 @@ def _config_check(args: argparse.Namespace) -> int:
     for c in enabled:
         print(f"  receive connector '{c.identity}': {c.role} on {', '.join(map(str, c.bindings))}")
     print(f"  accepted domains: {', '.join(d.domain for d in config.accepted_domains) or '(none)'}")
+    for warning in external_authoritative_warnings(config):
+        print(f"  warning: {warning}")
     return 0
 
 

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gateway.auth import node as node_auth
 from gateway.config import HostPort
 from gateway.deliver.opportunistic import OpportunisticTLSFailed
 from gateway.deliver.timeouts import PhaseTimeouts
@@ -153,6 +154,7 @@ class SMTPClient(Protocol):
         # Between STARTTLS and the first reply inside TLS: a failure here is the handshake's.
         self.tls_pending = False
         self.authenticated = False
+        self.node_authenticated = False
         self.messages = 0
         self.address: HostPort | None = None
         # A send protocol log (Exchange's SMTP Send Protocol Log) for this connection, if any.
@@ -223,9 +225,35 @@ class SMTPClient(Protocol):
                 return self.command("STARTTLS").addCallback(self._starttls)
             if security.tls == "required":
                 raise SMTPClientError(SMTPReply(451, "4.7.5", f"TLS required, but {self.peer_name} does not offer STARTTLS"))
+        if security is not None and security.node is not None and not self.node_authenticated and node_auth.offered(self.extensions):
+            return self._node_authenticate(security.node)
         if security is not None and security.auth != "None" and not self.authenticated:
             return self._authenticate()
         self.ready.callback(self)
+
+    def _node_authenticate(self, node) -> Deferred:
+        """A hub that asks gateway nodes to prove the node secret (gateway/auth/node.py): answer its challenge."""
+        d = self.command("AUTH " + node_auth.MECHANISM)
+
+        def challenged(reply: SMTPReply):
+            if reply.code != 334:
+                raise SMTPClientError(SMTPReply(451, "4.7.5", f"{self.peer_name} refused node authentication: {reply}"))
+            try:
+                challenge = base64.b64decode(reply.text.strip(), validate=True).decode("utf-8")
+            except ValueError:
+                raise SMTPClientError(SMTPReply(451, "4.7.5", f"{self.peer_name} sent a garbled node challenge")) from None
+            return self._secret_command(base64.b64encode(node.proof(challenge).encode()).decode(), "****")
+
+        def answered(reply: SMTPReply):
+            if reply.code != 235:
+                raise SMTPClientError(SMTPReply(
+                    451, "4.7.5", f"{self.peer_name} refused this node's credential ({reply}): every node needs the same {node.path}",
+                ))
+            self.node_authenticated = True
+            # Again, for what the hub grants a node (XFORWARD).
+            return self.command(f"EHLO {self.helo_name}").addCallback(self._ehlo_done)
+
+        return d.addCallback(challenged).addCallback(answered)
 
     def _starttls(self, reply: SMTPReply):
         if reply.code != 220:

@@ -34,6 +34,9 @@ class OutboundSecurity:
     auth: str = "None"
     username: str = ""
     password: str = ""
+    # The node secret (gateway/auth/node.py), for hubs that ask gateway nodes
+    # to prove it: the frontend's hub pool sets it, send connectors never do.
+    node: object | None = None
 
     def tls_options(self, host_name: str):
         """Client TLS options for a next hop known by `host_name` (an MX or smart host name, or an IP)."""

@@ -51,6 +51,7 @@ def _line(
 ) -> str:
     auth = envelope.extra.get("auth", "")
     tls = envelope.extra.get("tls")
+    via = envelope.extra.get("via", "")
     # In the order of FIELDS.
     values = (
         iso_time(now),
@@ -73,7 +74,7 @@ def _line(
         envelope.extra.get("subject", ""),
         envelope.sender,
         envelope.sender,
-        ";".join(part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{tls.split()[0]}" if tls else "") if part),
+        ";".join(part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{tls.split()[0]}" if tls else "", f"Via:{via}" if via else "") if part),
         "Originating" if auth else "Incoming",
     )
     return csv_line(values) + "\r\n"

@@ -70,12 +70,16 @@ class Principal(str, Enum):
     EXTERNALLY_SECURED = "ExternallySecured"
     # A client that passed AUTH.
     AUTHENTICATED = "Authenticated"
+    # Another gateway node that proved the node secret (ExchangeServer
+    # authentication, gateway/auth/node.py); Exchange's "Hub Transport Servers".
+    GATEWAY_NODE = "GatewayNode"
 
 
 PRINCIPAL_GROUPS: dict[Principal, tuple[PermissionGroup, ...]] = {
     Principal.ANONYMOUS: (PermissionGroup.ANONYMOUS_USERS,),
     Principal.EXTERNALLY_SECURED: (PermissionGroup.EXCHANGE_SERVERS, PermissionGroup.PARTNERS),
     Principal.AUTHENTICATED: (PermissionGroup.EXCHANGE_USERS,),
+    Principal.GATEWAY_NODE: (PermissionGroup.EXCHANGE_SERVERS,),
 }
 
 
@@ -87,6 +91,8 @@ PRINCIPAL_NAMES: dict[str, Principal] = {
     "externallysecured": Principal.EXTERNALLY_SECURED,
     "nt authority\\authenticated users": Principal.AUTHENTICATED,
     "authenticated": Principal.AUTHENTICATED,
+    "ms exchange\\hub transport servers": Principal.GATEWAY_NODE,
+    "gatewaynode": Principal.GATEWAY_NODE,
 }
 
 
@@ -124,6 +130,10 @@ def rights_for(
             rights |= GROUP_RIGHTS[group]
     rights |= {right for who, right in granted if who is principal}
     rights -= {right for who, right in withheld if who is principal}
+    if principal is not Principal.GATEWAY_NODE:
+        # XFORWARD tells the hub who the client was; only a node that proved
+        # the node secret may say so, whatever groups or grants would allow.
+        rights.discard(Right.ACCEPT_XFORWARD)
     return frozenset(rights)
 
 

@@ -52,6 +52,8 @@ class BindingFactory(Factory):
         self.metrics = None
         # The process's open sessions (gateway/smtpd/shutdown.py): a stopping process takes no new one.
         self.sessions = None
+        # NodeCredential, for the ExchangeServer authentication of other gateway nodes.
+        self.node = None
         # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
         self.tls = tls
         self.auth = auth
@@ -106,7 +108,7 @@ class BindingFactory(Factory):
             return _Refuse(refusal)
         session = ESMTPServer(
             connector, self.handler, self.policy, self.clock, self.limits, self.protocol_log, tls=self.tls, auth=self.auth,
-            metrics=self.metrics,
+            metrics=self.metrics, node=self.node,
         )
         session.sessions = self.sessions
         return session

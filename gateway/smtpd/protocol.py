@@ -51,6 +51,7 @@ from gateway.policy.rights import Principal, Right, connector_rights
 from gateway.sendnow import send
 from gateway.smtpd.shutdown import LINGER
 from gateway.startup import key_values
+from gateway.auth import node as node_auth
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import mailparams, sasl, xtext
 from gateway.smtpd.data import DataDecoder, LineEndings
@@ -106,8 +107,10 @@ class ESMTPServer(Protocol):
 
     def __init__(
         self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None,
-        protocol_log=None, tls=None, auth=None, metrics=None,
+        protocol_log=None, tls=None, auth=None, metrics=None, node=None,
     ) -> None:
+        # NodeCredential (gateway/auth/node.py): other gateway nodes prove it on ExchangeServer connectors.
+        self.node = node
         # gateway.admin.metrics.Metrics, if this process exports metrics.
         self.metrics = metrics
         # TLSProvider (certificates per connector) and AuthService; None where a tier has neither.
@@ -598,8 +601,9 @@ class ESMTPServer(Protocol):
         lines.append("SMTPUTF8")
         if c.offers_starttls and not self._tls_started and self.tls is not None:
             lines.append("STARTTLS")
-        if self._auth_offered() and self.session.identity is None:
-            lines.append("AUTH " + " ".join(sasl.MECHANISMS))
+        mechanisms = self._mechanisms()
+        if mechanisms and self.session.identity is None and self.session.principal is not Principal.GATEWAY_NODE:
+            lines.append("AUTH " + " ".join(mechanisms))
         if Right.ACCEPT_XFORWARD in self.session.rights:
             lines.append("XFORWARD " + " ".join(XFORWARD_ATTRS))
         lines.append("HELP")
@@ -857,19 +861,27 @@ class ESMTPServer(Protocol):
             return False
         return self.session.tls is not None or "BasicAuthRequireTLS" not in c.auth_mechanisms
 
+    def _mechanisms(self) -> dict:
+        """The SASL mechanisms offered now: the users' ones where BasicAuth is, the node's where ExchangeServer is."""
+        offered = dict(sasl.MECHANISMS) if self._auth_offered() else {}
+        if self.node is not None and "ExchangeServer" in self.connector.auth_mechanisms:
+            offered[node_auth.MECHANISM] = lambda: node_auth.NodeAuth(self.node, self.connector.fqdn)
+        return offered
+
     def do_AUTH(self, arg: str):
-        if not self._auth_offered():
+        mechanisms = self._mechanisms()
+        if not mechanisms:
             raise SMTPError(Reply.AUTH_UNRECOGNIZED, reason="AUTH not offered here (clear text, or no BasicAuth)")
         if self.session.helo is None:
             raise SMTPError(Reply.NEED_HELO)
-        if self.session.identity is not None:
+        if self.session.identity is not None or self.session.principal is Principal.GATEWAY_NODE:
             raise SMTPError(Reply.AUTH_ALREADY)
         if self._txn is not None:
             raise SMTPError(Reply.AUTH_IN_TRANSACTION)
         words = arg.split()
         if not 1 <= len(words) <= 2:
             raise SMTPError(Reply.BAD_SYNTAX, reason="AUTH mechanism [initial-response]")
-        mechanism = sasl.MECHANISMS.get(words[0].upper())
+        mechanism = mechanisms.get(words[0].upper())
         if mechanism is None:
             raise SMTPError(Reply.AUTH_UNRECOGNIZED, reason=f"unknown SASL mechanism {words[0]!r}")
         m = mechanism()
@@ -878,6 +890,8 @@ class ESMTPServer(Protocol):
     def _sasl_step(self, mechanism, step):
         if isinstance(step, sasl.Credentials):
             return self._authenticate(mechanism.name, step)
+        if isinstance(step, node_auth.NodeLogin):
+            return self._node_authenticated(step)
         self._sasl = mechanism
         return SMTPReply(334, "", step)
 
@@ -890,6 +904,19 @@ class ESMTPServer(Protocol):
     def _authenticate(self, mechanism: str, creds: sasl.Credentials) -> Deferred:
         d = self.auth.authenticate(creds.username, creds.password, self.session.client_ip)
         return d.addCallbacks(self._authenticated, self._auth_failed, (mechanism,), None, (creds.username, mechanism))
+
+    def _node_authenticated(self, login) -> SMTPReply:
+        """Another gateway node proved the node secret: the ExchangeServers rights, XFORWARD among them."""
+        self.session.principal = Principal.GATEWAY_NODE
+        self.session.node = login.node
+        self.session.rights = connector_rights(self.connector, Principal.GATEWAY_NODE)
+        self._tarpit = 0.0
+        log.info("auth {session_id} gateway node {node} from {client_ip}: ok", session_id=self.session.session_id,
+                 node=login.node, client_ip=self.session.client_ip)
+        if self._plog is not None:
+            self._plog.event("*", f"gateway node {login.node}", "authenticated")
+            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
+        return Reply.AUTH_OK
 
     def _authenticated(self, identity, mechanism: str) -> SMTPReply:
         if self._closed:

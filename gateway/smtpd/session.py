@@ -78,6 +78,8 @@ class Session:
     tls: TLSInfo | None = None
     # Set by a successful AUTH (gateway.auth.identity.Identity).
     identity: object | None = None
+    # The gateway node that proved the node secret (hub side), by the name it gave.
+    node: str = ""
     auth_mechanism: str = ""
 
     @property

@@ -22,7 +22,7 @@ def test_check_named_file_and_config_option_agree(tmp_path, capsys):
     assert capsys.readouterr().err == first
     assert first.splitlines() == [
         f"{bad}: 4 error(s)",
-        f"  {bad}: server.colour: unknown key (known: fqdn, name, shutdown_grace, var_dir, workers)",
+        f"  {bad}: server.colour: unknown key (known: fqdn, name, node_secret_file, shutdown_grace, var_dir, workers)",
         f"  {bad}: server.fqdn: 'x y' is not a valid host name",
         f"  {bad}: receive_connectors[0] (\"A\").bindings[0]: '1.2.3.4:0': '0' is not a valid port (1-65535)",
         f"  {bad}: hub_pool.hosts: frontend connectors need at least one hub to hand mail to",
@@ -214,3 +214,19 @@ def test_user_add_without_a_terminal_says_how_to_pass_the_password(tmp_path, cap
     assert err == ("exgateway: no terminal to ask for the password; pass it on standard input with --password-stdin, "
                    "e.g. printf '%s\\n' \"$PASSWORD\" | exgateway user add NAME --password-stdin\n")
     assert not (tmp_path / "var" / "users.toml").exists()
+
+
+def test_check_warns_about_an_externally_secured_connector_open_to_local_processes(tmp_path, capsys):
+    """Still OK (exit 0), but the admin reads which ranges are trusted as gateway nodes and what to use instead."""
+    path = tmp_path / "old.toml"
+    path.write_text('[server]\nfqdn = "mail.corp.example"\n[[receive_connectors]]\nname = "Default"\nrole = "hub"\n'
+                    'bindings = ["127.0.0.1:2525"]\nremote_ip_ranges = ["127.0.0.0/8"]\npermission_groups = ["ExchangeServers"]\n'
+                    'auth_mechanisms = ["ExternalAuthoritative"]\n')
+    assert main(["config", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"{path}: OK"
+    assert out.splitlines()[-1] == (
+        "  warning: receive connector 'MAIL\\Default': ExternalAuthoritative trusts every client in 127.0.0.0/8 "
+        "(16777216 addresses) as a gateway node (relay anywhere, any sender); list the nodes' own addresses one by one, "
+        'or use auth_mechanisms = ["ExchangeServer"] (the node secret)'
+    )

@@ -1,5 +1,6 @@
 """The outbound client over StringTransport: replies in order, exact dot-stuffing, timeouts."""
 
+import base64
 import io
 
 from twisted.internet.error import ConnectionLost
@@ -316,3 +317,53 @@ def test_a_reply_too_long_in_a_transaction_marks_the_address_bad(tmp_path):
     (state, reason), = results[0].values()
     assert state is RecipientState.PENDING and "sent a reply of more than 100 lines" in reason
     assert pool.discarded == [client] and pool.health.is_bad(HostPort("192.0.2.25", 25))
+
+
+def _hub_pool_client(credential):
+    from gateway.deliver.security import OutboundSecurity
+
+    return _client(OutboundSecurity(tls="none", node=credential))
+
+
+def test_the_hub_pool_proves_the_node_secret_then_asks_ehlo_again_for_xforward():
+    """The frontend answers the hub's challenge (never the secret itself), then learns what a node is granted."""
+    from gateway import testing
+    from gateway.auth.node import NodeAuth
+
+    node = testing.node_credential("FE1")
+    hub = NodeAuth(testing.node_credential("HUB1"), "hub.corp.example")
+    client, t, outcome = _hub_pool_client(node)
+    client.dataReceived(b"220 hub ESMTP\r\n")
+    assert _said(t) == [b"EHLO out.corp.example"]
+    client.dataReceived(b"250-hub\r\n250-PIPELINING\r\n250 AUTH X-EXGW-NODE\r\n")
+    assert _said(t) == [b"AUTH X-EXGW-NODE"]
+    client.dataReceived(b"334 " + hub.start(None).encode() + b"\r\n")
+    (response,) = _said(t)
+    assert testing.NODE_SECRET not in base64.b64decode(response)
+    assert hub.respond(response.decode()).node == "FE1"
+    client.dataReceived(b"235 2.7.0 Authentication successful\r\n")
+    assert _said(t) == [b"EHLO out.corp.example"] and outcome == []
+    client.dataReceived(b"250-hub\r\n250-PIPELINING\r\n250 XFORWARD ADDR HELO\r\n")
+    assert outcome == [client] and client.node_authenticated and "XFORWARD" in client.extensions
+
+
+def test_a_hub_that_refuses_the_node_secret_fails_the_connection_with_a_hint():
+    from gateway import testing
+
+    client, t, outcome = _hub_pool_client(testing.node_credential("FE1"))
+    client.dataReceived(b"220 hub ESMTP\r\n250-hub\r\n250 AUTH X-EXGW-NODE\r\n")
+    client.dataReceived(b"334 PGFiY0BodWI+\r\n")
+    client.dataReceived(b"535 5.7.3 Authentication unsuccessful\r\n")
+    assert str(outcome[0].value) == (
+        "451 4.7.5 relay.isp.example refused this node's credential (535 5.7.3 Authentication unsuccessful): "
+        "every node needs the same node.secret"
+    )
+
+
+def test_a_hub_that_does_not_ask_is_not_sent_the_node_login():
+    """An ExternalAuthoritative hub offers no X-EXGW-NODE: the client goes on (and gets no XFORWARD there)."""
+    from gateway import testing
+
+    client, t, outcome = _hub_pool_client(testing.node_credential("FE1"))
+    client.dataReceived(b"220 hub ESMTP\r\n250-hub\r\n250 AUTH PLAIN LOGIN\r\n")
+    assert _said(t) == [b"EHLO out.corp.example"] and outcome == [client]

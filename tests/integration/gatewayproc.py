@@ -8,17 +8,25 @@ the log.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from gateway.queue.store import holds_message
 
 REPO = Path(__file__).resolve().parents[2]
+# The node secret (gateway/auth/node.py) every gateway of this test run shares, as
+# an admin copies it to every node: made by the first gateway that starts.
+_SECRETS = tempfile.mkdtemp(prefix="exgw-node-")
+atexit.register(shutil.rmtree, _SECRETS, True)
+NODE_SECRET = Path(_SECRETS) / "node.secret"
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
 
@@ -48,6 +56,7 @@ name = "EXSERVER"
 fqdn = "mail.corp.example"
 var_dir = "{var_dir}"
 workers = {workers}
+node_secret_file = "{NODE_SECRET}"
 
 [[accepted_domains]]
 domain = "corp.example"
@@ -69,7 +78,7 @@ role = "hub"
 bindings = ["127.0.0.1:{hub_port}"]
 remote_ip_ranges = ["127.0.0.0/8"]
 permission_groups = ["ExchangeServers"]
-auth_mechanisms = ["ExternalAuthoritative"]
+auth_mechanisms = ["ExchangeServer"]
 
 [hub_pool]
 hosts = ["127.0.0.1:{hub_port}"]

@@ -60,10 +60,15 @@ def test_anonymous_users_group_rights_match_exchange():
 
 
 def test_exchange_servers_only_when_externally_secured():
-    """Listing ExchangeServers on a connector gives anonymous clients nothing."""
+    """Listing ExchangeServers on a connector gives anonymous clients nothing; XFORWARD only to a node that proved the secret."""
     groups = frozenset({PermissionGroup.EXCHANGE_SERVERS})
     assert rights_for(Principal.ANONYMOUS, groups) == frozenset()
-    assert Right.ACCEPT_XFORWARD in rights_for(Principal.EXTERNALLY_SECURED, groups)
+    assert Right.ACCEPT_ANY_RECIPIENT in rights_for(Principal.EXTERNALLY_SECURED, groups)
+    assert Right.ACCEPT_XFORWARD not in rights_for(Principal.EXTERNALLY_SECURED, groups)
+    assert rights_for(Principal.GATEWAY_NODE, groups) == frozenset(Right)
+    # Not even a grant makes XFORWARD anyone else's.
+    granted = frozenset({(Principal.ANONYMOUS, Right.ACCEPT_XFORWARD)})
+    assert Right.ACCEPT_XFORWARD not in rights_for(Principal.ANONYMOUS, frozenset({PermissionGroup.ANONYMOUS_USERS}), granted)
 
 
 def test_mail_checks():

@@ -27,7 +27,7 @@ class Client:
         self.clock = Clock()
         self.clock.advance(NOW)
         policy = SessionPolicy(AcceptedDomains(cfg.accepted_domains))
-        self.proto = ESMTPServer(self.connector, self.handler, policy, self.clock)
+        self.proto = ESMTPServer(self.connector, self.handler, policy, self.clock, node=testing.node_credential())
         self.transport = transport(
             hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", ip, 40000)
         )
@@ -81,9 +81,16 @@ def test_ehlo_lists_extensions_and_helo_does_not():
 
 
 def test_xforward_offered_only_to_exchange_servers():
-    """The hub's externally secured connector offers XFORWARD; the anonymous frontend does not."""
+    """The hub offers XFORWARD once a gateway node proved the node secret; before that, and on the frontend, it is unknown."""
     hub = Client(connector="Default", ip="127.0.0.1")
-    assert "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE CONNECTOR AUTH TLS" in hub.send("EHLO fe\r\n")
+    ehlo = hub.send("EHLO fe\r\n")
+    assert "250-AUTH X-EXGW-NODE" in ehlo and not [line for line in ehlo if "XFORWARD" in line]
+    assert hub.send("XFORWARD ADDR=10.0.0.1\r\n") == ["500 5.3.3 Unrecognized command"]
+    assert hub.send(testing.node_login(testing.node_credential()))[-1] == "235 2.7.0 Authentication successful"
+    ehlo = hub.send("EHLO fe\r\n")
+    assert "250-XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE CONNECTOR AUTH TLS" in ehlo
+    assert not [line for line in ehlo if line.startswith("250-AUTH")]
+    assert hub.proto.session.node == "FRONTEND1"
     fe = Client()
     assert fe.send("EHLO x\r\nXFORWARD ADDR=10.0.0.1\r\n")[-1] == "500 5.3.3 Unrecognized command"
 
@@ -355,6 +362,7 @@ def test_hub_accepts_xforward_and_records_origin():
     """XFORWARD on the hub sets the origin the Received header will name."""
     c = Client(connector="Default", ip="127.0.0.1")
     c.hello()
+    c.send(testing.node_login(testing.node_credential()))
     assert c.send("XFORWARD ADDR=192.0.2.44 PORT=5555 HELO=printer01 PROTO=ESMTP CONNECTOR=EXSERVER\\Default+20Frontend\r\n") == ["250 2.0.0 Ok"]
     c.send("MAIL FROM:<a@b.example>\r\n")
     origin = c.handler.transactions[0].session.origin()
@@ -366,6 +374,7 @@ def test_xforward_value_with_control_characters_is_refused():
     """XFORWARD values end up in headers: an encoded CRLF is a syntax error, not a header injection."""
     c = Client(connector="Default", ip="127.0.0.1")
     c.hello()
+    c.send(testing.node_login(testing.node_credential()))
     assert c.send("XFORWARD HELO=evil+0D+0AX-Injected:+20yes\r\n") == ["501 5.5.4 Invalid arguments"]
     assert c.handler.transactions == []
 
@@ -535,8 +544,13 @@ def test_tarpit_delays_errors_to_anonymous_clients_and_keeps_order():
 
 
 def test_no_tarpit_for_gateway_nodes():
+    """A node that proved the node secret is not slowed down; before that it is any anonymous client."""
     c = Client(connector="Default", ip="127.0.0.1", tarpit=True)
     c.hello()
+    assert c.send("BOGUS\r\n") == []
+    c.clock.advance(5)
+    assert c.read() == ["500 5.3.3 Unrecognized command"]
+    c.send(testing.node_login(testing.node_credential()))
     assert c.send("BOGUS\r\n") == ["500 5.3.3 Unrecognized command"]
 
 
@@ -565,11 +579,13 @@ def test_a_non_ascii_login_name_survives_the_xforward_hand_off():
     assert "AUTH=j+C3+BCrgen.m+C3+BCller@corp.example" in line and line.isascii()
     c = Client(connector="Default", ip="127.0.0.1")
     c.hello()
+    c.send(testing.node_login(testing.node_credential()))
     assert c.send(line + "\r\n") == ["250 2.0.0 Ok"]
     c.send("MAIL FROM:<a@b.example>\r\n")
     assert c.handler.transactions[0].session.origin() == origin
     c = Client(connector="Default", ip="127.0.0.1")
     c.hello()
+    c.send(testing.node_login(testing.node_credential()))
     assert c.send("XFORWARD AUTH=j+C2+85rgen\r\n") == ["501 5.5.4 Invalid arguments"]  # U+0085, a C1 line break
     assert c.send("XFORWARD AUTH=a+E2+80+A8b\r\n") == ["501 5.5.4 Invalid arguments"]  # U+2028
 
