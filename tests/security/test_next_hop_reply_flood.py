@@ -49,3 +49,32 @@ def test_a_greeting_that_never_ends_is_cut_off_and_the_message_deferred(tmp_path
     finally:
         gw.stop()
         hop.stop()
+
+
+def test_a_hub_that_floods_its_greeting_gives_the_client_451_not_a_bloated_frontend(tmp_path):
+    """The frontend's hand-off uses the same client: the bound holds toward a hub too, and the hub is marked down."""
+    import smtplib
+
+    from tests.integration.gatewayproc import Gateway, config_text, free_port
+
+    flood = Flood()
+    hub = ScriptedPeer(flood)
+    front_port = free_port()
+    directory = tmp_path / "front"
+    directory.mkdir()
+    config = directory / "exgateway.toml"
+    config.write_text(config_text(front_port, hub.port, directory / "var"))
+    front = Gateway(directory, role="frontend", config=config, frontend_port=front_port, hub_port=hub.port).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", front_port, timeout=30) as s:
+            s.ehlo("dev")
+            s.mail("printer@devices.example")
+            assert s.rcpt("alice@corp.example") == (451, b"4.4.0 Temporary server error. Please try again later")
+        log = front.log()
+        assert "sent a reply of more than 100 lines or 65536 bytes" in log
+        assert f"127.0.0.1:{hub.port} unavailable: " in log
+        hub.stop()
+        assert flood.sent and max(flood.sent) < 16 * 1024 * 1024, flood.sent
+    finally:
+        front.stop()
+        hub.stop()
