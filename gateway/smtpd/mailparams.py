@@ -29,7 +29,8 @@ BODY_TYPES = ("7BIT", "8BITMIME")
 
 def trusts_auth_parameter(session) -> bool:
     """RFC 4954 5: only a peer trusted to relay on a submitter's behalf may name one."""
-    return session.principal is Principal.EXTERNALLY_SECURED and PermissionGroup.EXCHANGE_SERVERS in session.connector.permission_groups
+    trusted = (Principal.EXTERNALLY_SECURED, Principal.GATEWAY_NODE)
+    return session.principal in trusted and PermissionGroup.EXCHANGE_SERVERS in session.connector.permission_groups
 
 
 def auth_parameter(value: str | None, trusted: bool) -> str:

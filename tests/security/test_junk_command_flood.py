@@ -6,6 +6,7 @@ session is closed with 421 4.7.0; a message accepted starts the count
 again; other gateway nodes reusing their connection are not counted.
 """
 
+from gateway import testing
 from gateway.policy.limits import ConnectionLimits
 from tests.smtpd.test_protocol import Client
 
@@ -44,5 +45,6 @@ def test_another_gateway_node_reusing_its_connection_is_not_counted():
     hub = Client(connector="Default", ip="127.0.0.1")
     hub.proto.limits = ConnectionLimits(junk_command_limit=3)
     hub.hello()
+    hub.send(testing.node_login(testing.node_credential()))
     assert hub.send("RSET\r\n" * 10) == ["250 2.0.0 Resetting"] * 10
     assert not hub.transport.disconnecting

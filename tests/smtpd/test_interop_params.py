@@ -5,6 +5,8 @@ What real clients send that the server used to refuse (issue 18 items 6 and
 
 import pytest
 
+from gateway import testing
+
 from tests.smtpd.test_protocol import Client
 from tests.smtpd.test_tls_auth import Client as TLSClient, users_path  # noqa: F401 (fixture)
 
@@ -24,6 +26,8 @@ def test_auth_parameter_is_accepted_and_recorded_as_null_from_an_untrusted_clien
 
 def test_auth_parameter_from_a_gateway_node_is_kept_xtext_decoded():
     c = Client("Default")
+    c.hello()
+    c.send(testing.node_login(testing.node_credential()))
     assert mail(c, "MAIL FROM:<app@devices.example> AUTH=sales+2Bteam@corp.example SIZE=100") == ["250 2.1.0 Sender OK"]
     assert c.handler.transactions[0].mail.auth == "sales+team@corp.example"
     c.send("RSET\r\n")
