@@ -51,9 +51,15 @@ def session(connector_name: str, tmp_path, ip: str):
     clock = Clock()
     clock.advance(1_795_000_000)
     scheduler = Scheduler()
-    proto = ESMTPServer(connector, IntakeHandler(store, Router(domains), scheduler, clock, "hub.corp.example"), SessionPolicy(domains), clock)
+    proto = ESMTPServer(connector, IntakeHandler(store, Router(domains), scheduler, clock, "hub.corp.example"), SessionPolicy(domains), clock,
+                        node=testing.node_credential())
     transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", ip, 40000))
     proto.makeConnection(transport)
+    if connector.role == "hub":
+        # A gateway node proves the node secret before it may send (gateway/auth/node.py).
+        proto.dataReceived(b"EHLO x\r\n" + testing.node_login(testing.node_credential()))
+        assert transport.value().split(b"\r\n")[-2] == b"235 2.7.0 Authentication successful"
+        transport.clear()
 
     def submit(body: bytes, chunk: int = 0) -> bytes:
         proto.dataReceived(b"EHLO x\r\nMAIL FROM:<a@outside.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n")
