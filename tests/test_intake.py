@@ -42,6 +42,9 @@ class Hub:
         self.proto = ESMTPServer(connector, self.handler, SessionPolicy(domains), clock, node=testing.node_credential())
         self.transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 2525), peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
         self.proto.makeConnection(self.transport)
+        # A frontend proves the node secret first (gateway/auth/node.py); then it may send and use XFORWARD.
+        self.proto.dataReceived(b"EHLO fe.corp.example\r\n" + testing.node_login(testing.node_credential()))
+        assert self.transport.value().endswith(b"235 2.7.0 Authentication successful\r\n")
         self.transport.clear()
 
     def send(self, data: bytes) -> list[str]:
@@ -51,7 +54,7 @@ class Hub:
         return out.split("\r\n")[:-1]
 
     def deliver(self, body: bytes, xforward: bytes = b"XFORWARD ADDR=192.0.2.7 PORT=4000 HELO=scanner3 PROTO=ESMTP CONNECTOR=EXSERVER\\Default+20Frontend\r\n"):
-        lines = self.send(b"EHLO fe.corp.example\r\n" + testing.node_login(testing.node_credential(), "mail.corp.example") + xforward + b"MAIL FROM:<scan@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n" + body + b".\r\n")
+        lines = self.send(b"EHLO fe.corp.example\r\n" + xforward + b"MAIL FROM:<scan@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n" + body + b".\r\n")
         return lines[-1]
 
     def stored(self) -> bytes:
@@ -132,7 +135,7 @@ def test_without_xforward_the_hub_names_its_own_client(tmp_path):
 def test_no_route_refused_at_rcpt(tmp_path):
     """The hub may relay anywhere, but a recipient with no route is refused at RCPT, not bounced later."""
     hub = Hub(tmp_path)
-    lines = hub.send(b"EHLO fe\r\n" + testing.node_login(testing.node_credential()) + b"MAIL FROM:<a@corp.example>\r\nRCPT TO:<x@outside.example>\r\n")
+    lines = hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<x@outside.example>\r\n")
     assert lines[-1] == "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain"
 
 
@@ -142,7 +145,7 @@ def _files(hub) -> dict[str, int]:
 
 def test_aborted_data_leaves_no_file(tmp_path):
     hub = Hub(tmp_path)
-    hub.send(b"EHLO fe\r\n" + testing.node_login(testing.node_credential()) + b"MAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
+    hub.send(b"EHLO fe\r\nMAIL FROM:<a@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\npartial")
     hub.proto.connectionLost(None)
     # Only the spare files made for the next messages remain, empty.
     assert _files(hub) and set(_files(hub).values()) == {0}
