@@ -31,6 +31,7 @@ from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
 from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfile, default_min_version
 from gateway.configpath import base_directory, packaged_sample
+from gateway.rewrite import read_rules as read_rewrite_rules
 
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
@@ -375,6 +376,8 @@ class Config:
     shutdown_grace: float = 30.0
     # The secret every gateway node shares (gateway/auth/node.py): made at first start, copied to the others.
     node_secret_file: Path = Path("var/node.secret")
+    # [[rewrite]]: address rewriting at the hub's intake (gateway/rewrite.py).
+    rewrite: tuple = ()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -674,6 +677,7 @@ def _accepted_domain_name(value: Any) -> str:
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
     "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks", "recipient_validation",
+    "rewrite",
 }
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 RECIPIENT_VALIDATION_KEYS = {"sources", "list_file", "cache_ttl"}
@@ -1103,6 +1107,8 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     health_frontend_listen = reader.get(health, "health", "frontend_listen", parse_binding, None)
     min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
 
+    rewrite = read_rewrite_rules(reader, raw)
+
     if reader.problems:
         raise ConfigError(reader.problems)
     return Config(
@@ -1130,6 +1136,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         health_frontend_listen=health_frontend_listen,
         min_free_space=min_free_space,
         limits=limits,
+        rewrite=rewrite,
     )
 
 

@@ -27,6 +27,8 @@ from gateway.address import Address
 from gateway.dsnparams import RecipientDSN
 from gateway.envelope import Envelope, Recipient
 from gateway.headers import HeaderScan
+from gateway.headerfields import header_length
+from gateway.rewrite import Rewriter
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
 from gateway.route.router import Router
@@ -83,8 +85,11 @@ class IntakeTransaction:
         self.utf8_headers = False
         # Why the body could not be written (ENOSPC), if it could not.
         self.write_error: str | None = None
+        # Address rewriting ([[rewrite]], gateway/rewrite.py): once, here, before anything is queued or signed.
+        self.sender = handler.rewriter.sender(mail.sender)
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
+        recipient = self.handler.rewriter.recipient(recipient)
         # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
         check = getattr(self.handler.router.recipient_exists, "check", None)
         checked = check(recipient) if check is not None else None
@@ -137,7 +142,11 @@ class IntakeTransaction:
         # RFC 6532 headers: with SMTPUTF8 they make the message need a SMTPUTF8 next hop.
         self.utf8_headers = not scan.buffer[: end if end >= 0 else len(scan.buffer)].isascii()
         self.entry.write("".join(trace).encode("utf-8"))
-        self.entry.write(bytes(scan.buffer))
+        data = bytes(scan.buffer)
+        if self.handler.rewriter and scan.has_header:
+            end, _ = header_length(data)
+            data = self.handler.rewriter.header(data[:end]) + data[end:]
+        self.entry.write(data)
         scan.buffer = b""
 
     def _received(self) -> str:
@@ -179,7 +188,7 @@ class IntakeTransaction:
             queue_id=self.entry.queue_id,
             internal_id=self.internal_id,
             message_id=self.message_id,
-            sender=str(self.mail.sender),
+            sender=str(self.sender),
             recipients=tuple(self._recipient(r) for r in self.recipients),
             received_at=self.handler.clock.seconds(),
             size=self.entry.size,
@@ -235,6 +244,11 @@ class IntakeHandler:
         self.tracking = None
         # BackPressure (gateway/policy/backpressure.py): MAIL refused while the queue's disk is nearly full.
         self.pressure = None
+        self.rewriter = Rewriter()
+
+    def configure(self, config) -> None:
+        """The settings of the intake's own stages, at start and at each reload (gateway/reload.py)."""
+        self.rewriter = Rewriter(config.rewrite)
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
         if self.pressure is not None and self.pressure.refusing:

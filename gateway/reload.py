@@ -73,6 +73,8 @@ class LiveConfig:
             self._update_factory(factory)
         for holder in self.routed:
             holder.router = self.router
+            if hasattr(holder, "configure"):
+                holder.configure(config)
 
     def _update_factory(self, factory) -> None:
         factory.connectors = tuple(
@@ -91,6 +93,8 @@ class LiveConfig:
     def follow_routes(self, holder) -> None:
         """An object whose `router` attribute follows reloads (hub intake, scheduler)."""
         holder.router = self.router
+        if hasattr(holder, "configure"):
+            holder.configure(self.config)
         self.routed.append(holder)
 
     def reload(self) -> bool:

@@ -416,3 +416,11 @@ auth_password_file = "missing.password"
         "mailbox.tls: BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)",
         "mailbox.tls: tls_domain and tls_ca_file check certificates, which only tls = \"required\" does",
     ]
+
+
+def test_the_sample_rewrite_block_works_when_uncommented(tmp_path):
+    from gateway.address import Address
+    from gateway.rewrite import Rewriter
+
+    config = load_config(write(tmp_path, uncommented_sample("# [[rewrite]]")))
+    assert Rewriter(config.rewrite).sender(Address("root", "printer01.local")) == Address("printer01", "corp.example")
