@@ -32,6 +32,7 @@ from gateway.address import valid_domain
 from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfile, default_min_version
 from gateway.configpath import base_directory, packaged_sample
 from gateway.rewrite import read_rules as read_rewrite_rules
+from gateway.sign.dkim import DKIMConfig, read_config as read_dkim_config
 
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
@@ -378,6 +379,8 @@ class Config:
     node_secret_file: Path = Path("var/node.secret")
     # [[rewrite]]: address rewriting at the hub's intake (gateway/rewrite.py).
     rewrite: tuple = ()
+    # [dkim]: signing at the hub's intake (gateway/sign/dkim.py).
+    dkim: DKIMConfig = DKIMConfig()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -677,7 +680,7 @@ def _accepted_domain_name(value: Any) -> str:
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
     "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks", "recipient_validation",
-    "rewrite",
+    "rewrite", "dkim",
 }
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 RECIPIENT_VALIDATION_KEYS = {"sources", "list_file", "cache_ttl"}
@@ -1108,6 +1111,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
 
     rewrite = read_rewrite_rules(reader, raw)
+    dkim = read_dkim_config(reader, raw, var_dir)
 
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -1137,6 +1141,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         min_free_space=min_free_space,
         limits=limits,
         rewrite=rewrite,
+        dkim=dkim,
     )
 
 

@@ -29,9 +29,10 @@ from gateway.envelope import Envelope, Recipient
 from gateway.headers import HeaderScan
 from gateway.headerfields import header_length
 from gateway.rewrite import Rewriter
+from gateway.sign.dkim import Signer
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
-from gateway.route.router import Router
+from gateway.route.router import MAILBOX, Router
 from gateway.smtpd.session import MailFrom, Session
 
 log = Logger(namespace="exgateway.intake")
@@ -87,6 +88,9 @@ class IntakeTransaction:
         self.write_error: str | None = None
         # Address rewriting ([[rewrite]], gateway/rewrite.py): once, here, before anything is queued or signed.
         self.sender = handler.rewriter.sender(mail.sender)
+        # DKIM (gateway/sign/dkim.py): whether a recipient leaves through a send connector; the signing under way.
+        self.remote = False
+        self.signing = None
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         recipient = self.handler.rewriter.recipient(recipient)
@@ -98,8 +102,10 @@ class IntakeTransaction:
         return self._route(recipient, dsn)
 
     def _route(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply:
-        if self.handler.router.route(recipient) is None:
+        hop = self.handler.router.route(recipient)
+        if hop is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
+        self.remote = self.remote or hop != MAILBOX
         if str(recipient) not in self.recipients:
             self.recipients.append(str(recipient))
             if dsn is not None:
@@ -118,6 +124,8 @@ class IntakeTransaction:
             scan = self.scan
             if scan.done:
                 self.entry.write(data)
+                if self.signing is not None:
+                    self.signing.update(data)
                 return
             scan.feed(data)
             if scan.done:
@@ -141,13 +149,31 @@ class IntakeTransaction:
         end = scan.buffer.find(b"\r\n\r\n")
         # RFC 6532 headers: with SMTPUTF8 they make the message need a SMTPUTF8 next hop.
         self.utf8_headers = not scan.buffer[: end if end >= 0 else len(scan.buffer)].isascii()
-        self.entry.write("".join(trace).encode("utf-8"))
-        data = bytes(scan.buffer)
-        if self.handler.rewriter and scan.has_header:
-            end, _ = header_length(data)
-            data = self.handler.rewriter.header(data[:end]) + data[end:]
+        data = "".join(trace).encode("utf-8")
         self.entry.write(data)
+        rest = bytes(scan.buffer)
+        if self.handler.rewriter and scan.has_header:
+            end, _ = header_length(rest)
+            rest = self.handler.rewriter.header(rest[:end]) + rest[end:]
+        self.entry.write(rest)
+        signer = self.handler.signer
+        if signer and (self.remote or signer.sign_local) and not scan.too_large:
+            self._begin_signing(signer, data + rest)
         scan.buffer = b""
+
+    def _begin_signing(self, signer: Signer, start: bytes) -> None:
+        """Sign the header section as it will be queued; the body hash starts with the body bytes already here."""
+        end, ended = header_length(start)
+        if not ended:
+            return
+        try:
+            self.signing = signer.begin(start[:end])
+        except Exception:
+            log.failure("dkim: could not start signing {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
+            return
+        if self.signing is not None:
+            body = start[end:]
+            self.signing.update(body[2:] if body.startswith(b"\r\n") else body[1:])
 
     def _received(self) -> str:
         origin = self.origin
@@ -208,6 +234,13 @@ class IntakeTransaction:
             envelope = replace(envelope, dsn_ret=self.mail.dsn.ret, dsn_envid=self.mail.dsn.envid)
         if self.mail.smtputf8 and (self.utf8_headers or not all(a.isascii() for a in (envelope.sender, *self.recipients))):
             envelope = replace(envelope, smtputf8=True)
+        if self.signing is not None:
+            try:
+                envelope.extra["dkim"] = self.signing.finish(self.handler.clock.seconds())
+                if self.handler.signer.sign_local:
+                    envelope.extra["dkim_local"] = True
+            except Exception:
+                log.failure("dkim: could not sign {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
         d.addCallbacks(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip), self._not_committed)
@@ -245,10 +278,12 @@ class IntakeHandler:
         # BackPressure (gateway/policy/backpressure.py): MAIL refused while the queue's disk is nearly full.
         self.pressure = None
         self.rewriter = Rewriter()
+        self.signer = Signer()
 
     def configure(self, config) -> None:
         """The settings of the intake's own stages, at start and at each reload (gateway/reload.py)."""
         self.rewriter = Rewriter(config.rewrite)
+        self.signer = Signer(config.dkim)
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
         if self.pressure is not None and self.pressure.refusing:

@@ -52,6 +52,7 @@ from gateway.policy.recipients import build_recipient_validator
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.serialthread import SerialThread
 from gateway.deliver.registry import Deliverers
+from gateway.sign.dkim import SignedDelivery
 from gateway.smtpd.factory import BindingFactory
 from gateway.smtpd.shutdown import Sessions, close_intake
 from gateway.startup import StartupLines, install_observer, log_observer
@@ -377,7 +378,8 @@ def build_service(
             )
             return SMTPDelivery(reactor, connector.smart_hosts, connector.fqdn, pool=pool, max_message_size=connector.max_message_size)
 
-        deliverers = Deliverers(mailbox, send_connector_delivery)
+        # A DKIM signature stored with a message goes in front of it on its way out (gateway/sign/dkim.py).
+        deliverers = Deliverers(SignedDelivery(mailbox, local=True), lambda c: SignedDelivery(send_connector_delivery(c)))
         scheduler = DeliveryScheduler(
             store, live.router, deliverers, reactor, config.queue.retry_policy(), config.queue.max_concurrent_deliveries,
             max_per_hop=config.queue.max_deliveries_per_next_hop,

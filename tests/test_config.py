@@ -424,3 +424,12 @@ def test_the_sample_rewrite_block_works_when_uncommented(tmp_path):
 
     config = load_config(write(tmp_path, uncommented_sample("# [[rewrite]]")))
     assert Rewriter(config.rewrite).sender(Address("root", "printer01.local")) == Address("printer01", "corp.example")
+
+
+def test_the_sample_dkim_block_works_when_uncommented(tmp_path):
+    from gateway.sign.keys import KeyStore
+
+    KeyStore(tmp_path / "var" / "dkim").new_key("corp.example", "s202612")
+    text = uncommented_sample("# [dkim]").replace('var_dir = "', f'var_dir = "{tmp_path}/var" # ', 1)
+    config = load_config(write(tmp_path, text))
+    assert config.dkim.selectors == {"corp.example": "s202612"} and config.dkim.sign_local is False

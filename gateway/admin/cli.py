@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 from gateway.admin import certificates, queues, track, users
+from gateway.admin import dkim as dkim_keys
 from gateway.admin.daemon import Unreachable, ask_each
 from gateway.admin.explain import explain
 from gateway.admin.table import print_table
@@ -313,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     reload.set_defaults(run=_reload)
     certificates.add_commands(commands, common, _with_config)
     users.add_commands(commands, common, _with_config)
+    dkim_keys.add_commands(commands, common, _with_config)
     track.add_commands(commands, common, _with_config)
     queues.add_commands(commands, common, _with_config)
     commands.add_parser("drain", help="take this node out of service, gently (as Set-ServerComponentState -State Draining)",

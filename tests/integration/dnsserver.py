@@ -17,6 +17,8 @@ BUILD = {
     "MX": lambda v: (dns.MX, dns.Record_MX(v[0], v[1].encode())),
     "A": lambda v: (dns.A, dns.Record_A(v)),
     "AAAA": lambda v: (dns.AAAA, dns.Record_AAAA(v)),
+    # A list of character-strings, as a zone file's ( "..." "..." ).
+    "TXT": lambda v: (dns.TXT, dns.Record_TXT(*[s.encode() for s in v])),
 }
 
 
