@@ -1,7 +1,5 @@
-"""The deployment files in etc/: HAProxy accepts the example, the unit is hardened (systemd-analyze), logrotate skips self-rotating logs."""
+"""The deployment files in etc/: HAProxy accepts the example, logrotate skips self-rotating logs (the unit: tests/security/test_service_privileges.py)."""
 
-import configparser
-import re
 import subprocess
 
 from tests.integration.conftest import require_tool
@@ -14,41 +12,6 @@ def test_haproxy_accepts_the_example_configuration():
     assert result.returncode == 0, result.stdout + result.stderr
     text = (REPO / "etc" / "haproxy.cfg.example").read_text()
     assert text.count("option httpchk GET /health/ready") == 3 and text.count("send-proxy-v2") == 3
-
-
-def _unit():
-    unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str
-    unit.read(REPO / "etc" / "exgateway.service")
-    return unit
-
-
-def test_the_systemd_unit_runs_the_plugin_as_the_service_user():
-    """No root at any moment: the exgateway user, with the one capability that binds 25/465/587."""
-    unit = _unit()
-    service = unit["Service"]
-    exec_start = service["ExecStart"]
-    assert "twistd --nodaemon" in exec_start and "--uid" not in exec_start and "--gid" not in exec_start
-    assert "exgateway --config /etc/exgateway/exgateway.toml" in exec_start
-    assert (service["User"], service["Group"]) == ("exgateway", "exgateway")
-    assert service["AmbientCapabilities"] == service["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
-    assert (service["NoNewPrivileges"], service["ProtectSystem"], service["UMask"]) == ("true", "strict", "0027")
-    assert service["ReadWritePaths"] == "/var/lib/exgateway" == service["WorkingDirectory"]
-    assert service["RestrictAddressFamilies"] == "AF_INET AF_INET6 AF_UNIX"
-    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
-    assert unit["Install"]["WantedBy"] == "multi-user.target"
-
-
-def test_systemd_analyze_rates_the_unit_ok_or_better():
-    """Issue 16 item 19: `systemd-analyze security --offline=true` on the shipped unit says OK, SAFE or PERFECT."""
-    result = subprocess.run(
-        [require_tool("systemd-analyze"), "security", "--offline=true", "--no-pager", str(REPO / "etc" / "exgateway.service")],
-        capture_output=True, text=True, env={"SYSTEMD_COLORS": "0", "PATH": "/usr/bin:/bin"},
-    )
-    found = re.search(r"Overall exposure level for exgateway\.service: ([0-9.]+) ([A-Z]+)", result.stdout)
-    assert found, result.stdout + result.stderr
-    score, level = found.groups()
-    assert level in ("PERFECT", "SAFE", "OK") and float(score) < 2.0, found.group(0)
 
 
 def test_logrotate_entry_covers_only_the_twistd_log():
