@@ -851,6 +851,7 @@ class ESMTPServer(Protocol):
         session.xforward = {}
         session.identity = None
         session.auth_mechanism = ""
+        session.node = ""
         session.principal = principal_for(self.connector)
         session.rights = connector_rights(self.connector, session.principal)
         self._tarpit = self.connector.tarpit_interval if session.principal is Principal.ANONYMOUS else 0.0

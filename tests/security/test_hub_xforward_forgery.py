@@ -100,3 +100,35 @@ def test_an_externally_secured_hub_does_not_take_xforward_either():
     assert not [line for line in lines if "XFORWARD" in line]
     assert lines[-3:] == ["500 5.3.3 Unrecognized command", "250 2.1.0 Sender OK", ""]
     assert handler.transactions[0].session.origin().client_ip == "127.0.0.9"
+
+
+def test_a_node_login_in_clear_does_not_survive_starttls():
+    """RFC 3207 4.2: a hub connector offering TLS forgets the node login at STARTTLS; XFORWARD needs a new one."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+
+    from gateway import testing
+    from gateway.domains import AcceptedDomains
+    from gateway.policy.checks import SessionPolicy
+    from gateway.smtpd.protocol import ESMTPServer
+    from tests.smtpd.test_tls_auth import FakeTLS, TLSTransport
+
+    cfg = testing.config(receive_connectors=[
+        {"name": "Default", "role": "hub", "bindings": ["127.0.0.1:2525"], "remote_ip_ranges": ["127.0.0.0/8"],
+         "permission_groups": ["ExchangeServers"], "auth_mechanisms": ["ExchangeServer", "Tls"]},
+    ])
+    clock = Clock()
+    proto = ESMTPServer(cfg.receive_connectors[0], testing.FakeHandler(), SessionPolicy(AcceptedDomains(cfg.accepted_domains)),
+                        clock, tls=FakeTLS(), node=testing.node_credential())
+    transport = TLSTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 2525), peerAddress=IPv4Address("TCP", "127.0.0.9", 40000))
+    proto.makeConnection(transport)
+    proto.dataReceived(b"EHLO fe\r\n" + testing.node_login(testing.node_credential()))
+    assert proto.session.node == "FRONTEND1"
+    proto.dataReceived(b"STARTTLS\r\n")
+    proto.handshakeCompleted()
+    transport.clear()
+    proto.dataReceived(b"EHLO fe\r\nXFORWARD ADDR=192.0.2.99\r\n")
+    clock.advance(5)  # an anonymous client's 5xx waits out the tarpit again
+    lines = transport.value().decode().split("\r\n")
+    assert "250-AUTH X-EXGW-NODE" in lines and lines[-2] == "500 5.3.3 Unrecognized command"
+    assert proto.session.node == ""
