@@ -33,6 +33,7 @@ from gateway.tls.profiles import PROFILES, SAFE_MIN_VERSION, VERSIONS, TLSProfil
 from gateway.configpath import base_directory, packaged_sample
 from gateway.rewrite import read_rules as read_rewrite_rules
 from gateway.sign.dkim import DKIMConfig, read_config as read_dkim_config
+from gateway.journal import read_rules as read_journal_rules, routable as journal_routable
 
 ROLES = ("frontend", "hub")
 # Exchange's AuthMechanism values that exgateway implements. Tls: STARTTLS is
@@ -381,6 +382,8 @@ class Config:
     rewrite: tuple = ()
     # [dkim]: signing at the hub's intake (gateway/sign/dkim.py).
     dkim: DKIMConfig = DKIMConfig()
+    # [[journal_rules]]: journal copies made at the hub's intake (gateway/journal.py).
+    journal_rules: tuple = ()
 
     def connectors(self, role: str) -> tuple[ReceiveConnector, ...]:
         return tuple(c for c in self.receive_connectors if c.role == role)
@@ -680,7 +683,7 @@ def _accepted_domain_name(value: Any) -> str:
 TOP_KEYS = {
     "server", "accepted_domains", "receive_connectors", "hub_pool", "queue", "mailbox", "protocol_log", "send_connectors",
     "certificates", "authentication", "dns", "message_tracking", "admin", "health", "limits", "networks", "recipient_validation",
-    "rewrite", "dkim",
+    "rewrite", "dkim", "journal_rules",
 }
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 RECIPIENT_VALIDATION_KEYS = {"sources", "list_file", "cache_ttl"}
@@ -1112,6 +1115,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
 
     rewrite = read_rewrite_rules(reader, raw)
     dkim = read_dkim_config(reader, raw, var_dir)
+    journal_rules = read_journal_rules(reader, raw, journal_routable(domains, send_connectors))
 
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -1142,6 +1146,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         limits=limits,
         rewrite=rewrite,
         dkim=dkim,
+        journal_rules=journal_rules,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -30,6 +30,8 @@ from gateway.headers import HeaderScan
 from gateway.headerfields import header_length
 from gateway.rewrite import Rewriter
 from gateway.sign.dkim import Signer
+from gateway.journal import Journal, JournalReport
+from gateway.address import parse_mailbox
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
 from gateway.route.router import MAILBOX, Router
@@ -91,6 +93,9 @@ class IntakeTransaction:
         # DKIM (gateway/sign/dkim.py): whether a recipient leaves through a send connector; the signing under way.
         self.remote = False
         self.signing = None
+        # Journaling (gateway/journal.py): the envelope report written beside the message, if a rule asks for one.
+        self.report: JournalReport | None = None
+        self.originals: list[str] = []
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         recipient = self.handler.rewriter.recipient(recipient)
@@ -116,6 +121,20 @@ class IntakeTransaction:
         self.entry = self.handler.store.open_entry(self.handler.ids.next)
         self.internal_id = int(self.entry.queue_id)
         self.scan = HeaderScan(self.session.connector.max_header_size)
+        self._open_journal()
+
+    def _open_journal(self) -> None:
+        """Bcc journals join the envelope (never the header); an envelope report gets a queue entry of its own."""
+        self.originals = list(self.recipients)
+        bcc, reports = self.handler.journal.targets(str(self.sender), self.recipients)
+        for address in bcc:
+            try:
+                self._route(parse_mailbox(address), RecipientDSN(notify="NEVER"))
+            except SMTPError:
+                log.error("journal: no route to {journal}; message from <{sender}> not journaled", journal=address, sender=str(self.sender))
+        if reports:
+            entry = self.handler.store.open_entry(self.handler.ids.next)
+            self.report = JournalReport(entry, reports, self.handler.fqdn, self.handler.journal.random)
 
     def write(self, data: bytes) -> None:
         if self.write_error is not None:
@@ -126,6 +145,8 @@ class IntakeTransaction:
                 self.entry.write(data)
                 if self.signing is not None:
                     self.signing.update(data)
+                if self.report is not None:
+                    self.report.write(data)
                 return
             scan.feed(data)
             if scan.done:
@@ -156,6 +177,10 @@ class IntakeTransaction:
             end, _ = header_length(rest)
             rest = self.handler.rewriter.header(rest[:end]) + rest[end:]
         self.entry.write(rest)
+        if self.report is not None:
+            self.report.start(self.handler.clock.seconds(), str(self.sender), self.originals, message_id, scan.subject)
+            self.report.write(data)
+            self.report.write(rest)
         signer = self.handler.signer
         if signer and (self.remote or signer.sign_local) and not scan.too_large:
             self._begin_signing(signer, data + rest)
@@ -243,8 +268,25 @@ class IntakeTransaction:
                 log.failure("dkim: could not sign {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
         entry, self.entry = self.entry, None
         d = self.handler.store.commit(entry, envelope)
+        if self.report is not None:
+            d = self._commit_report(d, envelope)
         d.addCallbacks(lambda _: self.handler.queued(envelope, entry.kept, self.session.server_ip), self._not_committed)
         return d
+
+    def _commit_report(self, committed: Deferred, envelope: Envelope) -> Deferred:
+        """The journal report goes into the same group commit; the 250 waits for both."""
+        report, self.report = self.report, None
+        report_envelope = report.finish(self.handler.clock.seconds(), int(report.entry.queue_id), envelope)
+        d = gatherResults([committed, self.handler.store.commit(report.entry, report_envelope)], consumeErrors=True)
+        d.addErrback(lambda f: f.value.subFailure if f.check(FirstError) else f)
+
+        def queued(result):
+            log.info("journal report {report_id} for {queue_id} to {journal}", report_id=report_envelope.queue_id,
+                     queue_id=envelope.queue_id, journal=", ".join(report.journal_recipients))
+            self.handler.scheduler.enqueue(report_envelope, report.entry.kept, just_acknowledged=True)
+            return result
+
+        return d.addCallback(queued)
 
     def _recipient(self, address: str) -> Recipient:
         dsn = self.dsn.get(address)
@@ -258,6 +300,9 @@ class IntakeTransaction:
         return failure
 
     def abort(self) -> None:
+        if self.report is not None:
+            self.handler.store.discard(self.report.entry)
+            self.report = None
         if self.entry is not None:
             self.handler.store.discard(self.entry)
             self.entry = None
@@ -279,11 +324,13 @@ class IntakeHandler:
         self.pressure = None
         self.rewriter = Rewriter()
         self.signer = Signer()
+        self.journal = Journal()
 
     def configure(self, config) -> None:
         """The settings of the intake's own stages, at start and at each reload (gateway/reload.py)."""
         self.rewriter = Rewriter(config.rewrite)
         self.signer = Signer(config.dkim)
+        self.journal = Journal(config.journal_rules, self.journal.random)
 
     def begin(self, session: Session, mail: MailFrom) -> IntakeTransaction:
         if self.pressure is not None and self.pressure.refusing:

@@ -433,3 +433,11 @@ def test_the_sample_dkim_block_works_when_uncommented(tmp_path):
     text = uncommented_sample("# [dkim]").replace('var_dir = "', f'var_dir = "{tmp_path}/var" # ', 1)
     config = load_config(write(tmp_path, text))
     assert config.dkim.selectors == {"corp.example": "s202612"} and config.dkim.sign_local is False
+
+
+def test_the_sample_journal_block_works_when_uncommented(tmp_path):
+    text = uncommented_sample("# [[journal_rules]]").replace(
+        "[[journal_rules]]", '[[accepted_domains]]\ndomain = "archive.corp.example"\n\n[[journal_rules]]', 1
+    )
+    (rule,) = load_config(write(tmp_path, text)).journal_rules
+    assert (rule.journal_recipient, rule.report, rule.recipients) == ("journal@archive.corp.example", "envelope", ("*@corp.example",))

@@ -59,6 +59,9 @@ class Hub:
 
     def stored(self) -> bytes:
         (env,) = self.scheduler.queued
+        return self.stored_of(env)
+
+    def stored_of(self, env) -> bytes:
         return body_bytes(self.store.body_path(env.queue_id), env.size)
 
 
