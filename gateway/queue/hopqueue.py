@@ -43,6 +43,8 @@ log = Logger(namespace="exgateway.queue")
 # Postfix's initial_destination_concurrency and default_destination_concurrency_limit.
 INITIAL_WINDOW = 5
 DEFAULT_LIMIT = 20
+# Idle Ready hops kept (their window with them) before they are forgotten.
+KEEP_IDLE = 64
 
 
 def hop_reached(replies: Iterable[str | None]) -> bool | None:
@@ -173,12 +175,14 @@ class HopQueues:
 
     def _forget_if_idle(self, hop: NextHopQueue) -> None:
         """
-        A Ready hop with nothing waiting or in flight is dropped (its window
-        starts again next time, as Postfix forgets idle destinations): MX
-        routing meets a new destination domain with each new domain, and
-        the scheduler must not keep or scan every one it ever met.
+        A Ready hop with nothing waiting or in flight is dropped once more
+        than KEEP_IDLE hops are known (its window starts again next time, as
+        Postfix forgets idle destinations): MX routing meets a new
+        destination domain with each new domain, and the scheduler must not
+        keep or scan every one it ever met.
         """
-        if not hop.waiting and hop.active == 0 and hop.retry_at is None and self.hops.get(hop.name) is hop:
+        if (not hop.waiting and hop.active == 0 and hop.retry_at is None and len(self.hops) > KEEP_IDLE
+                and self.hops.get(hop.name) is hop):
             del self.hops[hop.name]
             self._turn.remove(hop.name)
 
@@ -190,14 +194,17 @@ class HopQueues:
         if reached is None:
             return False
         hop = self.hop(name)
-        now = self.clock.seconds()
         if reached:
-            hop.window = min(hop.limit, hop.window + 1)
+            if hop.window < hop.limit:
+                hop.window += 1
+            if hop.retry_at is None and not hop.failures:
+                return False  # Ready and answering: nearly every delivery
             if hop.retry_at is not None:
                 log.info("next hop {next_hop} answers again; its queue is Ready", next_hop=name)
                 self._cancel(name)
             hop.retry_at, hop.failures, hop.last_error = None, 0, ""
             return False
+        now = self.clock.seconds()
         hop.last_error = error
         hop.window = hop.initial
         if hop.retry_at is not None and hop.retry_at > now:

@@ -332,15 +332,27 @@ class DeliveryScheduler:
             results[a] = (RecipientState.PENDING, f"451 4.3.0 {failure.getErrorMessage()}")
 
     def _observe_hops(self, results, hops) -> None:
-        """Tell each next hop's queue whether this attempt reached it (hopqueue.hop_reached)."""
-        replies: dict[str, list] = {}
+        """
+        Tell each next hop's queue whether this attempt reached it
+        (hopqueue.hop_reached). Per message, so the common case is short:
+        any recipient delivered or failed for good means the hop answered,
+        and its replies are not read.
+        """
+        deferred: dict[str, list] = {}
+        answered: set[str] = set()
         for address, (state, reply) in results.items():
-            if address in hops:
-                replies.setdefault(self._queue_name(hops[address], address), []).append(
-                    reply if state is RecipientState.PENDING else None
-                )
-        for name, seen in replies.items():
-            if self.hops.observe(name, hop_reached(r or "250" for r in seen), next((r for r in seen if r), "")):
+            hop = hops.get(address)
+            if hop is None:
+                continue
+            name = self._queue_name(hop, address)
+            if state is RecipientState.PENDING:
+                deferred.setdefault(name, []).append(reply)
+            else:
+                answered.add(name)
+        for name in answered:
+            self.hops.observe(name, True)
+        for name, replies in deferred.items():
+            if name not in answered and self.hops.observe(name, hop_reached(replies), next((r for r in replies if r), "")):
                 self._sweep(name)
 
     def _sweep(self, name: str) -> None:
