@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import sys
 import urllib.parse
@@ -172,8 +173,14 @@ def _export(args, config) -> int:
     if body is None:
         return 1
     if args.output:
-        with open(args.output, "wb") as f:
-            f.write(body)
+        # A message is mail: readable by the admin who exported it only, whatever the umask; never written through a symlink.
+        try:
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
+                f.write(body)
+        except OSError as e:
+            print(f"exgateway: cannot write {args.output}: {e.strerror or e}", file=sys.stderr)
+            return 1
     else:
         sys.stdout.buffer.write(body)
     return 0

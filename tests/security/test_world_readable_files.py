@@ -101,3 +101,20 @@ def test_the_drain_flag_is_never_written_through_a_planted_symlink(tmp_path):
     assert not os.path.lexists(tmp_path / "draining") and victim.exists()
     NodeState(tmp_path / "draining").drain()
     assert mode(tmp_path / "draining") == 0o600
+
+
+def test_an_exported_message_is_owner_only_and_never_written_through_a_symlink(tmp_path, monkeypatch, capsys):
+    from argparse import Namespace
+
+    from gateway.admin import queues
+
+    monkeypatch.setattr(queues, "_first_found", lambda config, method, path, **kw: b"Subject: payroll\r\n\r\nsecret\r\n")
+    out = tmp_path / "message.eml"
+    assert queues._export(Namespace(id="42", output=str(out)), None) == 0
+    assert out.read_bytes().startswith(b"Subject: payroll") and mode(out) == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("do not touch\n")
+    os.symlink(victim, tmp_path / "link.eml")
+    assert queues._export(Namespace(id="42", output=str(tmp_path / "link.eml")), None) == 1
+    assert capsys.readouterr().err == f"exgateway: cannot write {tmp_path / 'link.eml'}: Too many levels of symbolic links\n"
+    assert victim.read_text() == "do not touch\n"
