@@ -58,9 +58,10 @@ def is_packaged_sample(path: Path) -> bool:
 
 
 def find_config(given: str | Path | None = None, environ=os.environ, cwd: Path | None = None,
-                system: Path = SYSTEM_CONFIG) -> ConfigLocation:
+                system: Path | None = None) -> ConfigLocation:
     """The config file to use; `given` is the --config option (None if absent)."""
     cwd = Path.cwd() if cwd is None else cwd
+    system = SYSTEM_CONFIG if system is None else system
     if given:
         return ConfigLocation(cwd / Path(given), "--config")
     if environ.get(ENVIRONMENT):

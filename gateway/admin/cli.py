@@ -36,7 +36,7 @@ from gateway.admin.explain import explain
 from gateway.admin.table import print_table
 from gateway.auth.node import external_authoritative_warnings
 from gateway.config import ConfigError, load_config, path_problems
-from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, packaged_sample
+from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, is_packaged_sample, packaged_sample
 from gateway.tls.check import certificate_problems
 
 
@@ -83,8 +83,11 @@ def _config_init(args: argparse.Namespace) -> int:
     var_dir = load_config(target).var_dir
     print(f"wrote {target} (var_dir {var_dir})")
     found = find_config(None).path
-    if found == target:
-        print("twistd and exgateway use it when run in this directory (or from anywhere: it is the system file)")
+    if found == target and target == SYSTEM_CONFIG:
+        print("twistd and exgateway find it from any directory; restart a running gateway to use it")
+    elif found == target:
+        print(f"twistd and exgateway run in {target.parent} find it (restart a running gateway to use it); "
+              f"from elsewhere give --config {target} or export {ENVIRONMENT}={target}")
     else:
         print(f"use it with --config {target}, or export {ENVIRONMENT}={target}"
               + (f", or copy it to {SYSTEM_CONFIG}" if target != SYSTEM_CONFIG else ""))
@@ -107,7 +110,16 @@ def _with_config(command):
 
     def run(args: argparse.Namespace) -> int:
         config = _load(args)
-        return 1 if config is None else command(args, config)
+        if config is None:
+            return 1
+        if is_packaged_sample(config.path) and not config.var_dir.is_dir():
+            # The sample's var_dir is the current directory's: from elsewhere these commands would read (or make)
+            # a users file, certificates or logs that no gateway uses.
+            print(f"exgateway: {config.var_dir} does not exist: the packaged sample config puts var_dir in the current "
+                  "directory; run this where twistd runs (after its first start), or give --config FILE or set "
+                  f"{ENVIRONMENT}", file=sys.stderr)
+            return 1
+        return command(args, config)
 
     return run
 

@@ -230,3 +230,15 @@ def test_check_warns_about_an_externally_secured_connector_open_to_local_process
         "(16777216 addresses) as a gateway node (relay anywhere, any sender); list the nodes' own addresses one by one, "
         'or use auth_mechanisms = ["ExchangeServer"] (the node secret)'
     )
+
+
+def test_with_the_packaged_sample_from_a_directory_without_var_the_commands_refuse(tmp_path, capsys, monkeypatch):
+    """`user list` in the wrong directory must not say "no users" about a users file no gateway reads."""
+    monkeypatch.delenv("EXGATEWAY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("gateway.configpath.SYSTEM_CONFIG", tmp_path / "none.toml")
+    assert main(["user", "list"]) == 1
+    assert capsys.readouterr().err.startswith(f"exgateway: {tmp_path / 'var'} does not exist: the packaged sample config puts var_dir")
+    assert not (tmp_path / "var").exists()
+    (tmp_path / "var").mkdir()
+    assert main(["user", "list"]) == 0

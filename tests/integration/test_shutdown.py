@@ -41,8 +41,9 @@ class RawClient:
         return self.reply()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_sigterm_lets_a_message_in_data_finish_then_answers_421_and_exits(tmp_path, workers):
+@pytest.mark.parametrize("workers, stop", [(1, signal.SIGTERM), (2, signal.SIGTERM), (2, signal.SIGINT)])
+def test_a_stop_lets_a_message_in_data_finish_then_answers_421_and_exits(tmp_path, workers, stop):
+    """SIGTERM (systemctl stop, kill) or SIGINT (Ctrl-C) to worker 0, with a client mid-DATA and another idle."""
     gw = Gateway(tmp_path, workers=workers)
     gw.config.write_text(gw.config.read_text().replace(f"workers = {workers}\n", f"workers = {workers}\nshutdown_grace = \"10s\"\n"))
     gw.start()
@@ -57,7 +58,7 @@ def test_sigterm_lets_a_message_in_data_finish_then_answers_421_and_exits(tmp_pa
         client.sock.sendall(b"Subject: mid-transfer\r\n\r\nfirst half\r\n")
         idle = RawClient(gw.frontend_port)
 
-        gw.process.send_signal(signal.SIGTERM)
+        gw.process.send_signal(stop)
         stopped_at = time.monotonic()
         # The idle session is told at once; the process waits for the message in flight.
         assert idle.reply() == SHUTDOWN
@@ -72,7 +73,7 @@ def test_sigterm_lets_a_message_in_data_finish_then_answers_421_and_exits(tmp_pa
             late.command("NOOP")
             raise ConnectionRefusedError("connected")
         # twistd ends by re-raising the signal it stopped for (what systemd expects of a clean stop).
-        assert gw.process.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert gw.process.wait(timeout=15) in (0, -stop)
         assert time.monotonic() - stopped_at < 10
     finally:
         gw.stop()
