@@ -117,7 +117,8 @@ def test_queue_commands_show_the_node_as_one(tmp_path):
         assert missing.returncode == 1 and missing.stderr.strip() == f"exgateway: no message '{theirs}' in the queue"
 
         hop = CaptureServer("127.0.0.1", port)
-        retried = exgateway_cli(gw.config, "queue", "retry", "ISP")
+        # The queue named by its Identity exactly as `queue list` prints it; both workers' messages go.
+        retried = exgateway_cli(gw.config, "queue", "retry", listed[2].split()[0])
         assert retried.stdout.strip() == f"ISP: {total - 1} message(s) retried now"
         gw.wait_until(lambda: len(hop.transactions) == total - 1, what="both workers' messages delivered")
         gw.wait_until(lambda: exgateway_cli(gw.config, "queue", "list").stdout.strip() == "(none)", what="the queues empty")
