@@ -162,8 +162,10 @@ def test_fewer_workers_take_in_the_queue_of_a_worker_no_longer_run(tmp_path):
         hop = CaptureServer("127.0.0.1", port)
         gw.start()
         assert "took in" in gw.wait_until(lambda: "took in" in gw.log() and gw.log(), what="the orphaned queue taken in")
-        # Their next attempt is an hour away, as before the restart: attempt them now.
-        assert exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip() == f"ISP: {len(held)} message(s) retried now"
+        # Their next attempt is an hour away, as before the restart: attempt them now. (A message queued just
+        # before the stop and not yet tried is tried at the start, so it may be delivered before this counts it.)
+        retried = exgateway_cli(gw.config, "queue", "retry", "ISP").stdout.strip()
+        assert retried in {f"ISP: {n} message(s) retried now" for n in range(1, len(held) + 1)} or not retried, retried
         gw.wait_until(lambda: len(hop.transactions) == len(held), what="every queued message delivered")
         assert not message_files(gw.var / "queue" / "worker-1")
     finally:
