@@ -236,6 +236,9 @@ class SendConnector:
     tls: str = "opportunistic"
     tls_domain: str = ""
     tls_ca_file: Path | None = None
+    # Exchange's TlsCertificateName on a send connector: the certificate (a thumbprint or
+    # <I>issuer<S>subject, from the store) presented to a next hop that asks for one.
+    tls_client_certificate_name: str = ""
     # Exchange's SmartHostAuthMechanism: None, BasicAuth, BasicAuthRequireTLS.
     smart_host_auth: str = "None"
     auth_user: str = ""
@@ -700,7 +703,7 @@ LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file
 SEND_CONNECTOR_KEYS = {
     "name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout", "tls", "tls_domain",
     "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
-    "max_messages_per_connection", "protocol_logging_level",
+    "max_messages_per_connection", "protocol_logging_level", "tls_client_certificate_name",
 }
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
 SERVER_KEYS = {"name", "fqdn", "var_dir", "workers", "shutdown_grace", "node_secret_file"}
@@ -1034,6 +1037,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
             tls=reader.get(data, where, "tls", _choice(("none", "opportunistic", "required")), "opportunistic"),
             tls_domain=reader.get(data, where, "tls_domain", _fqdn, ""),
             tls_ca_file=reader.relative(ca_file) if ca_file else None,
+            tls_client_certificate_name=reader.get(data, where, "tls_client_certificate_name", _certificate_identifier, ""),
             smart_host_auth=auth, auth_user=auth_user,
             auth_password=reader.get(data, where, "auth_password", _string, ""),
             max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
@@ -1050,6 +1054,8 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
                 reader.problem(f"{where}.tls", "BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)")
         if (connector.tls_domain or connector.tls_ca_file) and connector.tls != "required":
             reader.problem(f"{where}.tls", "tls_domain and tls_ca_file check certificates, which only tls = \"required\" does")
+        if connector.tls_client_certificate_name and connector.tls == "none":
+            reader.problem(f"{where}.tls", "tls_client_certificate_name is presented in a TLS session: tls = \"opportunistic\" or \"required\"")
         send_connectors.append(connector)
 
     dns_section = _section(reader, raw, "dns", DNS_KEYS)

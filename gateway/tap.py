@@ -34,6 +34,7 @@ from gateway.deliver.maildir import MaildirDelivery
 from gateway.deliver.health import AddressHealth
 from gateway.deliver.mx import MXDelivery
 from gateway.deliver.resolve import MXResolver, make_resolver
+from gateway.deliver.security import connector_security
 from gateway.deliver.smtp import SMTPDelivery
 from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.intake import IntakeHandler
@@ -367,11 +368,12 @@ def build_service(
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
             plog = send_log if connector.protocol_logging_level == "Verbose" else None
+            security = connector_security(connector, config.certificate_dir)
             if connector.dns_routing:
-                return MXDelivery(reactor, resolver, connector, health, plog, timeouts)
+                return MXDelivery(reactor, resolver, connector, health, plog, timeouts, security)
             pool = ConnectionPool(
                 reactor, connector.smart_hosts, connector.fqdn, connector.connection_timeout, 16,
-                resolver=resolver, health=health, rotate=False, security=connector.security(),
+                resolver=resolver, health=health, rotate=False, security=security,
                 max_connections=connector.max_connections, max_messages=connector.max_messages_per_connection,
                 protocol_log=plog, connector_id=connector.name,
                 timeouts=timeouts,

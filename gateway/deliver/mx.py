@@ -22,10 +22,13 @@ IDLE_PER_DOMAIN = 2
 
 
 class MXDelivery:
-    def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth, protocol_log=None, timeouts=None) -> None:
+    def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth, protocol_log=None, timeouts=None,
+                 security=None) -> None:
         # PhaseTimeouts for every exchanger's replies; None: the client's default.
         self.timeouts = timeouts
         self.reactor = reactor
+        # The connector's OutboundSecurity (with its client certificate); None: connector.security().
+        self.security = security if security is not None else connector.security()
         # The SMTP Send Protocol Log, written for every domain's connections; None: not logged.
         self.protocol_log = protocol_log
         self.resolver = resolver
@@ -46,7 +49,7 @@ class MXDelivery:
             c = self.connector
             pool = ConnectionPool(
                 self.reactor, (), self.helo_name, self.connect_timeout, IDLE_PER_DOMAIN, health=self.health, groups=groups,
-                security=c.security(), max_connections=c.max_connections, max_messages=c.max_messages_per_connection,
+                security=self.security, max_connections=c.max_connections, max_messages=c.max_messages_per_connection,
                 protocol_log=self.protocol_log, connector_id=c.name,
                 timeouts=self.timeouts,
             )

@@ -13,17 +13,28 @@ deferred, never sent in clear.
 AUTH (Exchange's SmartHostAuthMechanism): "BasicAuthRequireTLS" (the
 default when credentials are given) authenticates only inside TLS;
 "BasicAuth" allows clear text where an admin explicitly wants it.
+
+A client certificate (`tls_client_certificate_name`, from the certificate
+store) is presented in the handshake to a next hop that asks for one:
+Microsoft 365 inbound connectors and partners identify a sender by its
+certificate's subject.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+from OpenSSL import crypto
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS, platformTrust
+from twisted.logger import Logger
 
 from gateway.deliver.opportunistic import OpportunisticTLS
+from gateway.tls.certname import parse_certificate_identifier
+from gateway.tls.store import CertificateStore, StoredCertificate
+
+log = Logger(namespace="exgateway.deliver")
 
 
 @dataclass(frozen=True)
@@ -33,18 +44,26 @@ class OutboundSecurity:
     ca_file: Path | None = None
     auth: str = "None"
     username: str = ""
-    password: str = ""
+    password: str = field(default="", repr=False)
     # The node secret (gateway/auth/node.py), for hubs that ask gateway nodes
     # to prove it: the frontend's hub pool sets it, send connectors never do.
     node: object | None = None
+    # The certificate (with its key and chain) shown to a next hop that asks for one; None: none.
+    client_certificate: StoredCertificate | None = field(default=None, repr=False)
 
     def tls_options(self, host_name: str):
         """Client TLS options for a next hop known by `host_name` (an MX or smart host name, or an IP)."""
         if self.tls != "required":
             # Opportunistic: any TLS version and certificate (gateway/deliver/opportunistic.py).
-            return OpportunisticTLS(host_name)
+            return OpportunisticTLS(host_name, self.client_certificate)
         trust = Certificate.loadPEM(Path(self.ca_file).read_bytes()) if self.ca_file else platformTrust()
-        return optionsForClientTLS(self.tls_domain or host_name, trustRoot=trust)
+        if self.client_certificate is None:
+            return optionsForClientTLS(self.tls_domain or host_name, trustRoot=trust)
+        mine = PrivateCertificate.loadPEM(self.client_certificate.key_pem + self.client_certificate.chain_pem())
+        chain = [crypto.X509.from_cryptography(c) for c in self.client_certificate.chain]
+        return optionsForClientTLS(
+            self.tls_domain or host_name, trustRoot=trust, clientCertificate=mine, extraCertificateOptions={"extraCertChain": chain},
+        )
 
     def in_clear(self) -> "OutboundSecurity":
         """The same settings without STARTTLS: the retry after an opportunistic handshake failed."""
@@ -62,3 +81,22 @@ class OutboundSecurity:
 
 
 NO_SECURITY = OutboundSecurity(tls="none")
+
+
+def connector_security(connector, certificate_dir: Path) -> OutboundSecurity:
+    """
+    A send connector's OutboundSecurity, with its client certificate read
+    from the store. Start-up, reload and config check refuse a name the
+    store does not hold (gateway/tls/check.py); one removed since is logged
+    and the session goes on without it (the next hop's refusal defers).
+    """
+    security = connector.security()
+    name = connector.tls_client_certificate_name
+    if not name:
+        return security
+    found = CertificateStore(certificate_dir).load().find(parse_certificate_identifier(name))
+    if found is None:
+        log.error("send connector {connector}: no certificate in {directory} matches tls_client_certificate_name {name}",
+                  connector=connector.name, directory=str(certificate_dir), name=name)
+        return security
+    return replace(security, client_certificate=found)

@@ -23,6 +23,8 @@ class Transaction:
     tls: bool = False
     tls_version: str = ""
     auth: str = ""
+    # The certificate the client showed in the TLS handshake (DER), if the context asked for one.
+    client_certificate: bytes | None = None
     # The MAIL and RCPT command lines as they came, parameters and all.
     commands: list[bytes] = field(default_factory=list)
 
@@ -98,7 +100,7 @@ class CaptureServer:
         send(self.greeting)
         if not self.greeting.startswith(b"220"):
             return
-        txn, tls, user, offered = None, False, "", set()
+        txn, tls, user, offered, peer = None, False, "", set(), None
         while True:
             line = rfile.readline()
             if not line:
@@ -135,6 +137,7 @@ class CaptureServer:
                 sock = self.tls_context.wrap_socket(sock, server_side=True)
                 rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
                 tls = True
+                peer = sock.getpeercert(binary_form=True)
             elif verb == b"AUTH":
                 parts = cmd.split()
                 if len(parts) == 3 and parts[1].upper() == b"PLAIN":
@@ -155,7 +158,7 @@ class CaptureServer:
                 send(b"555 5.5.4 " + self._unoffered(cmd, offered) + b" parameter not recognized")
             elif verb == b"MAIL":
                 txn = Transaction(helo=helo, mail_from=cmd[10:].split(b">")[0].lstrip(b"<").decode(), tls=tls, auth=user,
-                                  tls_version=sock.version() if tls else "")
+                                  tls_version=sock.version() if tls else "", client_certificate=peer)
                 txn.commands.append(cmd)
                 send(b"250 2.1.0 ok")
             elif verb == b"RCPT":

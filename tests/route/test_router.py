@@ -50,7 +50,8 @@ def test_send_connector_errors_are_named():
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
         "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
         "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
-        "max_connections, max_message_size, max_messages_per_connection, name, port, protocol_logging_level, smart_host_auth, smart_hosts, tls, tls_ca_file, tls_domain)",
+        "max_connections, max_message_size, max_messages_per_connection, name, port, protocol_logging_level, smart_host_auth, smart_hosts, tls, tls_ca_file, "
+        "tls_client_certificate_name, tls_domain)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
@@ -81,6 +82,22 @@ def test_send_connector_tls_and_auth_settings_are_checked():
     (s,) = ok.send_connectors
     assert (s.tls, s.smart_host_auth, s.max_connections, s.max_messages_per_connection) == ("required", "BasicAuthRequireTLS", 20, 20)
     assert "pw" not in repr(s)
+
+
+def test_a_client_certificate_needs_tls_and_a_name_that_parses():
+    """tls_client_certificate_name uses the receive connectors' name parsing; it is shown inside TLS only."""
+    with pytest.raises(ConfigError) as e:
+        testing.config(send_connectors=[
+            {"name": "A", "address_spaces": ["*"], "smart_hosts": ["h.example"], "tls": "none",
+             "tls_client_certificate_name": "<I>CN=Corp CA<S>CN=relay.corp.example"},
+            {"name": "B", "address_spaces": ["b.example"], "smart_hosts": ["h.example"], "tls_client_certificate_name": "CN=relay"},
+        ])
+    got = [f"{p.key}: {p.reason}" for p in e.value.problems]
+    assert got[0] == 'send_connectors[0].tls: tls_client_certificate_name is presented in a TLS session: tls = "opportunistic" or "required"'
+    assert got[1].startswith("send_connectors[1].tls_client_certificate_name: ") and len(got) == 2
+    (ok,) = testing.config(send_connectors=[{"name": "M", "address_spaces": ["*"], "smart_hosts": ["smtp.office365.com:587"],
+                                             "tls_client_certificate_name": "0123456789abcdef0123456789ABCDEF01234567"}]).send_connectors
+    assert ok.tls_client_certificate_name == "0123456789abcdef0123456789ABCDEF01234567"
 
 
 def test_a_queued_address_routes_as_parsed_and_is_remembered_within_bounds(monkeypatch):
