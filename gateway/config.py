@@ -239,10 +239,21 @@ class SendConnector:
     # Exchange's TlsCertificateName on a send connector: the certificate (a thumbprint or
     # <I>issuer<S>subject, from the store) presented to a next hop that asks for one.
     tls_client_certificate_name: str = ""
-    # Exchange's SmartHostAuthMechanism: None, BasicAuth, BasicAuthRequireTLS.
+    # Exchange's SmartHostAuthMechanism: None, BasicAuth, BasicAuthRequireTLS; or XOAUTH2 / OAUTHBEARER
+    # with a token from oauth_token_url (gateway/deliver/oauth.py). auth_user: the mailbox to log in as.
     smart_host_auth: str = "None"
     auth_user: str = ""
     auth_password: str = field(default="", repr=False)
+    oauth_token_url: str = ""
+    oauth_client_id: str = ""
+    oauth_scope: str = ""
+    # The credential, one of: a file holding the client secret, a certificate from the store
+    # (Microsoft's certificate credential), a Google service account's JSON key.
+    oauth_client_secret_file: Path | None = None
+    oauth_client_certificate_name: str = ""
+    oauth_service_account_file: Path | None = None
+    # Trust for the token endpoint's certificate; None: the system's trust store.
+    oauth_ca_file: Path | None = None
     max_message_size: int | None = None
     # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
     max_connections: int = 20
@@ -651,6 +662,40 @@ def _certificate_identifier(value: Any) -> str:
     return value
 
 
+def _https_url(value: Any) -> str:
+    value = _string(value)
+    scheme, sep, rest = value.partition("://")
+    if scheme.lower() != "https" or not sep or not rest.split("/")[0]:
+        raise ValueError(f"{value!r} is not an https:// URL (a token is never fetched in clear)")
+    return value
+
+
+def _check_oauth(reader: "_Reader", where: str, connector: "SendConnector", data: dict) -> None:
+    """XOAUTH2 / OAUTHBEARER: a mailbox, TLS, and exactly one credential with what its grant needs."""
+    oauth_keys = sorted(k for k in data if k.startswith("oauth_"))
+    if connector.smart_host_auth not in OAUTH_MECHANISMS:
+        if oauth_keys:
+            reader.problem(f"{where}.{oauth_keys[0]}", 'oauth_* settings need smart_host_auth = "XOAUTH2" or "OAUTHBEARER"')
+        return
+    if not connector.auth_user:
+        reader.problem(f"{where}.auth_user", "XOAUTH2 and OAUTHBEARER log in as a mailbox: auth_user = \"relay@corp.example\"")
+    if connector.auth_password:
+        reader.problem(f"{where}.auth_password", "not used with OAuth: the credential is oauth_client_secret_file, "
+                       "oauth_client_certificate_name or oauth_service_account_file")
+    if connector.tls == "none":
+        reader.problem(f"{where}.tls", "a bearer token is never sent in clear: tls = \"opportunistic\" or \"required\"")
+    credentials = [k for k in ("oauth_client_secret_file", "oauth_client_certificate_name", "oauth_service_account_file") if k in data]
+    if len(credentials) != 1:
+        reader.problem(f"{where}.smart_host_auth", f"{connector.smart_host_auth} needs exactly one of oauth_client_secret_file, "
+                       "oauth_client_certificate_name (Microsoft 365) or oauth_service_account_file (Google)"
+                       + (f"; given: {', '.join(credentials)}" if credentials else ""))
+    if "oauth_service_account_file" in credentials:
+        return  # The token URL and client come from the key file; the scope defaults to Gmail's.
+    for key in ("oauth_token_url", "oauth_client_id", "oauth_scope"):
+        if key not in data:
+            reader.problem(f"{where}.{key}", "required with oauth_client_secret_file or oauth_client_certificate_name")
+
+
 def _ldap_url(value: Any) -> str:
     value = _string(value)
     scheme, sep, rest = value.partition("://")
@@ -704,7 +749,10 @@ SEND_CONNECTOR_KEYS = {
     "name", "address_spaces", "smart_hosts", "port", "cost", "enabled", "fqdn", "connection_timeout", "tls", "tls_domain",
     "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
     "max_messages_per_connection", "protocol_logging_level", "tls_client_certificate_name",
+    "oauth_token_url", "oauth_client_id", "oauth_scope", "oauth_client_secret_file", "oauth_client_certificate_name",
+    "oauth_service_account_file", "oauth_ca_file",
 }
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
 SERVER_KEYS = {"name", "fqdn", "var_dir", "workers", "shutdown_grace", "node_secret_file"}
 MAX_WORKERS = 64
@@ -1026,9 +1074,14 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         if data.get("smart_hosts") == []:
             reader.problem(f"{where}.smart_hosts", "an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]")
         auth_user = reader.get(data, where, "auth_user", _string, "")
-        auth = reader.get(data, where, "smart_host_auth", _choice(("None", "BasicAuth", "BasicAuthRequireTLS")),
+        auth = reader.get(data, where, "smart_host_auth", _choice(("None", "BasicAuth", "BasicAuthRequireTLS", *OAUTH_MECHANISMS)),
                           "BasicAuthRequireTLS" if auth_user else "None")
         ca_file = reader.get(data, where, "tls_ca_file", _string, "")
+
+        def path_or_none(key: str) -> Path | None:
+            value = reader.get(data, where, key, _string, "")
+            return reader.relative(value) if value else None
+
         connector = SendConnector(
             name=name, address_spaces=spaces, smart_hosts=hosts,
             cost=reader.get(data, where, "cost", _positive_int, 1), enabled=reader.get(data, where, "enabled", _bool, True),
@@ -1040,15 +1093,25 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
             tls_client_certificate_name=reader.get(data, where, "tls_client_certificate_name", _certificate_identifier, ""),
             smart_host_auth=auth, auth_user=auth_user,
             auth_password=reader.get(data, where, "auth_password", _string, ""),
+            oauth_token_url=reader.get(data, where, "oauth_token_url", _https_url, ""),
+            oauth_client_id=reader.get(data, where, "oauth_client_id", _string, ""),
+            oauth_scope=reader.get(data, where, "oauth_scope", _string, ""),
+            oauth_client_secret_file=path_or_none("oauth_client_secret_file"),
+            oauth_client_certificate_name=reader.get(data, where, "oauth_client_certificate_name", _certificate_identifier, ""),
+            oauth_service_account_file=path_or_none("oauth_service_account_file"),
+            oauth_ca_file=path_or_none("oauth_ca_file"),
             max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
             max_connections=reader.get(data, where, "max_connections", _positive_int, 20),
             max_messages_per_connection=reader.get(data, where, "max_messages_per_connection", _positive_int, 20),
             protocol_logging_level=reader.get(data, where, "protocol_logging_level", _choice(("None", "Verbose")), "None"),
         )
+        _check_oauth(reader, where, connector, data)
         if connector.smart_host_auth != "None":
             if connector.dns_routing:
                 reader.problem(f"{where}.smart_host_auth", "AUTH is for smart hosts; this connector routes by MX")
-            if not connector.auth_user or not connector.auth_password:
+            if connector.smart_host_auth in OAUTH_MECHANISMS:
+                pass
+            elif not connector.auth_user or not connector.auth_password:
                 reader.problem(f"{where}.auth_user", "smart_host_auth needs auth_user and auth_password")
             if connector.smart_host_auth == "BasicAuthRequireTLS" and connector.tls == "none":
                 reader.problem(f"{where}.tls", "BasicAuthRequireTLS needs TLS: tls = \"opportunistic\" or \"required\" (or smart_host_auth = \"BasicAuth\" to send credentials in clear)")

@@ -368,7 +368,7 @@ def build_service(
         def send_connector_delivery(connector):
             """Smart hosts in order (names expanded to every address), or DNS MX routing."""
             plog = send_log if connector.protocol_logging_level == "Verbose" else None
-            security = connector_security(connector, config.certificate_dir)
+            security = connector_security(connector, config.certificate_dir, reactor)
             if connector.dns_routing:
                 return MXDelivery(reactor, resolver, connector, health, plog, timeouts, security)
             pool = ConnectionPool(

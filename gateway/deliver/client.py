@@ -32,6 +32,8 @@ from gateway.deliver.opportunistic import OpportunisticTLSFailed
 from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.errors import SMTPReply
 from gateway.logs.protocol import SessionLog, endpoint
+from gateway.deliver.oauth import TokenError
+from gateway.deliver.saslclient import OAuthLogin
 from gateway.logs.sendlog import masked_auth, tls_events
 from gateway.sendnow import send_now
 from gateway.smtpd.session import new_session_id
@@ -285,6 +287,8 @@ class SMTPClient(Protocol):
 
     def _authenticate(self):
         security = self.security
+        if security.tokens is not None:
+            return self._authenticate_oauth(security)
         if not self.tls_active and security.auth == "BasicAuthRequireTLS":
             raise SMTPClientError(SMTPReply(451, "4.7.5", f"smart host AUTH needs TLS, and the session with {self.peer_name} has none"))
         line = security.auth_line(self.extensions.get("AUTH", ""))
@@ -295,6 +299,21 @@ class SMTPClient(Protocol):
             d.addCallback(self._login_step, security.username)
             d.addCallback(self._login_step, security.password)
         return d.addCallback(self._auth_done)
+
+    def _authenticate_oauth(self, security):
+        """XOAUTH2 / OAUTHBEARER with the connector's token (gateway/deliver/saslclient.py): only inside TLS."""
+        if not self.tls_active:
+            raise SMTPClientError(SMTPReply(451, "4.7.5", f"{security.auth} needs TLS, and the session with {self.peer_name} has none"))
+        if security.auth not in self.extensions.get("AUTH", "").upper().split():
+            raise SMTPClientError(SMTPReply(451, "4.7.5", f"{self.peer_name} does not offer AUTH {security.auth}"))
+        port = self.address.port if self.address is not None else 0
+        d = OAuthLogin(self._secret_command, security.tokens, security.auth, security.username, self.peer_name, port).run()
+        d.addErrback(self._no_token)
+        return d.addCallback(self._auth_done)
+
+    def _no_token(self, failure: Failure):
+        failure.trap(TokenError)
+        raise SMTPClientError(SMTPReply(451, "4.7.5", f"no OAuth token for {self.peer_name}: {failure.getErrorMessage()}"))
 
     def _secret_command(self, line: str, shown: str) -> Deferred:
         """A command carrying credentials: sent as is, written to the protocol log as `shown` (masked)."""

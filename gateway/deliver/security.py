@@ -50,6 +50,8 @@ class OutboundSecurity:
     node: object | None = None
     # The certificate (with its key and chain) shown to a next hop that asks for one; None: none.
     client_certificate: StoredCertificate | None = field(default=None, repr=False)
+    # XOAUTH2 / OAUTHBEARER: the connector's ITokenSource (gateway/deliver/oauth.py), shared by its connections.
+    tokens: object = field(default=None, repr=False, compare=False)
 
     def tls_options(self, host_name: str):
         """Client TLS options for a next hop known by `host_name` (an MX or smart host name, or an IP)."""
@@ -83,20 +85,61 @@ class OutboundSecurity:
 NO_SECURITY = OutboundSecurity(tls="none")
 
 
-def connector_security(connector, certificate_dir: Path) -> OutboundSecurity:
-    """
-    A send connector's OutboundSecurity, with its client certificate read
-    from the store. Start-up, reload and config check refuse a name the
-    store does not hold (gateway/tls/check.py); one removed since is logged
-    and the session goes on without it (the next hop's refusal defers).
-    """
-    security = connector.security()
-    name = connector.tls_client_certificate_name
+def _from_store(connector, certificate_dir: Path, key: str):
+    name = getattr(connector, key)
     if not name:
-        return security
+        return None
     found = CertificateStore(certificate_dir).load().find(parse_certificate_identifier(name))
     if found is None:
-        log.error("send connector {connector}: no certificate in {directory} matches tls_client_certificate_name {name}",
-                  connector=connector.name, directory=str(certificate_dir), name=name)
-        return security
-    return replace(security, client_certificate=found)
+        log.error("send connector {connector}: no certificate in {directory} matches {key} {name}",
+                  connector=connector.name, directory=str(certificate_dir), key=key, name=name)
+    return found
+
+
+def connector_security(connector, certificate_dir: Path, reactor=None, http=None) -> OutboundSecurity:
+    """
+    A send connector's OutboundSecurity, with its client certificate read
+    from the store and, for XOAUTH2 / OAUTHBEARER, its token source (one per
+    connector: every connection shares its cache). Start-up, reload and
+    config check refuse a certificate name the store does not hold
+    (gateway/tls/check.py); one removed since is logged and the session goes
+    on without it (the next hop's or the token endpoint's refusal defers).
+    `http`: the treq HTTPClient for the token endpoint (tests inject one).
+    """
+    security = connector.security()
+    found = _from_store(connector, certificate_dir, "tls_client_certificate_name")
+    if found is not None:
+        security = replace(security, client_certificate=found)
+    if connector.smart_host_auth in ("XOAUTH2", "OAUTHBEARER"):
+        security = replace(security, tokens=token_source(connector, certificate_dir, reactor, http))
+    return security
+
+
+def token_source(connector, certificate_dir: Path, reactor, http=None):
+    """The CachedTokenSource for a connector's grant (client secret, certificate or service account)."""
+    from gateway.deliver import oauth
+
+    if http is None:
+        http = oauth.http_client(reactor, connector.oauth_ca_file)
+    url, scope, client = connector.oauth_token_url, connector.oauth_scope, connector.oauth_client_id
+    if connector.oauth_service_account_file is not None:
+        path = connector.oauth_service_account_file
+        try:
+            account = oauth.read_service_account(path)
+            url = url or account.token_uri
+            client = client or account.client_email
+        except oauth.TokenError:
+            url = url or oauth.GOOGLE_TOKEN_URL  # the fetch reports the unreadable file
+        grant = oauth.jwt_bearer_grant(path, connector.auth_user, scope or oauth.GOOGLE_SCOPE, url, reactor)
+    elif connector.oauth_client_certificate_name:
+        certificate = _from_store(connector, certificate_dir, "oauth_client_certificate_name")
+        if certificate is None:
+            def grant():
+                raise oauth.TokenError(f"no certificate in {certificate_dir} matches oauth_client_certificate_name "
+                                       f"{connector.oauth_client_certificate_name!r}")
+        else:
+            grant = oauth.client_assertion_grant(client, certificate, scope, url, reactor)
+    else:
+        grant = oauth.client_secret_grant(client, connector.oauth_client_secret_file, scope)
+    endpoint = oauth.TokenEndpoint(http, url, grant, f"client {client}" if client else "")
+    return oauth.CachedTokenSource(endpoint, reactor)

@@ -3,8 +3,10 @@ What the SMTP Send Protocol Log writes where a send session carries secrets
 or negotiates TLS (gateway/deliver/client.py writes the lines).
 
 Credentials never reach the log: `AUTH PLAIN <token>` is written as
-`AUTH PLAIN ****`, each AUTH LOGIN answer as `****` (the 334 prompts stay:
-they are the server's, and say which step failed). After STARTTLS the log
+`AUTH PLAIN ****`, `AUTH XOAUTH2 <bearer token>` and `AUTH OAUTHBEARER ...`
+as `AUTH XOAUTH2 ****` and `AUTH OAUTHBEARER ****`, each AUTH LOGIN answer
+as `****` (the 334 prompts stay: they are the server's, and say which step
+failed; after a refused token the 334 carries the server's JSON error). After STARTTLS the log
 names the TLS version and cipher and the certificate the next hop showed,
 as the receive side does for its own (smtpd/protocol.py).
 """

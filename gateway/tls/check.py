@@ -37,6 +37,9 @@ def certificate_problems(config: Config, store: CertificateStore | None = None) 
     ] + [
         (f'send_connectors[{index}] ("{c.name}").tls_client_certificate_name', c.tls_client_certificate_name)
         for index, c in enumerate(config.send_connectors) if c.enabled
+    ] + [
+        (f'send_connectors[{index}] ("{c.name}").oauth_client_certificate_name', c.oauth_client_certificate_name)
+        for index, c in enumerate(config.send_connectors) if c.enabled
     ]
     for key, name in wanted:
         if not name or store.find(parse_certificate_identifier(name)) is not None:

@@ -39,7 +39,7 @@ class CaptureServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, rcpt_replies: dict | None = None, greeting: bytes = b"220 capture ESMTP",
                  tls_context: ssl.SSLContext | None = None, auth: tuple[str, str] | None = None,
                  extensions: list[bytes] | None = None, esmtp: bool = True, broken_tls: bool = False,
-                 require_tls_auth: bool = False) -> None:
+                 require_tls_auth: bool = False, oauth_tokens: set | None = None) -> None:
         self.transactions: list[Transaction] = []
         self.rcpt_replies = rcpt_replies or {}
         self.greeting = greeting
@@ -56,6 +56,10 @@ class CaptureServer:
         self.tls_attempts = 0
         # A mail store that takes MAIL only inside TLS and after AUTH (530 otherwise), offering AUTH only inside TLS.
         self.require_tls_auth = require_tls_auth
+        # XOAUTH2 / OAUTHBEARER after STARTTLS: the bearer tokens accepted (others get Google's
+        # base64 JSON error in a 334, then 535); every token presented is kept in `tokens_seen`.
+        self.oauth_tokens = oauth_tokens
+        self.tokens_seen: list[str] = []
         self.connections = 0
         server = self
 
@@ -92,6 +96,28 @@ class CaptureServer:
                 return key
         return b""
 
+    OAUTH_ERROR = base64.b64encode(b'{"status":"401","schemes":"bearer","scope":"https://outlook.office365.com/.default"}')
+
+    def _oauth(self, cmd: bytes, rfile, send) -> str:
+        """One XOAUTH2 / OAUTHBEARER exchange; the user on success, "" otherwise."""
+        parts = cmd.split()
+        if len(parts) != 3 or parts[1].upper() not in (b"XOAUTH2", b"OAUTHBEARER"):
+            send(b"504 5.7.4 Unrecognized authentication type")
+            return ""
+        fields = base64.b64decode(parts[2]).decode().split("\x01")
+        user = next((f[5:] for f in fields if f.startswith("user=")), "")
+        if fields[0].startswith("n,a="):
+            user = fields[0][4:].rstrip(",")
+        token = next((f[len("auth=Bearer "):] for f in fields if f.startswith("auth=Bearer ")), "")
+        self.tokens_seen.append(token)
+        if token in self.oauth_tokens:
+            send(b"235 2.7.0 Authentication successful")
+            return user
+        send(b"334 " + self.OAUTH_ERROR)
+        rfile.readline()
+        send(b"535 5.7.3 Authentication unsuccessful")
+        return ""
+
     def _session(self, sock, rfile, wfile) -> None:
         def send(line: bytes) -> None:
             wfile.write(line + b"\r\n")
@@ -121,6 +147,9 @@ class CaptureServer:
                 if self.auth is not None and (tls or not self.require_tls_auth):
                     ext.append(b"250-AUTH PLAIN LOGIN")
                     offered.add(b"AUTH")
+                if self.oauth_tokens is not None and tls:
+                    ext.append(b"250-AUTH XOAUTH2 OAUTHBEARER")
+                    offered.add(b"AUTH")
                 for x in ext:
                     send(x)
                 send(b"250 HELP")
@@ -138,6 +167,8 @@ class CaptureServer:
                 rfile, wfile = sock.makefile("rb"), sock.makefile("wb")
                 tls = True
                 peer = sock.getpeercert(binary_form=True)
+            elif verb == b"AUTH" and self.oauth_tokens is not None:
+                user = self._oauth(cmd, rfile, send) or user
             elif verb == b"AUTH":
                 parts = cmd.split()
                 if len(parts) == 3 and parts[1].upper() == b"PLAIN":

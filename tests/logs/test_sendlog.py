@@ -22,6 +22,8 @@ PASSWORD = "S3cret-pw"
     ("AUTH LOGIN", "AUTH LOGIN"),
     ("AUTH LOGIN cmVsYXk=", "AUTH LOGIN ****"),
     ("cmVsYXk=", "****"),
+    ("AUTH XOAUTH2 dXNlcj1yZWxheUBjb3JwLmV4YW1wbGUBYXV0aD1CZWFyZXIgZXlKMGVYQWkBAQ==", "AUTH XOAUTH2 ****"),
+    ("AUTH OAUTHBEARER bixhPXJlbGF5QGNvcnAuZXhhbXBsZSwBYXV0aD1CZWFyZXIgZXlKMGVYQWkBAQ==", "AUTH OAUTHBEARER ****"),
 ])
 def test_credentials_are_masked(line, shown):
     assert masked_auth(line) == shown

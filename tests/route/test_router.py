@@ -50,8 +50,9 @@ def test_send_connector_errors_are_named():
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
         "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
         "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
-        "max_connections, max_message_size, max_messages_per_connection, name, port, protocol_logging_level, smart_host_auth, smart_hosts, tls, tls_ca_file, "
-        "tls_client_certificate_name, tls_domain)",
+        "max_connections, max_message_size, max_messages_per_connection, name, oauth_ca_file, oauth_client_certificate_name, oauth_client_id, "
+        "oauth_client_secret_file, oauth_scope, oauth_service_account_file, oauth_token_url, port, protocol_logging_level, smart_host_auth, "
+        "smart_hosts, tls, tls_ca_file, tls_client_certificate_name, tls_domain)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
@@ -98,6 +99,41 @@ def test_a_client_certificate_needs_tls_and_a_name_that_parses():
     (ok,) = testing.config(send_connectors=[{"name": "M", "address_spaces": ["*"], "smart_hosts": ["smtp.office365.com:587"],
                                              "tls_client_certificate_name": "0123456789abcdef0123456789ABCDEF01234567"}]).send_connectors
     assert ok.tls_client_certificate_name == "0123456789abcdef0123456789ABCDEF01234567"
+
+
+def test_oauth_settings_are_checked():
+    """XOAUTH2 needs a mailbox, TLS, one credential and what its grant needs; oauth_* keys without it are an error."""
+    with pytest.raises(ConfigError) as e:
+        testing.config(send_connectors=[
+            {"name": "A", "address_spaces": ["*"], "smart_hosts": ["smtp.office365.com:587"], "smart_host_auth": "XOAUTH2", "tls": "none",
+             "oauth_token_url": "http://login.example/token", "auth_password": "pw"},
+            {"name": "B", "address_spaces": ["b.example"], "smart_hosts": ["h.example"], "smart_host_auth": "OAUTHBEARER",
+             "auth_user": "relay@corp.example", "oauth_client_secret_file": "secret", "oauth_service_account_file": "sa.json"},
+            {"name": "C", "address_spaces": ["c.example"], "smart_hosts": ["h.example"], "oauth_client_id": "abc"},
+        ])
+    assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
+        "send_connectors[0].oauth_token_url: 'http://login.example/token' is not an https:// URL (a token is never fetched in clear)",
+        'send_connectors[0].auth_user: XOAUTH2 and OAUTHBEARER log in as a mailbox: auth_user = "relay@corp.example"',
+        "send_connectors[0].auth_password: not used with OAuth: the credential is oauth_client_secret_file, oauth_client_certificate_name "
+        "or oauth_service_account_file",
+        'send_connectors[0].tls: a bearer token is never sent in clear: tls = "opportunistic" or "required"',
+        "send_connectors[0].smart_host_auth: XOAUTH2 needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
+        "(Microsoft 365) or oauth_service_account_file (Google)",
+        "send_connectors[0].oauth_client_id: required with oauth_client_secret_file or oauth_client_certificate_name",
+        "send_connectors[0].oauth_scope: required with oauth_client_secret_file or oauth_client_certificate_name",
+        "send_connectors[1].smart_host_auth: OAUTHBEARER needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
+        "(Microsoft 365) or oauth_service_account_file (Google); given: oauth_client_secret_file, oauth_service_account_file",
+        'send_connectors[2].oauth_client_id: oauth_* settings need smart_host_auth = "XOAUTH2" or "OAUTHBEARER"',
+    ]
+    (m365, google) = testing.config(send_connectors=[
+        {"name": "Microsoft 365", "address_spaces": ["*"], "smart_hosts": ["smtp.office365.com:587"], "smart_host_auth": "XOAUTH2",
+         "auth_user": "relay@corp.example", "oauth_token_url": "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+         "oauth_client_id": "app", "oauth_scope": "https://outlook.office365.com/.default", "oauth_client_secret_file": "/etc/exgateway/m365.secret"},
+        {"name": "Google", "address_spaces": ["g.example"], "smart_hosts": ["smtp.gmail.com:587"], "smart_host_auth": "XOAUTH2",
+         "auth_user": "scanner@g.example", "oauth_service_account_file": "sa.json"},
+    ]).send_connectors
+    assert (m365.smart_host_auth, str(m365.oauth_client_secret_file), m365.tls) == ("XOAUTH2", "/etc/exgateway/m365.secret", "opportunistic")
+    assert google.oauth_service_account_file.name == "sa.json" and google.oauth_token_url == ""
 
 
 def test_a_queued_address_routes_as_parsed_and_is_remembered_within_bounds(monkeypatch):
