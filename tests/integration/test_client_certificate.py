@@ -7,6 +7,8 @@ partner by subject does) sees the right subject.
 
 import ssl
 
+import pytest
+
 from cryptography import x509
 
 from gateway.tls.store import dotnet_name
@@ -28,7 +30,8 @@ def _next_hop(tmp_path, ca: TestCA) -> CaptureServer:
     return CaptureServer("127.0.0.1", free_port(), tls_context=context)
 
 
-def test_the_next_hop_sees_the_configured_client_certificate(tmp_path):
+@pytest.mark.parametrize("tls", ["required", "opportunistic"])
+def test_the_next_hop_sees_the_configured_client_certificate(tmp_path, tls):
     ca = TestCA()
     hop = _next_hop(tmp_path, ca)
     store = tmp_path / "gw" / "var" / "certs"
@@ -37,10 +40,9 @@ def test_the_next_hop_sees_the_configured_client_certificate(tmp_path):
     for cn in ("relay.corp.example", "other.corp.example"):
         key, cert, _ = ca.issue(cn, org="Corp", client=True)
         (store / f"{cn}.pem").write_bytes(key + cert)
+    checked = f'\ntls_domain = "relay.partner.example"\ntls_ca_file = "{tmp_path / "ca.pem"}"' if tls == "required" else ""
     gw = relay_gateway(tmp_path / "gw", f"127.0.0.1:{hop.port}", f"""
-tls = "required"
-tls_domain = "relay.partner.example"
-tls_ca_file = "{tmp_path / 'ca.pem'}"
+tls = "{tls}"{checked}
 tls_client_certificate_name = "<I>CN=Test Root CA, O=Corp Test<S>CN=relay.corp.example, O=Corp"
 """)
     try:
