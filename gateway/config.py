@@ -254,6 +254,10 @@ class SendConnector:
     oauth_service_account_file: Path | None = None
     # Trust for the token endpoint's certificate; None: the system's trust store.
     oauth_ca_file: Path | None = None
+    # Sender-dependent routing (gateway/route/source.py): empty serves every source.
+    source_senders: tuple[str, ...] = ()
+    source_receive_connectors: tuple[str, ...] = ()
+    source_users: tuple[str, ...] = ()
     max_message_size: int | None = None
     # Exchange's MaxPerDomainOutboundConnections and SmtpMaxMessagesPerConnection.
     max_connections: int = 20
@@ -662,6 +666,12 @@ def _certificate_identifier(value: Any) -> str:
     return value
 
 
+def _sender_pattern(value: Any) -> str:
+    from gateway.route.source import sender_pattern
+
+    return sender_pattern(_string(value))
+
+
 def _https_url(value: Any) -> str:
     value = _string(value)
     scheme, sep, rest = value.partition("://")
@@ -750,7 +760,7 @@ SEND_CONNECTOR_KEYS = {
     "tls_ca_file", "smart_host_auth", "auth_user", "auth_password", "max_message_size", "max_connections",
     "max_messages_per_connection", "protocol_logging_level", "tls_client_certificate_name",
     "oauth_token_url", "oauth_client_id", "oauth_scope", "oauth_client_secret_file", "oauth_client_certificate_name",
-    "oauth_service_account_file", "oauth_ca_file",
+    "oauth_service_account_file", "oauth_ca_file", "source_senders", "source_receive_connectors", "source_users",
 }
 OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 PROTOCOL_LOG_KEYS = {"directory", "max_file_size", "max_age", "max_directory_size"}
@@ -1100,6 +1110,9 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
             oauth_client_certificate_name=reader.get(data, where, "oauth_client_certificate_name", _certificate_identifier, ""),
             oauth_service_account_file=path_or_none("oauth_service_account_file"),
             oauth_ca_file=path_or_none("oauth_ca_file"),
+            source_senders=reader.items(data, where, "source_senders", _sender_pattern, ()),
+            source_receive_connectors=reader.items(data, where, "source_receive_connectors", _string, ()),
+            source_users=reader.items(data, where, "source_users", _string, ()),
             max_message_size=reader.get(data, where, "max_message_size", parse_size, None),
             max_connections=reader.get(data, where, "max_connections", _positive_int, 20),
             max_messages_per_connection=reader.get(data, where, "max_messages_per_connection", _positive_int, 20),
@@ -1119,6 +1132,10 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
             reader.problem(f"{where}.tls", "tls_domain and tls_ca_file check certificates, which only tls = \"required\" does")
         if connector.tls_client_certificate_name and connector.tls == "none":
             reader.problem(f"{where}.tls", "tls_client_certificate_name is presented in a TLS session: tls = \"opportunistic\" or \"required\"")
+        known = {n.lower() for c in connectors for n in (c.name, c.identity)}
+        for j, name in enumerate(connector.source_receive_connectors):
+            if name.lower() not in known:
+                reader.problem(f"{where}.source_receive_connectors[{j}]", f"no receive connector is called {name!r}")
         send_connectors.append(connector)
 
     dns_section = _section(reader, raw, "dns", DNS_KEYS)

@@ -35,6 +35,7 @@ from gateway.address import parse_mailbox
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
 from gateway.route.router import MAILBOX, Router
+from gateway.route.source import RouteSource
 from gateway.smtpd.session import MailFrom, Session
 
 log = Logger(namespace="exgateway.intake")
@@ -107,7 +108,8 @@ class IntakeTransaction:
         return self._route(recipient, dsn)
 
     def _route(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply:
-        hop = self.handler.router.route(recipient)
+        source = RouteSource(str(self.mail.sender), self.origin.connector, self.origin.auth)
+        hop = self.handler.router.route(recipient, source)
         if hop is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
         self.remote = self.remote or hop != MAILBOX

@@ -17,6 +17,7 @@ var_dir (gateway/admin/daemon.py).
     exgateway drain | undrain
     exgateway clients [--connector NAME] [--since TIME]
     exgateway track [--sender A] [--recipient A] [--message-id ID] [--event E] [--start T] [--end T] [--list]
+    exgateway route test --sender A --rcpt B [...] [--connector NAME] [--user U]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway.admin import certificates, queues, track, users
+from gateway.admin import certificates, queues, routetest, track, users
 from gateway.admin import dkim as dkim_keys
 from gateway.admin.daemon import Unreachable, ask_each
 from gateway.admin.explain import explain
@@ -328,6 +329,7 @@ def parser() -> argparse.ArgumentParser:
     users.add_commands(commands, common, _with_config)
     dkim_keys.add_commands(commands, common, _with_config)
     track.add_commands(commands, common, _with_config)
+    routetest.add_commands(commands, common, _with_config)
     queues.add_commands(commands, common, _with_config)
     commands.add_parser("drain", help="take this node out of service, gently (as Set-ServerComponentState -State Draining)",
                         parents=[common]).set_defaults(run=_with_config(_drain))

@@ -20,6 +20,7 @@ from gateway.policy.checks import SessionPolicy
 from gateway.auth.users import UsersFile, UsersFileError
 from gateway.policy.rights import Principal, connector_rights
 from gateway.route.router import Router
+from gateway.route.source import RouteSource
 from gateway.smtpd.protocol import principal_for
 
 
@@ -136,7 +137,7 @@ def explain(
             if validate is not None:
                 validate(recipient)
             # The hub routes what the frontend let through; a recipient with no route is refused there.
-            decision = router.decide(recipient)
+            decision = router.decide(recipient, RouteSource(mail_from or "", chosen.identity, identity.name if identity is not None else ""))
             decided.append(decision)
             if decision.hop is None:
                 raise SMTPError(Reply.NO_ROUTE)

@@ -29,6 +29,7 @@ from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
 from gateway.route.router import MAILBOX
+from gateway.route.source import RouteSource
 
 log = Logger(namespace="exgateway.queue")
 
@@ -122,7 +123,7 @@ class DeliveryScheduler:
         """
         first = None
         for r in envelope.pending:
-            hop = self._route(r.address)
+            hop = self._route(r.address, envelope)
             name = self._queue_name(hop, r.address)
             if first is None:
                 first = (name, hop)
@@ -219,9 +220,9 @@ class DeliveryScheduler:
 
     # --- queues, as the admin commands see them -------------------------
 
-    def queue_of(self, address: str) -> str:
-        """The queue a pending recipient waits in: its next hop's name (stable across restarts)."""
-        return self._queue_name(self._route(address), address)
+    def queue_of(self, address: str, envelope: Envelope | None = None) -> str:
+        """The queue a pending recipient (of `envelope`) waits in: its next hop's name (stable across restarts)."""
+        return self._queue_name(self._route(address, envelope), address)
 
     def _queue_name(self, hop, address: str) -> str:
         if hop == MAILBOX:
@@ -235,7 +236,7 @@ class DeliveryScheduler:
     def _suspended_recipients(self, envelope: Envelope) -> set[str]:
         if not self.suspended:
             return set()
-        return {r.address for r in envelope.pending if self.queue_of(r.address) in self.suspended}
+        return {r.address for r in envelope.pending if self.queue_of(r.address, envelope) in self.suspended}
 
     def retry_now(self, queue: str | None = None) -> int:
         """Attempt now every waiting message with a recipient in `queue` (all if None); how many."""
@@ -248,7 +249,7 @@ class DeliveryScheduler:
                 count += sum(1 for q in hop.waiting if q in self.messages)
         for queue_id, timer in list(self._timers.items()):
             envelope = self.messages.get(queue_id)
-            if envelope is None or (queue is not None and queue not in {self.queue_of(r.address) for r in envelope.pending}):
+            if envelope is None or (queue is not None and queue not in {self.queue_of(r.address, envelope) for r in envelope.pending}):
                 continue
             timer.cancel()
             del self._timers[queue_id]
@@ -289,8 +290,9 @@ class DeliveryScheduler:
         d.addCallback(lambda _: self.store.remove(queue_id, reuse=False))
         return d
 
-    def _route(self, address: str) -> str | None:
-        return self.router.route_address(address)
+    def _route(self, address: str, envelope: Envelope | None = None) -> str | None:
+        # The message's source (sender, receive connector, AUTH login, as queued) for sender-dependent routes.
+        return self.router.route_address(address, RouteSource.of(envelope) if envelope is not None else None)
 
     def _attempt(self, envelope: Envelope) -> Deferred:
         groups: dict[str, list[str]] = {}
@@ -299,7 +301,7 @@ class DeliveryScheduler:
         for r in envelope.pending:
             if r.address in held:
                 continue
-            hop = self._route(r.address)
+            hop = self._route(r.address, envelope)
             if self.deliverers.get(hop) is None:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:

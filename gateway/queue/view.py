@@ -29,7 +29,7 @@ def queues(scheduler, server_name: str) -> list[dict]:
     found: dict[str, dict] = {}
     for envelope in scheduler.messages.values():
         for r in envelope.pending:
-            name = scheduler.queue_of(r.address)
+            name = scheduler.queue_of(r.address, envelope)
             q = found.setdefault(name, {"messages": set(), "active": False, "last_error": "", "next_retry": None})
             q["messages"].add(envelope.queue_id)
             q["active"] |= envelope.queue_id in scheduler.in_delivery
@@ -65,7 +65,7 @@ def queues(scheduler, server_name: str) -> list[dict]:
 def messages(scheduler, queue: str | None = None) -> list[dict]:
     out = []
     for envelope in sorted(scheduler.messages.values(), key=lambda e: e.internal_id):
-        names = sorted({scheduler.queue_of(r.address) for r in envelope.pending})
+        names = sorted({scheduler.queue_of(r.address, envelope) for r in envelope.pending})
         if queue is not None and queue not in names:
             continue
         last = next((r.last_reply for r in envelope.pending if r.last_reply), "")

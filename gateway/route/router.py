@@ -24,6 +24,11 @@ Other domains go to the enabled send connector whose address space matches
 most specifically (an exact domain beats the longest `*.suffix`, which
 beats `*`), then the lowest cost, as in Exchange. A recipient with no route
 is refused at RCPT (550 5.4.4) rather than accepted and bounced later.
+
+A send connector may also be scoped to where the mail comes from (sender,
+receive connector, authenticated user: route/source.py); among connectors
+whose address spaces match equally well, one scoped to the message's
+source beats one that is not.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Callable, Optional
 from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
+from gateway.route.source import RouteSource, source_score
 
 MAILBOX = "mailbox"
 # Queued addresses whose route is remembered (route_address), per Router: a reload makes a new one.
@@ -83,9 +89,13 @@ class Router:
         self.send_connectors = tuple(c for c in send_connectors if c.enabled)
         # Recipient validation (LiveConfig.make_recipient_exists builds it); None: nothing configured, nobody known locally.
         self.recipient_exists = recipient_exists
-        self._by_address: dict[str, object] = {}
+        # Whether any connector is scoped to a source: only then does the source take part in the remembered routes.
+        self.source_dependent = any(
+            c.source_senders or c.source_receive_connectors or c.source_users for c in self.send_connectors
+        )
+        self._by_address: dict = {}
 
-    def route_address(self, address: str):
+    def route_address(self, address: str, source: RouteSource | None = None):
         """
         route() for an address as the queue holds it (a string), or None if
         it does not parse. Each delivery attempt asks again for every
@@ -93,10 +103,12 @@ class Router:
         so it is remembered (a bounded number of addresses), not parsed and
         matched again. An InternalRelay recipient's answer depends on
         recipient validation too, which may learn of a new mailbox at any
-        time: that answer is asked for each time.
+        time: that answer is asked for each time. `source`: the message's
+        (RouteSource.of(envelope)), for connectors scoped to one.
         """
+        key = (address, source) if self.source_dependent else address
         try:
-            return self._by_address[address]
+            return self._by_address[key]
         except KeyError:
             pass
         try:
@@ -104,29 +116,38 @@ class Router:
             recipient = parse_mailbox(address, utf8=not address.isascii())
         except SMTPError:
             recipient = None
-        hop = None if recipient is None else self.route(recipient)
+        hop = None if recipient is None else self.route(recipient, source)
         if recipient is not None and self.recipient_exists is not None and self._internal_relay(recipient):
             return hop
         if len(self._by_address) >= ROUTES_REMEMBERED:
             self._by_address.clear()
-        self._by_address[address] = hop
+        self._by_address[key] = hop
         return hop
 
     def _internal_relay(self, recipient: Address) -> bool:
         found = None if recipient.literal else self.accepted_domains.lookup(recipient.domain)
         return found is not None and found.type is DomainType.INTERNAL_RELAY
 
-    def route(self, recipient: Address):
-        """MAILBOX, the SendConnector for the recipient, or None if there is no route."""
-        return self.decide(recipient).hop
+    def route(self, recipient: Address, source: RouteSource | None = None):
+        """MAILBOX, the SendConnector for the recipient (from `source`), or None if there is no route."""
+        return self.decide(recipient, source).hop
 
-    def decide(self, recipient: Address) -> Decision:
+    def decide(self, recipient: Address, source: RouteSource | None = None) -> Decision:
         """The route for one recipient, with the accepted domain's type and the reason."""
+        decision = self._decide(recipient, source)
+        hop = decision.hop
+        if hop not in (None, MAILBOX) and source_score(hop, None) is None:
+            from gateway.route.source import describe_source
+
+            return Decision(hop, decision.domain_type, f"{decision.why}; the message's source matches {describe_source(hop, source)}")
+        return decision
+
+    def _decide(self, recipient: Address, source: RouteSource | None) -> Decision:
         if recipient.literal:
             return Decision(None, "", "an address literal is not routed")
         accepted = self.accepted_domains.lookup(recipient.domain)
         if accepted is None:
-            connector = self.send_connector(recipient.domain)
+            connector = self.send_connector(recipient.domain, source=source)
             if connector is None:
                 return Decision(None, "", f"{recipient.domain} is not an accepted domain and no send connector's address space matches it")
             return Decision(connector, "", f"{recipient.domain} is not an accepted domain")
@@ -134,7 +155,7 @@ class Router:
         where = f"{accepted.domain} is an {kind.value} accepted domain"
         if kind is DomainType.AUTHORITATIVE:
             return Decision(MAILBOX, kind.value, where)
-        connector = self.send_connector(recipient.domain)
+        connector = self.send_connector(recipient.domain, source=source)
         if kind is DomainType.EXTERNAL_RELAY:
             if connector is None:
                 return Decision(None, kind.value, f"{where}, and no send connector's address space matches it")
@@ -143,25 +164,30 @@ class Router:
         if exists:
             return Decision(MAILBOX, kind.value, f"{where}; <{recipient}> is a known recipient")
         if exists is None:
-            if connector is None or self.send_connector(recipient.domain, catch_all=False) is None:
+            if connector is None or self.send_connector(recipient.domain, catch_all=False, source=source) is None:
                 return Decision(MAILBOX, kind.value, f"{where}; no recipient validation and no send connector names it")
             return Decision(connector, kind.value, f"{where}; no recipient validation, so nobody is known locally")
         if connector is None:
             return Decision(None, kind.value, f"{where}; <{recipient}> is not a known recipient and no send connector's address space matches it")
         return Decision(connector, kind.value, f"{where}; <{recipient}> is not a known recipient")
 
-    def send_connector(self, domain: str, catch_all: bool = True):
+    def send_connector(self, domain: str, catch_all: bool = True, source: RouteSource | None = None):
         """
         The enabled send connector for a domain: most specific address space,
-        then lowest cost; or None. `catch_all=False`: only one whose address
-        space names the domain (not `*`).
+        then the closest source match (route/source.py), then lowest cost; or
+        None. `catch_all=False`: only one whose address space names the
+        domain (not `*`). A connector scoped to a source other than `source`
+        is no candidate.
         """
         best, best_key = None, None
         for connector in self.send_connectors:
             score = max((m for m in (_specificity(s, domain) for s in connector.address_spaces) if m is not None), default=None)
             if score is None or (score == 0 and not catch_all):
                 continue
-            key = (-score, connector.cost)
+            scoped = source_score(connector, source)
+            if scoped is None:
+                continue
+            key = (-score, -scoped[0], -scoped[1], connector.cost)
             if best_key is None or key < best_key:
                 best, best_key = connector, key
         return best

@@ -10,7 +10,7 @@ def scheduler(messages, in_delivery=(), suspended=()):
     queues = {"a@corp.example": "Mailbox Delivery", "b@outside.example": "outside.example", "c@partner.example": "Partner"}
     return SimpleNamespace(
         messages={e.queue_id: e for e in messages}, in_delivery=set(in_delivery), suspended=set(suspended),
-        queue_of=lambda address: queues[address],
+        queue_of=lambda address, envelope=None: queues[address],
         router=SimpleNamespace(send_connectors=(SimpleNamespace(name="Partner"),)),
     )
 

@@ -52,7 +52,7 @@ def test_send_connector_errors_are_named():
         "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
         "max_connections, max_message_size, max_messages_per_connection, name, oauth_ca_file, oauth_client_certificate_name, oauth_client_id, "
         "oauth_client_secret_file, oauth_scope, oauth_service_account_file, oauth_token_url, port, protocol_logging_level, smart_host_auth, "
-        "smart_hosts, tls, tls_ca_file, tls_client_certificate_name, tls_domain)",
+        "smart_hosts, source_receive_connectors, source_senders, source_users, tls, tls_ca_file, tls_client_certificate_name, tls_domain)",
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
@@ -144,11 +144,11 @@ def test_a_queued_address_routes_as_parsed_and_is_remembered_within_bounds(monke
     assert router.route_address("c@hq.partner.example").name == "Partner HQ"
     assert router.route_address("not an address") is None
     # Remembered: asked again, the answer does not route again.
-    monkeypatch.setattr(router, "route", lambda recipient: pytest.fail("routed twice"))
+    monkeypatch.setattr(router, "route", lambda recipient, source=None: pytest.fail("routed twice"))
     assert router.route_address("alice@corp.example") == MAILBOX
     # Bounded: past the limit the memory starts over.
     monkeypatch.setattr(router_module, "ROUTES_REMEMBERED", 3)
-    monkeypatch.setattr(router, "route", lambda recipient: "again")
+    monkeypatch.setattr(router, "route", lambda recipient, source=None: "again")
     assert router.route_address("new@corp.example") == "again"
     assert len(router._by_address) == 1
 
