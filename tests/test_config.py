@@ -441,3 +441,25 @@ def test_the_sample_journal_block_works_when_uncommented(tmp_path):
     )
     (rule,) = load_config(write(tmp_path, text)).journal_rules
     assert (rule.journal_recipient, rule.report, rule.recipients) == ("journal@archive.corp.example", "envelope", ("*@corp.example",))
+
+
+def test_the_sample_microsoft_365_block_works_when_uncommented(tmp_path):
+    """The commented "Microsoft 365" send connector: XOAUTH2 with a client secret, scoped to the scanners."""
+    from gateway.address import parse_mailbox
+    from gateway.domains import AcceptedDomains
+    from gateway.route.router import Router
+    from gateway.route.source import RouteSource
+
+    lines = (REPO / "etc" / "exgateway.toml").read_text().splitlines()
+    start = lines.index('# name = "Microsoft 365"') - 1
+    end = start
+    while end < len(lines) and lines[end].startswith("# "):
+        end += 1
+    config = load_config(write(tmp_path, "\n".join(lines[:start] + [line[2:] for line in lines[start:end]] + lines[end:])))
+    internet, m365 = config.send_connectors
+    assert (m365.name, m365.smart_host_auth, m365.auth_user, [str(h) for h in m365.smart_hosts], m365.oauth_scope, m365.source_senders) == (
+        "Microsoft 365", "XOAUTH2", "relay@corp.example", ["smtp.office365.com:587"], "https://outlook.office365.com/.default",
+        ("*@scan.corp.example",))
+    router = Router(AcceptedDomains(config.accepted_domains), config.send_connectors)
+    assert router.route(parse_mailbox("x@outside.example"), RouteSource("mfp1@scan.corp.example")) is m365
+    assert router.route(parse_mailbox("x@outside.example"), RouteSource("app@corp.example")) is internet
