@@ -39,14 +39,16 @@ from gateway.auth.node import external_authoritative_warnings
 from gateway.config import ConfigError, load_config, path_problems
 from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, is_packaged_sample, packaged_sample
 from gateway.tls.check import certificate_problems
+from gateway.deliver.oauth import credential_problems
 
 
 def _config_check(args: argparse.Namespace) -> int:
     path = find_config(args.file or args.config).path
     try:
         config = load_config(path)
-        # What start-up would refuse: directories it cannot make, certificates the store does not hold.
-        problems = path_problems(config) + certificate_problems(config)
+        # What start-up would refuse (directories it cannot make, certificates the store does not hold)
+        # and OAuth credential files that delivery could not read.
+        problems = path_problems(config) + certificate_problems(config) + credential_problems(config)
         if problems:
             raise ConfigError(problems)
     except ConfigError as e:

@@ -352,3 +352,28 @@ def jwt_bearer_grant(service_account_file: Path, subject: str, scope: str, token
         header = {"typ": "JWT", "kid": account.private_key_id} if account.private_key_id else {"typ": "JWT"}
         return {"grant_type": JWT_BEARER, "assertion": sign_jwt(header, claims, key)}
     return grant
+
+
+def credential_problems(config) -> list:
+    """
+    For `exgateway config check`: each OAuth credential file that cannot be
+    read (or a service account key that is not one), named by connector
+    key. At run time the same trouble defers mail with the same words.
+    """
+    from gateway.config import ConfigProblem
+
+    problems = []
+    for index, c in enumerate(config.send_connectors):
+        if not c.enabled:
+            continue
+        key = f'send_connectors[{index}] ("{c.name}").'
+        try:
+            if c.oauth_client_secret_file is not None:
+                if not _read_secret(c.oauth_client_secret_file, "oauth_client_secret_file"):
+                    raise TokenError(f"{c.oauth_client_secret_file} is empty")
+            if c.oauth_service_account_file is not None:
+                read_service_account(c.oauth_service_account_file)
+        except TokenError as e:
+            which = "oauth_client_secret_file" if c.oauth_client_secret_file is not None else "oauth_service_account_file"
+            problems.append(ConfigProblem(str(config.path), key + which, str(e)))
+    return problems

@@ -180,3 +180,50 @@ def test_an_unreadable_secret_file_is_a_token_error_naming_it(tmp_path):
     (tmp_path / "secret").write_text("s3cr3t\n")
     assert oauth.client_secret_grant("abc", tmp_path / "secret", "scope")() == {
         "grant_type": "client_credentials", "client_id": "abc", "client_secret": "s3cr3t", "scope": "scope"}
+
+
+def test_config_check_names_an_unreadable_secret_and_a_bad_service_account_key(tmp_path, capsys):
+    from gateway.admin.cli import main
+
+    (tmp_path / "sa.json").write_text('{"type": "service_account"}')
+    config = tmp_path / "exgateway.toml"
+    config.write_text(f"""
+[server]
+name = "EXSERVER"
+fqdn = "mail.corp.example"
+var_dir = "{tmp_path / 'var'}"
+[[accepted_domains]]
+domain = "corp.example"
+[[receive_connectors]]
+name = "Default"
+role = "hub"
+bindings = ["127.0.0.1:2525"]
+remote_ip_ranges = ["127.0.0.0/8"]
+permission_groups = ["ExchangeServers"]
+auth_mechanisms = ["ExternalAuthoritative"]
+[[send_connectors]]
+name = "Microsoft 365"
+address_spaces = ["*"]
+smart_hosts = ["smtp.office365.com:587"]
+smart_host_auth = "XOAUTH2"
+auth_user = "relay@corp.example"
+oauth_token_url = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+oauth_client_id = "app"
+oauth_scope = "https://outlook.office365.com/.default"
+oauth_client_secret_file = "m365.secret"
+[[send_connectors]]
+name = "Google"
+address_spaces = ["g.example"]
+smart_hosts = ["smtp.gmail.com:587"]
+smart_host_auth = "XOAUTH2"
+auth_user = "scanner@g.example"
+oauth_service_account_file = "sa.json"
+""")
+    assert main(["config", "check", str(config)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[1:] == [
+        f'  {config}: send_connectors[0] ("Microsoft 365").oauth_client_secret_file: cannot read oauth_client_secret_file '
+        f"{tmp_path / 'm365.secret'}: No such file or directory",
+        f'  {config}: send_connectors[1] ("Google").oauth_service_account_file: {tmp_path / "sa.json"} is not a service account key '
+        "(JSON with client_email and private_key)",
+    ]
