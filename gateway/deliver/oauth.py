@@ -236,6 +236,16 @@ class TokenEndpoint:
         raise TokenError(f"token endpoint {self.url} unreachable: {failure.getErrorMessage() or failure.type.__name__}")
 
 
+class NoHTTP:
+    """Stands in for the HTTP client when it could not be made: each request fails with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def post(self, *args, **kwargs) -> Deferred:
+        return fail(TokenError(self.reason))
+
+
 def http_client(reactor, ca_file: Path | None = None):
     """A treq HTTPClient checking the endpoint's certificate against `ca_file`, or the system's trust store."""
     from treq.client import HTTPClient

@@ -120,7 +120,10 @@ def token_source(connector, certificate_dir: Path, reactor, http=None):
     from gateway.deliver import oauth
 
     if http is None:
-        http = oauth.http_client(reactor, connector.oauth_ca_file)
+        try:
+            http = oauth.http_client(reactor, connector.oauth_ca_file)
+        except Exception as e:  # an unreadable or malformed oauth_ca_file: every fetch says so
+            http = oauth.NoHTTP(f"cannot use oauth_ca_file {connector.oauth_ca_file}: {getattr(e, 'strerror', None) or e}")
     url, scope, client = connector.oauth_token_url, connector.oauth_scope, connector.oauth_client_id
     if connector.oauth_service_account_file is not None:
         path = connector.oauth_service_account_file

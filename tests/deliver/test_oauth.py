@@ -227,3 +227,17 @@ oauth_service_account_file = "sa.json"
         f'  {config}: send_connectors[1] ("Google").oauth_service_account_file: {tmp_path / "sa.json"} is not a service account key '
         "(JSON with client_email and private_key)",
     ]
+
+
+def test_an_unreadable_oauth_ca_file_defers_with_the_reason(tmp_path):
+    from gateway import testing
+    from gateway.deliver.security import connector_security
+
+    (connector,) = testing.config(send_connectors=[
+        {"name": "M", "address_spaces": ["*"], "smart_hosts": ["smtp.office365.com:587"], "smart_host_auth": "XOAUTH2",
+         "auth_user": "relay@corp.example", "oauth_token_url": "https://login.example/t", "oauth_client_id": "app", "oauth_scope": "s",
+         "oauth_client_secret_file": str(tmp_path / "secret"), "oauth_ca_file": str(tmp_path / "missing-ca.pem")}]).send_connectors
+    (tmp_path / "secret").write_text("x")
+    security = connector_security(connector, tmp_path / "certs", Clock())
+    (failure,) = _got(security.tokens.get())
+    assert failure.getErrorMessage() == f"cannot use oauth_ca_file {tmp_path / 'missing-ca.pem'}: No such file or directory"
