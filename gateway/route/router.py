@@ -39,7 +39,7 @@ from typing import Callable, Optional
 from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
-from gateway.route.source import RouteSource, source_score
+from gateway.route.source import RouteSource, describe_source, source_score
 
 MAILBOX = "mailbox"
 # Queued addresses whose route is remembered (route_address), per Router: a reload makes a new one.
@@ -137,8 +137,6 @@ class Router:
         decision = self._decide(recipient, source)
         hop = decision.hop
         if hop not in (None, MAILBOX) and source_score(hop, None) is None:
-            from gateway.route.source import describe_source
-
             return Decision(hop, decision.domain_type, f"{decision.why}; the message's source matches {describe_source(hop, source)}")
         return decision
 
