@@ -320,6 +320,8 @@ class AuthConfig:
     failure_window: float = 900.0
     lockout: float = 900.0
     check_header_from: bool = False
+    # How long a verified password is remembered (gateway/auth/credcache.py); 0: verify every login.
+    credential_cache_ttl: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -752,7 +754,7 @@ DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
 AUTH_KEYS = {
     "backends", "users_file", "ldap", "failure_tarpit", "max_failures_per_connection", "max_failures_per_source",
-    "max_failures_per_user", "failure_window", "lockout", "check_header_from",
+    "max_failures_per_user", "failure_window", "lockout", "check_header_from", "credential_cache_ttl",
 }
 LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file", "login_attributes", "sender_attributes", "timeout"}
 SEND_CONNECTOR_KEYS = {
@@ -1316,6 +1318,7 @@ def _read_auth(reader: _Reader, data: dict, var_dir: Path) -> AuthConfig:
         failure_window=reader.get(data, w, "failure_window", parse_duration, 900.0),
         lockout=reader.get(data, w, "lockout", parse_duration, 900.0),
         check_header_from=reader.get(data, w, "check_header_from", _bool, False),
+        credential_cache_ttl=reader.get(data, w, "credential_cache_ttl", parse_duration, 3600.0),
     )
 
 

@@ -60,6 +60,7 @@ from gateway.startup import StartupLines, install_observer, log_observer
 from gateway.smtpd.session import number_sessions_as
 from gateway.auth.node import NodeCredential, NodeSecretService
 from gateway.auth.service import build_auth
+from gateway.auth.verifypool import VerifyPool
 from gateway.tls.check import certificate_problems
 from gateway.deliver.security import OutboundSecurity
 from gateway.tls.provider import TLSProvider
@@ -304,7 +305,7 @@ def build_service(
 
     def make_auth(new_config: Config, previous):
         """AUTH for the frontend: rebuilt at each reload, keeping the brute-force counts."""
-        return build_auth(new_config.auth, reactor, run_in_thread, previous.throttle if previous else None)
+        return build_auth(new_config.auth, reactor, verify_pool.run, previous.throttle if previous else None)
 
     # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
     state = NodeState(config.var_dir / "draining")
@@ -320,6 +321,9 @@ def build_service(
     if role in ("all", "frontend"):
         tls = TLSProvider(CertificateStore(config.certificate_dir), reactor)
         CertificateService(tls, config).setServiceParent(top)
+        # argon2 in threads of its own, bounded (64 MiB each), never the shared pool the queue writes through.
+        verify_pool = VerifyPool(reactor)
+        verify_pool.setServiceParent(top)
     # Recipient validation for the hub's RCPT and routing, rebuilt at each reload.
     make_recipients = (lambda c: build_recipient_validator(c, reactor)) if role in ("all", "hub") else None
     live = LiveConfig(

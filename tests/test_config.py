@@ -298,6 +298,15 @@ bind_dn = "cn=svc"
     ]
 
 
+def test_credential_cache_ttl_defaults_to_an_hour_0s_turns_it_off_and_a_bad_one_is_named(tmp_path):
+    """Issue 22 item 1: [authentication] credential_cache_ttl."""
+    assert load_config(write(tmp_path, BASE)).auth.credential_cache_ttl == 3600.0
+    assert load_config(write(tmp_path, BASE + '\n[authentication]\ncredential_cache_ttl = "0s"\n')).auth.credential_cache_ttl == 0.0
+    assert problems(tmp_path, BASE + '\n[authentication]\ncredential_cache_ttl = "a while"\n') == [
+        "authentication.credential_cache_ttl: 'a while' is not a duration (use e.g. '30s', '5m', '2d' or '00:05:00')",
+    ]
+
+
 def test_path_problems_name_the_key(tmp_path):
     """A var_dir that cannot be created (a file stands in the way) is named with its key before start-up."""
     from gateway.config import path_problems

@@ -86,13 +86,16 @@ class Authenticator:
         self.portal = Portal(SubmitterRealm(), [ChainedChecker(checkers)])
 
     def login(self, username: str, password: str, client_ip: str) -> Deferred:
+        return self.verify(username, password).addCallback(self.from_network, client_ip)
+
+    def verify(self, username: str, password: str) -> Deferred:
+        """The password alone (what the credential cache may stand in for): an Identity, or the failure."""
         creds = UsernamePassword(username.encode("utf-8"), password.encode("utf-8"))
-        d = self.portal.login(creds, None, ISubmitter)
-        return d.addCallback(self._from_network, client_ip)
+        return self.portal.login(creds, None, ISubmitter).addCallback(lambda result: result[1])
 
     @staticmethod
-    def _from_network(result, client_ip: str) -> Identity:
-        _interface, identity, _logout = result
+    def from_network(identity: Identity, client_ip: str) -> Identity:
+        """The user's `remote_ip_ranges`, applied to every login, verified now or remembered."""
         if identity.remote_ip_ranges:
             address = ip_address(client_ip)
             if not any(r.contains(address) for r in identity.remote_ip_ranges):

@@ -12,14 +12,20 @@ every spelling of a login name that reaches one directory entry shares one
 counter; the login name itself only while no backend has named an account.
 A locked account is refused whatever the password, right or wrong, with the
 same reply, so a guess made during a lockout teaches nothing.
+
+The credential cache (credcache.py) stands in for the password check only
+(argon2, the LDAP bind): the lockout checks, the user's networks and the
+counting run on every login, remembered or not, and a remembered failure is
+a failure like any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 
+from gateway.auth.credcache import DEFAULT_NEGATIVE_TTL, CredentialCache
 from gateway.auth.identity import DirectoryUnavailable, Identity, LockedOut, UnauthorizedLogin, login_key
 from gateway.auth.portal import Authenticator
 from gateway.auth.throttle import AuthThrottle
@@ -32,6 +38,7 @@ class AuthService:
     authenticator: Authenticator
     throttle: AuthThrottle
     config: AuthConfig
+    cache: CredentialCache | None = None
 
     def authenticate(self, username: str, password: str, source: str) -> Deferred:
         """
@@ -44,8 +51,32 @@ class AuthService:
         if locked is not None:
             self.throttle.failed(source, key)
             return fail(LockedOut(f"AUTH locked out for this {locked}"))
-        d = self.authenticator.login(username, password, source)
+        d = self._verify(username, password)
+        d.addCallback(self.authenticator.from_network, source)
         return d.addCallbacks(self._succeeded, self._failed, (source,), None, (source, key))
+
+    def _verify(self, username: str, password: str) -> Deferred:
+        """The password check: remembered (credcache.py) or done now by the backends."""
+        if self.cache is None:
+            return self.authenticator.verify(username, password)
+        cache_key, generation, answer = self.cache.lookup(username, password)
+        if isinstance(answer, Identity):
+            return succeed(answer)
+        if answer is not None:
+            return fail(answer)
+        d = self.authenticator.verify(username, password)
+        d.addCallbacks(self._remember, self._remember_failure, (cache_key, generation), None, (cache_key, generation))
+        return d
+
+    def _remember(self, identity: Identity, cache_key: bytes, generation: int) -> Identity:
+        self.cache.remember(cache_key, generation, identity)
+        return identity
+
+    def _remember_failure(self, failure, cache_key: bytes, generation: int):
+        # A refusal is remembered; a directory that could not answer is not (the next login asks again).
+        if failure.check(UnauthorizedLogin):
+            self.cache.remember(cache_key, generation, failure.value)
+        return failure
 
     def _succeeded(self, identity: Identity, source: str) -> Identity:
         if self.throttle.user_locked(identity.account):
@@ -70,11 +101,18 @@ class AuthService:
         return failure
 
 
-def build_auth(config: AuthConfig, reactor, run_in_thread, throttle: AuthThrottle | None = None) -> AuthService:
+def build_auth(config: AuthConfig, reactor, verify_in_thread, throttle: AuthThrottle | None = None) -> AuthService:
+    """
+    `verify_in_thread` runs argon2 (gateway/auth/verifypool.py: a bounded pool of its own). The
+    credential cache starts empty at each reload: backends, users file and TTL may have changed.
+    """
     checkers = []
+    cache = CredentialCache(reactor, config.credential_cache_ttl, DEFAULT_NEGATIVE_TTL)
     for backend in config.backends:
         if backend == "users_file":
-            checkers.append((backend, UsersFileChecker(UsersFile(config.users_file), run_in_thread)))
+            users_file = UsersFile(config.users_file)
+            cache.watch(users_file)
+            checkers.append((backend, UsersFileChecker(users_file, verify_in_thread)))
         elif backend == "ldap":
             from gateway.auth.ldap import LDAPChecker
 
@@ -84,4 +122,4 @@ def build_auth(config: AuthConfig, reactor, run_in_thread, throttle: AuthThrottl
     else:
         throttle.max_per_source, throttle.max_per_user = config.max_failures_per_source, config.max_failures_per_user
         throttle.window, throttle.lockout = config.failure_window, config.lockout
-    return AuthService(Authenticator(checkers), throttle, config)
+    return AuthService(Authenticator(checkers), throttle, config, cache if config.credential_cache_ttl > 0 else None)

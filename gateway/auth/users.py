@@ -127,15 +127,25 @@ class UsersFile:
         self.path = path
         self._users: dict[str, UserRecord] = {}
         self._stamp = None
+        # Called (no arguments) whenever the accounts are re-read, go or become unreadable:
+        # the credential cache (gateway/auth/credcache.py) forgets what it verified.
+        self.on_change: list = []
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     def users(self) -> dict[str, UserRecord]:
         try:
             st = self.path.stat()
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
+            if self._stamp is not None:
+                self._changed()
             self._users, self._stamp = {}, None
             return self._users
         if stamp != self._stamp:
+            self._changed()
             try:
                 self._users = parse_users(self.path.read_text("utf-8"), str(self.path))
             except OSError as e:
