@@ -16,7 +16,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import threads
 from twisted.internet.defer import DeferredList, maybeDeferred
@@ -26,8 +25,9 @@ from twisted.python import usage
 from gateway.admin.api import admin_service
 from gateway.admin.health import HUB_PROBE_TIMEOUT, NodeState, Readiness, health_site
 from gateway.admin.metrics import Metrics, NodeMetrics
-from gateway import dispatch
+from gateway.fastpath import dispatch
 from gateway.files import PRIVATE_DIRECTORY, make_directory
+from gateway.listenservice import ListeningService
 from gateway.config import Config, ConfigError, load_config, path_problems
 from gateway.configpath import find_config
 from gateway.deliver.maildir import MaildirDelivery
@@ -462,8 +462,7 @@ def build_service(
             metrics_page = NodeMetrics(metrics.registry, others, run_in_thread)
         else:
             metrics_page = metrics.resource()
-        service = StreamServerEndpointService(_endpoint(reactor, health_listen), health_site(readiness, metrics_page))
-        service._raiseSynchronously = True
+        service = ListeningService(_endpoint(reactor, health_listen), health_site(readiness, metrics_page))
         service.setName(f"health {health_listen}")
         service.setServiceParent(top)
     reload = ReloadOnHangup(live, reactor)

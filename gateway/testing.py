@@ -118,7 +118,7 @@ class FakeHandler:
 
 class SocketLikeTransport(StringTransport):
     """
-    A StringTransport with a descriptor's doWrite (see gateway/sendnow.py):
+    A StringTransport with a descriptor's doWrite (see gateway/fastpath/sendnow.py):
     `sends` holds what was handed to the kernel, one entry per send.
     """
 

@@ -26,10 +26,11 @@ import os
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.web import resource, server
 
+from gateway.listenservice import ListeningService
 from gateway.queue import view
 from gateway.queue.store import body_bytes
 
@@ -118,16 +119,15 @@ class AdminAPI(resource.Resource):
         return _json(request, 404, {"error": f"no such resource {path}"})
 
 
-class _AfterPrivileges(StreamServerEndpointService):
+class _AfterPrivileges(ListeningService):
     """Listens in startService, once twistd has dropped to the service user, so the socket is that user's."""
 
     def privilegedStartService(self) -> None:
-        if self.running:
-            super().privilegedStartService()
+        Service.privilegedStartService(self)
 
 
 def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str, state=None, metrics=None, reload=None,
-                  config_path=None) -> StreamServerEndpointService:
+                  config_path=None) -> ListeningService:
     """The API listening on `socket_path` (mode 0600, its directory 0700)."""
     site = server.Site(AdminAPI(scheduler, store, server_name, state, metrics, reload, config_path))
     site.noisy = False
@@ -135,6 +135,4 @@ def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str
     # the log); what changes the queue is logged where it happens.
     site.log = lambda request: None
     endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
-    service = _AfterPrivileges(endpoint, site)
-    service._raiseSynchronously = True
-    return service
+    return _AfterPrivileges(endpoint, site)

@@ -35,7 +35,7 @@ from gateway.logs.protocol import SessionLog, endpoint
 from gateway.deliver.oauth import TokenError
 from gateway.deliver.saslclient import OAuthLogin
 from gateway.logs.sendlog import masked_auth, tls_events
-from gateway.sendnow import send_now
+from gateway.fastpath.sendnow import send_now
 from gateway.smtpd.session import new_session_id
 from gateway.smtpd.data import dot_stuff
 
@@ -358,7 +358,7 @@ class SMTPClient(Protocol):
         self._unsent = True
 
     def flush(self) -> None:
-        """Send what was written since the last flush (gateway/sendnow.py): after writing a pipelined group outside dataReceived."""
+        """Send what was written since the last flush (gateway/fastpath/sendnow.py): after writing a pipelined group outside dataReceived."""
         if self._unsent:
             self._unsent = False
             send_now(self.transport)

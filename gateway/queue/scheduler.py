@@ -143,7 +143,7 @@ class DeliveryScheduler:
         commands, its log lines) comes after the 250 and after the client's
         next command. One pending call serves every message queued meanwhile.
         Two turns were measured (session 4) when the 250 still waited for the
-        reactor's write pass; the server now sends it at once (sendnow.send),
+        reactor's write pass; the server now sends it at once (fastpath.sendnow.send),
         and the two turns have not been measured again against one.
         """
         if self._soon is None:

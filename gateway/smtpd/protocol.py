@@ -48,7 +48,7 @@ from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
-from gateway.sendnow import send
+from gateway.fastpath.sendnow import send
 from gateway.smtpd.shutdown import LINGER
 from gateway.startup import key_values
 from gateway.auth import node as node_auth
@@ -313,7 +313,7 @@ class ESMTPServer(Protocol):
 
     def _flush(self) -> None:
         """
-        Send the replies written so far (gateway/sendnow.py): after each
+        Send the replies written so far (gateway/fastpath/sendnow.py): after each
         reply outside input processing, and once after the input processed
         at a time, so pipelined commands still get their replies in one
         write; and before a close.

@@ -1,11 +1,11 @@
-"""gateway/dispatch.py: the epoll reactor's events go straight to their readers, failures still contained."""
+"""gateway/fastpath/dispatch.py: the epoll reactor's events go straight to their readers, failures still contained."""
 
 import os
 
 import pytest
 from twisted.internet.abstract import FileDescriptor
 
-from gateway import dispatch
+from gateway.fastpath import dispatch
 
 epollreactor = pytest.importorskip("twisted.internet.epollreactor")
 

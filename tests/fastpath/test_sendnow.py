@@ -6,7 +6,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 
-from gateway.sendnow import send
+from gateway.fastpath.sendnow import send
 
 
 class Accepted(Protocol):
@@ -77,3 +77,18 @@ async def test_what_the_socket_does_not_take_waits_in_twisteds_buffer_and_later_
     send(transport, b"250 after the big one\r\n")
     reader.transport.resumeProducing()
     assert await reader.until(len(big) + 23) == big + b"250 after the big one\r\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_transport_without_the_private_buffers_takes_write_not_the_socket(connection, monkeypatch):
+    """The runtime guard: a transport lacking _tempDataBuffer (a renamed Twisted) hands the bytes to write, in order."""
+    transport = await connection[0]
+    await connection[1]
+    written, to_socket = [], []
+    monkeypatch.delattr(transport, "_tempDataBuffer")
+    monkeypatch.setattr(transport, "write", written.append)
+    monkeypatch.setattr(transport, "doWrite", lambda: None)
+    monkeypatch.setattr(transport, "socket", type("S", (), {"send": lambda self, data: to_socket.append(data)})())
+    send(transport, b"250 2.0.0 OK\r\n")
+    send(transport, b"221 2.0.0 Bye\r\n")
+    assert written == [b"250 2.0.0 OK\r\n", b"221 2.0.0 Bye\r\n"] and to_socket == []

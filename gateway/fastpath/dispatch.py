@@ -12,13 +12,17 @@ profile, bench/RESULTS.md) is pure overhead.
 
 `install` replaces `doIteration` on the running reactor's instance with the
 same loop minus the wrapper, and only on the reactor class it was written
-against: any other reactor is left exactly as it is. What the wrapper did
-that still matters is kept: an event whose handling raises is logged and
-the rest of that poll's events still run.
+against, and only when the private names that loop uses are there with the
+signatures it calls them with (`available`): any other reactor, or a Twisted
+that changed them, is left exactly as it is. What the wrapper did that
+still matters is kept: an event whose handling raises is logged and the rest
+of that poll's events still run.
 """
 
 from __future__ import annotations
 
+import inspect
+import select
 from types import MethodType
 
 from twisted.logger import Logger
@@ -31,9 +35,35 @@ except ImportError:  # no epoll on this platform: nothing to replace
 log = Logger(namespace="exgateway.reactor")
 
 
+def available(reactor=None) -> bool:
+    """
+    Whether EPollReactor still has what `_poll` uses, as it uses it: a
+    `_doReadOrWrite(selectable, fd, event)` method and, on `reactor` when one
+    is given, the `_poller` (an epoll object) and `_selectables`
+    (fd -> selectable) it polls.
+    """
+    if EPollReactor is None:
+        return False
+    handle = getattr(EPollReactor, "_doReadOrWrite", None)
+    if handle is None:
+        return False
+    try:
+        if list(inspect.signature(handle).parameters) != ["self", "selectable", "fd", "event"]:
+            return False
+    except (TypeError, ValueError):
+        return False
+    if reactor is None:
+        return True
+    poller = getattr(reactor, "_poller", None)
+    return isinstance(poller, select.epoll) and isinstance(getattr(reactor, "_selectables", None), dict)
+
+
 def install(reactor) -> bool:
-    """Dispatch `reactor`'s I/O events directly, if it is Twisted's own epoll reactor; whether it did."""
+    """Dispatch `reactor`'s I/O events directly, if it is Twisted's own epoll reactor as this was written for; whether it did."""
     if EPollReactor is None or type(reactor) is not EPollReactor:
+        return False
+    if not available(reactor):
+        log.warn("Twisted's epoll reactor changed: its I/O events go through its own doIteration (slower, same behaviour)")
         return False
     if reactor.__dict__.get("doIteration") is not None:
         return True

@@ -7,11 +7,35 @@ later. An SMTP peer that waits for each reply (one client sending one
 message, or our own client waiting on a next hop) pays that delay on every
 round trip. Callers write what belongs together first (every reply to
 pipelined commands, all of a pipelined group), then send it at once.
+
+The shortcut reads two private attributes of Twisted's FileDescriptor
+(`_writeDisconnected`, `_tempDataBuffer`) to know that nothing waits ahead of
+the bytes. When a transport lacks either (a Twisted that renamed them), the
+bytes take `write` and `send_now`: the same order and the same bytes, one
+write pass later (tests/fastpath/ fails on such a Twisted first).
 """
 
 from __future__ import annotations
 
 from twisted.internet.tcp import Connection
+
+# What a transport without the private attributes reads as: "something may be waiting", so `write` is used.
+_UNKNOWN = object()
+
+
+def available() -> bool:
+    """Whether Twisted's TCP connections still carry the private attributes `send` reads."""
+    return getattr(Connection, "_writeDisconnected", _UNKNOWN) is False and "_tempDataBuffer" in _init_names()
+
+
+def _init_names() -> set[str]:
+    """The attribute names FileDescriptor.__init__ sets on a new instance (without a reactor or a socket)."""
+    from twisted.internet.abstract import FileDescriptor
+
+    try:
+        return set(vars(FileDescriptor(reactor=object())))
+    except Exception:
+        return set()
 
 
 def send(transport, data: bytes) -> None:
@@ -31,9 +55,9 @@ def send(transport, data: bytes) -> None:
         and not transport.TLS
         and transport.connected
         and not transport.disconnecting
-        and not transport._writeDisconnected
+        and getattr(transport, "_writeDisconnected", _UNKNOWN) is False
         and not transport.dataBuffer
-        and not transport._tempDataBuffer
+        and getattr(transport, "_tempDataBuffer", _UNKNOWN) == []
     ):
         try:
             sent = transport.socket.send(data)
