@@ -21,7 +21,9 @@ from dataclasses import replace
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.dates import rfc5322
 from gateway.address import Address
 from gateway.dsnparams import RecipientDSN
@@ -71,6 +73,7 @@ class InternalIds:
         return self._last
 
 
+@implementer(IMessageTransaction)
 class IntakeTransaction:
     def __init__(self, handler: "IntakeHandler", session: Session, mail: MailFrom) -> None:
         self.handler = handler
@@ -310,6 +313,7 @@ class IntakeTransaction:
             self.entry = None
 
 
+@implementer(IMessageHandler)
 class IntakeHandler:
     """MailHandler of hub connectors: accepts into the durable queue."""
 

@@ -32,7 +32,9 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.address import Address
 from gateway.dsnparams import RecipientDSN
 from gateway.deliver.capabilities import mail_parameters, rcpt_parameters
@@ -66,6 +68,7 @@ def xforward_line(session: Session, offered: str | None = None) -> str:
     return "XFORWARD " + " ".join(f"{k}={xtext.encode(v)}" for k, v in attrs if v and (known is None or k in known))
 
 
+@implementer(IMessageTransaction)
 class FrontendTransaction:
     def __init__(self, handler: "ProxyHandler", session: Session, mail: MailFrom) -> None:
         self.handler = handler
@@ -339,6 +342,7 @@ class FrontendTransaction:
             self.handler.pool.discard(client)
 
 
+@implementer(IMessageHandler)
 class ProxyHandler:
     """MailHandler of frontend connectors."""
 

@@ -36,7 +36,9 @@ from typing import Callable
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
+from zope.interface import implementer
 
+from gateway.interfaces import IDeliverer
 from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.files import create_new, make_directory
 from gateway.queue.store import StoredBody, fsync_directory
@@ -55,6 +57,7 @@ def mailbox_path(root: Path, address: str) -> Path:
     return root / domain_name / local_name
 
 
+@implementer(IDeliverer)
 class MaildirDelivery:
     """Delivers a queued message to Maildirs; blocking work in a thread."""
 

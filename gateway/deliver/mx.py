@@ -11,7 +11,9 @@ other DNS trouble leaves them queued for the next attempt.
 from __future__ import annotations
 
 from twisted.internet.defer import inlineCallbacks
+from zope.interface import implementer
 
+from gateway.interfaces import IDeliverer
 from gateway.deliver.health import AddressHealth
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import MXResolver
@@ -21,6 +23,7 @@ from gateway.deliver.smtp import SMTPDelivery
 IDLE_PER_DOMAIN = 2
 
 
+@implementer(IDeliverer)
 class MXDelivery:
     def __init__(self, reactor, resolver: MXResolver, connector, health: AddressHealth, protocol_log=None, timeouts=None,
                  security=None) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from gateway.interfaces import IDeliverer
 from gateway.config import HostPort
 from gateway.deliver.capabilities import lacks_smtputf8, mail_command, mail_parameters, rcpt_command, rcpt_parameters
 from gateway.deliver.client import ReplyTooLong
@@ -61,6 +63,7 @@ class _Empty:
         return b""
 
 
+@implementer(IDeliverer)
 class SMTPDelivery:
     """Delivery over SMTP to one of a list of hosts (tried in turn), over kept connections."""
 

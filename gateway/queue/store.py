@@ -55,7 +55,9 @@ from typing import BinaryIO, Callable, Iterator
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from gateway.interfaces import IQueueEntry, IQueueStore
 from gateway.envelope import Envelope
 from gateway.files import PRIVATE_FILE, make_directory
 
@@ -178,6 +180,7 @@ class StoredBody:
         return io.BufferedReader(BodyReader(self.path, self.size), WRITE_BUFFER)
 
 
+@implementer(IQueueEntry)
 class QueueEntry:
     """
     A message being received. Small bodies stay in memory until the commit,
@@ -264,6 +267,7 @@ def _write_all(fd: int, *parts: bytes) -> None:
             views[0] = views[0][n:]
 
 
+@implementer(IQueueStore)
 class QueueStore:
     """
     Files in one directory; blocking work (commits, spares, envelope

@@ -36,6 +36,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from zope.interface import implementer
+
+from gateway.interfaces import IRouter
 from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
@@ -81,6 +84,7 @@ class Decision:
         return f'send connector "{self.hop.name}"'
 
 
+@implementer(IRouter)
 class Router:
     def __init__(
         self, accepted_domains: AcceptedDomains, send_connectors: tuple = (), recipient_exists: RecipientExists | None = None

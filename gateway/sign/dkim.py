@@ -43,7 +43,9 @@ import dkim
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding
 from twisted.logger import Logger
+from zope.interface import implementer
 
+from gateway.interfaces import IDeliverer
 from gateway.sign.keys import KeyStore, check_domain, check_selector, key_kind
 
 log = Logger(namespace="exgateway.dkim")
@@ -289,6 +291,7 @@ class SignedBody:
         return io.BufferedReader(_Prefixed(self.prefix, self.body.open()), 64 * 1024)
 
 
+@implementer(IDeliverer)
 class SignedDelivery:
     """
     A deliverer that sends a signed message's stored DKIM-Signature field in

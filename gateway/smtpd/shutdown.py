@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
+
+from gateway.interfaces import ISessionObserver
 
 log = Logger(namespace="exgateway.smtpd")
 
@@ -27,6 +30,7 @@ LINGER = 2.0
 CLOSE_TIMEOUT = 2.0
 
 
+@implementer(ISessionObserver)
 class Sessions:
     """The open SMTP sessions of this process, so a stop can let them finish."""
 

@@ -1,0 +1,187 @@
+"""
+The seams between the stages a message goes through (DESIGN.md: listen ->
+session/policy -> proxy or intake -> queue -> route -> deliver).
+
+Each interface describes what the code on one side of a seam already asks of
+the other, no more: they were read off the callers (gateway/smtpd/protocol.py
+of a handler, gateway/intake.py and gateway/queue/scheduler.py of the store,
+the router and the deliverers, gateway/smtpd/shutdown.py of the sessions).
+Providers declare them with `@implementer`; tests/test_interfaces.py checks
+each with `verifyObject`, and tests/contracts/ runs one set of assertions
+against each real provider and its in-memory fake in gateway/testing.py, so
+a fake that drifts from the real thing fails there, not in a test that
+trusted it.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IMessageTransaction(Interface):
+    """
+    One message being received by a tier behind the SMTP session, from MAIL
+    to its final reply: the hub's intake into the queue
+    (gateway/intake.py) or the frontend's relay to a hub (gateway/proxy.py).
+    The session calls these in SMTP order and turns any SMTPError they raise
+    or fail with into the reply from the catalogue.
+    """
+
+    def add_recipient(recipient, dsn=None):
+        """
+        Accept or refuse one RCPT: `recipient` an Address, `dsn` its
+        RecipientDSN or None. Returns an SMTPReply, or a Deferred firing
+        with one; raises (or fails with) SMTPError to refuse it.
+        """
+
+    def open_body():
+        """The body is about to come (DATA or the first BDAT chunk)."""
+
+    def write(data):
+        """Bytes of the body, dot-unstuffed, with CRLF line ends, in order; never the whole message at once."""
+
+    def finish():
+        """
+        The body is complete: a Deferred firing with the final SMTPReply.
+        A 250 means the message is durable (on a hub's disk, or accepted by
+        a hub for the frontend); it fails with SMTPError otherwise.
+        """
+
+    def abort():
+        """The session ended or reset before finish(): forget the message; nothing of it may be delivered."""
+
+
+class IMessageHandler(Interface):
+    """What an SMTP session hands each transaction to (the hub's intake, the frontend's proxy)."""
+
+    def begin(session, mail):
+        """A new transaction for MAIL FROM (`mail`, a MailFrom) in `session` (a Session): an IMessageTransaction."""
+
+
+class IQueueEntry(Interface):
+    """A message being written into the queue, before its commit."""
+
+    queue_id = Attribute("The message's queue id (a string of digits, unique in its store).")
+    size = Attribute("How many body bytes were written so far.")
+
+    def write(data):
+        """Append body bytes; a large body goes to disk as it arrives."""
+
+
+class IQueueStore(Interface):
+    """
+    The hub's durable queue (gateway/queue/store.py): a committed message
+    survives a crash until it is removed or set aside; blocking work runs
+    in the store's thread, so calls that touch the disk return Deferreds
+    or post their work.
+    """
+
+    directory = Attribute("The queue's directory (a Path): health and back pressure measure its file system.")
+    highest_id = Attribute("The highest queue id seen by recover() (an int): new ids start above it.")
+
+    def prepare():
+        """Make the queue's directories (private) if they are missing."""
+
+    def open_entry(new_id):
+        """An IQueueEntry for a new message, its queue id from `new_id()` (a callable returning an int)."""
+
+    def create(queue_id):
+        """An IQueueEntry under a given queue id (delivery notices)."""
+
+    def commit(entry, envelope):
+        """Make the entry's body and `envelope` durable: a Deferred firing with None once the 250 may be sent."""
+
+    def discard(entry):
+        """Forget an entry that was never committed (a refused or aborted message)."""
+
+    def exists(queue_id):
+        """Whether a message is queued under `queue_id`."""
+
+    def update(envelope):
+        """Durably replace a queued message's envelope (new recipient states): a Deferred."""
+
+    def remove(queue_id, reuse=True):
+        """Drop a finished message (posted to the store's thread; nothing comes back)."""
+
+    def set_failed(queue_id):
+        """Move a message whose delivery failed for good out of the queue, kept for the admin."""
+
+    def body_file(queue_id):
+        """Where a queued message's body is read from, for a delivery attempt's StoredBody."""
+
+    def body_path(queue_id):
+        """body_file as a Path (admin views, notices)."""
+
+    def recover():
+        """At start: clean up what a crash left and return the Envelope of every committed message."""
+
+    def adopt(other):
+        """At start, before recover(): take in the messages of another queue directory; how many moved."""
+
+    def stop():
+        """At stop: give back what the store holds ready for new messages."""
+
+
+class IRouter(Interface):
+    """
+    Where a recipient goes next (gateway/route/router.py): the mailbox store
+    (`gateway.route.router.MAILBOX`), a send connector, or nowhere (None:
+    refused at RCPT with 550 5.4.4).
+    """
+
+    recipient_exists = Attribute(
+        "Recipient validation the router consults for InternalRelay domains (address -> True/False/None), or None."
+    )
+
+    def route(recipient):
+        """The next hop for an Address: MAILBOX, a SendConnector, or None."""
+
+    def route_address(address):
+        """route() for an address as the queue holds it (a string); None if it does not parse."""
+
+    def decide(recipient):
+        """The route for an Address with the accepted domain's type and one sentence why (a Decision)."""
+
+    def send_connector(domain, catch_all=True):
+        """The enabled send connector for `domain` (most specific address space, then lowest cost), or None."""
+
+
+class IDeliverer(Interface):
+    """
+    Takes a queued message to one next hop: the mailbox store (Maildir or an
+    SMTP next hop) or a send connector's smart hosts or MX. Some also have
+    `close()` for their connections (gateway/deliver/registry.py looks for
+    it; issue 20 item 5 is to make that part of this interface).
+    """
+
+    def deliver(envelope, recipients, body):
+        """
+        Deliver `body` (a StoredBody: `open()` gives its bytes) of `envelope`
+        to `recipients` (address strings, a subset of its pending ones). A
+        Deferred firing with {address: (RecipientState, reply text)} for
+        every address given: DELIVERED with a 2xx reply, PENDING with a 4xx
+        (tried again later) or FAILED with a 5xx. It does not fail as a
+        whole for one recipient's trouble.
+        """
+
+
+class ISession(Interface):
+    """What a stop asks of an open SMTP session (gateway/smtpd/shutdown.py)."""
+
+    def stop_gently():
+        """Close now if idle (421 4.3.2), else after the message in progress; whether it was idle."""
+
+    def stop_now():
+        """421 4.3.2 and close, whatever it was doing (shutdown_grace is over)."""
+
+
+class ISessionObserver(Interface):
+    """Told of every SMTP session opening and closing in this process (today: the stop's session registry)."""
+
+    stopping = Attribute("True once the process stops: new connections are turned away.")
+
+    def add(session):
+        """An ISession has opened."""
+
+    def discard(session):
+        """An ISession has closed (called once, for a session add() was told of)."""
