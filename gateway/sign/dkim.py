@@ -41,7 +41,7 @@ from pathlib import Path
 
 import dkim
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding
+from cryptography.hazmat.primitives.asymmetric import padding
 from twisted.logger import Logger
 from zope.interface import implementer
 

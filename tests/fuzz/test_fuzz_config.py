@@ -5,7 +5,6 @@ escapes (a traceback at start-up helps no admin).
 """
 
 import copy
-import datetime
 import tomllib
 
 from hypothesis import example, given

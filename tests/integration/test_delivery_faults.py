@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from tests.integration.gatewayproc import Gateway, anon_relay, exgateway_cli, free_port
+from tests.integration.gatewayproc import Gateway, anon_relay, exgateway_cli
 
 
 class Blackhole:

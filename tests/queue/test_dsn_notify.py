@@ -9,13 +9,11 @@ import email
 from email import policy
 
 from twisted.internet.defer import succeed
-from twisted.internet.task import Clock
 
 from gateway.envelope import Envelope, Outcome, Recipient, RecipientState
 from gateway.queue.dsn import build_dsn
 from gateway.queue.notify import Notifier, success_notices
 from gateway.queue.retry import RetryPolicy
-from gateway.queue.store import QueueStore, body_bytes
 from tests.queue.test_scheduler import BODY, Notices, setup
 
 HEADERS = b"Subject: Monthly report\r\nFrom: app@corp.example\r\n"

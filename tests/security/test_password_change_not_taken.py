@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
 
 from gateway.admin.cli import main
 from gateway.auth.users import UserRecord, UsersFile, UsersFileChecker, hash_password
