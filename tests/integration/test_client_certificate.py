@@ -76,7 +76,6 @@ tls_ca_file = "{tmp_path / 'ca.pem'}"
 
 
 def test_config_check_names_a_client_certificate_the_store_does_not_hold(tmp_path):
-    ca = TestCA()
     config = tmp_path / "exgateway.toml"
     (tmp_path / "var" / "certs").mkdir(parents=True)
     config.write_text(f"""
