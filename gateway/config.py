@@ -322,6 +322,9 @@ class AuthConfig:
     check_header_from: bool = False
     # How long a verified password is remembered (gateway/auth/credcache.py); 0: verify every login.
     credential_cache_ttl: float = 3600.0
+    # What check_header_from does with a From: the user may not send as: refuse (550 5.7.60),
+    # or "authenticated_user": replace it with the user's address (gateway/policy/headerfrom.py).
+    header_from: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -755,6 +758,7 @@ CERTIFICATE_KEYS = {"directory"}
 AUTH_KEYS = {
     "backends", "users_file", "ldap", "failure_tarpit", "max_failures_per_connection", "max_failures_per_source",
     "max_failures_per_user", "failure_window", "lockout", "check_header_from", "credential_cache_ttl",
+    "header_from",
 }
 LDAP_KEYS = {"url", "base_dn", "bind_dn", "bind_password", "start_tls", "ca_file", "login_attributes", "sender_attributes", "timeout"}
 SEND_CONNECTOR_KEYS = {
@@ -1319,6 +1323,7 @@ def _read_auth(reader: _Reader, data: dict, var_dir: Path) -> AuthConfig:
         lockout=reader.get(data, w, "lockout", parse_duration, 900.0),
         check_header_from=reader.get(data, w, "check_header_from", _bool, False),
         credential_cache_ttl=reader.get(data, w, "credential_cache_ttl", parse_duration, 3600.0),
+        header_from=reader.get(data, w, "header_from", _choice(("refuse", "authenticated_user")), "refuse"),
     )
 
 

@@ -43,6 +43,7 @@ from gateway.dsnparams import take_mail_dsn, take_rcpt_dsn
 from gateway.connectors import client_address
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.headerfirewall import firewalled
+from gateway.policy.headerfrom import HeaderFromFixer, header_from_fixed
 from gateway.headers import HeaderScan
 from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
@@ -653,6 +654,8 @@ class ESMTPServer(Protocol):
         # Exchange's header firewall: organisation headers only from the organisation's servers.
         self._txn = firewalled(self.handler.begin(self.session, mail), self.session.rights, self.connector.max_header_size,
                                self.session.session_id)
+        # [authentication] header_from = "authenticated_user": a foreign From: is replaced as it streams, not refused.
+        self._txn = header_from_fixed(self._txn, self.session, self.auth, str(sender), self.connector.max_header_size)
         self._rcpt_count = 0
         return Reply.SENDER_OK
 
@@ -800,6 +803,8 @@ class ESMTPServer(Protocol):
         """With [authentication] check_header_from, the From: header must be one of the user's addresses too."""
         identity = self.session.identity
         if identity is None or self.auth is None or not self.auth.config.check_header_from:
+            return True
+        if isinstance(self._txn, HeaderFromFixer):
             return True
         if Right.ACCEPT_ANY_SENDER in self.session.rights:
             return True

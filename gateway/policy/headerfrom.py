@@ -1,0 +1,171 @@
+"""
+`[authentication] header_from = "authenticated_user"`: a From: header the
+authenticated user may not send as is replaced with the user's own address,
+instead of the message being refused (550 5.7.60), for applications that
+write a fixed From: they cannot be told to change (a scanner's
+"scanner@localhost", an app's "noreply@vendor.example").
+
+It applies where check_header_from would refuse: an authenticated session
+without ms-Exch-SMTP-Accept-Any-Sender, on a message whose From: holds an
+address outside the user's send-as patterns (or no address at all). The
+user's address is its login name when that is an address it may send as,
+else its first send-as address that is not a pattern, else the message's
+MAIL FROM (which send-as has already allowed). The whole field is
+replaced (a display name written for someone else is not kept); every other
+byte passes on unchanged. Like the header firewall it streams: only the
+header field being read is held.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses
+
+from twisted.logger import Logger
+
+from gateway.policy.rights import Right
+
+log = Logger(namespace="exgateway.headerfrom")
+
+_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):")
+REPLACE = "authenticated_user"
+
+
+def user_address(identity, sender: str) -> str | None:
+    """The address a From: is set to for this user, or None if it has none to give."""
+    send_as = identity.send_as
+    if "@" in identity.name and send_as.allows(identity.name):
+        return identity.name
+    for pattern in send_as.patterns:
+        if "*" not in pattern and "@" in pattern:
+            return pattern
+    return sender or None
+
+
+def header_from_fixed(transaction, session, auth, sender: str, max_header_size: int):
+    """The transaction behind a HeaderFromFixer where the config asks for it and the user has an address; else itself."""
+    identity = session.identity
+    if identity is None or auth is None or not auth.config.check_header_from or auth.config.header_from != REPLACE:
+        return transaction
+    if Right.ACCEPT_ANY_SENDER in session.rights:
+        return transaction
+    address = user_address(identity, sender)
+    if address is None:
+        return transaction
+    return HeaderFromFixer(transaction, identity, address, max_header_size, session.session_id)
+
+
+class HeaderFromFixer:
+    """A Transaction that passes the message on with each disallowed From: field replaced (and one added if there is none)."""
+
+    def __init__(self, transaction, identity, address: str, max_header_size: int, session_id: str = "") -> None:
+        self.transaction = transaction
+        self.identity = identity
+        self.address = address
+        self.max_header_size = max_header_size
+        self.session_id = session_id
+        self.replaced: list[str] = []
+        self._partial = b""
+        self._field = b""
+        self._is_from = False
+        self._seen_from = False
+        self._seen = 0
+        self._done = False
+
+    def add_recipient(self, recipient, dsn=None):
+        return self.transaction.add_recipient(recipient, dsn)
+
+    def open_body(self):
+        return self.transaction.open_body()
+
+    def abort(self) -> None:
+        self.transaction.abort()
+
+    def finish(self):
+        if not self._done:
+            self._end_field()
+            if self._partial and _FIELD.match(self._partial):
+                # A last field without its line end.
+                self._field, self._is_from = self._partial, self._partial.split(b":", 1)[0].strip().lower() == b"from"
+                self._partial = b""
+                self._end_field()
+            self._end_header(self._partial)
+            self._partial = b""
+        return self.transaction.finish()
+
+    def write(self, data: bytes) -> None:
+        if self._done:
+            self.transaction.write(data)
+            return
+        data = self._partial + data
+        self._partial = b""
+        start = 0
+        while not self._done:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            self._line(data[start : end + 1])
+            start = end + 1
+        rest = data[start:]
+        if self._done:
+            self._pass(rest)
+        elif self._seen + len(rest) > self.max_header_size:
+            # Refused at the end for its header size anyway: hold nothing more.
+            self._end_field()
+            self._done = True
+            self._pass(rest)
+        else:
+            self._partial = rest
+
+    def _line(self, line: bytes) -> None:
+        self._seen += len(line)
+        if self._seen > self.max_header_size:
+            self._end_field()
+            self._done = True
+            self._pass(line)
+            return
+        if line[:1] in (b" ", b"\t") and self._field:
+            self._field += line
+            return
+        self._end_field()
+        m = _FIELD.match(line)
+        if m is None:
+            self._end_header(line)
+            return
+        self._field = line
+        self._is_from = m.group(1).lower() == b"from"
+
+    def _end_header(self, line: bytes) -> None:
+        """The header ends at `line` (the blank line, a body line, or nothing): a message without From: gets one."""
+        self._done = True
+        if not self._seen_from:
+            self.replaced.append("(none)")
+            # Before a body line (no blank line), one is added, so the line stays body.
+            blank = b"" if line in (b"\r\n", b"\n") else b"\r\n"
+            self._pass(b"From: " + self.address.encode() + b"\r\n" + blank)
+            self._log()
+        self._pass(line)
+
+    def _end_field(self) -> None:
+        field, self._field = self._field, b""
+        if not field:
+            return
+        if self._is_from:
+            self._seen_from = True
+            value = field.split(b":", 1)[1].decode("utf-8", "replace")
+            addresses = [a for _, a in getaddresses([value]) if a]
+            if not addresses or not all(self.identity.send_as.allows(a) for a in addresses):
+                self.replaced.append(" ".join(value.split()))
+                self._log()
+                field = b"From: " + self.address.encode() + b"\r\n"
+        self.transaction.write(field)
+
+    def _log(self) -> None:
+        log.info(
+            "header From {value!r} is not an address {user} may send as; set to {address} ({session_id})",
+            value=self.replaced[-1], user=self.identity.name, address=self.address, session_id=self.session_id,
+        )
+
+    def _pass(self, data: bytes) -> None:
+        if data:
+            self.transaction.write(data)
