@@ -62,6 +62,15 @@ class SMTPClientError(Exception):
         self.reply = reply
 
 
+class LoginUnavailable(SMTPClientError):
+    """
+    The next hop is up, but this connector cannot log in to it (no OAuth
+    token, or the token refused twice). Not the address's fault: it is not
+    marked bad, no other address is tried with the same credential, and the
+    reply (with the decoded reason) becomes the recipients' LastError as is.
+    """
+
+
 class ReplyTooLong(ConnectionLost):
     """
     The server's reply passed MAX_REPLY_LINES or MAX_REPLY_BYTES: the
@@ -309,11 +318,17 @@ class SMTPClient(Protocol):
         port = self.address.port if self.address is not None else 0
         d = OAuthLogin(self._secret_command, security.tokens, security.auth, security.username, self.peer_name, port).run()
         d.addErrback(self._no_token)
-        return d.addCallback(self._auth_done)
+        return d.addCallback(self._oauth_done)
 
     def _no_token(self, failure: Failure):
         failure.trap(TokenError)
-        raise SMTPClientError(SMTPReply(451, "4.7.5", f"no OAuth token for {self.peer_name}: {failure.getErrorMessage()}"))
+        raise LoginUnavailable(SMTPReply(451, "4.7.5", f"no OAuth token for {self.peer_name}: {failure.getErrorMessage()}"))
+
+    def _oauth_done(self, reply: SMTPReply):
+        if reply.code != 235:
+            raise LoginUnavailable(SMTPReply(451, "4.7.5", f"smart host AUTH refused by {self.peer_name}: {reply}"))
+        self.authenticated = True
+        self.ready.callback(self)
 
     def _secret_command(self, line: str, shown: str) -> Deferred:
         """A command carrying credentials: sent as is, written to the protocol log as `shown` (masked)."""

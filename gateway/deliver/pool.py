@@ -162,6 +162,10 @@ class ConnectionPool:
         )
 
         def failed(failure: Failure):
+            if failure.check(smtp_client.LoginUnavailable):
+                # The host answered; the connector's login is what fails: the same on every address.
+                log.warn("{host}: {error}", host=str(host), error=failure.getErrorMessage())
+                return failure
             log.warn("{host} unavailable: {error}", host=str(host), error=failure.getErrorMessage())
             self.health.mark_bad(host)
             return self._connect(candidates, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])

@@ -17,7 +17,7 @@ from zope.interface import implementer
 from gateway.interfaces import IDeliverer
 from gateway.config import HostPort
 from gateway.deliver.capabilities import lacks_smtputf8, mail_command, mail_parameters, rcpt_command, rcpt_parameters
-from gateway.deliver.client import ReplyTooLong
+from gateway.deliver.client import LoginUnavailable, ReplyTooLong
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, Outcome, RecipientState
@@ -109,6 +109,8 @@ class SMTPDelivery:
             return {r: (state, e.reply) for r in recipients}
         if not isinstance(e, Exception):
             return failure
+        if isinstance(e, LoginUnavailable):
+            return {r: (RecipientState.PENDING, str(e.reply)) for r in recipients}
         reason = f"451 4.4.0 next hop {self.next_hop} unreachable: {e}"
         return {r: (RecipientState.PENDING, reason) for r in recipients}
 

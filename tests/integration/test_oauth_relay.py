@@ -107,6 +107,9 @@ def test_a_revoked_client_is_a_clear_deferral_not_a_loop(pki):
         listed = exgateway_cli(gw.config, "queue", "list")
         shown = " ".join(listed.stdout.split())
         assert "invalid_client: AADSTS7000222: The provided client secret keys for app" in shown, listed.stdout
+        # The smart host answered: the login failed, not the host (not "unreachable", not marked down).
+        assert "451 4.7.5 no OAuth token for 127.0.0.1: token endpoint https://localhost:" in shown and "unreachable" not in shown
+        assert "unavailable" not in gw.log()
         assert "invalid_client: AADSTS7000222" in gw.log() and SECRET not in gw.log()
     finally:
         gw.stop()
