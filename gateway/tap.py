@@ -305,7 +305,9 @@ def build_service(
 
     def make_auth(new_config: Config, previous):
         """AUTH for the frontend: rebuilt at each reload, keeping the brute-force counts."""
-        return build_auth(new_config.auth, reactor, verify_pool.run, previous.throttle if previous else None)
+        return build_auth(
+            new_config.auth, reactor, verify_pool.run, previous.throttle if previous else None, config.limits.ipv6_source_prefix
+        )
 
     # Drain state (a file: survives restarts); the hub's queue and the frontend's hub pool, where this role has them.
     state = NodeState(config.var_dir / "draining")

@@ -101,7 +101,9 @@ class AuthService:
         return failure
 
 
-def build_auth(config: AuthConfig, reactor, verify_in_thread, throttle: AuthThrottle | None = None) -> AuthService:
+def build_auth(
+    config: AuthConfig, reactor, verify_in_thread, throttle: AuthThrottle | None = None, ipv6_prefix: int = 64
+) -> AuthService:
     """
     `verify_in_thread` runs argon2 (gateway/auth/verifypool.py: a bounded pool of its own). The
     credential cache starts empty at each reload: backends, users file and TTL may have changed.
@@ -118,7 +120,9 @@ def build_auth(config: AuthConfig, reactor, verify_in_thread, throttle: AuthThro
 
             checkers.append((backend, LDAPChecker(config.ldap, reactor)))
     if throttle is None:
-        throttle = AuthThrottle(reactor, config.max_failures_per_source, config.max_failures_per_user, config.failure_window, config.lockout)
+        throttle = AuthThrottle(
+            reactor, config.max_failures_per_source, config.max_failures_per_user, config.failure_window, config.lockout, ipv6_prefix
+        )
     else:
         throttle.max_per_source, throttle.max_per_user = config.max_failures_per_source, config.max_failures_per_user
         throttle.window, throttle.lockout = config.failure_window, config.lockout

@@ -14,12 +14,17 @@ from __future__ import annotations
 
 from collections import deque
 
+from gateway.policy.limits import source_key
+
 PRUNE_AT = 10_000
 
 
 class AuthThrottle:
-    def __init__(self, clock, max_per_source: int, max_per_user: int, window: float, lockout: float) -> None:
+    def __init__(self, clock, max_per_source: int, max_per_user: int, window: float, lockout: float, ipv6_prefix: int = 64) -> None:
         self.clock = clock
+        # An IPv6 source is its network ([limits] ipv6_source_prefix): a host that
+        # owns a /64 must not get a fresh failure count with each of its addresses.
+        self.ipv6_prefix = ipv6_prefix
         self.max_per_source = max_per_source
         self.max_per_user = max_per_user
         self.window = window
@@ -43,7 +48,7 @@ class AuthThrottle:
     def locked(self, source: str, user: str | None = None) -> str | None:
         """Why AUTH is refused right now ("source" or "user"), or None."""
         now = self.clock.seconds()
-        if self._key_locked(("ip", source), now):
+        if self._key_locked(("ip", source_key(source, self.ipv6_prefix)), now):
             return "source"
         if user is not None and self._key_locked(("user", user.lower()), now):
             return "user"
@@ -57,7 +62,7 @@ class AuthThrottle:
         now = self.clock.seconds()
         if len(self._failures) + len(self._locked_until) >= self._prune_at:
             self.prune()
-        self._count(("ip", source), self.max_per_source, now)
+        self._count(("ip", source_key(source, self.ipv6_prefix)), self.max_per_source, now)
         if user:
             self._count(("user", user.lower()), self.max_per_user, now)
 

@@ -49,3 +49,16 @@ def test_an_address_scan_does_not_grow_the_message_rate_table_for_ever():
         assert limits.message(FE, f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", now)
     # At most the last minute's sources (6,000) plus the slack of the amortised prune.
     assert limits.tracked_sources <= 2 * max(PRUNE_AT, 6_000)
+
+
+def test_auth_failures_from_one_ipv6_slash_64_lock_the_whole_network_out():
+    """A brute-forcer rotating through its /64 used to get a fresh per-source count with every address."""
+    from twisted.internet.task import Clock
+
+    from gateway.auth.throttle import AuthThrottle
+
+    t = AuthThrottle(Clock(), max_per_source=3, max_per_user=100, window=60.0, lockout=300.0)
+    for n in range(3):
+        t.failed(f"2001:db8:1:2::{n + 1:x}", f"user{n}")
+    assert t.locked("2001:db8:1:2:ffff::9") == "source"
+    assert t.locked("2001:db8:1:3::1") is None and t.locked("192.0.2.1") is None
