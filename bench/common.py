@@ -286,8 +286,10 @@ class Exgateway:
         )
         text = text.replace("127.0.0.1:2525", f"127.0.0.1:{self.hub_port}")
         # The submission connectors and the health listeners: loopback, free ports, one per process.
+        self.submission_ports = {}
         for public in ("0.0.0.0:587", "0.0.0.0:465"):
-            text = text.replace(f'bindings = ["{public}"]', f'bindings = ["127.0.0.1:{free_port()}"]')
+            self.submission_ports[int(public.rsplit(":", 1)[1])] = moved = free_port()
+            text = text.replace(f'bindings = ["{public}"]', f'bindings = ["127.0.0.1:{moved}"]')
         text = text.replace('listen = "127.0.0.1:8025"', f'listen = "127.0.0.1:{free_port()}"')
         text = text.replace('# frontend_listen = "127.0.0.1:8026"', f'frontend_listen = "127.0.0.1:{free_port()}"')
         text = text.replace('var_dir = "var"', f'var_dir = "{self.dir / "var"}"')

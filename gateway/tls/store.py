@@ -18,6 +18,7 @@ setup does, so STARTTLS works out of the box.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,11 +74,12 @@ class StoredCertificate:
     chain: tuple[x509.Certificate, ...]
     key_pem: bytes = field(repr=False)
 
-    @property
+    # Cached: every TLS session logs the thumbprint and subject (issue 22: 0.15 ms of a session's ~4 ms).
+    @functools.cached_property
     def thumbprint(self) -> str:
         return thumbprint(self.certificate)
 
-    @property
+    @functools.cached_property
     def subject(self) -> str:
         return dotnet_name(self.certificate.subject)
 
