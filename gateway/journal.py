@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from email.header import Header
 
 from gateway.address import valid_domain
 from gateway.dates import rfc5322
@@ -138,6 +139,12 @@ def _safe(text: str) -> str:
     return _UNSAFE.sub("?", text)
 
 
+def _header_text(text: str) -> str:
+    """A header field's text: ASCII as it is, anything else as RFC 2047 encoded words (the report goes to any next hop)."""
+    text = _safe(text)
+    return text if text.isascii() else Header(text, "utf-8").encode(linesep="\r\n")
+
+
 class JournalReport:
     """
     An envelope journal report being written into its own queue entry while
@@ -160,7 +167,7 @@ class JournalReport:
         lines = [
             f"From: Journal <postmaster@{self.fqdn}>",
             "To: " + ", ".join(f"<{r}>" for r in self.journal_recipients),
-            "Subject: Journal report: " + _safe(subject or "")[:200],
+            "Subject: " + _header_text("Journal report: " + (subject or "")[:200]),
             f"Date: {rfc5322(now)}",
             f"Message-ID: {self.message_id}",
             "MIME-Version: 1.0",

@@ -128,3 +128,17 @@ def test_bad_rules_are_named(rule, key, reason):
         testing.config(accepted_domains=JOURNAL_DOMAINS, journal_rules=[rule])
     (problem,) = e.value.problems
     assert problem.key == key and reason in problem.reason
+
+
+def test_a_non_ascii_subject_is_encoded_in_the_reports_header(tmp_path):
+    """The report's own Subject: is RFC 2047 (it may go to a next hop without SMTPUTF8); its text part says it in UTF-8."""
+    hub = journal_hub(tmp_path)
+    hub.send(b"EHLO fe\r\nMAIL FROM:<scan@corp.example>\r\nRCPT TO:<alice@corp.example>\r\nDATA\r\n"
+             b"Subject: Rechnung f\xc3\xbcr M\xc3\xa4rz\r\n\r\nx\r\n.\r\n")
+    _, report, _ = queued(hub)
+    data = body_bytes(hub.store.body_path(report.queue_id), report.size)
+    head = data.split(b"\r\n\r\n")[0]
+    assert head.isascii() and b"Subject: =?utf-8?" in head
+    parsed = email.message_from_bytes(data, policy=email.policy.default)
+    assert parsed["Subject"] == "Journal report: Rechnung f\xfcr M\xe4rz"
+    assert "Subject: Rechnung f\xfcr M\xe4rz\r\n".encode() in data.split(b"Content-Type: message/rfc822")[0]

@@ -113,3 +113,27 @@ def test_no_rules_leave_the_message_alone(tmp_path):
     (env,) = hub.scheduler.queued
     assert env.sender == "root@printer01.local"
     assert hub.stored().endswith(body)
+
+
+def test_a_reload_gives_the_intake_the_new_rules(tmp_path):
+    """LiveConfig hands each applied config to the intake (configure): new rules for the next message; a refused file changes nothing."""
+    from gateway.config import load_config
+    from gateway.reload import LiveConfig
+    from tests.test_reload import BASE
+
+    class Intake:
+        def configure(self, config):
+            self.rewriter = Rewriter(config.rewrite)
+
+    path = tmp_path / "gw.toml"
+    path.write_text(BASE)
+    live = LiveConfig(load_config(path), path, ("frontend",))
+    intake = Intake()
+    live.follow_routes(intake)
+    assert not intake.rewriter
+    path.write_text(BASE + '[[rewrite]]\nmatch = "root@printer01.local"\nto = "printer01@corp.example"\n')
+    assert live.reload()
+    assert intake.rewriter.sender(Address("root", "printer01.local")) == Address("printer01", "corp.example")
+    path.write_text(BASE + '[[rewrite]]\nmatch = "root"\nto = "x@corp.example"\n')
+    assert not live.reload()
+    assert intake.rewriter.sender(Address("root", "printer01.local")) == Address("printer01", "corp.example")
