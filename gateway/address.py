@@ -23,7 +23,8 @@ from gateway.errors import Reply, SMTPError
 _ATEXT = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$")
 # RFC 6531 3.3: with SMTPUTF8, atext also takes any non-ASCII character (RFC 6532
 # UTF8-non-ascii); C1 controls and the Unicode line separators stay out.
-_ATEXT_UTF8 = re.compile(r"^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x9f\u2028\u2029])+$")
+# Lone surrogates are no characters at all (strict UTF-8 never decodes to one).
+_ATEXT_UTF8 = re.compile(r"^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|[^\x00-\x9f\u2028\u2029\ud800-\udfff])+$")
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _PARAM_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
@@ -118,7 +119,7 @@ def _split_bracketed(arg: str) -> tuple[str, str] | None:
 
 
 def _qtext(c: str, utf8: bool) -> bool:
-    return 32 <= ord(c) <= 126 or (utf8 and ord(c) >= 0xA0 and c not in "\u2028\u2029")
+    return 32 <= ord(c) <= 126 or (utf8 and ord(c) >= 0xA0 and c not in "\u2028\u2029" and not 0xD800 <= ord(c) <= 0xDFFF)
 
 
 def _parse_local(local: str, sender: bool, utf8: bool = False) -> tuple[str, bool]:

@@ -19,19 +19,23 @@ paths = st.one_of(
 )
 
 
-@given(paths, st.booleans())
-@example('<"a\\"@b"@corp.example>', False)
-@example('<@a,@b:"x y"@[IPv6:::1]>', True)
-@example("<\"\\\x7f\"@corp.example>", False)
-def test_parse_path_raises_only_its_syntax_error_and_round_trips(text, sender):
+@given(paths, st.booleans(), st.booleans())
+@example('<"a\\"@b"@corp.example>', False, False)
+@example('<@a,@b:"x y"@[IPv6:::1]>', True, False)
+@example("<\"\\\x7f\"@corp.example>", False, False)
+@example("<\xa0@0> SMTPUTF8", True, False)  # found by tox -e fuzz: a UTF-8 address prints back as one (parsed with utf8)
+@example('<"\ud800"@corp.example>', False, True)  # found by tox -e fuzz: a lone surrogate raised UnicodeEncodeError
+def test_parse_path_raises_only_its_syntax_error_and_round_trips(text, sender, utf8):
+    """`utf8`: a RCPT in a SMTPUTF8 transaction (a MAIL takes it from its own SMTPUTF8 parameter)."""
     try:
-        address, params = parse_path(text, sender=sender)
+        address, params = parse_path(text, sender=sender, utf8=utf8)
     except SMTPError:
         return
     assert isinstance(address, Address) and all(k == k.upper() for k in params)
     if address in (NULL, POSTMASTER):
         return
-    again = parse_mailbox(str(address), sender=sender)
+    assert str(address).isascii() or utf8 or "SMTPUTF8" in params
+    again = parse_mailbox(str(address), sender=sender, utf8=not str(address).isascii())
     assert again == address, (text, str(address), again)
     assert address.domain == address.domain.lower()
 
