@@ -13,7 +13,7 @@ with public API, and an endpoint that answers later is logged as Twisted does.
 from __future__ import annotations
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -27,7 +27,7 @@ class ListeningService(Service):
         self.endpoint = endpoint
         self.factory = factory
         self.port = None
-        self._listening = None
+        self._listening: Deferred | None = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()

@@ -24,11 +24,15 @@ from __future__ import annotations
 import inspect
 import select
 from types import MethodType
+from typing import Any
 
 from twisted.logger import Logger
 
+EPollReactor: type | None
 try:
-    from twisted.internet.epollreactor import EPollReactor
+    from twisted.internet import epollreactor
+
+    EPollReactor = epollreactor.EPollReactor
 except ImportError:  # no epoll on this platform: nothing to replace
     EPollReactor = None
 
@@ -58,7 +62,7 @@ def available(reactor=None) -> bool:
     return isinstance(poller, select.epoll) and isinstance(getattr(reactor, "_selectables", None), dict)
 
 
-def install(reactor) -> bool:
+def install(reactor: Any) -> bool:
     """Dispatch `reactor`'s I/O events directly, if it is Twisted's own epoll reactor as this was written for; whether it did."""
     if EPollReactor is None or type(reactor) is not EPollReactor:
         return False
@@ -67,7 +71,8 @@ def install(reactor) -> bool:
         return False
     if reactor.__dict__.get("doIteration") is not None:
         return True
-    reactor.doIteration = MethodType(_poll, reactor)
+    # On the instance only: the class, and any other reactor, stay as Twisted made them.
+    setattr(reactor, "doIteration", MethodType(_poll, reactor))
     return True
 
 
