@@ -141,7 +141,8 @@ class RelaxedBodyHash:
         if self._space:
             head = b" " + head
         # Only complete runs are reduced: head ends in a visible character and nothing is pending before it.
-        head = b" ".join(head.replace(b"\t", b" ").split(b" "))
+        # bytes.replace in a loop measured faster than a regex substitution here (most text has few runs).
+        head = head.replace(b"\t", b" ")
         while b"  " in head:
             head = head.replace(b"  ", b" ")
         head = head.replace(b" \n", b"\n").replace(b"\n", b"\r\n")
