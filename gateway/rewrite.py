@@ -77,6 +77,10 @@ class RewriteRule:
     def apply(self, local: str) -> tuple[str, str]:
         return (local if self.to_local == "*" else self.to_local), self.to_domain
 
+    def __str__(self) -> str:
+        """The rule as the config wrote it, for `exgateway route test`."""
+        return f"{self.local}@{self.domain} -> {self.to_local}@{self.to_domain}, {self.direction}"
+
     @property
     def outbound(self) -> bool:
         return self.direction in ("outbound", "both")
@@ -145,10 +149,13 @@ class Rewriter:
                 best, best_key = rule, key
         return best
 
-    def _address(self, rules, address: Address) -> Address:
+    def _rule(self, rules, address: Address) -> RewriteRule | None:
         if address.null or address.quoted or address.literal:
-            return address
-        rule = self._find(rules, address.local, address.domain)
+            return None
+        return self._find(rules, address.local, address.domain)
+
+    def _address(self, rules, address: Address) -> Address:
+        rule = self._rule(rules, address)
         if rule is None:
             return address
         local, domain = rule.apply(address.local)
@@ -161,6 +168,14 @@ class Rewriter:
     def recipient(self, address: Address) -> Address:
         """RCPT TO, rewritten by the inbound rules (before routing)."""
         return self._address(self.inbound, address)
+
+    def sender_rule(self, address: Address) -> RewriteRule | None:
+        """The outbound rule sender() applies to MAIL FROM, if any (`exgateway route test` names it)."""
+        return self._rule(self.outbound, address)
+
+    def recipient_rule(self, address: Address) -> RewriteRule | None:
+        """The inbound rule recipient() applies to RCPT TO, if any."""
+        return self._rule(self.inbound, address)
 
     def header(self, header: bytes) -> bytes:
         """A header section with the addresses of From/Sender/Reply-To (outbound) and To/Cc (inbound) rewritten."""

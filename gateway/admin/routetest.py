@@ -2,6 +2,12 @@
 `exgateway route test --sender A --rcpt B [--connector NAME] [--user U]`:
 which send connector and smart host(s) each recipient would take, and why.
 
+Before routing it applies the `[[rewrite]]` rules with the hub's own
+Rewriter (gateway/rewrite.py), in intake's order: MAIL FROM by the outbound
+rules, each RCPT TO by the inbound rules before it is validated and routed,
+and says which rule rewrote what. As in intake, the source conditions see
+the sender as the client gave it.
+
 It runs the hub's own Router (route/router.py) on the given source, then
 lists every enabled send connector with its verdict: the address space that
 matched or not, the source conditions (route/source.py) that matched or
@@ -14,11 +20,12 @@ from __future__ import annotations
 
 import sys
 
-from gateway.address import parse_mailbox
+from gateway.address import NULL, parse_mailbox
 from gateway.admin.explain import _route_line
 from gateway.config import Config
 from gateway.domains import AcceptedDomains
 from gateway.errors import SMTPError
+from gateway.rewrite import Rewriter
 from gateway.route.router import MAILBOX, Router, _specificity
 from gateway.route.source import RouteSource, describe_source, source_score
 
@@ -61,21 +68,38 @@ def _verdicts(router: Router, domain: str, source: RouteSource, chosen) -> list[
     return out
 
 
+def _rewritten(label: str, original, rewritten, rule) -> list[str]:
+    """The rewrite line for one address, or none when no rule changed it."""
+    if rule is None or rewritten == original:
+        return []
+    return [f"{label}: {original} -> {rewritten} (rule {rule})"]
+
+
 def route_test(config: Config, sender: str, rcpts: tuple[str, ...], connector: str | None = None, user: str | None = None,
                recipient_exists=None) -> list[str]:
     """The report, as lines. ValueError for an unknown receive connector."""
     identity = _connector_identity(config, connector) if connector else ""
     source = RouteSource(sender, identity, user or "")
     router = Router(AcceptedDomains(config.accepted_domains), config.send_connectors, recipient_exists)
+    rewriter = Rewriter(config.rewrite)
     out = [f"From <{sender}> via {identity or '(any receive connector)'}" + (f" as {user}" if user else "") + ":"]
+    try:
+        original = parse_mailbox(sender, sender=True) if sender else NULL
+    except SMTPError as e:
+        out.append(f"  sender <{sender}>: not an address ({' '.join(e.reply.lines())})")
+    else:
+        out.extend(_rewritten("  sender rewritten", original, rewriter.sender(original), rewriter.sender_rule(original)))
     for rcpt in rcpts:
         try:
-            recipient = parse_mailbox(rcpt)
+            original = parse_mailbox(rcpt)
         except SMTPError as e:
             out.append(f"  RCPT <{rcpt}>: not an address ({' '.join(e.reply.lines())})")
             continue
+        # As intake does: rewrite first, then validate and route the rewritten address.
+        recipient = rewriter.recipient(original)
         decision = router.decide(recipient, source)
         out.append(f"  RCPT <{rcpt}>:")
+        out.extend(_rewritten("      rewritten", original, recipient, rewriter.recipient_rule(original)))
         out.append(_route_line(decision))
         hop = decision.hop
         if hop == MAILBOX:

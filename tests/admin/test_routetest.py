@@ -79,3 +79,51 @@ def test_the_receive_connector_and_user_pick_the_erp_route(tmp_path, capsys):
 def test_an_unknown_receive_connector_is_named(tmp_path, capsys):
     code, _, err = _run(tmp_path, capsys, "--sender", "a@corp.example", "--rcpt", "b@x.example", "--connector", "Nope")
     assert code == 2 and err.strip() == "exgateway: no receive connector 'Nope' (`exgateway receive-connector list` shows them)"
+
+
+REWRITE = """
+[[rewrite]]
+match = "root@printer01.local"
+to = "printer01@corp.example"
+[[rewrite]]
+match = "*@*.corp.local"
+to = "*@corp.example"
+direction = "inbound"
+"""
+
+
+def _run_rewriting(tmp_path, capsys, *args):
+    path = tmp_path / "exgateway.toml"
+    path.write_text(CONFIG.format(var=tmp_path / "var") + REWRITE)
+    code = main(["--config", str(path), "route", "test", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_rewrite_rules_are_shown_and_the_rewritten_recipient_is_routed(tmp_path, capsys):
+    code, out, _ = _run_rewriting(tmp_path, capsys, "--sender", "root@printer01.local", "--rcpt", "bob@mail.corp.local", "a@outside.example")
+    assert code == 0
+    assert out.splitlines()[:6] == [
+        "From <root@printer01.local> via (any receive connector):",
+        "  sender rewritten: root@printer01.local -> printer01@corp.example (rule root@printer01.local -> printer01@corp.example, outbound)",
+        "  RCPT <bob@mail.corp.local>:",
+        "      rewritten: bob@mail.corp.local -> bob@corp.example (rule *@*.corp.local -> *@corp.example, inbound)",
+        "      route: mailbox  domain type: Authoritative  (corp.example is an Authoritative accepted domain)",
+        f"      next hop: mailbox delivery, Maildir under {tmp_path / 'var' / 'mailboxes'}",
+    ]
+    # An address no rule matches gets no rewrite line: its route follows its RCPT line directly.
+    assert out.splitlines()[6:8] == [
+        "  RCPT <a@outside.example>:",
+        '      route: send connector "Internet"  domain type: not accepted  (outside.example is not an accepted domain)',
+    ]
+
+
+def test_no_rule_matching_prints_no_rewrite_line(tmp_path, capsys):
+    code, out, _ = _run_rewriting(tmp_path, capsys, "--sender", "admin@printer01.local", "--rcpt", "bob@corp.local")
+    assert code == 0
+    assert "rewritten" not in out
+    assert out.splitlines()[:3] == [
+        "From <admin@printer01.local> via (any receive connector):",
+        "  RCPT <bob@corp.local>:",
+        '      route: send connector "Internet"  domain type: not accepted  (corp.local is not an accepted domain)',
+    ]
