@@ -394,6 +394,8 @@ class Config:
     health_listen: Binding | None = None
     health_frontend_listen: Binding | None = None
     min_free_space: int = 100 * 1024 * 1024
+    # Back pressure on memory: MAIL refused above this share of physical memory in use (Exchange's PercentagePhysicalMemoryUsedLimit).
+    max_memory_percent: float = 94.0
     # Processes serving this node (gateway/workers.py); 1: the twistd process alone.
     workers: int = 1
     limits: LimitsConfig = LimitsConfig()
@@ -583,6 +585,13 @@ def _positive_int(value: Any) -> int:
     return value
 
 
+def _memory_percent(value: Any) -> float:
+    """`[health] max_memory_percent`: above 0, at most 100 (100: memory never refuses mail)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
+        raise ValueError(f"{value!r} is not a percentage above 0 and at most 100")
+    return float(value)
+
+
 def _ipv6_prefix(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128:
         raise ValueError(f"{value!r} is not a prefix length (1-128)")
@@ -751,7 +760,7 @@ TOP_KEYS = {
 LIMITS_KEYS = {"ipv6_source_prefix", "junk_command_limit"}
 RECIPIENT_VALIDATION_KEYS = {"sources", "list_file", "cache_ttl"}
 ADMIN_KEYS = {"socket"}
-HEALTH_KEYS = {"listen", "frontend_listen", "min_free_space"}
+HEALTH_KEYS = {"listen", "frontend_listen", "min_free_space", "max_memory_percent"}
 TRACKING_KEYS = {"enabled", "directory", "max_file_size", "max_age", "max_directory_size"}
 DNS_KEYS = {"servers", "timeout"}
 CERTIFICATE_KEYS = {"directory"}
@@ -1204,6 +1213,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     health_listen = reader.get(health, "health", "listen", parse_binding, None)
     health_frontend_listen = reader.get(health, "health", "frontend_listen", parse_binding, None)
     min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
+    max_memory_percent = reader.get(health, "health", "max_memory_percent", _memory_percent, 94.0)
 
     rewrite = read_rewrite_rules(reader, raw)
     dkim = read_dkim_config(reader, raw, var_dir)
@@ -1235,6 +1245,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
         health_listen=health_listen,
         health_frontend_listen=health_frontend_listen,
         min_free_space=min_free_space,
+        max_memory_percent=max_memory_percent,
         limits=limits,
         rewrite=rewrite,
         dkim=dkim,

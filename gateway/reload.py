@@ -134,7 +134,7 @@ class LiveConfig:
                 return False
         fixed = []
         for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns", "limits", "protocol_log",
-                     "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "workers",
+                     "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "max_memory_percent", "workers",
                      "node_secret_file"):
             if getattr(new, name) != getattr(old, name):
                 fixed.append(name)

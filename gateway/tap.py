@@ -47,7 +47,7 @@ from gateway.queue.view import MAILBOX_QUEUE
 from gateway.queue.store import QueueStore
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
 from gateway.logs.tracking import TrackingLog
-from gateway.policy.backpressure import BackPressure
+from gateway.policy.backpressure import BackPressure, meminfo
 from gateway.policy.limits import ConnectionLimits
 from gateway.policy.recipients import build_recipient_validator
 from gateway.reload import LiveConfig, ReloadOnHangup
@@ -398,8 +398,12 @@ def build_service(
             store, scheduler, (config.mailbox.maildir,) if config.mailbox.delivery == "maildir" else (), orphans
         ).setServiceParent(top)
         intake = IntakeHandler(store, live.router, scheduler, reactor, config.fqdn, worker, config.workers)
-        # Back pressure: MAIL refused (452 4.3.1) below min_free_space in the queue's file system, until 1.5 times that.
-        pressure = BackPressure(lambda: shutil.disk_usage(store.directory).free, reactor, config.min_free_space, where=str(store.directory))
+        # Back pressure: MAIL refused (452 4.3.1) below min_free_space in the queue's file system, until 1.5 times that,
+        # and above max_memory_percent of physical memory in use, until 1.5 times the available share at the limit.
+        pressure = BackPressure(
+            lambda: shutil.disk_usage(store.directory).free, reactor, config.min_free_space, where=str(store.directory),
+            memory=meminfo, max_memory_percent=config.max_memory_percent,
+        )
         pressure.setServiceParent(top)
         intake.pressure = pressure
         scheduler.notifier = Notifier(store, intake.ids, reactor, config.fqdn, run_in_thread, scheduler.enqueue)

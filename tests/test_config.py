@@ -347,6 +347,18 @@ def test_health_listeners_per_role():
     assert testing.config().health_listen is None
 
 
+def test_max_memory_percent_defaults_to_exchanges_94_and_is_checked(tmp_path):
+    from gateway import testing
+
+    assert testing.config().max_memory_percent == 94.0
+    assert testing.config(health={"max_memory_percent": 90}).max_memory_percent == 90.0
+    for bad, shown in (("0", "0"), ("101", "101"), ('"94%"', "'94%'"), ("true", "True")):
+        text = BASE + f"\n[health]\nmax_memory_percent = {bad}\n"
+        assert [p for p in problems(tmp_path, text) if p.startswith("health.")] == [
+            f"health.max_memory_percent: {shown} is not a percentage above 0 and at most 100"
+        ]
+
+
 def test_workers_is_a_count_or_auto(tmp_path):
     import os
 
