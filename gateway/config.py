@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, parse_range, range_conflicts
-from gateway.domains import AcceptedDomain, DomainType
+from gateway.domains import AcceptedDomain, AcceptedDomains, DomainType
 from gateway.networks import DEFAULT_NETWORKS, parse_networks, resolve_ranges
 from gateway.policy.rights import PermissionGroup, parse_principal, parse_right
 from gateway.address import valid_domain
@@ -1215,7 +1215,7 @@ def parse_config(raw: dict, file: str, base: Path | None = None) -> Config:
     min_free_space = reader.get(health, "health", "min_free_space", parse_size, 100 * 1024 * 1024)
     max_memory_percent = reader.get(health, "health", "max_memory_percent", _memory_percent, 94.0)
 
-    rewrite = read_rewrite_rules(reader, raw)
+    rewrite = read_rewrite_rules(reader, raw, AcceptedDomains(domains))
     dkim = read_dkim_config(reader, raw, var_dir)
     journal_rules = read_journal_rules(reader, raw, journal_routable(domains, send_connectors))
 

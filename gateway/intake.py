@@ -102,7 +102,14 @@ class IntakeTransaction:
         self.originals: list[str] = []
 
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
-        recipient = self.handler.rewriter.recipient(recipient)
+        rewritten = self.handler.rewriter.recipient(recipient)
+        # Defence in depth (the config check refuses such rules): the relay check saw the address as given, so
+        # a rewrite out of the accepted domains would relay; keep the address the frontend accepted instead.
+        if rewritten != recipient and rewritten.domain not in self.handler.router.accepted_domains:
+            log.error("rewrite: not rewriting <{recipient}> to <{rewritten}>, outside the accepted domains",
+                      recipient=str(recipient), rewritten=str(rewritten))
+        else:
+            recipient = rewritten
         # Recipient validation (gateway/policy/recipients.py), if configured, is the router's recipient_exists.
         check = getattr(self.handler.router.recipient_exists, "check", None)
         checked = check(recipient) if check is not None else None
@@ -111,7 +118,9 @@ class IntakeTransaction:
         return self._route(recipient, dsn)
 
     def _route(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply:
-        source = RouteSource(str(self.mail.sender), self.origin.connector, self.origin.auth)
+        # The rewritten sender, as the envelope stores it and the scheduler routes it (RouteSource.of): routing on
+        # the original here could 250 a recipient the first delivery attempt then finds no route for.
+        source = RouteSource(str(self.sender), self.origin.connector, self.origin.auth)
         hop = self.handler.router.route(recipient, source)
         if hop is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))

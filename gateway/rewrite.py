@@ -114,8 +114,16 @@ def parse_rule(data: dict) -> RewriteRule:
     return RewriteRule(local, domain.lower(), to_local, to_domain.lower(), direction)
 
 
-def read_rules(reader, raw: dict) -> tuple[RewriteRule, ...]:
-    """The [[rewrite]] rules of a config file, problems reported through the config reader."""
+def read_rules(reader, raw: dict, accepted=None) -> tuple[RewriteRule, ...]:
+    """
+    The [[rewrite]] rules of a config file, problems reported through the config reader.
+
+    An inbound (or both) rule must rewrite into an accepted domain (`accepted`,
+    gateway/domains.AcceptedDomains): the frontend decides relaying on RCPT TO as
+    the client gave it and the hub rewrites afterwards, so a rule from an accepted
+    domain to an outside one would relay anyone's mail there (an open relay).
+    Exchange's inbound rewriting likewise maps onto internal domains.
+    """
     data = raw.get("rewrite", [])
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         reader.problem("rewrite", "must be an array of tables ([[rewrite]])")
@@ -124,9 +132,15 @@ def read_rules(reader, raw: dict) -> tuple[RewriteRule, ...]:
     for i, d in enumerate(data):
         reader.table(d, f"rewrite[{i}]", RULE_KEYS)
         try:
-            rules.append(parse_rule(d))
+            rule = parse_rule(d)
         except ValueError as e:
             reader.problem(f"rewrite[{i}]", str(e))
+            continue
+        if rule.inbound and accepted is not None and rule.to_domain not in accepted:
+            reader.problem(f"rewrite[{i}].to", f"{rule.to_domain!r} is not an accepted domain: a direction = \"{rule.direction}\" rule "
+                           "rewrites recipients after the relay check, so its target must be an accepted domain (else it is an open relay)")
+            continue
+        rules.append(rule)
     return tuple(rules)
 
 

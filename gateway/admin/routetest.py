@@ -5,8 +5,9 @@ which send connector and smart host(s) each recipient would take, and why.
 Before routing it applies the `[[rewrite]]` rules with the hub's own
 Rewriter (gateway/rewrite.py), in intake's order: MAIL FROM by the outbound
 rules, each RCPT TO by the inbound rules before it is validated and routed,
-and says which rule rewrote what. As in intake, the source conditions see
-the sender as the client gave it.
+and says which rule rewrote what. As in intake (and in the scheduler,
+which routes from the queued envelope), the source conditions see the
+sender after rewriting: `source_senders` matches the rewritten sender.
 
 It runs the hub's own Router (route/router.py) on the given source, then
 lists every enabled send connector with its verdict: the address space that
@@ -79,16 +80,19 @@ def route_test(config: Config, sender: str, rcpts: tuple[str, ...], connector: s
                recipient_exists=None) -> list[str]:
     """The report, as lines. ValueError for an unknown receive connector."""
     identity = _connector_identity(config, connector) if connector else ""
-    source = RouteSource(sender, identity, user or "")
     router = Router(AcceptedDomains(config.accepted_domains), config.send_connectors, recipient_exists)
     rewriter = Rewriter(config.rewrite)
     out = [f"From <{sender}> via {identity or '(any receive connector)'}" + (f" as {user}" if user else "") + ":"]
+    original = None
     try:
         original = parse_mailbox(sender, sender=True) if sender else NULL
     except SMTPError as e:
         out.append(f"  sender <{sender}>: not an address ({' '.join(e.reply.lines())})")
     else:
         out.extend(_rewritten("  sender rewritten", original, rewriter.sender(original), rewriter.sender_rule(original)))
+    # As intake and the scheduler do: the source is the rewritten sender (an unparsable one is routed as given).
+    rewritten_sender = sender if original is None else str(rewriter.sender(original))
+    source = RouteSource(rewritten_sender, identity, user or "")
     for rcpt in rcpts:
         try:
             original = parse_mailbox(rcpt)
