@@ -12,8 +12,9 @@ The key is HMAC-SHA256(process secret, user name + password): the secret
 comes from os.urandom at start-up and never leaves the process, so the cache
 holds no password, and no plain fast hash of one that could be matched
 against a list of leaked passwords or another system's hashes. The user name is
-the canonical login key (gateway.auth.identity.login_key), the same for
-PLAIN and LOGIN and for every capitalisation; the password is as sent, so a
+lower-cased (the same for PLAIN and LOGIN and for every capitalisation) but
+never stripped: a name with white space around it is refused before the cache
+is asked, as the backends refuse it; the password is as sent, so a
 different password never hits.
 
 Successes are kept `ttl` (default 1 h), failures (wrong password, no such
@@ -37,7 +38,7 @@ from dataclasses import replace
 
 from twisted.cred.error import UnauthorizedLogin
 
-from gateway.auth.identity import Identity, WrongPassword, login_key
+from gateway.auth.identity import Identity, WrongPassword
 
 DEFAULT_TTL = 3600.0
 DEFAULT_NEGATIVE_TTL = 30.0
@@ -104,7 +105,8 @@ class CredentialCache:
         self.generation += 1
 
     def key(self, username: str, password: str) -> bytes:
-        name = login_key(username).encode("utf-8")
+        # Lower-cased, never stripped: " alice" is not alice (AuthService refuses it before the cache).
+        name = username.lower().encode("utf-8")
         # Length-prefixed: no (name, password) pair encodes like another.
         message = len(name).to_bytes(4, "big") + name + password.encode("utf-8")
         return hmac.new(self._secret, message, hashlib.sha256).digest()

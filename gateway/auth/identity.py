@@ -47,11 +47,20 @@ def text_credentials(credentials) -> tuple[str, str]:
         raise UnauthorizedLogin("credentials are not UTF-8") from None
     if not name or not password:
         raise UnauthorizedLogin("empty user name or password")
-    if name != name.strip():
-        # Directories ignore surrounding spaces in a lookup; a name with them
-        # is a variant made to get counters of its own.
-        raise UnauthorizedLogin("white space around the user name")
+    refuse_padded_name(name)
     return name, password
+
+
+def refuse_padded_name(name: str) -> None:
+    """
+    UnauthorizedLogin for a name with white space around it. Directories
+    ignore surrounding spaces in a lookup; a name with them is a variant made
+    to get counters of its own (and, through the credential cache, a
+    remembered success under another spelling). AuthService asks this before
+    the cache, text_credentials before every backend.
+    """
+    if name != name.strip():
+        raise UnauthorizedLogin("white space around the user name")
 
 
 def login_key(name: str) -> str:
@@ -89,4 +98,4 @@ class LockedOut(Exception):
     """The source or the user is locked out after too many failures: 454 4.7.0, counted as a failure."""
 
 
-__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin", "WrongPassword", "login_key", "text_credentials"]
+__all__ = ["Identity", "DirectoryUnavailable", "LockedOut", "UnauthorizedLogin", "WrongPassword", "login_key", "refuse_padded_name", "text_credentials"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import Deferred, fail, succeed
 
 from gateway.auth.credcache import DEFAULT_NEGATIVE_TTL, CredentialCache
-from gateway.auth.identity import DirectoryUnavailable, Identity, LockedOut, UnauthorizedLogin, login_key
+from gateway.auth.identity import DirectoryUnavailable, Identity, LockedOut, UnauthorizedLogin, login_key, refuse_padded_name
 from gateway.auth.portal import Authenticator
 from gateway.auth.throttle import AuthThrottle
 from gateway.auth.users import UsersFile, UsersFileChecker
@@ -59,6 +59,11 @@ class AuthService:
         """The password check: remembered (credcache.py) or done now by the backends."""
         if self.cache is None:
             return self.authenticator.verify(username, password)
+        try:
+            # Before the cache: " alice" must not hit alice's remembered success (535, as uncached).
+            refuse_padded_name(username)
+        except UnauthorizedLogin:
+            return fail()
         cache_key, generation, answer = self.cache.lookup(username, password)
         if isinstance(answer, Identity):
             return succeed(answer)

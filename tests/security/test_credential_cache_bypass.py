@@ -3,7 +3,9 @@ Issue 22 item 1: the credential cache remembers a verified password; it must
 not become a way around the policy. On the wire (StringTransport), with the
 gateway's own build_auth: a remembered password is refused while its
 account is locked out, from outside its networks, and after its password
-was changed; a remembered wrong password still counts toward the lockout.
+was changed; a remembered wrong password still counts toward the lockout;
+a name with white space around it does not hit the account's remembered
+success (issue: review of the cache key, which stripped the name).
 """
 
 import dataclasses
@@ -48,7 +50,7 @@ class Gateway:
         except Exception:
             return fail()
 
-    def login(self, password: str, ip: str = "10.1.2.3") -> str:
+    def login(self, password: str, ip: str = "10.1.2.3", user: str = USER) -> str:
         connector = dataclasses.replace(self.cfg.receive_connectors[0])
         proto = ESMTPServer(connector, testing.FakeHandler(), SessionPolicy(AcceptedDomains(self.cfg.accepted_domains)), self.clock,
                             ConnectionLimits(), Recorder(self.clock), tls=FakeTLS(), auth=self.auth)
@@ -58,7 +60,7 @@ class Gateway:
         proto.handshakeCompleted()
         proto.dataReceived(b"EHLO dev\r\n")
         transport.clear()
-        proto.dataReceived(f"AUTH PLAIN {b64(chr(0) + USER + chr(0) + password)}\r\n".encode())
+        proto.dataReceived(f"AUTH PLAIN {b64(chr(0) + user + chr(0) + password)}\r\n".encode())
         self.clock.advance(0)
         return transport.value().decode().split("\r\n")[0]
 
@@ -93,3 +95,18 @@ def test_repeating_one_wrong_password_still_locks_the_account(tmp_path):
     assert [gw.login("same-guess", ip=f"10.9.1.{n}") for n in range(5)] == [FAILED] * 5
     assert gw.argon2_runs == 1
     assert gw.login("right-pw") == TEMPFAIL
+
+
+def test_a_name_with_white_space_around_it_does_not_hit_the_remembered_success(tmp_path):
+    """" scanner01@..." with the right password: refused (535) before the cache, exactly as when nothing is remembered."""
+    (tmp_path / "fresh").mkdir()
+    uncached = Gateway(tmp_path / "fresh", max_failures_per_user=100, max_failures_per_source=100)
+    gw = Gateway(tmp_path, max_failures_per_user=100, max_failures_per_source=100)
+    assert gw.login("right-pw") == OK
+    assert gw.argon2_runs == 1
+    for padded in (" " + USER, USER + " ", "\t" + USER, " " + USER.upper()):
+        assert uncached.login("right-pw", user=padded) == FAILED
+        assert gw.login("right-pw", user=padded) == FAILED
+    assert gw.argon2_runs == 1  # refused before any verification, remembered or not
+    assert gw.login("right-pw") == OK  # the account's own login still hits the cache
+    assert gw.argon2_runs == 1
