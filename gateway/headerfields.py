@@ -11,7 +11,23 @@ from __future__ import annotations
 
 import re
 
-_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
+# A header field's first line: its name, then the colon. RFC 5322's obsolete
+# syntax (4.5.3) allows white space before the colon (`Received : from x`);
+# receivers read that as a field, so every scanner here must too, or a filter
+# that stops at it lets the fields after it through unread.
+FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+
+
+def header_end(line: bytes) -> bytes:
+    """
+    What a filter writes before `line`, the line that ends the header
+    section: nothing before the blank line; before anything else (a body
+    line, or the end of a message that is all header) a CRLF, so that line
+    and everything after it stay body for every later reader, as they were
+    for the filter. Without it, `X-Org: 1` after a line no filter took for a
+    field would be read downstream as the header field it was not checked as.
+    """
+    return b"" if line in (b"\r\n", b"\n") else b"\r\n"
 
 
 def header_length(data: bytes | bytearray) -> tuple[int, bool]:
@@ -25,7 +41,7 @@ def header_length(data: bytes | bytearray) -> tuple[int, bool]:
     while pos < len(data):
         end = data.find(b"\n", pos)
         line = data[pos:] if end < 0 else data[pos : end + 1]
-        if not (_FIELD.match(line) or (pos > 0 and line[:1] in (b" ", b"\t"))):
+        if not (FIELD.match(line) or (pos > 0 and line[:1] in (b" ", b"\t"))):
             return pos, line in (b"\r\n", b"\n")
         if end < 0:
             return len(data), False

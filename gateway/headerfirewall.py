@@ -21,15 +21,13 @@ refused anyway), every other byte passes on at once, unchanged.
 
 from __future__ import annotations
 
-import re
-
 from twisted.logger import Logger
 
+from gateway.headerfields import FIELD, header_end
 from gateway.policy.rights import Right
 
 log = Logger(namespace="exgateway.headerfirewall")
 
-_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):")
 ORGANIZATION_PREFIXES = (b"x-ms-exchange-organization-", b"x-exgateway-")
 FOREST_PREFIXES = (b"x-ms-exchange-forest-",)
 
@@ -80,8 +78,10 @@ class HeaderFirewall:
     def finish(self):
         if not self._done:
             # A message that is all header: its last field ends with the message.
+            if self._partial:
+                # Its last line, without a line end: a field (or continuation) is filtered like any other, anything else is body.
+                self._line(self._partial)
             self._end_field()
-            self._pass(self._partial)
             self._partial = b""
             self._done = True
         if self.stripped:
@@ -124,11 +124,14 @@ class HeaderFirewall:
             self._field += line
             return
         self._end_field()
-        m = _FIELD.match(line)
+        m = FIELD.match(line)
         if m is None:
-            # The blank line (or the first body line of a message without one): the header ends here.
+            # The blank line (or the first body line of a message without one): the header ends here,
+            # for every later reader too (header_end), so nothing after it is a field left unfiltered.
+            # A message whose first line is no field has no header: the intake writes the blank line after its own.
             self._done = True
-            self._pass(line)
+            first = self._seen == len(line)
+            self._pass(line if first else header_end(line) + line)
             return
         self._field = line
         self._drop = m.group(1).lower().startswith(self.prefixes)
@@ -138,7 +141,7 @@ class HeaderFirewall:
         if not field:
             return
         if self._drop:
-            self.stripped.append(field.split(b":", 1)[0].decode("ascii", "replace"))
+            self.stripped.append(field.split(b":", 1)[0].rstrip(b" \t").decode("ascii", "replace"))
         else:
             self.transaction.write(field)
 

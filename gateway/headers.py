@@ -3,7 +3,10 @@ The header section of a message, found as it streams in.
 
 A message's header section ends at the first empty line, or at the first
 line that is neither a header field nor a continuation (a device that sends
-plain text after DATA has no header section at all). The scanner buffers
+plain text after DATA has no header section at all); the filters in front
+of the queue (gateway/headerfirewall.py, gateway/policy/headerfrom.py) write
+a blank line before such a line, so what is delivered has the same header
+section as the one scanned here. The scanner buffers
 only that far, which is what the size limit (Exchange's MaxHeaderSize) and
 the hub's trace headers need; a frontend, which passes the bytes on as they
 come, keeps only the line being read (keep=False). The buffer is a
@@ -15,8 +18,9 @@ from __future__ import annotations
 
 import re
 
+from gateway.headerfields import FIELD
+
 DEFAULT_MAX_HEADER_SIZE = 256 * 1024
-_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
 _MSGID = re.compile(rb"<[^<>\s]+>")
 
 
@@ -78,7 +82,7 @@ class HeaderScan:
         self.done = True
 
     def _line(self, line: bytes) -> None:
-        is_field = bool(_FIELD.match(line))
+        is_field = bool(FIELD.match(line))
         offset = self._start + self._pos
         if offset == 0:
             self.has_header = is_field
@@ -92,7 +96,8 @@ class HeaderScan:
             return
         if is_field:
             name, _, value = line.partition(b":")
-            self._field = name.lower()
+            # `From : x` (obsolete syntax, white space before the colon) is a From: field too.
+            self._field = name.rstrip(b" \t").lower()
             if self._field == b"date":
                 self.has_date = True
             elif self._field == b"received":

@@ -18,16 +18,15 @@ header field being read is held.
 
 from __future__ import annotations
 
-import re
 from email.utils import getaddresses
 
 from twisted.logger import Logger
 
+from gateway.headerfields import FIELD, header_end
 from gateway.policy.rights import Right
 
 log = Logger(namespace="exgateway.headerfrom")
 
-_FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+):")
 REPLACE = "authenticated_user"
 
 
@@ -84,7 +83,7 @@ class HeaderFromFixer:
     def finish(self):
         if not self._done:
             self._end_field()
-            if self._partial and _FIELD.match(self._partial):
+            if self._partial and FIELD.match(self._partial):
                 # A last field without its line end.
                 self._field, self._is_from = self._partial, self._partial.split(b":", 1)[0].strip().lower() == b"from"
                 self._partial = b""
@@ -128,7 +127,7 @@ class HeaderFromFixer:
             self._field += line
             return
         self._end_field()
-        m = _FIELD.match(line)
+        m = FIELD.match(line)
         if m is None:
             self._end_header(line)
             return
@@ -138,13 +137,14 @@ class HeaderFromFixer:
     def _end_header(self, line: bytes) -> None:
         """The header ends at `line` (the blank line, a body line, or nothing): a message without From: gets one."""
         self._done = True
+        # Before a body line (no blank line), one is added, so the line (and a From: after it) stays body;
+        # at the end of a message that is all header, only when a From: is added.
+        end = header_end(line) if line or not self._seen_from else b""
         if not self._seen_from:
             self.replaced.append("(none)")
-            # Before a body line (no blank line), one is added, so the line stays body.
-            blank = b"" if line in (b"\r\n", b"\n") else b"\r\n"
-            self._pass(b"From: " + self.address.encode() + b"\r\n" + blank)
+            self._pass(b"From: " + self.address.encode() + b"\r\n")
             self._log()
-        self._pass(line)
+        self._pass(end + line)
 
     def _end_field(self) -> None:
         field, self._field = self._field, b""

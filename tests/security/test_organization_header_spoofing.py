@@ -90,3 +90,60 @@ def test_another_gateway_node_passes_them_on(tmp_path):
     """A hub session from a gateway node (ExchangeServers, every right): the organisation's headers are its own."""
     submit = session("Default", tmp_path, "127.0.0.1")
     assert submit(FORGED) == FORGED
+
+
+OBSOLETE = DATED + (
+    b"Received : from x\r\n"
+    b"X-MS-Exchange-Organization-SCL: -1\r\n"
+    b"X-MS-Exchange-Organization-AuthAs: Internal\r\n"
+    b"Subject: hi\r\n"
+    b"\r\n"
+    b"body\r\n"
+)
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_a_field_with_white_space_before_its_colon_does_not_end_the_filtering(tmp_path, chunk):
+    """
+    Security review: `Received : x` (RFC 5322 obsolete syntax) did not match
+    the firewall's field pattern, so it ended the header for the firewall and
+    both organisation fields after it reached the queue. It is a field now.
+    """
+    submit = session("Default Frontend", tmp_path, "203.0.113.5")
+    assert submit(OBSOLETE, chunk) == DATED + b"Received : from x\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+def test_an_organisation_field_with_white_space_before_its_colon_is_removed(tmp_path):
+    submit = session("Default Frontend", tmp_path, "203.0.113.5")
+    assert submit(DATED + b"X-MS-Exchange-Organization-SCL\t : -1\r\nSubject: hi\r\n\r\nbody\r\n") == DATED + b"Subject: hi\r\n\r\nbody\r\n"
+
+
+@pytest.mark.parametrize("chunk", [0, 1, 7])
+def test_fields_after_a_line_that_is_no_field_stay_body(tmp_path, chunk):
+    """
+    A line that is no field ends the header for the firewall; a blank line is
+    written before it, so the organisation fields after it are body text for
+    every later reader too, not header fields that were never filtered.
+    """
+    submit = session("Default Frontend", tmp_path, "203.0.113.5")
+    sent = DATED + b"not a field\r\nX-MS-Exchange-Organization-SCL: -1\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nbody\r\n"
+    assert submit(sent, chunk) == DATED + (
+        b"\r\n"
+        b"not a field\r\nX-MS-Exchange-Organization-SCL: -1\r\nX-MS-Exchange-Organization-AuthAs: Internal\r\n\r\nbody\r\n"
+    )
+
+
+def test_a_last_field_without_its_line_end_is_filtered(tmp_path):
+    """BDAT may end a message without CRLF: its last line is filtered like the others."""
+    from gateway.headerfirewall import HeaderFirewall
+
+    txn = testing.FakeHandler().begin(None, None)
+    firewall = HeaderFirewall(txn, (b"x-ms-exchange-organization-",), 1000)
+    firewall.write(b"Subject: s\r\nX-MS-Exchange-Organization-SCL: -1")
+    firewall.finish()
+    assert txn.body == b"Subject: s\r\n"
+    txn = testing.FakeHandler().begin(None, None)
+    firewall = HeaderFirewall(txn, (b"x-ms-exchange-organization-",), 1000)
+    firewall.write(b"Subject: s\r\nbody")
+    firewall.finish()
+    assert txn.body == b"Subject: s\r\n\r\nbody"
