@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from gateway.headerfields import FIELD, header_end
+from gateway.fieldfilter import FieldFilter
+from gateway.headerfields import header_end
 from gateway.policy.rights import Right
 
 log = Logger(namespace="exgateway.headerfirewall")
@@ -50,30 +51,15 @@ def firewalled(transaction, rights: frozenset[Right], max_header_size: int, sess
     return HeaderFirewall(transaction, prefixes, max_header_size, session_id)
 
 
-class HeaderFirewall:
+class HeaderFirewall(FieldFilter):
     """A Transaction that passes the body on without the header fields whose names start with `prefixes`."""
 
     def __init__(self, transaction, prefixes: tuple[bytes, ...], max_header_size: int, session_id: str = "") -> None:
-        self.transaction = transaction
+        super().__init__(transaction, max_header_size)
         self.prefixes = prefixes
-        self.max_header_size = max_header_size
         self.session_id = session_id
         self.stripped: list[str] = []
-        self._partial = b""       # an incomplete line
-        self._field = b""         # the header field being read (first line and continuations)
-        self._drop = False        # whether that field is dropped
-        self._seen = 0
-        self._done = False
-
-    # Transaction: everything but the body is the wrapped transaction's.
-    def add_recipient(self, recipient, dsn=None):
-        return self.transaction.add_recipient(recipient, dsn)
-
-    def open_body(self):
-        return self.transaction.open_body()
-
-    def abort(self) -> None:
-        self.transaction.abort()
+        self._drop = False        # whether the field being read is dropped
 
     def finish(self):
         if not self._done:
@@ -88,53 +74,16 @@ class HeaderFirewall:
             log.info("header firewall {session_id}: removed {fields}", session_id=self.session_id, fields=", ".join(self.stripped))
         return self.transaction.finish()
 
-    def write(self, data: bytes) -> None:
-        if self._done:
-            self.transaction.write(data)
-            return
-        data = self._partial + data
-        self._partial = b""
-        start = 0
-        while not self._done:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            self._line(data[start : end + 1])
-            start = end + 1
-        rest = data[start:]
-        if self._done:
-            self._pass(rest)
-        elif self._seen + len(rest) > self.max_header_size:
-            # Too big to be a header the gateway accepts: it is refused at the end (552 5.3.4); stop holding bytes.
-            self._end_field()
-            self._done = True
-            self._pass(rest)
-        else:
-            self._partial = rest
+    def _start_field(self, name: bytes) -> None:
+        self._drop = name.startswith(self.prefixes)
 
-    def _line(self, line: bytes) -> None:
-        self._seen += len(line)
-        if self._seen > self.max_header_size:
-            # As above: the message is refused for its header size; hold nothing more.
-            self._end_field()
-            self._done = True
-            self._pass(line)
-            return
-        if line[:1] in (b" ", b"\t") and self._field:
-            self._field += line
-            return
-        self._end_field()
-        m = FIELD.match(line)
-        if m is None:
-            # The blank line (or the first body line of a message without one): the header ends here,
-            # for every later reader too (header_end), so nothing after it is a field left unfiltered.
-            # A message whose first line is no field has no header: the intake writes the blank line after its own.
-            self._done = True
-            first = self._seen == len(line)
-            self._pass(line if first else header_end(line) + line)
-            return
-        self._field = line
-        self._drop = m.group(1).lower().startswith(self.prefixes)
+    def _end_header(self, line: bytes) -> None:
+        # The blank line (or the first body line of a message without one): the header ends here,
+        # for every later reader too (header_end), so nothing after it is a field left unfiltered.
+        # A message whose first line is no field has no header: the intake writes the blank line after its own.
+        self._done = True
+        first = self._seen == len(line)
+        self._pass(line if first else header_end(line) + line)
 
     def _end_field(self) -> None:
         field, self._field = self._field, b""
@@ -144,7 +93,3 @@ class HeaderFirewall:
             self.stripped.append(field.split(b":", 1)[0].rstrip(b" \t").decode("ascii", "replace"))
         else:
             self.transaction.write(field)
-
-    def _pass(self, data: bytes) -> None:
-        if data:
-            self.transaction.write(data)

@@ -22,6 +22,7 @@ from email.utils import getaddresses
 
 from twisted.logger import Logger
 
+from gateway.fieldfilter import FieldFilter
 from gateway.headerfields import FIELD, header_end
 from gateway.policy.rights import Right
 
@@ -54,85 +55,33 @@ def header_from_fixed(transaction, session, auth, sender: str, max_header_size: 
     return HeaderFromFixer(transaction, identity, address, max_header_size, session.session_id)
 
 
-class HeaderFromFixer:
+class HeaderFromFixer(FieldFilter):
     """A Transaction that passes the message on with each disallowed From: field replaced (and one added if there is none)."""
 
     def __init__(self, transaction, identity, address: str, max_header_size: int, session_id: str = "") -> None:
-        self.transaction = transaction
+        super().__init__(transaction, max_header_size)
         self.identity = identity
         self.address = address
-        self.max_header_size = max_header_size
         self.session_id = session_id
         self.replaced: list[str] = []
-        self._partial = b""
-        self._field = b""
         self._is_from = False
         self._seen_from = False
-        self._seen = 0
-        self._done = False
-
-    def add_recipient(self, recipient, dsn=None):
-        return self.transaction.add_recipient(recipient, dsn)
-
-    def open_body(self):
-        return self.transaction.open_body()
-
-    def abort(self) -> None:
-        self.transaction.abort()
 
     def finish(self):
         if not self._done:
             self._end_field()
-            if self._partial and FIELD.match(self._partial):
+            m = FIELD.match(self._partial) if self._partial else None
+            if m is not None:
                 # A last field without its line end.
-                self._field, self._is_from = self._partial, self._partial.split(b":", 1)[0].strip().lower() == b"from"
-                self._partial = b""
+                self._field, self._partial = self._partial, b""
+                self._start_field(m.group(1).lower())
                 self._end_field()
             self._end_header(self._partial)
             self._partial = b""
         return self.transaction.finish()
 
-    def write(self, data: bytes) -> None:
-        if self._done:
-            self.transaction.write(data)
-            return
-        data = self._partial + data
-        self._partial = b""
-        start = 0
-        while not self._done:
-            end = data.find(b"\n", start)
-            if end < 0:
-                break
-            self._line(data[start : end + 1])
-            start = end + 1
-        rest = data[start:]
-        if self._done:
-            self._pass(rest)
-        elif self._seen + len(rest) > self.max_header_size:
-            # Refused at the end for its header size anyway: hold nothing more.
-            self._end_field()
-            self._done = True
-            self._pass(rest)
-        else:
-            self._partial = rest
-
-    def _line(self, line: bytes) -> None:
-        self._seen += len(line)
-        if self._seen > self.max_header_size:
-            self._end_field()
-            self._done = True
-            self._pass(line)
-            return
-        if line[:1] in (b" ", b"\t") and self._field:
-            self._field += line
-            return
-        self._end_field()
-        m = FIELD.match(line)
-        if m is None:
-            self._end_header(line)
-            return
-        self._field = line
-        self._is_from = m.group(1).lower() == b"from"
+    def _start_field(self, name: bytes) -> None:
+        self._is_from = name == b"from"
 
     def _end_header(self, line: bytes) -> None:
         """The header ends at `line` (the blank line, a body line, or nothing): a message without From: gets one."""
@@ -165,7 +114,3 @@ class HeaderFromFixer:
             "header From {value!r} is not an address {user} may send as; set to {address} ({session_id})",
             value=self.replaced[-1], user=self.identity.name, address=self.address, session_id=self.session_id,
         )
-
-    def _pass(self, data: bytes) -> None:
-        if data:
-            self.transaction.write(data)
