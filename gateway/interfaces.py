@@ -185,3 +185,46 @@ class ISessionObserver(Interface):
 
     def discard(session):
         """An ISession has closed (called once, for a session add() was told of)."""
+
+
+class ISessionEvents(Interface):
+    """
+    What one SMTP session tells its observers (gateway/smtpd/observer.py):
+    metrics and the receive protocol log. One observer per session, never
+    None (NullObserver ignores everything), so the protocol code says what
+    happened and never asks who listens. Not to be confused with
+    ISessionObserver, the process's registry of open sessions.
+    """
+
+    def connected(session, peer_host):
+        """The session (a Session) has begun; `peer_host` is the client's address as the transport gave it."""
+
+    def command_received(line):
+        """A command line (str) from the client; an AUTH initial response in it is a secret."""
+
+    def secret_received():
+        """An AUTH response line came in (never shown)."""
+
+    def reply_sent(reply):
+        """An SMTPReply was written to the client."""
+
+    def refused(reply):
+        """A 4xx or 5xx SMTPReply is being sent."""
+
+    def tls_started(session, cert):
+        """The TLS handshake completed with the certificate `cert` (session.tls says what was agreed)."""
+
+    def authenticated(session, mechanism):
+        """AUTH with `mechanism` succeeded: session.identity and session.rights are the new ones."""
+
+    def node_authenticated(session):
+        """Another gateway node proved the node secret: session.node names it."""
+
+    def auth_failed(username, mechanism, outcome, why):
+        """AUTH failed: `outcome` failure, locked_out or temporary_failure; `why` the cause, for the admin only."""
+
+    def accepted():
+        """A message got its 250 at the end of its data."""
+
+    def closed(local):
+        """The connection is gone; `local`: this side closed it."""

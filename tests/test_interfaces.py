@@ -20,12 +20,14 @@ from gateway.interfaces import (
     IQueueEntry,
     IQueueStore,
     IRouter,
+    ISessionEvents,
     ISessionObserver,
 )
 from gateway.proxy import FrontendTransaction, ProxyHandler
 from gateway.queue.store import QueueStore
 from gateway.route.router import Router
 from gateway.sign.dkim import SignedDelivery
+from gateway.smtpd.observer import NullObserver
 from gateway.smtpd.shutdown import Sessions
 from gateway.testing import FakeDeliverer, FakeHandler, FakeQueueStore, FakeRouter, FakeTransaction
 
@@ -58,6 +60,7 @@ def router() -> Router:
         (IMessageTransaction, lambda: FakeTransaction(FakeHandler(), None, None)),
         (IMessageTransaction, lambda: FrontendTransaction(ProxyHandler(None), None, None)),
         (ISessionObserver, Sessions),
+        (ISessionEvents, NullObserver),
     ],
     ids=lambda v: getattr(v, "__name__", None) if isinstance(v, type) else None,
 )

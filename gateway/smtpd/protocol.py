@@ -25,7 +25,6 @@ lines never reach the command parser or any log.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -45,7 +44,6 @@ from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.headerfirewall import firewalled
 from gateway.policy.headerfrom import HeaderFromFixer, header_from_fixed
 from gateway.headers import HeaderScan
-from gateway.logs.protocol import SessionLog, endpoint
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
@@ -55,6 +53,7 @@ from gateway.startup import key_values
 from gateway.auth import node as node_auth
 from gateway.auth.identity import DirectoryUnavailable, LockedOut
 from gateway.smtpd import mailparams, sasl, xtext
+from gateway.smtpd.observer import NullObserver, observer_for
 from gateway.smtpd.data import DataDecoder, LineEndings
 from gateway.smtpd.session import MailFrom, MailHandler, Session, TLSInfo, Transaction, new_session_id
 from gateway.tls.store import CertificateError
@@ -77,17 +76,6 @@ _XFORWARD_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 log = Logger(namespace="exgateway.smtpd")
 
 
-def _log_right(right: Right) -> str:
-    """Exchange's spelling in protocol logs: ms-Exch-SMTP-Accept-Any-Sender -> SMTPAcceptAnySender."""
-    return right.value.removeprefix("ms-Exch-").removeprefix("exgw-").replace("-", "")
-
-
-@lru_cache(maxsize=64)
-def _rights_line(rights: frozenset[Right]) -> str:
-    """The "Set Session Permissions" data: the same few sets for every session, so joined once each."""
-    return " ".join(sorted(_log_right(r) for r in rights))
-
-
 def bare_line_end_reply(check: LineEndings) -> SMTPReply:
     """The 554 5.6.0 that names what the message held: bare LF, bare CR, or both."""
     if check.bare_lf and check.bare_cr:
@@ -108,12 +96,12 @@ class ESMTPServer(Protocol):
 
     def __init__(
         self, connector: ReceiveConnector, handler: MailHandler, policy: SessionPolicy, clock: IReactorTime, limits=None,
-        protocol_log=None, tls=None, auth=None, metrics=None, node=None,
+        protocol_log=None, tls=None, auth=None, metrics=None, node=None, observer: NullObserver | None = None,
     ) -> None:
         # NodeCredential (gateway/auth/node.py): other gateway nodes prove it on ExchangeServer connectors.
         self.node = node
-        # gateway.admin.metrics.Metrics, if this process exports metrics.
-        self.metrics = metrics
+        # Metrics (gateway.admin.metrics.Metrics, if this process exports them) and the protocol log: one observer.
+        self.observer: NullObserver = observer if observer is not None else observer_for(connector, metrics, protocol_log)
         # TLSProvider (certificates per connector) and AuthService; None where a tier has neither.
         self.tls = tls
         self.auth = auth
@@ -124,9 +112,6 @@ class ESMTPServer(Protocol):
         # What the header scan of the current message found (frontends): From: and the hop count.
         self._header_from: bytes | None = None
         self._hops = 0
-        # The receive protocol log of this tier, written if the connector says Verbose.
-        self.protocol_log = protocol_log if connector.protocol_logging_level == "Verbose" else None
-        self._plog = None
         # ConnectionLimits that counted this connection in (the listener's), if any.
         self.limits = limits
         self.connector = connector
@@ -186,32 +171,9 @@ class ESMTPServer(Protocol):
         )
         # TarpitInterval: errors to unauthenticated clients are slowed down, as in Exchange.
         self._tarpit = self.connector.tarpit_interval if principal is Principal.ANONYMOUS else 0.0
-        if self.protocol_log is None:
-            # A protocol-logged session is in its connector's log from its first
-            # line ("+", with the connector and both endpoints): one write fewer
-            # per connection in the process log.
-            log.info(
-                "connect {session_id} {client_ip}:{client_port} -> {connector} ({server_ip}:{server_port})",
-                session_id=self.session.session_id,
-                client_ip=self.session.client_ip,
-                client_port=peer.port,
-                connector=self.connector.identity,
-                server_ip=host.host,
-                server_port=host.port,
-            )
-        else:
-            self._plog = SessionLog(
-                self.protocol_log, self.connector.identity, self.session.session_id,
-                endpoint(host.host, host.port), endpoint(peer.host, peer.port),
-            )
-            self._plog.event("+")
-            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
+        self.observer.connected(self.session, peer.host)
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)
         self._lifetime = self.clock.callLater(self.connector.connection_timeout, self._too_long)
-        if self.metrics is not None:
-            counts = self.metrics.for_connector(self.connector.name)
-            counts.connections.inc()
-            counts.sessions.inc()
         if self.connector.implicit_tls and not self._implicit_tls():
             return
         self._send(SMTPReply(220, "", self._banner()))
@@ -249,10 +211,7 @@ class ESMTPServer(Protocol):
             "tls {session_id} {version} {cipher} certificate {thumbprint}", session_id=self.session.session_id,
             version=self.session.tls.version, cipher=self.session.tls.cipher, thumbprint=self.session.tls.thumbprint,
         )
-        if self._plog is not None:
-            self._plog.event("*", self._tls_cert.subject, "Certificate subject")
-            self._plog.event("*", self._tls_cert.thumbprint, "Certificate thumbprint")
-            self._plog.event("*", f"{self.session.tls.version} {self.session.tls.cipher}", "TLS negotiation succeeded")
+        self.observer.tls_started(self.session, self._tls_cert)
 
     def _banner(self) -> str:
         template = self.connector.banner or Reply.BANNER_DEFAULT
@@ -266,8 +225,6 @@ class ESMTPServer(Protocol):
         )
 
     def connectionLost(self, reason: Failure = None) -> None:
-        if self.metrics is not None and self.session is not None:
-            self.metrics.for_connector(self.connector.name).sessions.dec()
         if self.limits is not None and self.session is not None:
             self.limits.release(self.connector, self.session.client_ip)
             self.limits = None
@@ -276,9 +233,8 @@ class ESMTPServer(Protocol):
             if timer is not None and timer.active():
                 timer.cancel()
         self._drop_transaction()
-        if self._plog is not None:
-            self._plog.event("-", "", "Local" if self._local_close else "Remote")
-            self._plog = None
+        if self.session is not None:
+            self.observer.closed(self._local_close)
         if self.sessions is not None:
             self.sessions.discard(self)
 
@@ -306,8 +262,7 @@ class ESMTPServer(Protocol):
     def _send(self, reply: SMTPReply) -> None:
         if not self.connector.enhanced_status_codes_enabled:
             reply = reply.without_enhanced()
-        if self._plog is not None:
-            self._plog.events(">", reply.lines())
+        self.observer.reply_sent(reply)
         self._out.append(reply.encode())
         if not self._processing:
             self._flush()
@@ -452,8 +407,7 @@ class ESMTPServer(Protocol):
         if reply is None or self._closed:
             return None
         if reply.code >= 400:
-            if self.metrics is not None:
-                self.metrics.rejected.labels(self.connector.name, str(reply.code)).inc()
+            self.observer.refused(reply)
             log.info(
                 "refused {session_id}: {code} {enhanced} {text} {details}",
                 session_id=self.session.session_id,
@@ -543,9 +497,7 @@ class ESMTPServer(Protocol):
             self._error(Reply.BAD_SYNTAX)
             return
         verb, _, arg = line.partition(" ")
-        if self._plog is not None:
-            # An AUTH initial response carries the password: never logged.
-            self._plog.event("<", f"{verb} {arg.split()[0]} ****" if verb.upper() == "AUTH" and len(arg.split()) > 1 else line)
+        self.observer.command_received(line)
         if self._stopping:
             self._shut()
             return
@@ -790,13 +742,13 @@ class ESMTPServer(Protocol):
         except Exception:
             self._hold_if_delayed(self._answer_failure(Failure()))
             return
-        if self.metrics is not None and isinstance(result, Deferred):
+        if isinstance(result, Deferred):
             result.addCallback(self._count_accepted)
         self._answer(result)
 
     def _count_accepted(self, reply):
         if isinstance(reply, SMTPReply) and reply.code == 250:
-            self.metrics.for_connector(self.connector.name).accepted.inc()
+            self.observer.accepted()
         return reply
 
     def _header_from_allowed(self) -> bool:
@@ -903,8 +855,7 @@ class ESMTPServer(Protocol):
 
     def _sasl_line(self, raw: bytes) -> None:
         mechanism, self._sasl = self._sasl, None
-        if self._plog is not None:
-            self._plog.event("<", "****")
+        self.observer.secret_received()
         self._run(lambda: self._sasl_step(mechanism, mechanism.respond(raw.decode("ascii", "replace"))))
 
     def _authenticate(self, mechanism: str, creds: sasl.Credentials) -> Deferred:
@@ -919,16 +870,12 @@ class ESMTPServer(Protocol):
         self._tarpit = 0.0
         log.info("auth {session_id} gateway node {node} from {client_ip}: ok", session_id=self.session.session_id,
                  node=login.node, client_ip=self.session.client_ip)
-        if self._plog is not None:
-            self._plog.event("*", f"gateway node {login.node}", "authenticated")
-            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
+        self.observer.node_authenticated(self.session)
         return Reply.AUTH_OK
 
     def _authenticated(self, identity, mechanism: str) -> SMTPReply:
         if self._closed:
             return None
-        if self.metrics is not None:
-            self.metrics.auth.labels(mechanism, "success").inc()
         self.session.identity = identity
         self.session.auth_mechanism = mechanism
         self.session.principal = Principal.AUTHENTICATED
@@ -936,16 +883,12 @@ class ESMTPServer(Protocol):
         self._tarpit = 0.0
         log.info("auth {session_id} {user} via {mechanism} from {client_ip}: ok", session_id=self.session.session_id,
                  user=identity.name, mechanism=mechanism, client_ip=self.session.client_ip)
-        if self._plog is not None:
-            self._plog.event("*", identity.name, "authenticated")
-            self._plog.event("*", _rights_line(self.session.rights), "Set Session Permissions")
+        self.observer.authenticated(self.session, mechanism)
         return Reply.AUTH_OK
 
     def _auth_failed(self, failure: Failure, username: str, mechanism: str = ""):
         """A failed login: counted, answered after the failure tarpit, and past the limit the session ends."""
-        if self.metrics is not None:
-            outcome = "failure" if failure.check(UnauthorizedLogin) else "locked_out" if failure.check(LockedOut) else "temporary_failure"
-            self.metrics.auth.labels(mechanism, outcome).inc()
+        outcome = "failure" if failure.check(UnauthorizedLogin) else "locked_out" if failure.check(LockedOut) else "temporary_failure"
         if failure.check(UnauthorizedLogin):
             reply, why, count = Reply.AUTH_FAILED, str(failure.value) or "bad credentials", True
         elif failure.check(LockedOut):
@@ -958,10 +901,7 @@ class ESMTPServer(Protocol):
             reply, why, count = Reply.AUTH_TEMPFAIL, "internal error", False
         log.info("auth {session_id} {user} from {client_ip}: {reply} ({why})", session_id=self.session.session_id,
                  user=username, client_ip=self.session.client_ip, reply=str(reply), why=why)
-        if self._plog is not None:
-            # The cause is the admin's to read (the client gets only 535 or 454): wrong password, outside the
-            # user's networks, locked out, directory down.
-            self._plog.event("*", username, f"authentication failed: {why}")
+        self.observer.auth_failed(username, mechanism, outcome, why)
         if not count:
             return self._auth_failure_reply(reply)
         self.auth_failures += 1

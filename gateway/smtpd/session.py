@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred
@@ -20,6 +21,9 @@ from gateway.config import ReceiveConnector
 from gateway.dsnparams import MailDSN, RecipientDSN
 from gateway.errors import SMTPReply
 from gateway.policy.rights import Principal, Right
+
+if TYPE_CHECKING:
+    from gateway.auth.identity import Identity
 
 _session_counter = itertools.count(1)
 
@@ -77,7 +81,7 @@ class Session:
     xforward: dict[str, str] = field(default_factory=dict)
     tls: TLSInfo | None = None
     # Set by a successful AUTH (gateway.auth.identity.Identity).
-    identity: object | None = None
+    identity: Identity | None = None
     # The gateway node that proved the node secret (hub side), by the name it gave.
     node: str = ""
     auth_mechanism: str = ""
