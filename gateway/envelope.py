@@ -1,19 +1,17 @@
 """
 Value types for a queued message: the envelope and per-recipient state.
 
-The envelope is what the queue writes as JSON next to the body; it is the
-commit marker, so it carries the body's size and a loader refuses an
-envelope whose body does not match. State is per recipient: a message with
-one delivered and one deferred recipient retries only the second.
+The envelope is what the queue writes after the body (as JSON, by
+gateway/queue/format.py); it is the commit marker, so it carries the
+body's size and a loader refuses an envelope whose body does not match.
+State is per recipient: a message with one delivered and one deferred
+recipient retries only the second.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
-
-FORMAT_VERSION = 1
 
 
 class RecipientState(str, Enum):
@@ -93,50 +91,3 @@ class Envelope:
                 r = replace(r, state=state, attempts=r.attempts + 1, last_reply=reply)
             recipients.append(r)
         return replace(self, recipients=tuple(recipients), attempts=self.attempts + 1, next_attempt=next_attempt)
-
-    def to_json(self) -> bytes:
-        # Built by hand: dataclasses.asdict deep-copies every field and cost
-        # about 0.14 ms per envelope on the hub's hot path.
-        data = {f: getattr(self, f) for f in _ENVELOPE_FIELDS}
-        data["version"] = FORMAT_VERSION
-        # DSN and SMTPUTF8 fields only when set: a file without them reads as before, in this version and the last.
-        for key in _DSN_FIELDS:
-            if not data[key]:
-                del data[key]
-        data["recipients"] = [_recipient_json(r) for r in self.recipients]
-        return _ENCODER.encode(data).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> "Envelope":
-        """Parse a stored envelope; ValueError if it is not a complete one."""
-        try:
-            data = json.loads(raw)
-            if data.pop("version") != FORMAT_VERSION:
-                raise ValueError("unknown envelope version")
-            recipients = tuple(
-                Recipient(
-                    r["address"], RecipientState(r["state"]), int(r["attempts"]), r.get("last_reply"), r.get("notify", ""),
-                    r.get("orcpt", ""),
-                )
-                for r in data.pop("recipients")
-            )
-            if not recipients:
-                raise ValueError("envelope without recipients")
-            return cls(recipients=recipients, **data)
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as e:
-            raise ValueError(f"bad envelope: {e!r}") from None
-
-
-def _recipient_json(r: Recipient) -> dict:
-    data = {"address": r.address, "state": r.state.value, "attempts": r.attempts, "last_reply": r.last_reply}
-    if r.notify:
-        data["notify"] = r.notify
-    if r.orcpt:
-        data["orcpt"] = r.orcpt
-    return data
-
-
-_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope) if f.name != "recipients")
-_DSN_FIELDS = ("dsn_ret", "dsn_envid", "smtputf8")
-# json.dumps(..., sort_keys=True) builds an encoder per call; this one is made once.
-_ENCODER = json.JSONEncoder(sort_keys=True)

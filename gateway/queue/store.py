@@ -4,7 +4,7 @@ once its state changes.
 
 A queue file (`<id>.eml`) is the message's bytes followed by a trailer: the
 envelope as JSON, and a fixed-size footer giving the body's and the
-envelope's lengths. Order of a commit (and why a crash at any point loses
+envelope's lengths (the codec, without I/O: gateway/queue/format.py). Order of a commit (and why a crash at any point loses
 nothing acknowledged):
 
 1. the body is written while DATA streams in (or kept in memory if small,
@@ -57,9 +57,20 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from gateway.interfaces import IQueueEntry, IQueueStore
 from gateway.envelope import Envelope
 from gateway.files import PRIVATE_FILE, make_directory
+from gateway.interfaces import IQueueEntry, IQueueStore
+from gateway.queue.format import (
+    FOOTER_LEN,
+    ZEROED_FOOTER,
+    NoTrailer,
+    StaleSpare,
+    decode_message,
+    encode_envelope,
+    footer_sizes,
+    holds_no_message,
+    trailer,
+)
 
 log = Logger(namespace="exgateway.queue")
 
@@ -67,29 +78,16 @@ BODY = ".eml"
 ENVELOPE = ".json"
 TMP = ".tmp"
 WRITE_BUFFER = 64 * 1024
-# The queue file's footer: magic, body length, envelope length.
-FOOTER_MAGIC = b"#exgateway-envelope"
-_FOOTER = b"%s %012d %08d\n"
-FOOTER_LEN = len(_FOOTER % (FOOTER_MAGIC, 0, 0))
 
 
-def trailer(envelope_json: bytes, body_size: int) -> bytes:
-    """What follows the body in a queue file: the envelope, a newline, the footer."""
-    return envelope_json + b"\n" + _FOOTER % (FOOTER_MAGIC, body_size, len(envelope_json))
-
-
-def read_trailer(path: Path) -> tuple[bytes, int]:
-    """(envelope JSON, body size) from a queue file; ValueError if it has no complete trailer."""
+def read_trailer(path: Path | str) -> tuple[bytes, int]:
+    """(envelope JSON, body size) from a queue file; NoTrailer (a ValueError) if it has no complete trailer."""
     with open(path, "rb") as f:
         total = f.seek(0, os.SEEK_END)
-        if total < FOOTER_LEN:
-            raise ValueError("no envelope after the body")
-        f.seek(total - FOOTER_LEN)
-        magic, body_size, json_size = f.read(FOOTER_LEN).split()
-        if magic != FOOTER_MAGIC or int(body_size) + int(json_size) + 1 + FOOTER_LEN != total:
-            raise ValueError("no envelope after the body")
-        f.seek(int(body_size))
-        return f.read(int(json_size)), int(body_size)
+        f.seek(max(total - FOOTER_LEN, 0))
+        body_size, json_size = footer_sizes(f.read(FOOTER_LEN), total)
+        f.seek(body_size)
+        return f.read(json_size), body_size
 
 
 class BodyReader(io.RawIOBase):
@@ -124,12 +122,8 @@ def is_spare(path: Path | str) -> bool:
     """
     with open(path, "rb") as f:
         total = f.seek(0, os.SEEK_END)
-        if total == 0:
-            return True
-        if total < FOOTER_LEN:
-            return False
-        f.seek(total - FOOTER_LEN)
-        return not any(f.read(FOOTER_LEN))
+        f.seek(max(total - FOOTER_LEN, 0))
+        return holds_no_message(total, f.read(FOOTER_LEN))
 
 
 def holds_message(path: Path | str) -> bool:
@@ -464,7 +458,7 @@ class QueueStore:
         the reactor was busy: about 14 ms for a batch of 19.
         """
         try:
-            entry.flush(trailer(envelope.to_json(), entry.size))
+            entry.flush(trailer(encode_envelope(envelope), entry.size))
         except OSError as e:
             self.discard(entry)
             return e
@@ -545,7 +539,7 @@ class QueueStore:
     def _update_sync(self, envelope: Envelope) -> None:
         tmp = self.directory / (envelope.queue_id + ENVELOPE + TMP)
         try:
-            self._write_synced(tmp, envelope.to_json())
+            self._write_synced(tmp, encode_envelope(envelope))
         except OSError:
             # A full disk: the previous envelope stays in force; no half-written sibling is left to take space.
             self._unlink_quietly(tmp)
@@ -595,7 +589,7 @@ class QueueStore:
             size = os.fstat(fd).st_size
             keep = FOOTER_LEN <= size <= self.RETIRED_SIZE_MAX and len(self._retired) < self.RETIRED_MAX and not self._stopped
             if keep:
-                os.pwrite(fd, bytes(FOOTER_LEN), size - FOOTER_LEN)
+                os.pwrite(fd, ZEROED_FOOTER, size - FOOTER_LEN)
         finally:
             os.close(fd)
         if keep:
@@ -662,30 +656,25 @@ class QueueStore:
         path = self.body_path(queue_id)
         updated = self.envelope_path(queue_id)
         try:
+            envelope_file = updated.read_bytes() if updated.exists() else None
             try:
-                data, body_size = read_trailer(path)
-            except ValueError:
-                if not updated.exists():
+                trailer_json, body_size = read_trailer(path)
+            except NoTrailer:
+                if envelope_file is None:
                     # Died while writing it: never acknowledged.
                     path.unlink()
                     log.info("queue: removed a message never committed {name}", name=path.name)
                     return None
-                # Queued before queue files carried their envelope: the body alone, its envelope beside it.
-                data, body_size = None, path.stat().st_size
-            has_envelope_file = updated.exists()
-            envelope = Envelope.from_json(updated.read_bytes() if has_envelope_file else data)
-            if envelope.queue_id != queue_id and not has_envelope_file:
-                # A spare reused from a finished message's file (remove), renamed on disk while
-                # its zeroed footer was not yet: what it holds was already delivered or removed.
-                path.unlink()
-                log.info("queue: removed spare {name}, a reused file still holding finished message {queue_id}",
-                         name=path.name, queue_id=envelope.queue_id)
-                return None
-            if envelope.queue_id != queue_id:
-                raise ValueError(f"envelope names queue id {envelope.queue_id!r}")
-            if body_size != envelope.size:
-                raise ValueError(f"body has {body_size} bytes, envelope says {envelope.size}")
-            return envelope
+                # The legacy format: the body alone, its envelope beside it.
+                trailer_json, body_size = None, path.stat().st_size
+            return decode_message(queue_id, trailer_json, body_size, envelope_file)
+        except StaleSpare as finished:
+            # A spare reused from a finished message's file (remove), renamed on disk while
+            # its zeroed footer was not yet: what it holds was already delivered or removed.
+            path.unlink()
+            log.info("queue: removed spare {name}, a reused file still holding finished message {queue_id}",
+                     name=path.name, queue_id=str(finished))
+            return None
         except (OSError, ValueError) as e:
             self._set_aside(queue_id, str(e))
             return None

@@ -12,6 +12,7 @@ from twisted.internet.defer import succeed
 
 from gateway.envelope import Envelope, Outcome, Recipient, RecipientState
 from gateway.queue.dsn import build_dsn
+from gateway.queue.format import decode_envelope, encode_envelope
 from gateway.queue.notify import Notifier, success_notices
 from gateway.queue.retry import RetryPolicy
 from tests.queue.test_scheduler import BODY, Notices, setup
@@ -117,17 +118,17 @@ def test_dsn_fields_survive_the_queue_and_old_envelopes_still_load(tmp_path):
 
     env = Envelope("42", 42, "<m@x>", "s@x", (Recipient("a@corp.example", notify="SUCCESS,DELAY", orcpt="rfc822;a@corp.example"),
                                                  Recipient("b@corp.example")), 0.0, 1, dsn_ret="HDRS", dsn_envid="id 1")
-    raw = env.to_json()
-    assert Envelope.from_json(raw) == env
+    raw = encode_envelope(env)
+    assert decode_envelope(raw) == env
     data = json.loads(raw)
     assert (data["dsn_ret"], data["dsn_envid"]) == ("HDRS", "id 1")
     assert data["recipients"][1] == {"address": "b@corp.example", "state": "pending", "attempts": 0, "last_reply": None}
-    plain = json.loads(Envelope("42", 42, "<m@x>", "s@x", (Recipient("b@corp.example"),), 0.0, 1).to_json())
+    plain = json.loads(encode_envelope(Envelope("42", 42, "<m@x>", "s@x", (Recipient("b@corp.example"),), 0.0, 1)))
     assert "dsn_ret" not in plain and "dsn_envid" not in plain
     old = b'{"attempts": 0, "client_ip": "", "connector": "", "extra": {}, "helo": "", "internal_id": 7, "message_id": "<m@x>", ' \
           b'"next_attempt": 0.0, "queue_id": "7", "received_at": 0.0, "recipients": [{"address": "a@corp.example", ' \
           b'"attempts": 0, "last_reply": null, "state": "pending"}], "sender": "s@x", "size": 1, "version": 1}'
-    loaded = Envelope.from_json(old)
+    loaded = decode_envelope(old)
     assert (loaded.dsn_ret, loaded.dsn_envid, loaded.recipients[0].notify, loaded.recipients[0].orcpt) == ("", "", "", "")
 
 

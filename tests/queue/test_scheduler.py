@@ -5,6 +5,7 @@ from twisted.internet.task import Clock
 
 from gateway.domains import AcceptedDomain, AcceptedDomains
 from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.queue.format import decode_envelope
 from gateway.queue.retry import RetryPolicy
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore, body_bytes, read_trailer
@@ -146,7 +147,7 @@ def test_unroutable_recipient_fails_without_a_delivery_call_and_is_kept(tmp_path
     store.commit(e, env)
     scheduler.start([env])
     assert mailbox.calls == [] and not store.exists("43")
-    kept = Envelope.from_json((tmp_path / "q" / "failed" / "43.json").read_bytes())
+    kept = decode_envelope((tmp_path / "q" / "failed" / "43.json").read_bytes())
     assert [(r.state, r.last_reply) for r in kept.recipients] == [
         (RecipientState.FAILED, "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain")
     ]

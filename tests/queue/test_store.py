@@ -6,7 +6,8 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 
 from gateway.envelope import Envelope, Recipient, RecipientState
-from gateway.queue.store import FOOTER_LEN, QueueStore, StoredBody, body_bytes, is_spare, read_trailer, trailer
+from gateway.queue.format import FOOTER_LEN, encode_envelope, trailer
+from gateway.queue.store import QueueStore, StoredBody, body_bytes, is_spare, read_trailer
 
 BODY = b"Received: x\r\nSubject: t\r\n\r\nhello\r\n"
 
@@ -82,7 +83,7 @@ def test_a_queue_file_is_the_body_then_the_envelope_then_a_footer(tmp_path):
     store.prepare()
     env = _commit(store, "7")
     data = store.body_path("7").read_bytes()
-    json = env.to_json()
+    json = encode_envelope(env)
     assert data == BODY + json + b"\n" + b"#exgateway-envelope %012d %08d\n" % (len(BODY), len(json))
     assert read_trailer(store.body_path("7")) == (json, len(BODY))
 
@@ -103,7 +104,7 @@ def test_a_body_in_memory_is_written_whole_however_the_kernel_splits_the_write(t
     store.prepare()
     env = _commit(store, "8")
     assert body_of(store, "8") == BODY
-    assert read_trailer(store.body_path("8")) == (env.to_json(), len(BODY))
+    assert read_trailer(store.body_path("8")) == (encode_envelope(env), len(BODY))
     assert len(sizes) > 2 and max(sizes) == 7
 
 
@@ -128,7 +129,7 @@ def test_unreadable_envelope_is_set_aside_not_fatal(tmp_path):
     for qid in ("1", "2", "3", "4"):
         _commit(store, qid)
     (tmp_path / "q" / "1.json").write_bytes(b"{not json")
-    (tmp_path / "q" / "2.json").write_bytes(envelope("2", len(BODY) + 5).to_json())
+    (tmp_path / "q" / "2.json").write_bytes(encode_envelope(envelope("2", len(BODY) + 5)))
     with open(tmp_path / "q" / "4.eml", "r+b") as f:
         f.truncate(len(BODY) + 3)
     recovered = store.recover()
@@ -288,7 +289,7 @@ def test_messages_queued_in_the_earlier_format_are_still_delivered(tmp_path):
     q = tmp_path / "q"
     q.mkdir()
     (q / "8.eml").write_bytes(BODY)
-    (q / "8.json").write_bytes(envelope("8", len(BODY)).to_json())
+    (q / "8.json").write_bytes(encode_envelope(envelope("8", len(BODY))))
     store = QueueStore(q, sync_runner)
     assert store.recover() == [envelope("8", len(BODY))]
     with StoredBody(store.body_path("8"), size=len(BODY)).open() as f:
@@ -406,7 +407,7 @@ def test_a_delivered_messages_file_is_retired_then_written_over_as_a_spare(tmp_p
     reused.write(BODY)
     store.commit(reused, envelope(reused.queue_id, len(BODY)))
     assert body_of(store, reused.queue_id) == BODY
-    assert store.body_path(reused.queue_id).stat().st_size == len(BODY) + len(trailer(envelope(reused.queue_id, len(BODY)).to_json(), len(BODY)))
+    assert store.body_path(reused.queue_id).stat().st_size == len(BODY) + len(trailer(encode_envelope(envelope(reused.queue_id, len(BODY))), len(BODY)))
     (recovered,) = QueueStore(tmp_path / "q", sync_runner).recover()
     assert recovered.queue_id == reused.queue_id
     store.stop()

@@ -11,6 +11,7 @@ from gateway.address import parse_mailbox
 from gateway.config import ConfigError
 from gateway.domains import AcceptedDomains
 from gateway.envelope import Envelope, Recipient
+from gateway.queue.format import decode_envelope, encode_envelope
 from gateway.route.router import MAILBOX, Router
 from gateway.route.source import RouteSource
 
@@ -60,7 +61,7 @@ def test_a_queued_envelope_routes_the_same_after_a_restart():
     """The source comes from what the envelope file keeps: sender, receive connector, AUTH login."""
     envelope = Envelope("1", 1, "<m@x>", "erp@corp.example", (Recipient("x@outside.example"),), 0.0, 10,
                         connector=FRONTEND, extra={"auth": "erp-app"})
-    reread = Envelope.from_json(envelope.to_json())
+    reread = decode_envelope(encode_envelope(envelope))
     assert ROUTER.route_address("x@outside.example", RouteSource.of(reread)).name == "Frontend apps as erp"
     # Remembered per source: another sender's route for the same address is its own.
     assert ROUTER.route_address("x@outside.example", RouteSource("app@corp.example", FRONTEND)).name == "Internet"
