@@ -279,10 +279,13 @@ class Exgateway:
         # smtp-source runs up to 100 sessions from one address: lift Exchange's
         # per-source default of 20 (Postfix exempts its mynetworks likewise);
         # scale.py holds 10,000 sessions open: lift the connector's 5,000 too.
+        # Every port-25 connector moves (Default and Internal Frontend share
+        # the binding): one left on 0.0.0.0:25 stops the start when anything
+        # else holds port 25.
         text = re.sub(
             r'^bindings = \["0\.0\.0\.0:25"\]$',
             f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"\nmax_inbound_connection = "unlimited"',
-            text, count=1, flags=re.M,
+            text, flags=re.M,
         )
         text = text.replace("127.0.0.1:2525", f"127.0.0.1:{self.hub_port}")
         # The submission connectors and the health listeners: loopback, free ports, one per process.
