@@ -71,7 +71,8 @@ def create_new(path: Path | str, mode: int = PRIVATE_FILE) -> int:
     return fd
 
 
-def _fsync_directory(path: Path) -> None:
+def fsync_directory(path: Path | str) -> None:
+    """Make a directory's entries durable (a file created, renamed or removed in it)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -122,7 +123,7 @@ def write_private_atomically(path: Path | str, data: bytes, *, mode: int = PRIVA
         except OSError:
             pass
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def remove_file(path: Path | str) -> bool:

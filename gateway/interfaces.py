@@ -122,6 +122,26 @@ class IQueueStore(Interface):
         """At stop: give back what the store holds ready for new messages."""
 
 
+class ISpareAllocator(Interface):
+    """
+    Queue files made ahead for new messages, and delivered messages' files
+    taken back (gateway/queue/spares.py), for a QueueStore. take and
+    replenish run in the reactor thread; retire in the store's thread.
+    """
+
+    def take():
+        """The oldest ready spare (queue_id, fd open for writing, recycled: whether it held a message), or None."""
+
+    def replenish(new_id):
+        """Make more spares in the store's thread if few are left, under ids from `new_id()` (a callable returning an int)."""
+
+    def retire(path):
+        """A delivered message's queue file (a path string), its envelope file gone: keep it to reuse, or delete it."""
+
+    def stop():
+        """Delete every spare not taken and every file kept for reuse."""
+
+
 class IRouter(Interface):
     """
     Where a recipient goes next (gateway/route/router.py): the mailbox store

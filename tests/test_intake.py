@@ -10,6 +10,7 @@ from gateway.domains import AcceptedDomains
 from gateway.envelope import Envelope
 from gateway.intake import IntakeHandler
 from gateway.policy.checks import SessionPolicy
+from gateway.queue.spares import SpareFiles
 from gateway.queue.store import QueueStore, body_bytes
 from gateway.route.router import Router
 from gateway.smtpd.protocol import ESMTPServer
@@ -158,7 +159,7 @@ def test_messages_after_the_first_go_into_spare_files_and_an_abort_removes_its_o
     hub = Hub(tmp_path)
     assert hub.deliver(b"Subject: one\r\n\r\nx\r\n").startswith("250 ")
     spares = sorted(name for name, size in _files(hub).items() if size == 0)
-    assert len(spares) == QueueStore.SPARES
+    assert len(spares) == SpareFiles.SPARES
     (first,) = hub.scheduler.queued
     assert hub.deliver(b"Subject: two\r\n\r\nx\r\n").startswith("250 ")
     second = hub.scheduler.queued[1]

@@ -22,8 +22,10 @@ from gateway.interfaces import (
     IRouter,
     ISessionEvents,
     ISessionObserver,
+    ISpareAllocator,
 )
 from gateway.proxy import FrontendTransaction, ProxyHandler
+from gateway.queue.spares import SpareFiles
 from gateway.queue.store import QueueStore
 from gateway.route.router import Router
 from gateway.sign.dkim import SignedDelivery
@@ -49,6 +51,7 @@ def router() -> Router:
         (IQueueStore, FakeQueueStore),
         (IQueueEntry, lambda: QueueStore(Path("q"), sync_runner).create("1001")),
         (IQueueEntry, lambda: FakeQueueStore().create("1001")),
+        (ISpareAllocator, lambda: SpareFiles(Path("q"), sync_runner)),
         (IDeliverer, lambda: MaildirDelivery(Path("mail"), sync_runner, Clock())),
         (IDeliverer, lambda: SMTPDelivery(None, (), "hub.corp.example")),
         (IDeliverer, lambda: MXDelivery(None, None, SendConnector("Internet", ("*",), ()), None)),

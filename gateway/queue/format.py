@@ -25,6 +25,12 @@ from gateway.envelope import Envelope, Recipient, RecipientState
 
 FORMAT_VERSION = 1
 
+# How a queue directory names them: `<id>.eml` the queue file, `<id>.json` a
+# newer envelope, `<id>.json.tmp` one being written.
+BODY = ".eml"
+ENVELOPE = ".json"
+TMP = ".tmp"
+
 # The footer: magic, body length, envelope length.
 FOOTER_MAGIC = b"#exgateway-envelope"
 _FOOTER = b"%s %012d %08d\n"

@@ -1,68 +1,56 @@
 """
-The durable message store: one file per message, plus an envelope file
-once its state changes.
+The durable message store: one queue file per message (gateway/queue/format.py
+says what it holds), plus an envelope file once its state changes.
 
-A queue file (`<id>.eml`) is the message's bytes followed by a trailer: the
-envelope as JSON, and a fixed-size footer giving the body's and the
-envelope's lengths (the codec, without I/O: gateway/queue/format.py). Order of a commit (and why a crash at any point loses
-nothing acknowledged):
+Order of a commit (and why a crash at any point loses nothing acknowledged):
 
 1. the body is written while DATA streams in (or kept in memory if small,
-   and written at the commit), then the trailer after it;
+   and written at the commit), then the trailer after it
+   (gateway/queue/entry.py);
 2. the file is fsynced, then the directory if the file was created for
    this message; only then does the client get its 250.
 
-New messages from the intake go into spare files made ahead of time
-(`open_entry`): queue files under the next queue ids, made a few at a time
-in a thread and made durable there with one directory fsync. A message
-written into one needs only its file's fsync before its 250: its name was
-on disk before the message arrived. So a commit costs one file fsync, plus
-one directory fsync per batch when some file in it is not a spare (where a
-separate envelope file took two file fsyncs, a rename and the directory's).
+New messages from the intake go into spare files made ahead of time by an
+ISpareAllocator (gateway/queue/spares.py), whose names are on disk before
+the message arrives: such a message needs only its file's fsync before its
+250. So a commit costs one file fsync, plus one directory fsync per batch
+when some file in it is not a spare. Commits arriving while one is in
+flight wait and go together in the next batch: one thread hop and one
+directory fsync per batch, not per message (group commit).
 
-A delivered message's file is not deleted but retired: its footer zeroed in
-place, then renamed into a spare, and the next message written over it and
-the file cut to that message's length. The file system then neither frees
-nor allocates blocks for a message. A spare is empty (new) or ends in a
-zeroed footer (reused), never in a valid one; a stop removes spares and
-retired files, a start deletes any a crash left.
+A delivered message's file goes back to the allocator (retired: it may
+become a spare again). After a delivery attempt changes a message's state,
+the new envelope goes to `<id>.json` (written, fsynced, renamed into
+place), which from then on wins over the trailer; the body is never
+rewritten.
 
-A file whose footer does not add up to its length was never acknowledged
-(the process died while writing it) and is deleted on start. After a
-delivery attempt changes a message's state, the new envelope goes to
-`<id>.json` (written, fsynced, renamed into place), which from then on
-wins over the trailer; the body is never rewritten. Readers of the message
-get the body's bytes only (StoredBody, body_bytes). A message queued
-before this format (a bare body beside its envelope file) is recovered and
-delivered as it is.
-
-On start, `recover` deletes unfinished files (no valid footer, stray
-`.tmp`, an envelope file whose message is gone) and moves any message whose
+On start, `recover` deletes what was never a message or never acknowledged
+(a spare or retired file, a file without a valid footer, a stray `.tmp`,
+an envelope file whose message is gone) and moves any message whose
 envelope does not parse or does not match its body to `corrupt/`, logged,
-never fatal. Commits arriving while one is in flight wait and go together in
-the next batch: one thread hop and one directory fsync per batch, not per
-message (group commit). Small bodies are held in memory until their commit,
-so the reactor thread never waits on the file system for them.
+never fatal. A message queued in the legacy format (a bare body beside its
+envelope file) is recovered and delivered as it is.
 """
 
 from __future__ import annotations
 
-import io
 import os
-from collections import deque
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import Callable, Iterator
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.envelope import Envelope
-from gateway.files import PRIVATE_FILE, make_directory
-from gateway.interfaces import IQueueEntry, IQueueStore
+from gateway.files import fsync_directory, make_directory
+from gateway.interfaces import IQueueStore
+from gateway.queue.entry import QueueEntry, StoredBody, unlink_quietly, write_all
 from gateway.queue.format import (
+    BODY,
+    ENVELOPE,
     FOOTER_LEN,
-    ZEROED_FOOTER,
+    TMP,
     NoTrailer,
     StaleSpare,
     decode_message,
@@ -71,13 +59,15 @@ from gateway.queue.format import (
     holds_no_message,
     trailer,
 )
+from gateway.queue.spares import SpareFiles
+
+# Importers of the store's names from before the split (the entry, the body reader, the codec's trailer).
+__all__ = [
+    "QueueEntry", "QueueStore", "StoredBody", "body_bytes", "fsync_directory", "holds_message", "is_spare", "read_trailer",
+    "trailer",
+]
 
 log = Logger(namespace="exgateway.queue")
-
-BODY = ".eml"
-ENVELOPE = ".json"
-TMP = ".tmp"
-WRITE_BUFFER = 64 * 1024
 
 
 def read_trailer(path: Path | str) -> tuple[bytes, int]:
@@ -88,29 +78,6 @@ def read_trailer(path: Path | str) -> tuple[bytes, int]:
         body_size, json_size = footer_sizes(f.read(FOOTER_LEN), total)
         f.seek(body_size)
         return f.read(json_size), body_size
-
-
-class BodyReader(io.RawIOBase):
-    """The body part of a queue file, read as a stream (the trailer after it stays unread)."""
-
-    def __init__(self, path: Path | str, size: int) -> None:
-        self._file = open(path, "rb", buffering=0)
-        self._left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = min(len(buffer), self._left)
-        if n <= 0:
-            return 0
-        got = self._file.readinto(memoryview(buffer)[:n])
-        self._left -= got
-        return got
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
 
 
 def is_spare(path: Path | str) -> bool:
@@ -140,127 +107,6 @@ def body_bytes(path: Path, size: int) -> bytes:
         return f.read(size)
 
 
-def create_file(path: Path | str) -> int:
-    """A new queue file, open for writing; FileExistsError if the name is taken (ids are never reused)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
-
-
-def fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class StoredBody:
-    """
-    A queued message's body for a delivery attempt: its file, and for the
-    first attempt of a small message the same bytes still in memory, so the
-    hot path does not open and read back what it has just written.
-    """
-
-    __slots__ = ("path", "data", "size")
-
-    def __init__(self, path: Path | str, data: bytes | None = None, size: int | None = None) -> None:
-        self.path = path
-        self.data = data
-        # The body's length: the queue file goes on with the envelope after it.
-        self.size = len(data) if data is not None else size
-
-    def open(self) -> BinaryIO:
-        if self.data is not None:
-            return io.BytesIO(self.data)
-        return io.BufferedReader(BodyReader(self.path, self.size), WRITE_BUFFER)
-
-
-@implementer(IQueueEntry)
-class QueueEntry:
-    """
-    A message being received. Small bodies stay in memory until the commit,
-    where the reactor thread writes body and trailer to the file in one
-    system call (the committing thread fsyncs it); past SPILL bytes the
-    body goes to its file as it arrives, so a large message is never held
-    whole in memory.
-    """
-
-    __slots__ = ("queue_id", "path", "file", "size", "_chunks", "kept", "spare", "recycled", "_fd")
-
-    SPILL = 256 * 1024
-
-    def __init__(self, queue_id: str, path: Path | str, spare_fd: int | None = None, recycled: bool = False) -> None:
-        self.queue_id = queue_id
-        self.path = path
-        # Written into a spare file (QueueStore.open_entry), whose name is already durable.
-        self.spare = spare_fd is not None
-        # A spare that held a delivered message: written over in place, then cut to this message's length.
-        self.recycled = recycled
-        # The file's descriptor once it is open (a spare's from the start); `file` wraps it after a spill.
-        self._fd = spare_fd
-        self.file = None
-        self.size = 0
-        self._chunks: list[bytes] = []
-        # The whole body, if it never left memory before the commit.
-        self.kept: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.file is not None:
-            self.file.write(data)
-            return
-        self._chunks.append(data)
-        if self.size > self.SPILL:
-            self.file = open(self._open(), "wb", buffering=WRITE_BUFFER)
-            self.file.write(b"".join(self._chunks))
-            self._chunks = []
-
-    def _open(self) -> int:
-        if self._fd is None:
-            self._fd = create_file(self.path)
-        return self._fd
-
-    def flush(self, trailer: bytes) -> None:
-        """Put every byte of the body, then the trailer, in the file, ready for fsync."""
-        if self.file is not None:
-            self.file.write(trailer)
-            self.file.flush()
-        else:
-            # Without a BufferedWriter: one writev of what is already in memory.
-            self.kept = b"".join(self._chunks)
-            self._chunks = []
-            _write_all(self._open(), self.kept, trailer)
-        if self.recycled:
-            os.ftruncate(self._fd, self.size + len(trailer))
-
-    def fileno(self) -> int:
-        return self._fd
-
-    @property
-    def opened(self) -> bool:
-        """Whether the file exists (a spare, or created at a spill or commit)."""
-        return self._fd is not None
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        elif self._fd is not None:
-            os.close(self._fd)
-        self.file = self._fd = None
-        self._chunks = []
-
-
-def _write_all(fd: int, *parts: bytes) -> None:
-    """Write `parts` in order, however many calls the kernel wants (a regular file usually takes all in one)."""
-    views = [memoryview(p) for p in parts if p]
-    while views:
-        n = os.writev(fd, views)
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views:
-            views[0] = views[0][n:]
-
-
 @implementer(IQueueStore)
 class QueueStore:
     """
@@ -271,14 +117,9 @@ class QueueStore:
     cheaper than two or than the reactor's pool (bench/RESULTS.md).
     """
 
-    # Spare files kept ready for new messages; more are made when half are used.
-    SPARES = 16
-    # Delivered messages' files kept for reuse as spares (at most, and at most this big each).
-    RETIRED_MAX = 2 * SPARES
-    RETIRED_SIZE_MAX = 256 * 1024
-
     def __init__(
         self, directory: Path, run_in_thread: Callable[..., Deferred], post_in_thread: Callable[..., None] | None = None,
+        spares: SpareFiles | None = None,
     ) -> None:
         self.directory = Path(directory)
         # The directory as a string prefix: a message's files are named on its hot path (a pathlib.Path costs more).
@@ -288,16 +129,10 @@ class QueueStore:
         self._run = run_in_thread
         # Work whose result nobody waits for (SerialThread.post); by default a call whose result is dropped.
         self._post = post_in_thread or self._run_and_forget
-        self._pending: list[tuple[QueueEntry, Envelope, Deferred]] = []
+        self._pending: list[tuple[QueueEntry | Exception, Deferred]] = []
         self._committing = False
-        # (queue id, open fd, recycled) of spare files whose names are durable, oldest first.
-        self._spares: deque[tuple[str, int, bool]] = deque()
-        # Files of delivered messages, no longer valid queue files, waiting to become spares.
-        # Only the store's thread adds and takes them (stop() empties what is left).
-        self._retired: deque[str] = deque()
-        self._making_spares = False
-        self._spare_error: str | None = None
-        self._stopped = False
+        # Any ISpareAllocator; by default spare files made here through the same thread, reused.
+        self.spares = spares if spares is not None else SpareFiles(self.directory, run_in_thread)
         # The highest queue id found on disk at recovery (ids are integers).
         self.highest_id = 0
 
@@ -334,92 +169,27 @@ class QueueStore:
         """
         A new message's entry: in the oldest spare file if one is ready,
         else in a file of its own under `new_id()` (created at its commit
-        or spill, and synced with the directory). Spares are made under ids
-        from `new_id` too, so queue ids stay unique; a message that finds no
-        spare may get a higher id than one that later takes a spare.
+        or spill, and synced with the directory); then the allocator makes
+        more spares if it runs low, under ids from `new_id` too.
         """
-        if self._spares:
-            queue_id, fd, recycled = self._spares.popleft()
-            entry = QueueEntry(queue_id, self.body_file(queue_id), fd, recycled)
+        spare = self.spares.take()
+        if spare is not None:
+            entry = QueueEntry(spare.queue_id, self.body_file(spare.queue_id), spare.fd, spare.recycled)
         else:
             entry = self.create(str(new_id()))
-        if len(self._spares) <= self.SPARES // 2 and not self._making_spares and not self._stopped:
-            self._make_spares([str(new_id()) for _ in range(self.SPARES - len(self._spares))])
+        self.spares.replenish(new_id)
         return entry
 
-    def _make_spares(self, queue_ids: list[str]) -> None:
-        self._making_spares = True
-        d = self._run(self._create_spares, queue_ids)
-        d.addCallbacks(self._spares_made, self._spares_failed)
-
-    def _create_spares(self, queue_ids: list[str]) -> list[tuple[str, int, bool]]:
-        """
-        In a thread: a retired file renamed, or else a new file, under each
-        id; then their names made durable with one directory fsync.
-        """
-        made: list[tuple[str, int, bool]] = []
-        try:
-            for queue_id in queue_ids:
-                made.append(self._reuse_retired(queue_id) or (queue_id, create_file(self.body_file(queue_id)), False))
-            fsync_directory(self.directory)
-        except OSError:
-            self._drop_spares(made)
-            raise
-        return made
-
-    def _reuse_retired(self, queue_id: str) -> tuple[str, int, bool] | None:
-        """A retired file as the spare `queue_id`, open for writing over; None if none is left."""
-        while self._retired:
-            retired = self._retired.popleft()
-            path = self.body_file(queue_id)
-            try:
-                os.rename(retired, path)
-            except FileNotFoundError:
-                continue
-            try:
-                return queue_id, os.open(path, os.O_WRONLY | os.O_CLOEXEC), True
-            except OSError:
-                self._unlink_quietly(path)
-                raise
-        return None
-
-    def _spares_made(self, made: list[tuple[str, int, bool]]) -> None:
-        self._making_spares = False
-        self._spare_error = None
-        if self._stopped:
-            self._drop_spares(made)
-        else:
-            self._spares.extend(made)
-
-    def _spares_failed(self, failure) -> None:
-        # New messages fall back to files of their own; the next one asks again (logged once per new error).
-        self._making_spares = False
-        if failure.getErrorMessage() != self._spare_error:
-            self._spare_error = failure.getErrorMessage()
-            log.warn("queue: could not make spare files in {directory}: {error}", directory=str(self.directory), error=self._spare_error)
-
-    def _drop_spares(self, spares) -> None:
-        for queue_id, fd, _ in spares:
-            os.close(fd)
-            self._unlink_quietly(self.body_path(queue_id))
-
     def stop(self) -> None:
-        """Remove the spare and retired files (a crash leaves them to the next start's recovery)."""
-        self._stopped = True
-        spares, self._spares = list(self._spares), deque()
-        self._drop_spares(spares)
-        while True:
-            try:
-                self._unlink_quietly(self._retired.popleft())
-            except IndexError:
-                break
+        """Give back the spare and retired files (a crash leaves them to the next start's recovery)."""
+        self.spares.stop()
 
     def discard(self, entry: QueueEntry) -> None:
         """Forget a message that was never acknowledged."""
         exists = entry.opened
         entry.close()
         if exists:
-            self._unlink_quietly(entry.path)
+            unlink_quietly(entry.path)
 
     def commit(self, entry: QueueEntry, envelope: Envelope) -> Deferred:
         """Make the message durable; fires when the 250 may be sent."""
@@ -497,7 +267,7 @@ class QueueStore:
         for entry, result in zip(batch, results):
             if result is not None and not isinstance(entry, Exception):
                 # Refused to its client: it must not come back as queued mail at the next start.
-                self._unlink_quietly(entry.path)
+                unlink_quietly(entry.path)
         yield "synced"
         if any(not entry.spare for entry in batch if not isinstance(entry, Exception)):
             # A spare's name was made durable before it was handed out.
@@ -525,7 +295,7 @@ class QueueStore:
     def _write_synced(path: Path, data: bytes) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -542,7 +312,7 @@ class QueueStore:
             self._write_synced(tmp, encode_envelope(envelope))
         except OSError:
             # A full disk: the previous envelope stays in force; no half-written sibling is left to take space.
-            self._unlink_quietly(tmp)
+            unlink_quietly(tmp)
             raise
         os.rename(tmp, self.envelope_path(envelope.queue_id))
         fsync_directory(self.directory)
@@ -565,44 +335,16 @@ class QueueStore:
 
     def _remove_sync(self, queue_id: str) -> None:
         for path in (self.body_file(queue_id), self._envelope_file(queue_id)):
-            self._unlink_quietly(path)
+            unlink_quietly(path)
 
     def _retire_sync(self, queue_id: str) -> None:
         """
         Any envelope file first (alone, it is removed as a leftover at
-        start); then the queue file stops being one: its footer is written
-        over with zeros, in place, and the file waits to be renamed into a
-        spare (_reuse_retired). A new message is then written over the old
-        one's blocks and the file cut to its length: no blocks freed here
-        and allocated again there, which on this kind of machine cost about
-        a fifth of a lone session's time (bench/RESULTS.md, session 7).
-        A crash leaves a retired file to recovery, which deletes it as a
-        spare. Big files, and any past RETIRED_MAX, are deleted instead.
+        start); then the queue file goes to the spare allocator, which
+        keeps it for reuse (no longer a message) or deletes it.
         """
-        self._unlink_quietly(self._envelope_file(queue_id))
-        path = self.body_file(queue_id)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            size = os.fstat(fd).st_size
-            keep = FOOTER_LEN <= size <= self.RETIRED_SIZE_MAX and len(self._retired) < self.RETIRED_MAX and not self._stopped
-            if keep:
-                os.pwrite(fd, ZEROED_FOOTER, size - FOOTER_LEN)
-        finally:
-            os.close(fd)
-        if keep:
-            self._retired.append(path)
-        else:
-            self._unlink_quietly(path)
-
-    @staticmethod
-    def _unlink_quietly(path: Path | str) -> None:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        unlink_quietly(self._envelope_file(queue_id))
+        self.spares.retire(self.body_file(queue_id))
 
     # --- start-up ---------------------------------------------------------------
 

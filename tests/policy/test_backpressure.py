@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 
 from gateway.admin.health import NodeState, Readiness
 from gateway.policy.backpressure import BackPressure
+from gateway.queue import entry as entry_module
 from gateway.queue import store as store_module
 from tests.test_intake import Hub
 
@@ -133,7 +134,7 @@ def test_readiness_says_what_smtp_does(tmp_path):
 def test_a_disk_that_fills_mid_data_gets_a_clean_451_and_the_session_goes_on(tmp_path, monkeypatch):
     """ENOSPC while a big body spills to its file: 451 4.3.0 after the body, no traceback, nothing left on disk, next MAIL served."""
     hub = Hub(tmp_path)
-    real_create = store_module.create_file
+    real_create = entry_module.create_file
     full = {"on": True}
 
     def create_file(path):
@@ -142,8 +143,8 @@ def test_a_disk_that_fills_mid_data_gets_a_clean_451_and_the_session_goes_on(tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_create(path)
 
-    monkeypatch.setattr(store_module, "create_file", create_file)
-    hub.store._run = run_sync
+    monkeypatch.setattr(entry_module, "create_file", create_file)
+    hub.store._run = hub.store.spares._run = run_sync
     events, stop = captured()
     try:
         big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2000
@@ -170,7 +171,7 @@ def test_a_failed_commit_gets_a_clean_451(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_module.os, "fsync", fsync)
-    hub.store._run = run_sync
+    hub.store._run = hub.store.spares._run = run_sync
     events, stop = captured()
     try:
         assert hub.deliver(b"Subject: small\r\n\r\nhi\r\n") == "451 4.3.0 Temporary server error. Please try again later"
