@@ -24,6 +24,16 @@ Lines longer than RFC 5321's 998 octets are accepted and passed on unchanged
 Dot-unstuffing runs after normalisation, so a line that began after a bare
 LF is unstuffed like any other (a client that stuffs its LF-only lines, as
 smtplib does, gets its bytes back exactly).
+
+What a chunk costs (5 MB messages are 80 64 KB reads): scans over the bytes,
+not copies (a 64 KB copy is about 1 us, a scan 20-50 us). So each stage asks
+first whether it has anything to do, with the cheapest scan that can say no:
+a dot is needed both for `<CRLF>.<CRLF>` and for a stuffed line, and a search
+for one byte is memchr (under 1 us for 64 KB without one; base64
+attachments, the usual large body, have none); the bare CR/LF check is two
+`translate`s and one comparison (every CR at i has an LF at i + 1 and every
+LF one CR before it) instead of three counts, one of them the slow two-byte
+`\r\n`. Only a chunk that has something to fix pays for the fixing.
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ END = b"\r\n.\r\n"
 # The most bytes at the end of a chunk that can still be a prefix of END.
 _HOLD = len(END) - 1
 _LINE_END = re.compile(rb"\r\n|\r|\n")
+# bytes.translate tables: 1 where a byte is CR (LF), 0 elsewhere.
+_CR = bytes(1 if b == 13 else 0 for b in range(256))
+_LF = bytes(1 if b == 10 else 0 for b in range(256))
 
 
 class LineEndings:
@@ -61,10 +74,13 @@ class LineEndings:
         if data[-1:] == b"\r":
             data = data[:-1]
             self._cr = True
+        # No bare CR or LF: the CRs shifted one on are exactly the LFs, and
+        # neither an LF first nor a CR last (the held one put back before a
+        # second held one) has a partner here.
+        if data[:1] != b"\n" and data[-1:] != b"\r" and data.translate(_CR)[:-1] == data.translate(_LF)[1:]:
+            return data
         crlf = data.count(b"\r\n")
         lf, cr = data.count(b"\n"), data.count(b"\r")
-        if lf == crlf and cr == crlf:
-            return data
         self.bare_lf = self.bare_lf or lf != crlf
         self.bare_cr = self.bare_cr or cr != crlf
         return _LINE_END.sub(b"\r\n", data)
@@ -101,7 +117,8 @@ class DataDecoder:
         followed `<CRLF>.<CRLF>` (pipelined commands).
         """
         buf = self._buf + chunk
-        end = buf.find(END)
+        # No dot, no end (memchr, where the five-byte search is a scan).
+        end = buf.find(END) if b"." in buf else -1
         if end >= 0:
             stop, rest = end + 2, buf[end + 5 :]
         else:
@@ -115,9 +132,13 @@ class DataDecoder:
         if rest is not None:
             # Content before <CRLF>.<CRLF> ends in CRLF: nothing is held.
             normal += self.check.end()
-        both = self._context + normal
-        content = both.replace(b"\r\n.", b"\r\n")[len(self._context) :]
-        self._context = both[-2:]
+        if b"." in normal:
+            both = self._context + normal
+            content = both.replace(b"\r\n.", b"\r\n")[len(self._context) :]
+        else:
+            # Nothing to unstuff: a stuffed line needs a dot in this chunk.
+            content = normal
+        self._context = (self._context + normal[-2:])[-2:]
         self.size += len(content)
         return content, rest
 
@@ -128,6 +149,8 @@ def dot_stuff(chunk: bytes, context: bytes) -> tuple[bytes, bytes]:
     the last two bytes sent before it (b"\\r\\n" at the start of a body).
     Returns the stuffed bytes and the context for the next chunk.
     """
-    buf = context + chunk
-    out = buf.replace(b"\r\n.", b"\r\n..")[len(context) :]
-    return out, buf[-2:]
+    after = (context + chunk[-2:])[-2:]
+    if b"." not in chunk:
+        # Nothing to stuff (memchr): the chunk goes out as it is.
+        return chunk, after
+    return (context + chunk).replace(b"\r\n.", b"\r\n..")[len(context) :], after
