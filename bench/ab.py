@@ -2,7 +2,7 @@
 A/B of source trees (or Postfix) on one load: is a change worth keeping?
 
     python bench/ab.py /path/to/tree-a /path/to/tree-b [postfix] [--rounds 6] [--messages 400]
-                       [--sessions 1] [--size 5120] [--workers 2]
+                       [--sessions 1] [--size 5120] [--workers 2] [--topology all|split]
 
 Each tree is a checkout of this project (e.g. `git worktree add /tmp/base
 HEAD` beside your working copy). Every tree's gateway (default config, next
@@ -26,7 +26,7 @@ from pathlib import Path
 import common
 
 
-def start(tree: str, workers: str):
+def start(tree: str, workers: str, topology: str):
     base = common.workdir()
     sink = common.Sink(common.free_port())
     if tree == "postfix":
@@ -34,7 +34,7 @@ def start(tree: str, workers: str):
     else:
         # REPO decides the config template and the PYTHONPATH of the gateway it starts.
         common.REPO = Path(tree).resolve()
-        server = common.Exgateway(base, common.free_port(), sink.port, "all", workers=workers)
+        server = common.Exgateway(base, common.free_port(), sink.port, topology, workers=workers)
     server.start()
     return server, sink
 
@@ -47,11 +47,13 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1)
     parser.add_argument("--size", type=int, default=5120)
     parser.add_argument("--workers", default="2")
+    parser.add_argument("--topology", choices=("all", "split"), default="all",
+                        help="each tree as one process, or as --role hub + --role frontend")
     args = parser.parse_args()
     running = []
     try:
         for tree in args.trees:
-            running.append((tree, *start(tree, args.workers)))
+            running.append((tree, *start(tree, args.workers, args.topology)))
         rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
         cpu_ms: dict[str, list[float]] = {tree: [] for tree in args.trees}
         for r in range(args.rounds):
