@@ -46,6 +46,7 @@ from gateway.envelope import Envelope
 from gateway.files import fsync_directory, make_directory
 from gateway.interfaces import IQueueStore
 from gateway.queue.entry import QueueEntry, StoredBody, unlink_quietly, write_all
+from gateway.queue.fsyncs import fsync_all
 from gateway.queue.format import (
     BODY,
     ENVELOPE,
@@ -276,20 +277,8 @@ class QueueStore:
 
     @staticmethod
     def _fsync_all(fds: list[int]) -> list[Exception | None]:
-        """
-        fsync each file of a batch, one after the other in this thread.
-        (Concurrent fsyncs from a pool of threads were tried: fewer
-        milliseconds of disk wait, but the extra threads fought the reactor
-        for the GIL and throughput fell; see bench/RESULTS.md.)
-        """
-        errors: list[Exception | None] = []
-        for fd in fds:
-            try:
-                os.fsync(fd)
-                errors.append(None)
-            except OSError as e:
-                errors.append(e)
-        return errors
+        """fsync each file of a batch, all at once (gateway/queue/fsyncs.py)."""
+        return fsync_all(fds)
 
     @staticmethod
     def _write_synced(path: Path, data: bytes) -> None:
