@@ -36,6 +36,15 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    """A forked child has none of the pool's threads: it makes a pool of its own."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _outcome(future: Future) -> Exception | None:
     error = future.exception()
     if error is None or isinstance(error, OSError):

@@ -56,3 +56,25 @@ def test_an_error_that_is_no_os_error_is_raised(monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(ValueError):
         fsyncs.fsync_all([1, 2])
+
+
+def test_a_forked_child_makes_a_pool_of_its_own(tmp_path):
+    """Threads do not survive fork: a child that used the parent's pool would wait for threads it does not have."""
+    fsyncs.fsync_all([])
+    fsyncs._executor()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            with open(tmp_path / "child", "w") as f:
+                ok = fsyncs._pool is None and fsyncs.fsync_all([f.fileno(), f.fileno()]) == [None, None]
+        except BaseException:
+            ok = False
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
