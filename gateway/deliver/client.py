@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.auth import node as node_auth
-from gateway.config import HostPort
+from gateway.config.values import HostPort
 from gateway.deliver.opportunistic import OpportunisticTLSFailed
 from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.errors import SMTPReply

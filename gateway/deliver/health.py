@@ -11,7 +11,7 @@ over an injected clock.
 
 from __future__ import annotations
 
-from gateway.config import HostPort
+from gateway.config.values import HostPort
 
 PENALTY = 300.0
 

@@ -370,7 +370,7 @@ def credential_problems(config) -> list:
     read (or a service account key that is not one), named by connector
     key. At run time the same trouble defers mail with the same words.
     """
-    from gateway.config import ConfigProblem
+    from gateway.config.reader import ConfigProblem
 
     problems = []
     for index, c in enumerate(config.send_connectors):

@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.config import HostPort
+from gateway.config.values import HostPort
 from gateway.deliver import client as smtp_client
 from gateway.deliver.client import SMTPClient
 from gateway.deliver.health import AddressHealth

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.names import dns, error
 
-from gateway.config import HostPort
+from gateway.config.values import HostPort
 
 
 class ResolveError(Exception):

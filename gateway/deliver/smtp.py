@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.interfaces import IDeliverer
-from gateway.config import HostPort
+from gateway.config.values import HostPort
 from gateway.deliver.capabilities import lacks_smtputf8, mail_command, mail_parameters, rcpt_command, rcpt_parameters
 from gateway.deliver.client import LoginUnavailable, ReplyTooLong
 from gateway.deliver.pool import ConnectionPool

@@ -13,7 +13,8 @@ from __future__ import annotations
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from gateway.config import Binding, ReceiveConnector
+from gateway.config.settings import ReceiveConnector
+from gateway.config.values import Binding
 from gateway.connectors import client_address, select_connector
 from gateway.errors import Reply
 from gateway.policy.checks import SessionPolicy

@@ -1,5 +1,5 @@
 """
-Property-based: the config loader (gateway/config.py) turns any document
+Property-based: the config loader (gateway/config/) turns any document
 into a Config or a ConfigError naming file, key and reason; nothing else
 escapes (a traceback at start-up helps no admin).
 """
