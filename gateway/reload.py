@@ -11,21 +11,25 @@ the objects current at that moment, and a reload swaps them, never edits
 them.
 
 A file that changes the listening addresses is refused as a whole (sockets
-are opened at start-up, as root): restart to apply it. Changes to the hub
-pool, the queue, mailbox, DNS, tracking-log, admin, health and workers
-settings are reported and wait for a restart. Receive and send connectors,
-accepted domains, AUTH settings and the certificate store apply at once.
+are opened at start-up, as root): restart to apply it. Changes to the
+settings the schema marks restart-only (gateway/config/schema.py: the hub
+pool, the queue, mailbox, DNS, logs, admin, health, limits and workers
+settings, the server's names and directories) are reported and wait for a
+restart. Receive and send connectors, accepted domains, AUTH settings and
+the certificate store apply at once.
 """
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.logger import Logger
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.config.schema import restart_only
 from gateway.domains import AcceptedDomains
 from gateway.policy.checks import SessionPolicy
 from gateway.route.router import Router
@@ -34,8 +38,11 @@ from gateway.tls.store import CertificateStore
 
 log = Logger(namespace="exgateway.reload")
 
+# The Config attributes whose change waits for a restart: the schema's restart-only keys (gateway/config/schema.py).
+RESTART_ONLY = restart_only()
 
-def _bindings(config: Config, roles: tuple[str, ...]) -> set:
+
+def _bindings(config: Config, roles: tuple[str, ...]) -> set[tuple[str, str]]:
     return {(str(b), c.role) for c in config.receive_connectors if c.enabled and c.role in roles for b in c.bindings}
 
 
@@ -43,22 +50,24 @@ class LiveConfig:
     """The running configuration, and the objects built from it that a reload replaces."""
 
     def __init__(
-        self, config: Config, path: Path | None, roles: tuple[str, ...], tls=None, make_auth=None, make_recipient_exists=None
+        self, config: Config, path: Path | None, roles: tuple[str, ...], tls: Any = None,
+        make_auth: Callable[[Config, Any], Any] | None = None,
+        make_recipient_exists: Callable[[Config], Callable[[str], Any]] | None = None,
     ) -> None:
         self.path = path
         self.roles = roles
-        self.factories: list = []
-        self.routed: list = []
+        self.factories: list[Any] = []
+        self.routed: list[Any] = []
         # The frontend's TLSProvider (its store is re-read on reload) and a
         # function config -> AuthService (rebuilt on reload); None on a hub.
         self.tls = tls
         self.make_auth = make_auth
-        self.auth = None
+        self.auth: Any = None
         # A function config -> recipient_exists(address) -> bool | None (recipient
         # validation), rebuilt on reload; None: none configured (route/router.py).
         self.make_recipient_exists = make_recipient_exists
         # What the last reload did, for `exgateway reload` to relay: applied, errors, settings waiting for a restart.
-        self.outcome: dict = {}
+        self.outcome: dict[str, Any] = {}
         self._apply(config)
 
     def _apply(self, config: Config) -> None:
@@ -76,7 +85,7 @@ class LiveConfig:
             if hasattr(holder, "configure"):
                 holder.configure(config)
 
-    def _update_factory(self, factory) -> None:
+    def _update_factory(self, factory: Any) -> None:
         factory.connectors = tuple(
             c for c in self.config.receive_connectors
             if c.enabled and c.role == factory.role and factory.binding in c.bindings
@@ -85,12 +94,12 @@ class LiveConfig:
         factory.tls = self.tls
         factory.auth = self.auth
 
-    def attach(self, factory) -> None:
+    def attach(self, factory: Any) -> None:
         """A listener whose connectors and policy follow reloads."""
         self.factories.append(factory)
         self._update_factory(factory)
 
-    def follow_routes(self, holder) -> None:
+    def follow_routes(self, holder: Any) -> None:
         """An object whose `router` attribute follows reloads (hub intake, scheduler)."""
         holder.router = self.router
         if hasattr(holder, "configure"):
@@ -132,12 +141,7 @@ class LiveConfig:
                     log.error("reload refused, running configuration kept: {problem}", problem=str(problem))
                 self.outcome["errors"] = [str(p) for p in problems]
                 return False
-        fixed = []
-        for name in ("hub_pool", "queue", "mailbox", "var_dir", "fqdn", "server_name", "certificate_dir", "dns", "limits", "protocol_log",
-                     "message_tracking", "admin_socket", "health_listen", "health_frontend_listen", "min_free_space", "max_memory_percent", "workers",
-                     "node_secret_file"):
-            if getattr(new, name) != getattr(old, name):
-                fixed.append(name)
+        fixed = [name for name in RESTART_ONLY if getattr(new, name) != getattr(old, name)]
         self._apply(new)
         if self.tls is not None:
             self.tls.reload()
@@ -156,18 +160,19 @@ class LiveConfig:
 class ReloadOnHangup(Service):
     """SIGHUP reloads the configuration (what `exgateway reload` sends)."""
 
-    def __init__(self, live: LiveConfig, reactor) -> None:
+    def __init__(self, live: LiveConfig, reactor: Any) -> None:
         self.live = live
         self.reactor = reactor
-        self._previous = None
+        # The SIGHUP handler before ours, put back at stop.
+        self._previous: Any = None
         # Worker 0 passes the signal on to the other workers (each reads the file itself).
-        self.forward = None
+        self.forward: Callable[[], object] | None = None
 
     def startService(self) -> None:
         super().startService()
         self._previous = signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self._hangup))
 
-    def _hangup(self) -> dict:
+    def _hangup(self) -> dict[str, Any]:
         """Reload here and in the other workers (each reads the file itself); what happened here."""
         applied = self.live.reload()
         if applied and self.forward is not None:
@@ -176,7 +181,7 @@ class ReloadOnHangup(Service):
 
     reload_now = _hangup
 
-    def stopService(self):
+    def stopService(self) -> Any:
         if self._previous is not None:
             signal.signal(signal.SIGHUP, self._previous)
         return super().stopService()
