@@ -102,6 +102,12 @@ class Table:
                 return key
         raise KeyError(name)
 
+    def default(self, name: str) -> Any:
+        """What stands in for `name` when a file leaves it out (a dataclass field's default, too)."""
+        default = self[name].default
+        assert default is not DERIVED, f"{self.name}.{name}: the reader works out its default"
+        return default
+
     def value(self, reader: Reader, data: dict, where: str, name: str, default: Any = DERIVED,
               parse: Callable[[Any], Any] | None = None) -> Any:
         """One key's value (its default if left out or bad); `default`/`parse` for what the schema leaves to the reader."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, Host, load_config, parse_config, schema
+from gateway.config import Config, ConfigError, Host, load_config, parse_config, schema
 from gateway.config.settings import (
     AuthConfig, DNSConfig, HubPool, LDAPConfig, LimitsConfig, MailboxConfig, MessageTrackingConfig, ProtocolLogConfig,
     QueueConfig, ReceiveConnector, RecipientValidationConfig, SendConnector,
@@ -136,7 +136,7 @@ def test_every_key_is_documented_in_the_sample_and_has_a_doc_line(table):
 
 @pytest.mark.parametrize("name", sorted(DATACLASSES))
 def test_dataclass_defaults_are_the_schema_defaults(name):
-    """The dataclasses keep defaults for code that builds them directly; they are the schema's, not a second opinion."""
+    """The dataclasses take their defaults from the schema (paths excepted: the schema holds the text, relative to var_dir)."""
     table = next(t for t in schema.TABLES if t.name == name)
     fields = {f.name: f for f in dataclasses.fields(DATACLASSES[name])}
     compared = 0
@@ -148,6 +148,20 @@ def test_dataclass_defaults_are_the_schema_defaults(name):
         assert f.default == expected, f"{name}.{key.name}: dataclass {f.default!r}, schema {key.default!r}"
         compared += 1
     assert compared or name == "hub_pool"
+
+
+def test_config_defaults_of_top_level_settings_are_the_schema_defaults():
+    """[server] and [health] keys fill Config attributes of their own; those defaults come from the schema too."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    compared = 0
+    for table in (schema.SERVER, schema.HEALTH):
+        for key in table.keys:
+            f = fields[key.attribute]
+            if key.default is schema.DERIVED or "Path" in str(f.type):
+                continue
+            assert f.default == key.default, f"{table.name}.{key.name}"
+            compared += 1
+    assert compared == 6
 
 
 def test_unknown_key_names_file_key_and_the_known_keys(tmp_path):
