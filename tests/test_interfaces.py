@@ -80,8 +80,8 @@ def test_the_intake_transaction_declares_its_seam():
 
 
 def test_the_smtp_session_has_what_a_stop_asks_of_it():
-    """ESMTPServer has ISession's methods (stop_gently, stop_now); it does not declare it yet (smtpd/protocol.py is being split)."""
+    """ESMTPServer declares ISession and has its methods (stop_gently, stop_now)."""
     from gateway.interfaces import ISession
     from gateway.smtpd.protocol import ESMTPServer
 
-    assert verifyClass(ISession, ESMTPServer, tentative=True)
+    assert verifyClass(ISession, ESMTPServer)

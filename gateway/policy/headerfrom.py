@@ -22,6 +22,7 @@ from email.utils import getaddresses
 
 from twisted.logger import Logger
 
+from gateway.errors import Reply, SMTPReply
 from gateway.fieldfilter import FieldFilter
 from gateway.headerfields import FIELD, header_end
 from gateway.policy.rights import Right
@@ -53,6 +54,29 @@ def header_from_fixed(transaction, session, auth, sender: str, max_header_size: 
     if address is None:
         return transaction
     return HeaderFromFixer(transaction, identity, address, max_header_size, session.session_id)
+
+
+def header_from_refusal(session, auth, transaction, from_value: bytes | None) -> SMTPReply | None:
+    """
+    `[authentication] check_header_from`: at the end of the data, the From:
+    header (`from_value`, as the header scan found it) must hold only
+    addresses the authenticated user may send as, or the message gets
+    550 5.7.60. None where the check does not apply or passes: no AUTH, the
+    user may send as anyone, or the From: is being replaced (HeaderFromFixer).
+    """
+    identity = session.identity
+    if identity is None or auth is None or not auth.config.check_header_from:
+        return None
+    if isinstance(transaction, HeaderFromFixer):
+        return None
+    if Right.ACCEPT_ANY_SENDER in session.rights:
+        return None
+    value = (from_value or b"").decode("utf-8", "replace")
+    addresses = [a for _, a in getaddresses([value]) if a]
+    if addresses and all(identity.send_as.allows(a) for a in addresses):
+        return None
+    log.info("header From {value!r} is not an address {user} may send as", value=value.strip(), user=identity.name)
+    return Reply.SEND_AS_DENIED
 
 
 class HeaderFromFixer(FieldFilter):

@@ -10,6 +10,8 @@ protocol, the address is the one the header reports (proxied.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
@@ -26,6 +28,8 @@ log = Logger(namespace="exgateway.smtpd")
 
 
 class _Refuse(Protocol):
+    transport: Any
+
     def __init__(self, reply) -> None:
         self.reply = reply
 

@@ -17,6 +17,8 @@ in clear behind the header is never executed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol
@@ -60,10 +62,13 @@ class ProxiedTransport:
 
 @implementer(IHandshakeListener)
 class ProxyHeaderReceiver(Protocol):
+    # The listener's ITransport (typed Any: the zope interfaces do not type-check without a plugin).
+    transport: Any
+
     def __init__(self, factory, proxy_addr) -> None:
         self.factory = factory
         self.proxy_addr = proxy_addr
-        self.inner: Protocol | None = None
+        self.inner: Any = None
         self._buffer = b""
         self._timer = None
 
@@ -94,7 +99,7 @@ class ProxyHeaderReceiver(Protocol):
         self._cancel()
         self._buffer = b""
         real_host = self.transport.getHost()
-        if header.local:
+        if header.local or header.source is None or header.destination is None:
             peer, host = self.transport.getPeer(), real_host
         else:
             peer, host = _address(*header.source), _address(*header.destination)

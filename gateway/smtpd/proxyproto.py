@@ -125,7 +125,7 @@ def v1_header(src: tuple[str, int], dst: tuple[str, int]) -> bytes:
 
 def v2_header(src: tuple[str, int] | None, dst: tuple[str, int] | None, tlv: bytes = b"") -> bytes:
     """For tests and tools: a v2 PROXY (or, without addresses, LOCAL) header."""
-    if src is None:
+    if src is None or dst is None:
         return V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", len(tlv)) + tlv
     v6 = ":" in src[0]
     cls = ipaddress.IPv6Address if v6 else ipaddress.IPv4Address

@@ -52,7 +52,7 @@ class Sessions:
     def _empty(self) -> Deferred:
         if not self.open:
             return succeed(None)
-        d = Deferred()
+        d: Deferred[None] = Deferred()
         self._emptied.append(d)
         return d
 

@@ -62,3 +62,25 @@ def test_header_from_must_be_a_known_choice():
     with pytest.raises(ConfigError) as e:
         testing.config(authentication={"header_from": "rewrite"})
     assert [p.key for p in e.value.problems] == ["authentication.header_from"]
+
+
+def test_header_from_refusal_applies_only_to_authenticated_users_without_any_sender_right():
+    """header_from_refusal: None without AUTH or check_header_from, 550 5.7.60 for a foreign or missing From:, None for the user's own."""
+    from types import SimpleNamespace
+
+    from gateway.auth.identity import Identity
+    from gateway.auth.sendas import SenderPatterns
+    from gateway.errors import Reply
+    from gateway.policy.headerfrom import header_from_refusal
+    from gateway.policy.rights import Principal
+    from tests.smtpd.fakechannel import connector, session
+
+    checking = SimpleNamespace(config=SimpleNamespace(check_header_from=True))
+    s = session(connector(), Principal.AUTHENTICATED)
+    assert header_from_refusal(s, checking, None, b"x@elsewhere.example") is None
+    s.identity = Identity("scanner@corp.example", SenderPatterns.of(("scanner@corp.example",)))
+    assert header_from_refusal(s, None, None, b"x@elsewhere.example") is None
+    assert header_from_refusal(s, SimpleNamespace(config=SimpleNamespace(check_header_from=False)), None, b"x@e.example") is None
+    assert header_from_refusal(s, checking, None, b"Scanner <scanner@corp.example>") is None
+    assert header_from_refusal(s, checking, None, b"Boss <ceo@corp.example>") is Reply.SEND_AS_DENIED
+    assert header_from_refusal(s, checking, None, None) is Reply.SEND_AS_DENIED

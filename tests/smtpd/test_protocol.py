@@ -379,8 +379,12 @@ def test_xforward_value_with_control_characters_is_refused():
     assert c.handler.transactions == []
 
 
-def bdat_client():
-    c = Client()
+STRICT = [{"name": "Strict", "role": "frontend", "bindings": ["127.0.0.1:25"], "permission_groups": ["AnonymousUsers"],
+           "bare_linefeeds": "reject"}]
+
+
+def bdat_client(*args, **sections):
+    c = Client(*args, **sections)
     c.hello()
     c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\n")
     return c
@@ -431,8 +435,7 @@ def test_bdat_bare_lf_and_cr_are_normalised_even_across_chunks():
 
 
 def test_bdat_bare_lf_refused_at_last_on_a_reject_connector():
-    c = bdat_client()
-    c.proto.connector = dataclasses.replace(c.proto.connector, bare_linefeeds="reject")
+    c = bdat_client("Strict", receive_connectors=STRICT)
     assert c.send(b"BDAT 8 LAST\r\na\nb\r\nc\r\n") == ["554 5.6.0 Invalid message content, contains bare linefeeds"]
     assert c.handler.finished == [] and c.handler.transactions[0].aborted
 
