@@ -56,6 +56,8 @@ def failure_outcome(failure: Failure) -> tuple[SMTPReply, str, bool]:
 class SaslAuth:
     """The AUTH command of one session, and the SASL exchange it starts."""
 
+    __slots__ = ("channel", "session", "connector", "mail", "observer", "clock", "auth", "node", "failures", "_mechanism")
+
     def __init__(
         self, channel: Channel, session: Session, connector: ReceiveConnector, mail: MailState, observer: NullObserver,
         clock: Any, auth: Any = None, node: Any = None,
@@ -162,6 +164,7 @@ class SaslAuth:
 
     def _failed(self, failure: Failure, username: str, mechanism: str = "") -> Any:
         """A failed login: counted, answered after the failure tarpit, and past the limit the session ends."""
+        # The metrics' result label.
         outcome = "failure" if failure.check(UnauthorizedLogin) else "locked_out" if failure.check(LockedOut) else "temporary_failure"
         reply, why, count = failure_outcome(failure)
         if not failure.check(UnauthorizedLogin, LockedOut, DirectoryUnavailable):

@@ -43,6 +43,11 @@ def bare_line_end_reply(check: LineEndings) -> SMTPReply:
 class MessageBody:
     """DATA and BDAT for one session; the framing feeds it the input while `receiving`."""
 
+    __slots__ = (
+        "channel", "session", "connector", "mail", "observer", "auth", "_decoder", "_check", "_size", "_overflow", "_headers",
+        "_header_from", "_hops", "_bdat_left", "_bdat_size", "_bdat_last", "_bdat_refusal",
+    )
+
     def __init__(
         self, channel: Channel, session: Session, connector: ReceiveConnector, mail: MailState, observer: NullObserver,
         auth: Any = None,

@@ -76,6 +76,8 @@ def xforward_attributes(arg: str) -> dict[str, str]:
 class Commands:
     """The envelope and session commands of one session."""
 
+    __slots__ = ("channel", "session", "connector", "mail", "handler", "policy", "clock", "starttls", "sasl", "limits")
+
     def __init__(
         self, channel: Channel, session: Session, connector: ReceiveConnector, mail: MailState, handler: MailHandler,
         policy: SessionPolicy, clock: Any, starttls: StartTLS, sasl: SaslAuth, limits: Any = None,

@@ -12,6 +12,8 @@ from gateway.smtpd.session import Transaction
 class MailState:
     """The tier's Transaction between MAIL and its final reply, and what the session counts about it."""
 
+    __slots__ = ("transaction", "recipients", "smtputf8")
+
     def __init__(self) -> None:
         self.transaction: Transaction | None = None
         # Recipients accepted so far (RCPT answered positively).

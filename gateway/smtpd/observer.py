@@ -94,6 +94,10 @@ class ProcessLogObserver(NullObserver):
         )
 
 
+# Holds nothing of a session: one for all of them.
+PROCESS_LOG = ProcessLogObserver()
+
+
 class ProtocolLogObserver(NullObserver):
     """
     The connector's receive protocol log (ProtocolLogLevel Verbose): a session
@@ -247,7 +251,7 @@ def observer_for(connector: ReceiveConnector, metrics: Any = None, protocol_log:
     if protocol_log is not None and connector.protocol_logging_level == "Verbose":
         logs = ProtocolLogObserver(protocol_log)
     else:
-        logs = ProcessLogObserver()
+        logs = PROCESS_LOG
     if metrics is None:
         return logs
     return Observers(logs, MetricsObserver(metrics, connector.name))

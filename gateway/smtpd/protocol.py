@@ -62,6 +62,23 @@ MAX_PENDING_INPUT = 256 * 1024
 # (a relay denied, a sender refused) do not.
 PROTOCOL_ERROR_CODES = frozenset({500, 501, 502, 503, 504, 555})
 JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY", "HELP"})
+# Each command's handler: (the part of the session that has it, the method). One table for every session.
+COMMANDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "HELO": ("commands", Commands.do_HELO),
+    "EHLO": ("commands", Commands.do_EHLO),
+    "MAIL": ("commands", Commands.do_MAIL),
+    "RCPT": ("commands", Commands.do_RCPT),
+    "DATA": ("body", MessageBody.do_DATA),
+    "BDAT": ("body", MessageBody.do_BDAT),
+    "RSET": ("commands", Commands.do_RSET),
+    "NOOP": ("commands", Commands.do_NOOP),
+    "VRFY": ("commands", Commands.do_VRFY),
+    "HELP": ("commands", Commands.do_HELP),
+    "QUIT": ("commands", Commands.do_QUIT),
+    "XFORWARD": ("commands", Commands.do_XFORWARD),
+    "STARTTLS": ("starttls", StartTLS.do_STARTTLS),
+    "AUTH": ("sasl", SaslAuth.do_AUTH),
+}
 
 log = Logger(namespace="exgateway.smtpd")
 
@@ -118,7 +135,6 @@ class ESMTPServer(Protocol):
         # The process's open sessions (gateway/smtpd/shutdown.py), set by the listener; a stop lets this one finish its message.
         self.sessions: Any = None
         self._stopping = False
-        self._handlers: dict[str, Callable[[str], Any]] = {}
 
     @property
     def limits(self) -> Any:
@@ -163,31 +179,13 @@ class ESMTPServer(Protocol):
         self.send(SMTPReply(220, "", self._banner()))
 
     def _make_parts(self, session: Session) -> None:
-        """The parts of the session, each with what it needs, and the command table over them."""
+        """The parts of the session, each with what it needs."""
         c, observer = self.connector, self.observer
-        self.mail = MailState()
-        self.body = MessageBody(self, session, c, self.mail, observer, self.auth)
-        self.sasl = SaslAuth(self, session, c, self.mail, observer, self.clock, self.auth, self.node)
-        self.starttls = StartTLS(self, session, c, observer, self.tls)
-        commands = self.commands = Commands(
-            self, session, c, self.mail, self.handler, self.policy, self.clock, self.starttls, self.sasl, self._limits,
-        )
-        self._handlers = {
-            "HELO": commands.do_HELO,
-            "EHLO": commands.do_EHLO,
-            "MAIL": commands.do_MAIL,
-            "RCPT": commands.do_RCPT,
-            "DATA": self.body.do_DATA,
-            "BDAT": self.body.do_BDAT,
-            "RSET": commands.do_RSET,
-            "NOOP": commands.do_NOOP,
-            "VRFY": commands.do_VRFY,
-            "HELP": commands.do_HELP,
-            "QUIT": commands.do_QUIT,
-            "XFORWARD": commands.do_XFORWARD,
-            "STARTTLS": self.starttls.do_STARTTLS,
-            "AUTH": self.sasl.do_AUTH,
-        }
+        mail = self.mail = MailState()
+        self.body = MessageBody(self, session, c, mail, observer, self.auth)
+        sasl = self.sasl = SaslAuth(self, session, c, mail, observer, self.clock, self.auth, self.node)
+        starttls = self.starttls = StartTLS(self, session, c, observer, self.tls)
+        self.commands = Commands(self, session, c, mail, self.handler, self.policy, self.clock, starttls, sasl, self._limits)
 
     def handshakeCompleted(self) -> None:
         self.starttls.handshake_completed(self.transport.getHandle())
@@ -463,13 +461,14 @@ class ESMTPServer(Protocol):
         if self._stopping:
             self._shut()
             return
-        handler = self._handlers.get(verb)
-        if (handler is None or verb in JUNK_COMMANDS) and self._too_much_junk():
+        route = COMMANDS.get(verb)
+        if (route is None or verb in JUNK_COMMANDS) and self._too_much_junk():
             return
-        if handler is None:
+        if route is None:
             self.answer(Reply.UNRECOGNIZED)
             return
-        self.run(handler, arg)
+        part, handler = route
+        self.run(handler, getattr(self, part), arg)
 
     def _too_much_junk(self) -> bool:
         """

@@ -52,6 +52,8 @@ def forget_session_state(session: Session, connector: ReceiveConnector) -> None:
 class StartTLS:
     """The TLS of one session: offered, started, and what its handshake agreed."""
 
+    __slots__ = ("channel", "session", "connector", "observer", "tls", "started", "_cert")
+
     def __init__(
         self, channel: Channel, session: Session, connector: ReceiveConnector, observer: NullObserver, tls: Any = None,
     ) -> None:

@@ -31,7 +31,8 @@ NOW = 1_795_000_000.0
 
 def samples(metrics: Metrics, name: str) -> dict:
     text = generate_latest(metrics.registry).decode()
-    return {tuple(sorted(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name}
+    families = text_string_to_metric_families(text)
+    return {tuple(sorted(s.labels.items())): s.value for f in families for s in f.samples if s.name == name}
 
 
 def session(**kw):
@@ -40,7 +41,9 @@ def session(**kw):
     clock = Clock()
     clock.advance(NOW)
     proto = ESMTPServer(connector, testing.FakeHandler(), SessionPolicy(AcceptedDomains(cfg.accepted_domains)), clock, **kw)
-    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", "192.0.2.1", 40000))
+    transport = StringTransport(
+        hostAddress=IPv4Address("TCP", "127.0.0.1", 25), peerAddress=IPv4Address("TCP", "192.0.2.1", 40000)
+    )
     proto.makeConnection(transport)
     return proto, transport
 

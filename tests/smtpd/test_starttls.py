@@ -58,4 +58,5 @@ def test_what_was_won_in_clear_text_is_forgotten():
 def test_an_externally_secured_connector_makes_its_clients_externally_secured():
     """ExternalAuthoritative: no AUTH needed; otherwise a client starts anonymous."""
     assert principal_for(connector("Default Frontend")) is Principal.ANONYMOUS
-    assert principal_for(connector("Default Frontend", auth_mechanisms=("ExternalAuthoritative",))) is Principal.EXTERNALLY_SECURED
+    secured = connector("Default Frontend", auth_mechanisms=("ExternalAuthoritative",))
+    assert principal_for(secured) is Principal.EXTERNALLY_SECURED
