@@ -52,8 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     running = []
     try:
+        # One at a time, so that the finally stops those already started.
         for tree in args.trees:
-            running.append((tree, *start(tree, args.workers, args.topology)))
+            running.append((tree, *start(tree, args.workers, args.topology)))  # noqa: PERF401
         rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
         cpu_ms: dict[str, list[float]] = {tree: [] for tree in args.trees}
         for r in range(args.rounds):

@@ -234,7 +234,7 @@ class Postfix:
             master = self.master_pid()
         except (OSError, ValueError):
             return []
-        return [master] + children(master)
+        return [master, *children(master)]
 
     def queue_empty(self) -> bool:
         for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
@@ -285,7 +285,7 @@ class Exgateway:
         text = re.sub(
             r'^bindings = \["0\.0\.0\.0:25"\]$',
             f'bindings = ["127.0.0.1:{port}"]\nmax_inbound_connection_per_source = "unlimited"\nmax_inbound_connection = "unlimited"',
-            text, flags=re.M,
+            text, flags=re.MULTILINE,
         )
         text = text.replace("127.0.0.1:2525", f"127.0.0.1:{self.hub_port}")
         # The submission connectors and the health listeners: loopback, free ports, one per process.
@@ -339,7 +339,7 @@ class Exgateway:
         raise TimeoutError(f"exgateway workers not all up after {timeout}s")
 
     def workers_per_process(self) -> int:
-        value = re.search(r"^workers = (\S+)", self.config.read_text(), re.M)
+        value = re.search(r"^workers = (\S+)", self.config.read_text(), re.MULTILINE)
         if value is None or value.group(1) == "1":
             return 1
         return len(os.sched_getaffinity(0)) if value.group(1) == '"auto"' else int(value.group(1))
@@ -356,7 +356,7 @@ class Exgateway:
 
     def pids(self) -> list[int]:
         # twistd's processes and the workers each starts (server.workers).
-        return [pid for p in self.processes if p.poll() is None for pid in [p.pid] + children(p.pid)]
+        return [pid for p in self.processes if p.poll() is None for pid in [p.pid, *children(p.pid)]]
 
     def queue_empty(self) -> bool:
         # Worker 0's queue and the other workers' (queue/worker-N). Spares and the files of delivered

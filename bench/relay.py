@@ -126,8 +126,8 @@ def table(results: dict, rounds: int) -> str:
     lines = [head, "-" * len(head)]
     for (payload, sessions), per_server in results.items():
         rows = {name: median_row(samples) for name, samples in per_server.items()}
-        for name in ("postfix", "exgateway"):
-            lines.append(f"{payload:>7} {sessions:>4} {name:>9} " + " ".join(f"{fmt.format(rows[name][k]):>12}" for k, _, fmt in COLUMNS))
+        lines.extend(f"{payload:>7} {sessions:>4} {name:>9} " + " ".join(f"{fmt.format(rows[name][k]):>12}" for k, _, fmt in COLUMNS)
+                     for name in ("postfix", "exgateway"))
         ratio = " ".join(f"{rows['exgateway'][k] / rows['postfix'][k] if rows['postfix'][k] else float('nan'):>11.2f}x" for k, _, _ in COLUMNS)
         lines.append(f"{payload:>7} {sessions:>4} {'ratio':>9} {ratio}")
     lines.append(f"(medians of {rounds} rounds; ratio = exgateway / Postfix: above 1 is better for msg/s, below 1 for ms and MB)")

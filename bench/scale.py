@@ -28,7 +28,7 @@ NOFILE = 65536
 
 def raise_nofile() -> int:
     """Raise the soft open-files limit as far as the hard limit allows (a container may cap it)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(target, hard) if hard != resource.RLIM_INFINITY else hard))

@@ -252,7 +252,7 @@ class Dovecot:
 
         if self.process is None or self.process.poll() is not None:
             return []
-        return [self.process.pid] + children(self.process.pid)
+        return [self.process.pid, *children(self.process.pid)]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -341,7 +341,7 @@ def main() -> None:
         for port in gateway.submission_ports.values():
             wait_for_port(port)
         # Warm-up, not measured: each client logs in once on each side (the caches fill, as in a running site).
-        for name, (server, sink, pids) in servers.items():
+        for server, _, pids in servers.values():
             for kind in ("587", "465"):
                 run_load(kind, port_of(server, kind), args.clients, args.clients, ctx, pids)
         for round_no in range(args.rounds):
@@ -378,8 +378,8 @@ def table(results: dict, kinds: list[str]) -> str:
            for kind, per in results.items()}
     for kind in kinds:
         rows = med[kind]
-        for name in ("postfix", "exgateway"):
-            lines.append(f"{kind:>13} {name:>9} " + " ".join(f"{fmt.format(rows[name][k]):>12}" for k, _, fmt in COLUMNS))
+        lines.extend(f"{kind:>13} {name:>9} " + " ".join(f"{fmt.format(rows[name][k]):>12}" for k, _, fmt in COLUMNS)
+                     for name in ("postfix", "exgateway"))
         lines.append(f"{kind:>13} {'ratio':>9} " + " ".join(
             f"{rows['exgateway'][k] / rows['postfix'][k] if rows['postfix'][k] else float('nan'):>11.2f}x" for k, _, _ in COLUMNS))
     anon = "25 anonymous"

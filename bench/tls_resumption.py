@@ -29,7 +29,6 @@ from twisted.internet.task import Clock
 from gateway.tls.context import ServerTLS
 from gateway.tls.store import CertificateStore, make_self_signed
 
-
 SERVER_TIME = [0.0]
 
 
@@ -86,7 +85,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--version", choices=("1.2", "1.3"), default="1.3")
     args = ap.parse_args()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = CertificateStore(Path(tempfile.mkdtemp(prefix="exgw-bench-"))).write(make_self_signed("CN=mail.corp.example", (), now))
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE

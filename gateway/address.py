@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 import idna
-from dataclasses import dataclass
 
 from gateway.errors import Reply, SMTPError
 

@@ -11,11 +11,25 @@ with fewer addresses is the more specific one.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Selectable(Protocol):
+    """What selection reads of a connector (config.ReceiveConnector, or a test's stand-in)."""
+
+    @property
+    def enabled(self) -> bool: ...
+
+    @property
+    def remote_ip_ranges(self) -> Sequence[IPRange]: ...
+
+
+C = TypeVar("C", bound=Selectable)
 
 
 @dataclass(frozen=True, order=True)
@@ -34,13 +48,13 @@ class IPRange:
     def contains(self, address: IPAddress) -> bool:
         return address.version == self.version and self.first <= int(address) <= self.last
 
-    def covers(self, other: "IPRange") -> bool:
+    def covers(self, other: IPRange) -> bool:
         return self.version == other.version and self.first <= other.first and other.last <= self.last
 
-    def overlaps(self, other: "IPRange") -> bool:
+    def overlaps(self, other: IPRange) -> bool:
         return self.version == other.version and self.first <= other.last and other.first <= self.last
 
-    def same_interval(self, other: "IPRange") -> bool:
+    def same_interval(self, other: IPRange) -> bool:
         return (self.version, self.first, self.last) == (other.version, other.first, other.last)
 
     def __str__(self) -> str:
@@ -87,12 +101,13 @@ def best_match(ranges: Iterable[IPRange], address: IPAddress) -> IPRange | None:
     return best
 
 
-def select_connector(connectors: Sequence, address: IPAddress):
+def select_connector(connectors: Sequence[C], address: IPAddress) -> C | None:
     """
     The enabled connector whose remote ranges hold the address most
     specifically, or None. Config validation guarantees there is no tie.
     """
-    winner, winner_size = None, None
+    winner: C | None = None
+    winner_size: int | None = None
     for connector in connectors:
         if not connector.enabled:
             continue
@@ -120,10 +135,10 @@ def range_conflicts(connectors: Sequence) -> list[tuple[object, object, str]]:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Candidate(Generic[C]):
     """One connector's standing for an address: the range that holds it, if any."""
 
-    connector: object
+    connector: C
     match: IPRange | None
 
     @property
@@ -131,7 +146,7 @@ class Candidate:
         return self.connector.enabled and self.match is not None
 
 
-def explain_selection(connectors: Sequence, address: IPAddress) -> tuple[object | None, list[Candidate]]:
+def explain_selection(connectors: Sequence[C], address: IPAddress) -> tuple[C | None, list[Candidate[C]]]:
     """select_connector, with every connector's standing, for `receive-connector test`."""
     candidates = [Candidate(c, best_match(c.remote_ip_ranges, address)) for c in connectors]
     return select_connector(connectors, address), candidates

@@ -10,9 +10,9 @@ parent separately. The most specific entry wins, as in Exchange.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
 
 
 class DomainType(str, Enum):

@@ -104,8 +104,9 @@ def take_rcpt_dsn(params: dict[str, str | None]) -> RecipientDSN | None:
             dsn_notify = ",".join(w for w in NOTIFY_KEYWORDS if w in words)
     dsn_orcpt = ""
     if had_orcpt:
-        addr_type, semicolon, address = (orcpt or "").partition(";")
-        if not semicolon or not _ADDR_TYPE.match(addr_type) or not address or len(orcpt) > MAX_ORCPT:
+        value = orcpt or ""
+        addr_type, semicolon, address = value.partition(";")
+        if not semicolon or not _ADDR_TYPE.match(addr_type) or not address or len(value) > MAX_ORCPT:
             raise _bad(f"ORCPT={orcpt!r}: addr-type;xtext")
         dsn_orcpt = f"{addr_type.lower()};{decode_xtext(address, 'ORCPT')}"
     return RecipientDSN(dsn_notify, dsn_orcpt)

@@ -60,11 +60,11 @@ class SMTPReply:
     def _wire(self) -> bytes:
         return "".join(line + "\r\n" for line in self._lines).encode("utf-8")
 
-    def without_enhanced(self) -> "SMTPReply":
+    def without_enhanced(self) -> SMTPReply:
         """The reply for a client that was not offered ENHANCEDSTATUSCODES."""
         return SMTPReply(self.code, "", self.text)
 
-    def format(self, **values: object) -> "SMTPReply":
+    def format(self, **values: object) -> SMTPReply:
         """The same reply with `{name}` placeholders in the text filled in."""
         return SMTPReply(self.code, self.enhanced, self.text.format(**values))
 

@@ -112,7 +112,7 @@ class HeaderScan:
             value = line
             if self._field == b"from" and self.from_value is not None:
                 self.from_value += b" " + value.strip()
-            elif self._subject_open:
+            elif self._subject_open and self.subject is not None:
                 self.subject += " " + value.strip().decode("utf-8", "replace")
         if self._field == b"message-id" and not self.message_id:
             m = _MSGID.search(value)

@@ -51,7 +51,7 @@ def check_pattern(pattern) -> str:
     if not isinstance(pattern, str) or pattern.count("@") != 1:
         raise ValueError(f"{pattern!r} is not *, user@domain, *@domain or *@*.domain")
     local, domain = pattern.split("@")
-    bare = domain[2:] if domain.startswith("*.") else domain
+    bare = domain.removeprefix("*.")
     if (local != "*" and not _LOCAL.match(local)) or not valid_domain(bare):
         raise ValueError(f"{pattern!r} is not *, user@domain, *@domain or *@*.domain")
     return pattern.lower()
@@ -126,7 +126,8 @@ class Journal:
 
     def targets(self, sender: str, recipients) -> tuple[list[str], list[str]]:
         """(addresses to add as Bcc recipients, addresses to send an envelope report to) for a message."""
-        bcc, reports = [], []
+        bcc: list[str] = []
+        reports: list[str] = []
         for rule in self.rules:
             if rule.applies(sender, recipients):
                 chosen = bcc if rule.report == "bcc" else reports

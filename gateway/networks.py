@@ -12,7 +12,8 @@ port 25 gives the right to send as an authoritative domain only there.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from gateway.connectors import IPRange, parse_range
 

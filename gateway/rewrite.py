@@ -44,7 +44,7 @@ _HEADER_ADDRESS = re.compile(
 )
 
 # Quoted strings and comments (one level of nesting): display text, left alone.
-_QUOTED = re.compile(rb'("(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.|\((?:[^()\\]|\\.)*\))*\))', re.S)
+_QUOTED = re.compile(rb'("(?:[^"\\]|\\.)*"|\((?:[^()\\]|\\.|\((?:[^()\\]|\\.)*\))*\))', re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def parse_rule(data: dict) -> RewriteRule:
     for part in (local, to_local):
         if part != "*" and not _LOCAL.match(part):
             raise ValueError(f"{part!r} is not a local part or *")
-    bare = domain[2:] if domain.startswith("*.") else domain
+    bare = domain.removeprefix("*.")
     if domain != "*" and not valid_domain(bare):
         raise ValueError(f"{domain!r} is not a domain, *.domain or *")
     if not valid_domain(to_domain):
@@ -204,7 +204,7 @@ class Rewriter:
                 colon = field.index(b":") + 1
                 parts = _QUOTED.split(field[colon:])
                 for i in range(0, len(parts), 2):
-                    parts[i] = _HEADER_ADDRESS.sub(lambda m: self._header_address(rules, m), parts[i])
+                    parts[i] = _HEADER_ADDRESS.sub(lambda m, rules=rules: self._header_address(rules, m), parts[i])
                 value = b"".join(parts)
                 if value != field[colon:]:
                     field = field[:colon] + value

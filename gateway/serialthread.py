@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -75,9 +75,10 @@ class SerialThread(Service):
     def startService(self) -> None:
         super().startService()
         self._stopped = False
-        self._ended = Deferred()
+        ended: Deferred = Deferred()
+        self._ended = ended
         # A daemon: a call stuck in the kernel (a hung disk) must not keep the process alive after the reactor stops.
-        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ended,), name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stopService(self) -> Deferred | None:
@@ -89,7 +90,7 @@ class SerialThread(Service):
         self._calls.put(_STOP)
         return self._ended
 
-    def _run(self) -> None:
+    def _run(self, ended: Deferred) -> None:
         call_back = self.reactor.callFromThread
         while True:
             item = self._calls.get()
@@ -106,7 +107,7 @@ class SerialThread(Service):
             else:
                 if d is not None:
                     call_back(d.callback, result)
-        call_back(self._ended.callback, None)
+        call_back(ended.callback, None)
 
     @staticmethod
     def _failed(f: Callable, failure: Failure) -> None:

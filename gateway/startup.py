@@ -19,8 +19,15 @@ import sys
 
 from twisted.application.service import Service
 from twisted.logger import (
-    FilteringLogObserver, ILogObserver, Logger, PredicateResult, formatEvent, textFileLogObserver,
+    FilteringLogObserver,
+    ILogFilterPredicate,
+    ILogObserver,
+    Logger,
+    PredicateResult,
+    formatEvent,
+    textFileLogObserver,
 )
+from zope.interface import provider
 
 log = Logger(namespace="exgateway")
 
@@ -65,7 +72,12 @@ def log_observer(twistd_options, worker: int, stream=None):
     if not to_stdout or get("syslog") or get("logger"):
         return None
     inner = textFileLogObserver(stream or sys.stdout)
-    return FilteringLogObserver(inner, [lambda event: PredicateResult.no if chatter(event, worker) else PredicateResult.maybe])
+
+    @provider(ILogFilterPredicate)
+    def quiet(event) -> PredicateResult:
+        return PredicateResult.no if chatter(event, worker) else PredicateResult.maybe
+
+    return FilteringLogObserver(inner, [quiet])
 
 
 def install_observer(application, observer) -> None:

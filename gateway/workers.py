@@ -30,6 +30,7 @@ from pathlib import Path
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.main import CONNECTION_DONE
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import InvalidLogLevelError, Logger, LogLevel
@@ -111,7 +112,7 @@ class Listener(Service):
         self.socket: socket.socket | None = None
         self.port = None
 
-    def fileno(self) -> int:
+    def fileno(self) -> int | None:
         return self.socket.fileno() if self.socket is not None else self.inherited_fd
 
     def privilegedStartService(self) -> None:
@@ -145,7 +146,7 @@ _LINE = re.compile(r"^\d\S+ \[(?P<namespace>[^\]#]+)(?:#(?P<level>\w+))?\] (?P<t
 class WorkerProtocol(ProcessProtocol):
     """One child worker: its log lines into this process's log, its end to the supervisor."""
 
-    def __init__(self, supervisor: "WorkerSupervisor", worker: int) -> None:
+    def __init__(self, supervisor: WorkerSupervisor, worker: int) -> None:
         self.supervisor = supervisor
         self.worker = worker
         self._partial = b""
@@ -188,11 +189,11 @@ class WorkerSupervisor(Service):
         self.count = count
         self.argv = argv
         self.listeners = listeners
-        self.processes: dict[int, object] = {}
+        self.processes: dict[int, IProcessTransport] = {}
         self.delays: dict[int, float] = {}
         self._started_at: dict[int, float] = {}
         self._stopped: dict[int, Deferred] = {}
-        self._restarts: dict[int, object] = {}
+        self._restarts: dict[int, IDelayedCall] = {}
 
     def startService(self) -> None:
         super().startService()

@@ -16,7 +16,7 @@ def test_plain_address_lowercases_domain_only():
 
 
 def test_parameters_are_split_and_uppercased():
-    addr, params = parse_path("<a@b.example> size=100 BODY=8BITMIME", sender=True)
+    _addr, params = parse_path("<a@b.example> size=100 BODY=8BITMIME", sender=True)
     assert params == {"SIZE": "100", "BODY": "8BITMIME"}
 
 

@@ -3,7 +3,15 @@
 import pytest
 
 from gateway.dsnparams import (
-    MailDSN, RecipientDSN, decode_xtext, encode_xtext, mail_parameters, rcpt_parameters, take_mail_dsn, take_rcpt_dsn, wants,
+    MailDSN,
+    RecipientDSN,
+    decode_xtext,
+    encode_xtext,
+    mail_parameters,
+    rcpt_parameters,
+    take_mail_dsn,
+    take_rcpt_dsn,
+    wants,
 )
 from gateway.errors import SMTPError
 

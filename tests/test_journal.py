@@ -43,7 +43,7 @@ MESSAGE = b"From: scan@corp.example\r\nTo: alice@corp.example\r\nSubject: invoic
 def queued(hub):
     """(original, report, the report's body handed to the scheduler)."""
     (original,) = [e for e in hub.scheduler.queued if e.connector != "Journal"]
-    ((report, body),) = [(e, b) for e, b in zip(hub.scheduler.queued, hub.scheduler.bodies) if e.connector == "Journal"]
+    ((report, body),) = [(e, b) for e, b in zip(hub.scheduler.queued, hub.scheduler.bodies, strict=True) if e.connector == "Journal"]
     return original, report, body
 
 

@@ -42,7 +42,7 @@ def test_connectors_list_names_and_mistakes_are_named():
     assert found[1].startswith("test.toml: networks.office[0]: '10.0.0.0/33' is not an IP address, CIDR block or a-b range (")
     assert found[2:] == [
         "test.toml: networks.empty: must be a non-empty list of IP addresses, CIDR blocks or a-b ranges",
-        "test.toml: receive_connectors[0] (\"X\").remote_ip_ranges[0]: 'ofice' is not a network named in [networks]"
-        " (known: internal, office)",
+        ("test.toml: receive_connectors[0] (\"X\").remote_ip_ranges[0]: 'ofice' is not a network named in [networks]"
+         " (known: internal, office)"),
         "test.toml: receive_connectors[0] (\"X\").remote_ip_ranges: an empty list would serve no client",
     ]

@@ -5,15 +5,22 @@ import socket
 from pathlib import Path
 
 import pytest
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel
 from twisted.python.failure import Failure
-from twisted.internet.error import ProcessTerminated
 
 from gateway import workers
 from gateway.config import Binding, parse_binding
 from gateway.workers import (
-    LISTEN_FDS, Listener, ParentLink, WorkerProtocol, WorkerSupervisor, admin_socket, inherited_sockets, orphaned_queues,
+    LISTEN_FDS,
+    Listener,
+    ParentLink,
+    WorkerProtocol,
+    WorkerSupervisor,
+    admin_socket,
+    inherited_sockets,
+    orphaned_queues,
     queue_directory,
 )
 
@@ -68,7 +75,7 @@ class FakeReactor(Clock):
         self.stopped = True
 
     def addSystemEventTrigger(self, phase, event, f):
-        self.triggers = getattr(self, "triggers", []) + [(phase, event, f)]
+        self.triggers = [*getattr(self, "triggers", []), (phase, event, f)]
 
     def callWhenRunning(self, f):
         self.when_running = f

@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 def _name(cn: str, org: str = "") -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []
-    return x509.Name(attrs + [x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def _key_pem(key) -> bytes:
@@ -27,7 +27,7 @@ class TestCA:
     __test__ = False  # not a pytest class
 
     def __init__(self, cn: str = "Test Root CA", org: str = "Corp Test") -> None:
-        self.now = datetime.datetime.now(datetime.timezone.utc)
+        self.now = datetime.datetime.now(datetime.UTC)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.name = _name(cn, org)
         self.certificate = (

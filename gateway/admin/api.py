@@ -133,6 +133,6 @@ def admin_service(reactor, socket_path: Path, scheduler, store, server_name: str
     site.noisy = False
     # No access-log line per command (a monitor polling `queue list` would fill
     # the log); what changes the queue is logged where it happens.
-    site.log = lambda request: None
+    site.log = lambda request: None  # type: ignore[method-assign]
     endpoint = UNIXServerEndpoint(reactor, str(socket_path), mode=0o600, wantPID=True)
     return _AfterPrivileges(endpoint, site)

@@ -18,7 +18,7 @@ from gateway.tls.store import CertificateError, CertificateStore, make_self_sign
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _users(config, store: CertificateStore) -> dict[str, list[str]]:

@@ -38,8 +38,8 @@ from gateway.admin.table import print_table
 from gateway.auth.node import external_authoritative_warnings
 from gateway.config import ConfigError, load_config, path_problems
 from gateway.configpath import ENVIRONMENT, SYSTEM_CONFIG, find_config, is_packaged_sample, packaged_sample
-from gateway.tls.check import certificate_problems
 from gateway.deliver.oauth import credential_problems
+from gateway.tls.check import certificate_problems
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -234,7 +234,7 @@ def _reload(args: argparse.Namespace) -> int:
         return 0
     try:
         # A gateway re-reads the file it started with: one started with another file must be restarted instead.
-        for _, status, state in ask_each(config, "GET", "/state"):
+        for _, _status, state in ask_each(config, "GET", "/state"):
             if state.get("config") and state["config"] != str(config.path):
                 print(f"exgateway: not reloaded: the running gateway reads {state['config']}, not {config.path}; "
                       "restart it to use this file", file=sys.stderr)
@@ -244,7 +244,7 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"exgateway: not reloaded: {e}", file=sys.stderr)
         return 1
     failed = False
-    for socket_path, status, outcome in answers:
+    for _, status, outcome in answers:
         where = outcome.get("path") or str(config.path)
         if status == 200:
             print(f"reloaded {where}")

@@ -12,20 +12,20 @@ the exact reply MAIL and each RCPT would get.
 from __future__ import annotations
 
 from gateway.address import parse_path
+from gateway.auth.users import UsersFile, UsersFileError
 from gateway.config import Config, ReceiveConnector
 from gateway.connectors import client_address, explain_selection
 from gateway.domains import AcceptedDomains
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.policy.checks import SessionPolicy
-from gateway.auth.users import UsersFile, UsersFileError
 from gateway.policy.rights import Principal, connector_rights
-from gateway.route.router import Router
+from gateway.route.router import Decision, Router
 from gateway.route.source import RouteSource
 from gateway.smtpd.protocol import principal_for
 
 
-def _bindings_on_port(config: Config, port: int) -> dict:
-    by_binding: dict = {}
+def _bindings_on_port(config: Config, port: int) -> dict[object, list[ReceiveConnector]]:
+    by_binding: dict[object, list[ReceiveConnector]] = {}
     for c in config.receive_connectors:
         for b in c.bindings:
             if b.port == port:
@@ -118,7 +118,7 @@ def explain(
     utf8 = not all(a.isascii() for a in (mail_from or "", *rcpts))
 
     def mail() -> SMTPReply:
-        sender, params = parse_path(f"<{mail_from or ''}>", sender=True, utf8=utf8)
+        sender, _ = parse_path(f"<{mail_from or ''}>", sender=True, utf8=utf8)
         policy.check_mail(rights, sender, None, chosen.max_message_size, identity)
         return Reply.SENDER_OK
 
@@ -126,9 +126,9 @@ def explain(
     out.append(f"  MAIL FROM:<{mail_from or ''}>  ->  {' '.join(mail_reply.lines())}")
     accepted = 0
     for rcpt in rcpts:
-        decided = []
+        decided: list[Decision] = []
 
-        def check(rcpt=rcpt) -> SMTPReply:
+        def check(rcpt=rcpt, accepted=accepted, decided=decided) -> SMTPReply:
             recipient, _ = parse_path(f"<{rcpt}>", sender=False, utf8=utf8)
             recipient = policy.resolve_postmaster(recipient)
             policy.check_rcpt(rights, recipient, accepted, chosen.max_recipients)

@@ -60,7 +60,7 @@ class NodeState:
 def evaluate(checks: dict[str, tuple[bool, str]]) -> tuple[int, dict]:
     """The readiness answer for a set of named checks: 200 if all pass, else 503 naming the failures."""
     failing = {name: detail for name, (ok, detail) in checks.items() if not ok}
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if not failing else "not ready",
         "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in sorted(checks.items())},
     }
@@ -118,7 +118,7 @@ class Readiness:
         now = self.clock.seconds()
         if self._queue is not None and now - self._queue[0] < self.QUEUE_CACHE:
             return succeed(self._queue[1])
-        waiter = Deferred()
+        waiter: Deferred = Deferred()
         if self._queue_waiters is not None:
             self._queue_waiters.append(waiter)
             return waiter
@@ -128,7 +128,7 @@ class Readiness:
         return waiter
 
     def _queue_checked(self, result) -> None:
-        waiters, self._queue_waiters = self._queue_waiters, None
+        waiters, self._queue_waiters = self._queue_waiters or [], None
         if isinstance(result, Failure):
             for waiter in waiters:
                 waiter.errback(result)
@@ -200,7 +200,7 @@ class Readiness:
             names.append("hub_reachable")
             pending.append(self._hub_check())
         results = yield gatherResults(pending)
-        checks.update(zip(names, results))
+        checks.update(zip(names, results, strict=True))
         return evaluate(checks)
 
 
@@ -237,7 +237,7 @@ class _Ready(resource.Resource):
         return server.NOT_DONE_YET
 
 
-def health_site(readiness: Readiness, metrics: resource.Resource | None = None) -> server.Site:
+def health_site(readiness: Readiness, metrics: resource.IResource | None = None) -> server.Site:
     root = resource.Resource()
     health = resource.Resource()
     root.putChild(b"health", health)
@@ -248,5 +248,5 @@ def health_site(readiness: Readiness, metrics: resource.Resource | None = None) 
     site = server.Site(root)
     site.noisy = False
     # No access-log line per probe or scrape: a balancer checking every 2 s would bury everything else.
-    site.log = lambda request: None
+    site.log = lambda request: None  # type: ignore[method-assign]
     return site

@@ -56,7 +56,8 @@ class Metrics:
         """Read queue depth, address health and certificate expiry at each scrape."""
         self.registry.register(_Live(scheduler, health, tls, server_name))
 
-    def resource(self) -> MetricsResource:
+    def resource(self) -> resource.IResource:
+        # prometheus_client's MetricsResource is a function (it makes a WSGIResource).
         return MetricsResource(registry=self.registry)
 
 

@@ -66,7 +66,7 @@ def _request_all(config, method: str, path: str, **params):
         return None
     data = [json.loads(body) for _, body in answers]
     if any(status != 200 for status, _ in answers):
-        failed = next(d for (status, _), d in zip(answers, data) if status != 200)
+        failed = next(d for (status, _), d in zip(answers, data, strict=True) if status != 200)
         print(f"exgateway: {failed.get('error')}", file=sys.stderr)
         return None
     return data
@@ -77,7 +77,7 @@ def _first_found(config, method: str, path: str, **params):
     answers = _ask_all(config, method, path, **params)
     if answers is None:
         return None
-    for status, body in answers:
+    for status, body in answers:  # noqa: B007 (the answer that ended the loop is read after it)
         if status != 404:
             break
     if status != 200:

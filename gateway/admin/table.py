@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 # C0 and C1 controls and DEL: what a terminal acts on (ESC sequences can
 # rewrite the screen, set the window title, or in some terminals more).
@@ -28,15 +29,15 @@ def printable(cell: str) -> str:
     return cell
 
 
-def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], max_width: int | None = None) -> None:
+def print_table(header: tuple[str, ...], rows: Sequence[Sequence[object]], max_width: int | None = None) -> None:
     """
     Columns as wide as their widest cell (cut at `max_width` if given, except
     the last, which has the rest of the line: an error text cut short says
     nothing); trailing spaces trimmed; every cell printable.
     """
-    rows = [tuple(printable(str(cell)) for cell in row) for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    cells = [tuple(printable(str(cell)) for cell in row) for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
     if max_width is not None:
         widths = [min(max_width, w) for w in widths[:-1]] + widths[-1:]
-    for line in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths)).rstrip())
+    for line in [header, tuple("-" * w for w in widths), *cells]:
+        print("  ".join(cell[:w].ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip())

@@ -18,7 +18,6 @@ from gateway.auth.sendas import parse_pattern
 from gateway.auth.users import UserRecord, UsersFile, UsersFileError, hash_password
 from gateway.connectors import parse_range
 
-
 NO_TERMINAL = ("exgateway: no terminal to ask for the password; pass it on standard input with --password-stdin, "
                "e.g. printf '%s\\n' \"$PASSWORD\" | exgateway user {action} NAME --password-stdin")
 

@@ -35,10 +35,14 @@ import hmac
 import os
 from collections import OrderedDict
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from twisted.cred.error import UnauthorizedLogin
 
 from gateway.auth.identity import Identity, WrongPassword
+
+if TYPE_CHECKING:
+    from gateway.auth.users import UsersFile
 
 DEFAULT_TTL = 3600.0
 DEFAULT_NEGATIVE_TTL = 30.0
@@ -91,11 +95,11 @@ class CredentialCache:
         self._bad = _LRU(negative_size)
         # Bumped by every clear: a verification that started before a change is not remembered after it.
         self.generation = 0
-        self._watched = []
+        self._watched: list[UsersFile] = []
         self.hits = self.misses = 0
 
-    def watch(self, users_file) -> None:
-        """Clear whenever `users_file` (gateway.auth.users.UsersFile) is re-read with other contents."""
+    def watch(self, users_file: UsersFile) -> None:
+        """Clear whenever `users_file` is re-read with other contents."""
         users_file.on_change.append(self.clear)
         self._watched.append(users_file)
 

@@ -60,7 +60,7 @@ def sender_addresses(values: list[str]) -> SenderPatterns:
     """`mail` values and `proxyAddresses` of type SMTP; X500:, SIP: and the like are not senders."""
     patterns = []
     for value in values:
-        kind, colon, rest = value.partition(":")
+        kind, colon, _ = value.partition(":")
         if colon and kind.lower() != "smtp":
             continue
         try:

@@ -39,6 +39,9 @@ class StartTLSRefused(DirectoryUnavailable):
 
 @implementer(IHandshakeListener)
 class SecureLDAPClient(LDAPClient):
+    # LDAPClient's receive buffer (ldaptor declares no types).
+    buffer: bytes
+
     def __init__(self) -> None:
         super().__init__()
         self._secure = False

@@ -69,8 +69,8 @@ class NodeCredential:
         # Read from `path` by ensure(); given here only by tests (gateway/testing.py).
         self._secret = secret
 
-    def ensure(self) -> None:
-        """Make the secret file if there is none (atomically: a racing node's file wins), then read it."""
+    def ensure(self) -> bytes:
+        """Make the secret file if there is none (atomically: a racing node's file wins), then read and return it."""
         if not os.path.lexists(self.path):
             make_directory(self.path.parent)
             tmp = self.path.with_name(f".{self.path.name}.{self.random(8).hex()}.tmp")
@@ -87,7 +87,8 @@ class NodeCredential:
                 pass
             finally:
                 os.unlink(tmp)
-        self._secret = self._read()
+        self._secret = secret = self._read()
+        return secret
 
     def _read(self) -> bytes:
         try:
@@ -112,7 +113,7 @@ class NodeCredential:
     @property
     def secret(self) -> bytes:
         if self._secret is None:
-            self.ensure()
+            return self.ensure()
         return self._secret
 
     def challenge(self, fqdn: str) -> str:

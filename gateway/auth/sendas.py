@@ -21,15 +21,14 @@ def parse_pattern(text: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a string")
     pattern = text.strip().lower()
-    if pattern.startswith("smtp:"):
-        # LDAP proxyAddresses carry the address type: "SMTP:primary", "smtp:alias".
-        pattern = pattern[5:]
+    # LDAP proxyAddresses carry the address type: "SMTP:primary", "smtp:alias".
+    pattern = pattern.removeprefix("smtp:")
     if pattern in ("*", "<>"):
         return pattern
     local, at, domain = pattern.rpartition("@")
     if not at or not local:
         raise ValueError(f"{text!r} is not an address, *@domain, *@*.domain, <> or *")
-    bare = domain[2:] if domain.startswith("*.") else domain
+    bare = domain.removeprefix("*.")
     if not valid_domain(bare):
         raise ValueError(f"{text!r}: {domain!r} is not a domain")
     if "*" in local and local != "*":
@@ -42,7 +41,7 @@ class SenderPatterns:
     patterns: tuple[str, ...]
 
     @classmethod
-    def of(cls, texts) -> "SenderPatterns":
+    def of(cls, texts) -> SenderPatterns:
         return cls(tuple(dict.fromkeys(parse_pattern(t) for t in texts)))
 
     def allows(self, sender: str) -> bool:
@@ -50,7 +49,7 @@ class SenderPatterns:
         sender = sender.lower()
         if not sender:
             return "<>" in self.patterns or "*" in self.patterns
-        local, _, domain = sender.rpartition("@")
+        _, _, domain = sender.rpartition("@")
         for p in self.patterns:
             if p == "*" or p == sender:
                 return True

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.cred.checkers import ICredentialsChecker
 from twisted.internet.defer import Deferred, fail, succeed
 
 from gateway.auth.credcache import DEFAULT_NEGATIVE_TTL, CredentialCache
@@ -53,34 +54,38 @@ class AuthService:
             return fail(LockedOut(f"AUTH locked out for this {locked}"))
         d = self._verify(username, password)
         d.addCallback(self.authenticator.from_network, source)
-        return d.addCallbacks(self._succeeded, self._failed, (source,), None, (source, key))
+        return d.addCallbacks(self._succeeded, self._failed, callbackArgs=(source,), errbackArgs=(source, key))
 
     def _verify(self, username: str, password: str) -> Deferred:
         """The password check: remembered (credcache.py) or done now by the backends."""
-        if self.cache is None:
+        cache = self.cache
+        if cache is None:
             return self.authenticator.verify(username, password)
         try:
             # Before the cache: " alice" must not hit alice's remembered success (535, as uncached).
             refuse_padded_name(username)
         except UnauthorizedLogin:
             return fail()
-        cache_key, generation, answer = self.cache.lookup(username, password)
+        cache_key, generation, answer = cache.lookup(username, password)
         if isinstance(answer, Identity):
             return succeed(answer)
         if answer is not None:
             return fail(answer)
         d = self.authenticator.verify(username, password)
-        d.addCallbacks(self._remember, self._remember_failure, (cache_key, generation), None, (cache_key, generation))
+        d.addCallbacks(self._remember, self._remember_failure, callbackArgs=(cache, cache_key, generation),
+                       errbackArgs=(cache, cache_key, generation))
         return d
 
-    def _remember(self, identity: Identity, cache_key: bytes, generation: int) -> Identity:
-        self.cache.remember(cache_key, generation, identity)
+    @staticmethod
+    def _remember(identity: Identity, cache: CredentialCache, cache_key: bytes, generation: int) -> Identity:
+        cache.remember(cache_key, generation, identity)
         return identity
 
-    def _remember_failure(self, failure, cache_key: bytes, generation: int):
+    @staticmethod
+    def _remember_failure(failure, cache: CredentialCache, cache_key: bytes, generation: int):
         # A refusal is remembered; a directory that could not answer is not (the next login asks again).
         if failure.check(UnauthorizedLogin):
-            self.cache.remember(cache_key, generation, failure.value)
+            cache.remember(cache_key, generation, failure.value)
         return failure
 
     def _succeeded(self, identity: Identity, source: str) -> Identity:
@@ -113,7 +118,7 @@ def build_auth(
     `verify_in_thread` runs argon2 (gateway/auth/verifypool.py: a bounded pool of its own). The
     credential cache starts empty at each reload: backends, users file and TTL may have changed.
     """
-    checkers = []
+    checkers: list[tuple[str, ICredentialsChecker]] = []
     cache = CredentialCache(reactor, config.credential_cache_ttl, DEFAULT_NEGATIVE_TTL)
     for backend in config.backends:
         if backend == "users_file":
@@ -123,6 +128,8 @@ def build_auth(
         elif backend == "ldap":
             from gateway.auth.ldap import LDAPChecker
 
+            # Config refuses the ldap backend without an [authentication.ldap] section.
+            assert config.ldap is not None
             checkers.append((backend, LDAPChecker(config.ldap, reactor)))
     if throttle is None:
         throttle = AuthThrottle(

@@ -76,7 +76,7 @@ def parse_users(text: str, file: str) -> dict[str, UserRecord]:
         raise UsersFileError(f"{file}: {e}") from None
     unknown = set(raw) - {"users"}
     if unknown:
-        raise UsersFileError(f"{file}: unknown key {sorted(unknown)[0]!r} (the file holds [[users]] entries)")
+        raise UsersFileError(f"{file}: unknown key {min(unknown)!r} (the file holds [[users]] entries)")
     users: dict[str, UserRecord] = {}
     entries = raw.get("users", [])
     if not isinstance(entries, list):
@@ -85,7 +85,7 @@ def parse_users(text: str, file: str) -> dict[str, UserRecord]:
         where = f"{file}: users[{i}]"
         extra = set(entry) - USER_KEYS
         if extra:
-            raise UsersFileError(f"{where}: unknown key {sorted(extra)[0]!r} (known: {', '.join(sorted(USER_KEYS))})")
+            raise UsersFileError(f"{where}: unknown key {min(extra)!r} (known: {', '.join(sorted(USER_KEYS))})")
         name, password = entry.get("name"), entry.get("password")
         if not isinstance(name, str) or not name.strip():
             raise UsersFileError(f"{where}.name: required")
@@ -126,7 +126,7 @@ class UsersFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._users: dict[str, UserRecord] = {}
-        self._stamp = None
+        self._stamp: tuple[int, int, int] | None = None
         # Called (no arguments) whenever the accounts are re-read, go or become unreadable:
         # the credential cache (gateway/auth/credcache.py) forgets what it verified.
         self.on_change: list = []

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TextIO
 
 from twisted.logger import Logger
 
@@ -131,9 +132,9 @@ class RollingLog:
         self.max_file_size = max_file_size
         self.max_age = max_age
         self.max_directory_size = max_directory_size
-        self._file = None
+        self._file: TextIO | None = None
         self._path: Path | None = None
-        self._hour = None
+        self._hour: int | None = None
         self._size = 0
         # (time, format, values): the line is format(time, *values), made at flush.
         self._buffer: list[tuple] = []
@@ -165,6 +166,8 @@ class RollingLog:
 
     def _write(self, lines: list[str]) -> None:
         if lines:
+            # A line always rotates first when no file is open.
+            assert self._file is not None
             self._file.write("".join(lines))
             self._file.flush()
 
@@ -188,7 +191,8 @@ class RollingLog:
             try:
                 path = self.directory / f"{self.prefix}{stamp}-{n}.LOG"
                 fd = create_new(path, LOG_FILE)
-                self._file = open(fd, "w", encoding="utf-8", newline="")
+                file = open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 (held open until the log rolls)
+                self._file = file
                 self._path = path
                 break
             except FileExistsError:
@@ -198,7 +202,7 @@ class RollingLog:
             f"#Software: exgateway\r\n#Version: {VERSION}\r\n#Log-type: {self.log_type}\r\n"
             f"#Date: {iso_time(now)}\r\n#Fields: {self.fields}\r\n"
         )
-        self._file.write(header)
+        file.write(header)
         self._size = len(header)
         self._expire(now)
 

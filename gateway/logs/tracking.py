@@ -12,6 +12,7 @@ Get-MessageTrackingLog carry over; `exgateway track` searches the files.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class TrackingLog(RollingLog):
         self.server_hostname = server_hostname
 
     def event(
-        self, event_id: str, source: str, envelope: Envelope, recipients: list[str], statuses: list[str] = (),
+        self, event_id: str, source: str, envelope: Envelope, recipients: list[str], statuses: Sequence[str] = (),
         connector_id: str = "", server_ip: str = "", source_context: str = "", related: str = "", reference: str = "",
     ) -> None:
         """One event; its line is made when the log is written (the envelope is immutable; the lists are the caller's to give away)."""
@@ -100,9 +101,7 @@ class Query:
             return False
         if self.start and row["date-time"] < self.start:
             return False
-        if self.end and row["date-time"] >= self.end:
-            return False
-        return True
+        return not (self.end and row["date-time"] >= self.end)
 
 
 def search(directory: Path, query: Query) -> list[dict]:
@@ -114,7 +113,7 @@ def search(directory: Path, query: Query) -> list[dict]:
         for values in csv.reader(lines):
             if len(values) != len(FIELDS):
                 continue
-            row = dict(zip(FIELDS, [restore(v) for v in values]))
+            row = dict(zip(FIELDS, [restore(v) for v in values], strict=True))
             if query.matches(row):
                 rows.append(row)
     rows.sort(key=lambda r: r["date-time"])

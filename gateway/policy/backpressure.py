@@ -29,7 +29,7 @@ MAIL is refused while either is under pressure.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
@@ -98,7 +98,8 @@ class BackPressure(Service):
         return self.disk_refusing or self.memory_refusing
 
     def _used(self) -> float:
-        return 100.0 * (self.total - self.available) / self.total if self.total else 0.0
+        total, available = self.total, self.available
+        return 100.0 * (total - available) / total if total and available is not None else 0.0
 
     def _resume_percent(self) -> float:
         """Used share at or below which mail is taken again: RESUME_FACTOR times the available share at the limit."""
@@ -122,6 +123,8 @@ class BackPressure(Service):
             self._check_memory()
 
     def _check_memory(self) -> None:
+        if self.memory is None:
+            return
         try:
             available, total = self.memory()
         except OSError as e:

@@ -38,8 +38,9 @@ domains are not checked: their recipients live elsewhere.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -52,6 +53,14 @@ from gateway.errors import Reply, SMTPError
 log = Logger(namespace="exgateway.recipients")
 
 MAX_CACHE_ENTRIES = 10_000
+
+
+class RecipientSource(Protocol):
+    """What the validator asks of a source: whether an address exists, at once or in a Deferred; `name` for the log."""
+
+    name: str
+
+    def knows(self, address: str) -> bool | Deferred: ...
 
 
 class UsersFileSource:
@@ -78,7 +87,7 @@ class ListFileSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp = None
+        self._stamp: tuple[int, int, int] | None = None
         self._addresses: frozenset[str] = frozenset()
         self._domains: frozenset[str] = frozenset()
 
@@ -160,7 +169,7 @@ class CalloutSource:
 class RecipientValidator:
     """Checks RCPT recipients of authoritative domains against the sources; see the module docstring."""
 
-    def __init__(self, sources: Iterable, accepted_domains, clock, cache_ttl: float = 300.0, max_entries: int = MAX_CACHE_ENTRIES) -> None:
+    def __init__(self, sources: Iterable[RecipientSource], accepted_domains, clock, cache_ttl: float = 300.0, max_entries: int = MAX_CACHE_ENTRIES) -> None:
         self.sources = list(sources)
         # Replaced on reload (gateway/reload.py), like the router's.
         self.accepted_domains = accepted_domains
@@ -190,8 +199,8 @@ class RecipientValidator:
             return self._verdict(address, cached, None, refuse)
         result = self._ask(address, 0, None)
         if isinstance(result, Deferred):
-            return result.addCallback(lambda verdict: self._verdict(address, *verdict, refuse))
-        return self._verdict(address, *result, refuse)
+            return result.addCallback(lambda verdict: self._verdict(address, verdict[0], verdict[1], refuse))
+        return self._verdict(address, result[0], result[1], refuse)
 
     def __call__(self, address: str) -> bool | None:
         """
@@ -231,7 +240,7 @@ class RecipientValidator:
         while len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
 
-    def _ask(self, address: str, start: int, unavailable: str | None):
+    def _ask(self, address: str, start: int, unavailable: str | None) -> tuple[bool, str | None] | Deferred:
         """
         (known, why-unavailable) from the sources from `start` on: at once
         from the in-memory ones, in a Deferred once a directory is asked.
@@ -244,7 +253,8 @@ class RecipientValidator:
                 unavailable = str(e)
                 continue
             if isinstance(answer, Deferred):
-                answer.addCallbacks(self._answered, self._failed, (address, i, unavailable), None, (address, i, unavailable))
+                answer.addCallbacks(self._answered, self._failed, callbackArgs=(address, i, unavailable),
+                                    errbackArgs=(address, i, unavailable))
                 return answer
             if answer:
                 self._remember(address, True)
@@ -265,18 +275,17 @@ class RecipientValidator:
         return self._continue(address, i, failure.getErrorMessage())
 
     def _continue(self, address: str, i: int, unavailable: str | None):
-        rest = self._ask(address, i + 1, unavailable)
-        return rest
+        return self._ask(address, i + 1, unavailable)
 
     @staticmethod
     def _verdict(address: str, known: bool, unavailable: str | None, refuse: bool) -> None:
         if known:
-            return None
+            return
         if unavailable is not None:
             raise SMTPError(Reply.RECIPIENT_LOOKUP_FAILED, recipient=address, reason=unavailable)
         if refuse:
             raise SMTPError(Reply.RECIPIENT_NOT_FOUND, recipient=address)
-        return None
+        return
 
 
 def build_recipient_validator(config, reactor, directory: bool = True) -> RecipientValidator | None:
@@ -293,7 +302,7 @@ def build_recipient_validator(config, reactor, directory: bool = True) -> Recipi
     names = [n for n in settings.sources if directory or n not in ("ldap", "callout")]
     if not names:
         return None
-    sources = []
+    sources: list[RecipientSource] = []
     for name in names:
         if name == "users_file":
             from gateway.auth.users import UsersFile

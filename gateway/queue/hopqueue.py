@@ -31,8 +31,9 @@ first attempt finds out again, as Postfix's cache does.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from gateway.logs.rolling import iso_time
@@ -108,7 +109,7 @@ class HopQueues:
         self.wake = wake
         self.hops: dict[str, NextHopQueue] = {}
         self._turn: deque[str] = deque()
-        self._timers: dict[str, object] = {}
+        self._timers: dict[str, IDelayedCall] = {}
 
     def hop(self, name: str) -> NextHopQueue:
         hop = self.hops.get(name)
@@ -210,10 +211,11 @@ class HopQueues:
         if hop.retry_at is not None and hop.retry_at > now:
             return False  # an attempt already in flight when the hop went into Retry
         hop.failures += 1
-        self._retry_later(hop, self.retry.next_attempt(hop.failures, now))
+        when = self.retry.next_attempt(hop.failures, now)
+        self._retry_later(hop, when)
         log.warn(
             "next hop {next_hop} unreachable: {error}; queue in Retry, next try {next_retry}",
-            next_hop=name, error=error, next_retry=iso_time(hop.retry_at), waiting=len(hop.waiting),
+            next_hop=name, error=error, next_retry=iso_time(when), waiting=len(hop.waiting),
         )
         return True
 

@@ -182,7 +182,7 @@ def sign_header(header: bytes, body_hash: bytes, domain: str, selector: str, key
     """The DKIM-Signature field (ending in CRLF) for a header section and the body's hash."""
     headers = dkim.rfc822_parse(header + b"\r\n")[0]
     present = [x.lower() for x, _ in headers if x.lower() in SIGNED_FIELDS]
-    include = tuple(present + [b"from"])
+    include = (*present, b"from")
     kind = key_kind(key)
     algorithm = b"ed25519-sha256" if kind == "ed25519" else b"rsa-sha256"
     fields = [

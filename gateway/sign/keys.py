@@ -100,6 +100,7 @@ class KeyStore:
         domain, selector = check_domain(domain), check_selector(selector)
         if kind not in KEY_TYPES:
             raise ValueError(f"{kind!r} is not one of {', '.join(KEY_TYPES)}")
+        key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
         if kind == "rsa":
             key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
             pem = key.private_bytes(
@@ -123,7 +124,7 @@ class KeyStore:
 
     def keys(self) -> list[StoredKey]:
         """Every key in the store, by domain then selector; unreadable files left out."""
-        found = []
+        found: list[StoredKey] = []
         if not self.directory.is_dir():
             return found
         for domain_dir in sorted(p for p in self.directory.iterdir() if p.is_dir()):

@@ -12,8 +12,8 @@ and TLS listeners take directly.
 
 from __future__ import annotations
 
-from OpenSSL import SSL
 from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from zope.interface import implementer
 
@@ -31,7 +31,8 @@ def server_context(cert: StoredCertificate, profile: TLSProfile = TLSProfile(), 
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     ctx.set_options(OPTIONS)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    ctx.use_privatekey(serialization.load_pem_private_key(cert.key_pem, password=None))
+    # The store keeps only keys that belong to a certificate, which OpenSSL can use.
+    ctx.use_privatekey(serialization.load_pem_private_key(cert.key_pem, password=None))  # type: ignore[arg-type]
     ctx.use_certificate(cert.certificate)
     for extra in cert.chain:
         ctx.add_extra_chain_cert(extra)

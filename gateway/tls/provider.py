@@ -29,7 +29,7 @@ class TLSProvider:
         self._cache: dict[tuple, tuple[ServerTLS, StoredCertificate]] = {}
 
     def now(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
 
     def reload(self) -> None:
         self.store.load()

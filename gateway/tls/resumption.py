@@ -24,7 +24,7 @@ reconnects to another worker does a full handshake.
 from __future__ import annotations
 
 import secrets
-from typing import Callable
+from collections.abc import Callable
 
 from OpenSSL import SSL
 

@@ -30,7 +30,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.logger import Logger
 
 from gateway.files import write_private_atomically
-from gateway.tls.certname import CertificateIdentifierError, TlsCertificateName, parse_certificate_identifier, parse_dn, parse_dn_pairs
+from gateway.tls.certname import (
+    CertificateIdentifierError,
+    TlsCertificateName,
+    parse_certificate_identifier,
+    parse_dn,
+    parse_dn_pairs,
+)
 
 log = Logger(namespace="exgateway.tls")
 
@@ -155,7 +161,8 @@ def read_pem(path: Path, data: bytes | None = None) -> StoredCertificate:
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
-    blocks, start = [], 0
+    blocks: list[bytes] = []
+    start = 0
     while True:
         begin = data.find(b"-----BEGIN ", start)
         if begin < 0:
@@ -176,10 +183,10 @@ def make_self_signed(subject: str, sans: tuple[str, ...], now: datetime.datetime
     except CertificateIdentifierError as e:
         raise CertificateError(str(e)) from None
     attributes = []
-    for key, value in pairs:
-        if key not in _OID_OF:
-            raise CertificateError(f"subject attribute {key} is not supported for a new certificate")
-        attributes.append(x509.NameAttribute(_OID_OF[key], value))
+    for attribute, value in pairs:
+        if attribute not in _OID_OF:
+            raise CertificateError(f"subject attribute {attribute} is not supported for a new certificate")
+        attributes.append(x509.NameAttribute(_OID_OF[attribute], value))
     # Written most specific first (.NET order); a certificate stores the most general first.
     name = x509.Name(list(reversed(attributes)))
     cns = [a.value for a in attributes if a.oid == NameOID.COMMON_NAME]
@@ -212,7 +219,7 @@ class CertificateStore:
         self.certificates: tuple[StoredCertificate, ...] = ()
         self.problems: tuple[str, ...] = ()
 
-    def load(self) -> "CertificateStore":
+    def load(self) -> CertificateStore:
         certs, problems = [], []
         paths = sorted(self.directory.glob("*.pem")) if self.directory.is_dir() else []
         for path in paths:

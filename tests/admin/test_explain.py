@@ -4,8 +4,8 @@ from gateway import testing
 from gateway.admin.cli import main
 from gateway.admin.explain import explain
 
-SEED = dict(
-    receive_connectors=[
+SEED = {
+    "receive_connectors": [
         {"name": "Default Frontend", "role": "frontend", "bindings": ["0.0.0.0:25"], "permission_groups": ["AnonymousUsers"]},
         {
             "name": "Anon Relay",
@@ -25,7 +25,7 @@ SEED = dict(
             "auth_mechanisms": ["ExternalAuthoritative"],
         },
     ]
-)
+}
 
 
 def test_relay_ip_lands_on_the_relay_connector_and_may_relay():
@@ -37,13 +37,13 @@ def test_relay_ip_lands_on_the_relay_connector_and_may_relay():
         "    EXSERVER\\Anon Relay        192.0.2.10 matches (1 address) <- chosen",
         "    EXSERVER\\Retired           disabled",
         "Session on EXSERVER\\Anon Relay (frontend) as Anonymous:",
-        "  rights: ms-Exch-Accept-Headers-Routing, ms-Exch-SMTP-Accept-Any-Recipient, ms-Exch-SMTP-Accept-Any-Sender, "
-        "ms-Exch-SMTP-Accept-Authoritative-Domain-Sender, ms-Exch-SMTP-Submit",
+        ("  rights: ms-Exch-Accept-Headers-Routing, ms-Exch-SMTP-Accept-Any-Recipient, ms-Exch-SMTP-Accept-Any-Sender, "
+         "ms-Exch-SMTP-Accept-Authoritative-Domain-Sender, ms-Exch-SMTP-Submit"),
         "  MAIL FROM:<printer@devices.example>  ->  250 2.1.0 Sender OK",
         # The frontend lets it through; the hub has no route outside the accepted domains yet.
         "  RCPT TO:<someone@outside.example>  ->  550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain",
-        "      route: (no route)  domain type: not accepted  "
-        "(outside.example is not an accepted domain and no send connector's address space matches it)",
+        ("      route: (no route)  domain type: not accepted  "
+         "(outside.example is not an accepted domain and no send connector's address space matches it)"),
         "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK",
         "      route: mailbox  domain type: Authoritative  (corp.example is an Authoritative accepted domain)",
     ]
@@ -163,13 +163,13 @@ def test_route_column_shows_mailbox_send_connector_and_domain_type():
         "  RCPT TO:<alice@corp.example>  ->  250 2.1.5 Recipient OK",
         "      route: mailbox  domain type: Authoritative  (corp.example is an Authoritative accepted domain)",
         "  RCPT TO:<bob@shared.example>  ->  250 2.1.5 Recipient OK",
-        '      route: send connector "Legacy"  domain type: InternalRelay  '
-        "(shared.example is an InternalRelay accepted domain; no recipient validation, so nobody is known locally)",
+        ('      route: send connector "Legacy"  domain type: InternalRelay  '
+         "(shared.example is an InternalRelay accepted domain; no recipient validation, so nobody is known locally)"),
         "  RCPT TO:<carol@partner.example>  ->  250 2.1.5 Recipient OK",
         '      route: send connector "Partner"  domain type: ExternalRelay  (partner.example is an ExternalRelay accepted domain)',
         "  RCPT TO:<dave@lost.example>  ->  550 5.4.4 SMTP; Unable to route recipient, no route to the recipient's domain",
-        "      route: (no route)  domain type: ExternalRelay  "
-        "(lost.example is an ExternalRelay accepted domain, and no send connector's address space matches it)",
+        ("      route: (no route)  domain type: ExternalRelay  "
+         "(lost.example is an ExternalRelay accepted domain, and no send connector's address space matches it)"),
     ]
 
 
@@ -182,11 +182,11 @@ def test_internal_relay_route_follows_recipient_validation():
     )
     assert lines[-4:] == [
         "  RCPT TO:<bob@shared.example>  ->  250 2.1.5 Recipient OK",
-        "      route: mailbox  domain type: InternalRelay  "
-        "(shared.example is an InternalRelay accepted domain; <bob@shared.example> is a known recipient)",
+        ("      route: mailbox  domain type: InternalRelay  "
+         "(shared.example is an InternalRelay accepted domain; <bob@shared.example> is a known recipient)"),
         "  RCPT TO:<eve@shared.example>  ->  250 2.1.5 Recipient OK",
-        '      route: send connector "Legacy"  domain type: InternalRelay  '
-        "(shared.example is an InternalRelay accepted domain; <eve@shared.example> is not a known recipient)",
+        ('      route: send connector "Legacy"  domain type: InternalRelay  '
+         "(shared.example is an InternalRelay accepted domain; <eve@shared.example> is not a known recipient)"),
     ]
 
 

@@ -54,8 +54,8 @@ def test_a_scanner_takes_the_microsoft_365_connector_and_others_the_internet(tmp
     assert out.splitlines() == [
         "From <mfp1@scan.corp.example> via (any receive connector):",
         "  RCPT <a@outside.example>:",
-        '      route: send connector "Microsoft 365"  domain type: not accepted  (outside.example is not an accepted domain; '
-        "the message's source matches source_senders *@scan.corp.example)",
+        ('      route: send connector "Microsoft 365"  domain type: not accepted  (outside.example is not an accepted domain; '
+         "the message's source matches source_senders *@scan.corp.example)"),
         "      next hop: smart hosts smtp.office365.com:587",
         "      send connectors:",
         "        Internet       address space * matches, any source, cost 1; lost: a more specific address space, a closer source or a lower cost won",

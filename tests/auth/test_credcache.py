@@ -65,7 +65,7 @@ def login(auth, password, user=USER, ip="10.1.2.3"):
 
 
 def test_a_verified_login_is_remembered_and_the_next_one_runs_no_argon2(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash)
+    auth, _clock, verifier = setup(tmp_path, pw_hash)
     first = login(auth, "right-pw")
     assert isinstance(first, Identity) and first.name == USER
     again = login(auth, "right-pw", user="Scanner01@Corp.Example")  # any spelling of the name: one key
@@ -74,7 +74,7 @@ def test_a_verified_login_is_remembered_and_the_next_one_runs_no_argon2(tmp_path
 
 
 def test_a_different_password_never_hits(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash)
+    auth, _clock, verifier = setup(tmp_path, pw_hash)
     assert isinstance(login(auth, "right-pw"), Identity)
     assert login(auth, "right-pw ").check(UnauthorizedLogin)
     assert login(auth, "Right-pw").check(UnauthorizedLogin)
@@ -108,7 +108,7 @@ def test_a_remembered_failure_lasts_30s(tmp_path, pw_hash):
 
 
 def test_a_remembered_failure_still_counts_toward_lockout(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash, max_failures_per_user=3, max_failures_per_source=100)
+    auth, _clock, verifier = setup(tmp_path, pw_hash, max_failures_per_user=3, max_failures_per_source=100)
     for ip in ("10.9.9.1", "10.9.9.2", "10.9.9.3"):
         assert login(auth, "stale-pw", ip=ip).check(UnauthorizedLogin)
     assert verifier.runs == 1
@@ -119,7 +119,7 @@ def test_a_remembered_failure_still_counts_toward_lockout(tmp_path, pw_hash):
 
 
 def test_a_remembered_failure_does_not_hide_the_right_password(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash)
+    auth, _clock, _verifier = setup(tmp_path, pw_hash)
     assert login(auth, "wrong").check(UnauthorizedLogin)
     assert isinstance(login(auth, "right-pw"), Identity)
 
@@ -137,7 +137,7 @@ def test_a_locked_account_is_refused_even_with_a_remembered_password(tmp_path, p
 
 
 def test_a_locked_source_is_refused_even_with_a_remembered_password(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash, max_failures_per_source=2)
+    auth, _clock, _verifier = setup(tmp_path, pw_hash, max_failures_per_source=2)
     login(auth, "right-pw", ip="192.0.2.9")
     login(auth, "x1", user="other", ip="192.0.2.9")
     login(auth, "x2", user="other", ip="192.0.2.9")
@@ -145,7 +145,7 @@ def test_a_locked_source_is_refused_even_with_a_remembered_password(tmp_path, pw
 
 
 def test_remote_ip_ranges_apply_to_a_remembered_login(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash, ranges=["10.0.0.0/8"], max_failures_per_source=100)
+    auth, _clock, verifier = setup(tmp_path, pw_hash, ranges=["10.0.0.0/8"], max_failures_per_source=100)
     assert isinstance(login(auth, "right-pw", ip="10.1.2.3"), Identity)
     outside = login(auth, "right-pw", ip="192.0.2.1")
     assert outside.check(UnauthorizedLogin) and str(outside.value) == "outside the user's networks"
@@ -170,7 +170,7 @@ def cli_setup(tmp_path, monkeypatch, pw_hash):
     var.mkdir()
     cfg = tmp_path / "gw.toml"
     cfg.write_text(default_config_path().read_text().replace('var_dir = "var"', f'var_dir = "{var}"'))
-    auth, clock, verifier = setup(var, pw_hash)
+    auth, _clock, verifier = setup(var, pw_hash)
     return auth, verifier, lambda *a, **k: cli(monkeypatch, cfg, *a, **k)
 
 
@@ -184,7 +184,7 @@ def test_user_passwd_is_seen_at_the_next_login(cli_setup):
 
 
 def test_user_remove_is_seen_at_the_next_login(cli_setup):
-    auth, verifier, run = cli_setup
+    auth, _verifier, run = cli_setup
     assert isinstance(login(auth, "right-pw"), Identity)
     assert run("remove", USER) == 0
     failure = login(auth, "right-pw")
@@ -192,7 +192,7 @@ def test_user_remove_is_seen_at_the_next_login(cli_setup):
 
 
 def test_a_new_send_as_is_seen_at_the_next_login(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash)
+    auth, _clock, verifier = setup(tmp_path, pw_hash)
     assert login(auth, "right-pw").send_as.patterns == (USER, "*@apps.corp.example")
     UsersFile(tmp_path / "users.toml").save([UserRecord(USER, pw_hash)])
     assert login(auth, "right-pw").send_as.patterns == (USER,)
@@ -234,7 +234,7 @@ def fail_now(f, args):
 
 
 def test_credential_cache_ttl_0s_verifies_every_login(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash, credential_cache_ttl=0.0)
+    auth, _clock, verifier = setup(tmp_path, pw_hash, credential_cache_ttl=0.0)
     login(auth, "right-pw")
     login(auth, "right-pw")
     assert verifier.runs == 2 and auth.cache is None
@@ -297,7 +297,7 @@ def test_the_key_holds_no_password_and_depends_on_the_process_secret():
 
 
 def test_a_file_that_is_removed_empties_the_cache(tmp_path, pw_hash):
-    auth, clock, verifier = setup(tmp_path, pw_hash)
+    auth, _clock, _verifier = setup(tmp_path, pw_hash)
     login(auth, "right-pw")
     Path(tmp_path / "users.toml").unlink()
     assert login(auth, "right-pw").check(UnauthorizedLogin)

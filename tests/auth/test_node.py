@@ -1,8 +1,8 @@
 """The node secret and the X-EXGW-NODE exchange: made private at first start, proved without being sent."""
 
 import base64
-import re
 import os
+import re
 import threading
 
 import pytest
@@ -108,7 +108,7 @@ def test_config_check_warns_about_external_authoritative_ranges_wider_than_a_nod
          "permission_groups": ["ExchangeServers"], "auth_mechanisms": ["ExchangeServer"]},
     ])
     assert external_authoritative_warnings(cfg) == [
-        "receive connector 'EXSERVER\\Wide': ExternalAuthoritative trusts every client in 10.0.0.0/24 (256 addresses), "
+        ("receive connector 'EXSERVER\\Wide': ExternalAuthoritative trusts every client in 10.0.0.0/24 (256 addresses), "
         "::1 (loopback: any local process) as a gateway node (relay anywhere, any sender); list the nodes' own addresses "
-        'one by one, or use auth_mechanisms = ["ExchangeServer"] (the node secret)'
+        'one by one, or use auth_mechanisms = ["ExchangeServer"] (the node secret)')
     ]

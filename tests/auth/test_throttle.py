@@ -8,7 +8,7 @@ from gateway.auth.throttle import AuthThrottle
 def make(**kw):
     clock = Clock()
     clock.advance(1000)
-    args = dict(max_per_source=3, max_per_user=5, window=60.0, lockout=300.0)
+    args = {"max_per_source": 3, "max_per_user": 5, "window": 60.0, "lockout": 300.0}
     args.update(kw)
     return clock, AuthThrottle(clock, **args)
 
@@ -36,7 +36,7 @@ def test_failures_outside_the_window_do_not_add_up():
 
 
 def test_a_user_is_locked_out_across_sources():
-    clock, t = make()
+    _clock, t = make()
     for i in range(5):
         t.failed(f"192.0.2.{i}", "Scanner01")
     assert t.locked("198.51.100.9", "scanner01") == "user"
@@ -44,7 +44,7 @@ def test_a_user_is_locked_out_across_sources():
 
 
 def test_a_good_login_clears_the_user_count_not_the_source_count():
-    clock, t = make()
+    _clock, t = make()
     for _ in range(2):
         t.failed("192.0.2.1", "scanner01")
     t.succeeded("192.0.2.1", "scanner01")

@@ -8,7 +8,12 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway.tls.certname import (
-    CertificateIdentifierError, DistinguishedName, TlsCertificateName, parse_certificate_identifier, parse_dn, parse_tls_certificate_name,
+    CertificateIdentifierError,
+    DistinguishedName,
+    TlsCertificateName,
+    parse_certificate_identifier,
+    parse_dn,
+    parse_tls_certificate_name,
 )
 
 ATTRIBUTES = ["CN", "O", "OU", "C", "L", "S", "ST", "DC", "E", "cn", "commonName"]

@@ -4,6 +4,8 @@ content and the same end at every split of the stream, its content never
 holds a bare CR or LF, and decode(dot_stuff(x)) == x for CRLF text.
 """
 
+import itertools
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -32,7 +34,7 @@ def decode(chunks):
 def test_every_split_gives_the_same_content_and_end(stream, cuts):
     whole = decode([stream])
     points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
-    split = decode([stream[a:b] for a, b in zip(points, points[1:])] or [b""])
+    split = decode([stream[a:b] for a, b in itertools.pairwise(points)] or [b""])
     if whole[1] is None:
         # Not ended: the split run may still hold the same tail; content so far is a prefix either way.
         assert split[1] is None

@@ -6,6 +6,7 @@ accepted domains past RCPT. DATA and BDAT bodies arrive byte for byte
 however the stream is split.
 """
 
+import itertools
 import re
 from contextlib import contextmanager
 
@@ -105,7 +106,7 @@ def test_a_data_body_arrives_exactly_however_the_stream_is_split(body, cuts):
         c.send("MAIL FROM:<app@corp.example>\r\nRCPT TO:<bob@corp.example>\r\nDATA\r\n")
         points = sorted({0, len(wire), *(p for p in cuts if p < len(wire))})
         replies = []
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             replies += c.send(wire[a:b])
         assert replies[-1].startswith("250 ")
         (txn,) = c.handler.finished
@@ -124,7 +125,7 @@ def test_bdat_chunks_arrive_verbatim_however_the_stream_is_split(chunks, cuts):
         c.send("MAIL FROM:<app@corp.example>\r\nRCPT TO:<bob@corp.example>\r\n")
         points = sorted({0, len(wire), *(p for p in cuts if p < len(wire))})
         replies = []
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             replies += c.send(wire[a:b])
         well_formed(replies)
         assert replies[-1].startswith("250 ")

@@ -12,6 +12,7 @@ import socketserver
 import ssl
 import threading
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -84,8 +85,10 @@ class CaptureServer:
         self.server.server_close()
 
     # Which extension each MAIL/RCPT parameter belongs to.
-    PARAMETER_EXTENSION = {b"SIZE": b"SIZE", b"BODY": b"8BITMIME", b"SMTPUTF8": b"SMTPUTF8", b"RET": b"DSN",
-                           b"ENVID": b"DSN", b"NOTIFY": b"DSN", b"ORCPT": b"DSN", b"AUTH": b"AUTH"}
+    PARAMETER_EXTENSION: ClassVar[dict[bytes, bytes]] = {
+        b"SIZE": b"SIZE", b"BODY": b"8BITMIME", b"SMTPUTF8": b"SMTPUTF8", b"RET": b"DSN",
+        b"ENVID": b"DSN", b"NOTIFY": b"DSN", b"ORCPT": b"DSN", b"AUTH": b"AUTH",
+    }
 
     def _unoffered(self, cmd: bytes, offered: set) -> bytes:
         """The first parameter of cmd whose extension was not offered (b"" if none)."""

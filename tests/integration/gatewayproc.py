@@ -169,9 +169,9 @@ class Gateway:
         """Add sections (connectors) to this gateway's config file, before [queue]."""
         self.config.write_text(self.config.read_text().replace("[queue]", text + "\n[queue]"))
 
-    def start(self, cwd: Path | None = None) -> "Gateway":
+    def start(self, cwd: Path | None = None) -> Gateway:
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (twistd writes to it until it stops)
         # -P: this checkout's package (PYTHONPATH), never one in the directory twistd runs in.
         self.process = subprocess.Popen(
             [sys.executable, "-P", "-c", TWISTD, "-n", "--pidfile=", "--logfile=-", "exgateway", "--config", str(self.config), "--role", self.role],

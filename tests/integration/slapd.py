@@ -64,7 +64,7 @@ class Slapd:
     def _write(self) -> Path:
         d = self.directory
         (d / "db").mkdir(parents=True, exist_ok=True)
-        pem = make_self_signed("CN=localhost", ("localhost",), datetime.datetime.now(datetime.timezone.utc))
+        pem = make_self_signed("CN=localhost", ("localhost",), datetime.datetime.now(datetime.UTC))
         cert = x509.load_pem_x509_certificate(pem[pem.index(b"-----BEGIN CERTIFICATE") :])
         self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         (d / "ldap-key.pem").write_bytes(pem[: pem.index(b"-----BEGIN CERTIFICATE")])
@@ -89,13 +89,13 @@ directory {d}/db
         (d / "data.ldif").write_text(DATA.format(password=self.password))
         return conf
 
-    def start(self) -> "Slapd":
+    def start(self) -> Slapd:
         conf = self._write()
         subprocess.run([self.slapadd, "-f", str(conf), "-l", str(self.directory / "data.ldif")], check=True, capture_output=True)
         # -d 0: stay in the foreground, so the PID we hold is slapd's.
         self.process = subprocess.Popen(
             [self.slapd, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.ldaps_port}/", "-d", "0"],
-            stdout=subprocess.DEVNULL, stderr=open(self.directory / "slapd.log", "wb"),
+            stdout=subprocess.DEVNULL, stderr=open(self.directory / "slapd.log", "wb"),  # noqa: SIM115 (slapd writes to it until it stops)
         )
         wait_for_port(self.port, process=self.process)
         wait_for_port(self.ldaps_port, process=self.process)

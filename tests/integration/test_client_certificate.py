@@ -8,7 +8,6 @@ partner by subject does) sees the right subject.
 import ssl
 
 import pytest
-
 from cryptography import x509
 
 from gateway.tls.store import dotnet_name

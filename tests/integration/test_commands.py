@@ -20,7 +20,7 @@ def exgateway_command() -> list[str]:
 
 
 def test_config_check_of_the_sample_file_exits_0():
-    result = subprocess.run(exgateway_command() + ["config", "check", str(REPO / "etc" / "exgateway.toml")], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([*exgateway_command(), "config", "check", str(REPO / "etc" / "exgateway.toml")], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{REPO / 'etc' / 'exgateway.toml'}: OK")
 
@@ -28,7 +28,7 @@ def test_config_check_of_the_sample_file_exits_0():
 def test_config_check_of_a_broken_file_names_each_error(tmp_path):
     bad = tmp_path / "broken.toml"
     bad.write_text((REPO / "etc" / "exgateway.toml").read_text().replace('bindings = ["0.0.0.0:25"]', 'bindings = ["0.0.0.0:70000"]').replace("[queue]", "[queue]\nretry = 5"))
-    result = subprocess.run(exgateway_command() + ["config", "check", str(bad)], capture_output=True, text=True)
+    result = subprocess.run([*exgateway_command(), "config", "check", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert f"{bad}: queue.retry: unknown key" in result.stderr
     assert f"{bad}: receive_connectors[0] (\"Default Frontend\").bindings[0]: '0.0.0.0:70000': '70000' is not a valid port (1-65535)" in result.stderr
@@ -122,7 +122,7 @@ tls_certificate_name = "<I>CN=Corp CA<S>CN=relay.corp.example"
         "`exgateway certificate list` shows them)"
     ) in output
     # The store was still given its self-signed default, which `certificate list` shows.
-    listed = subprocess.run(exgateway_command() + ["--config", str(cfg), "certificate", "list"], capture_output=True, text=True)
+    listed = subprocess.run([*exgateway_command(), "--config", str(cfg), "certificate", "list"], capture_output=True, text=True)
     assert "CN=mail.corp.example" in listed.stdout and "......." in listed.stdout
 
 
@@ -179,8 +179,8 @@ def test_commands_find_the_running_gateway_through_its_config_from_any_directory
         assert moved.returncode == 1
         assert moved.stderr.splitlines() == [
             f"exgateway: the gateway refused {gw.config}; it keeps its running configuration:",
-            f"  listening addresses changed (added: 127.0.0.2:{gw.frontend_port} (frontend); removed: none); "
-            "restart the gateway to apply this file",
+            (f"  listening addresses changed (added: 127.0.0.2:{gw.frontend_port} (frontend); removed: none); "
+             "restart the gateway to apply this file"),
         ]
         gw.config.write_text(good)
 

@@ -66,7 +66,7 @@ def test_per_source_connection_limit_and_banner(tmp_path):
         sock = socket.create_connection(("127.0.0.1", gw.frontend_port), source_address=("127.0.0.5", 0), timeout=10)
         assert sock.makefile("rb").readline() == b"220 EXSERVER\\Scanners ready\r\n"
         sock.close()
-        for s in held + [other]:
+        for s in [*held, other]:
             s.close()
     finally:
         gw.stop()

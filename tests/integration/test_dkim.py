@@ -22,7 +22,7 @@ def test_signature_verifies_against_the_published_record(tmp_path):
     out = exgateway_cli(gw.config, "dkim", "new-key", "--domain", "corp.example", "--selector", "s202612")
     assert out.returncode == 0, out.stderr
     # The record as an admin would paste it into the zone: name, then the quoted strings.
-    name, strings = re.search(r"^(\S+)\. IN TXT \( (.*) \)$", out.stdout, re.M).groups()
+    name, strings = re.search(r"^(\S+)\. IN TXT \( (.*) \)$", out.stdout, re.MULTILINE).groups()
     assert name == "s202612._domainkey.corp.example"
     dns_proc, dns_port = start_dns(tmp_path, {name: {"TXT": [re.findall(r'"([^"]*)"', strings)]}})
     try:

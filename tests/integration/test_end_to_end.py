@@ -12,7 +12,7 @@ DATE = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Se
 
 def trace_and_body(stored: bytes) -> tuple[bytes, bytes]:
     """Split a delivered file into our Received header and what the client sent."""
-    m = re.match(rb"Received: from .*?\r\n\t.*?\r\n\t.*?\r\n\t.*?\r\n", stored, re.S)
+    m = re.match(rb"Received: from .*?\r\n\t.*?\r\n\t.*?\r\n\t.*?\r\n", stored, re.DOTALL)
     assert m, stored[:300]
     return m.group(0), stored[m.end() :]
 
@@ -30,7 +30,7 @@ def test_swaks_dialogue_and_byte_exact_maildir(gateway):
          "--helo", "scanner7.devices.example", "--data", data],
         capture_output=True, text=True, timeout=30,
     ).stdout
-    server_lines = [line[4:] for line in out.splitlines() if line.startswith("<-  ") or line.startswith("<** ")]
+    server_lines = [line[4:] for line in out.splitlines() if line.startswith(("<-  ", "<** "))]
     assert re.fullmatch(rf"220 mail\.corp\.example exgateway ESMTP MAIL Service ready at {DATE}", server_lines[0])
     assert "250 2.1.0 Sender OK" in server_lines
     assert "250 2.1.5 Recipient OK" in server_lines

@@ -89,14 +89,14 @@ def test_the_trusted_device_relays_through_the_balancer_and_others_do_not(balanc
         protocol = "".join(p.read_text() for gw in nodes for p in (gw.var / "logs").rglob("RECV*.LOG"))
         return (tracked, protocol) if "client-ip                 : 127.0.0.2" in tracked and "+," in protocol else None
 
-    tracked, protocol = nodes[0].wait_until(logged, what="tracking and protocol logs")
+    _tracked, protocol = nodes[0].wait_until(logged, what="tracking and protocol logs")
     sessions = [line.split(",") for line in protocol.splitlines() if ",+," in line]
     # (127.0.0.1 is the fixture's own probe of the balancer's port, also passed through with its address.)
     assert "127.0.0.3" in [fields[5].rsplit(":", 1)[0] for fields in sessions]
 
 
 def test_per_source_limits_count_each_client_behind_the_balancer(balanced):
-    lb_port, nodes, hop = balanced
+    lb_port, _nodes, _hop = balanced
     first = client(lb_port, "127.0.0.4")
     other = client(lb_port, "127.0.0.5")
     try:

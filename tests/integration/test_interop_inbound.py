@@ -6,10 +6,9 @@ mailbox with CRLF line ends and every long line intact, through the
 frontend, the hub and the queue.
 """
 
+import re
 import smtplib
 import subprocess
-
-import re
 
 from tests.integration.conftest import require_tool
 from tests.integration.test_end_to_end import trace_and_body

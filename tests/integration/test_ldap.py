@@ -12,7 +12,6 @@ from gateway.auth.identity import DirectoryUnavailable
 from gateway.auth.ldap import LDAPChecker
 from gateway.config import LDAPConfig
 from gateway.tls.store import make_self_signed
-
 from tests.integration.conftest import require_tool
 from tests.integration.gatewayproc import Gateway, free_port, wait_for_port
 from tests.integration.slapd import ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd
@@ -105,7 +104,7 @@ async def test_ldaps_with_anonymous_search_checks_the_server_certificate(env):
     with pytest.raises(UnauthorizedLogin):
         await good.requestAvatarId(UsernamePassword(b"scanner1", b"wrong"))
     other_ca = env.slapd.directory / "other-ca.pem"
-    pem = make_self_signed("CN=localhost", ("localhost",), datetime.datetime.now(datetime.timezone.utc))
+    pem = make_self_signed("CN=localhost", ("localhost",), datetime.datetime.now(datetime.UTC))
     other_ca.write_bytes(pem[pem.index(b"-----BEGIN CERTIFICATE") :])
     untrusted = LDAPChecker(LDAPConfig(url=f"ldaps://localhost:{env.slapd.ldaps_port}", base_dn=BASE_DN, ca_file=other_ca), reactor)
     with pytest.raises(DirectoryUnavailable):

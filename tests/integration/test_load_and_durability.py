@@ -115,7 +115,7 @@ def test_sigkill_of_the_hub_loses_no_message_that_got_a_250(tmp_path):
             return got if set(accepted) <= got else None
 
         hub.wait_until(all_there, timeout=60, what="every accepted message delivered")
-        hub.wait_until(lambda: [f for f in hub.queue_files()] == [], what="empty queue")
+        hub.wait_until(lambda: list(hub.queue_files()) == [], what="empty queue")
     finally:
         stop.set()
         frontend.stop()

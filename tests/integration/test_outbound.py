@@ -98,7 +98,7 @@ def test_dots_at_every_buffer_boundary_arrive_byte_identical(tmp_path, capture):
         send(gw, ["far@outside.example"], original)
         gw.wait_until(lambda: capture.transactions, what="the message at the next hop")
         received = capture.transactions[0].data
-        trace, sep, rest = received.partition(b"\r\n\r\n")
+        trace, _sep, rest = received.partition(b"\r\n\r\n")
         assert trace.startswith(b"Received: from ") and rest == original
         assert all(line[:1] != b"." or line[:2] == b".." for line in capture.transactions[0].wire_data.split(b"\r\n")[:-1])
     finally:
@@ -111,7 +111,7 @@ def _tls_context(tmp_path, name="relay.isp.example"):
 
     from gateway.tls.store import make_self_signed
 
-    pem = make_self_signed(f"CN={name}", (name,), datetime.datetime.now(datetime.timezone.utc))
+    pem = make_self_signed(f"CN={name}", (name,), datetime.datetime.now(datetime.UTC))
     cut = pem.index(b"-----BEGIN CERTIFICATE")
     (tmp_path / "key.pem").write_bytes(pem[:cut])
     (tmp_path / "cert.pem").write_bytes(pem[cut:])

@@ -88,13 +88,13 @@ def test_python_ssl_offering_alpn_submits_on_465_and_587(gw, offer):
 
 
 def _implicit(port, ctx, session=None):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="mail.corp.example", session=session) as tls:
-            # Reading the banner also takes the TLS 1.3 tickets, which come after the handshake.
-            assert tls.recv(1024).startswith(b"220 ")
-            tls.sendall(b"QUIT\r\n")
-            tls.recv(1024)
-            return tls.session, tls.session_reused
+    with (socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+          ctx.wrap_socket(raw, server_hostname="mail.corp.example", session=session) as tls):
+        # Reading the banner also takes the TLS 1.3 tickets, which come after the handshake.
+        assert tls.recv(1024).startswith(b"220 ")
+        tls.sendall(b"QUIT\r\n")
+        tls.recv(1024)
+        return tls.session, tls.session_reused
 
 
 def _starttls(port, ctx, session=None):

@@ -183,14 +183,14 @@ def test_the_metrics_page_covers_every_worker(tmp_path):
         wait_for_worker(gw)
         sent = 0
         # Connections go to whichever worker accepts first: send until both have taken one.
-        while sent < 40 and not {int(re.search(rb"\) id (\d+);", m).group(1)) % 2 for m in gw.mailbox("alice@corp.example")} == {0, 1}:
+        while sent < 40 and {int(re.search(rb"\) id (\d+);", m).group(1)) % 2 for m in gw.mailbox("alice@corp.example")} != {0, 1}:
             with smtplib.SMTP("127.0.0.1", gw.frontend_port, timeout=30) as s:
                 s.sendmail("app@devices.example", ["alice@corp.example"], b"Subject: counted\r\n\r\nx\r\n")
             sent += 1
-            gw.wait_until(lambda: len(gw.mailbox("alice@corp.example")) == sent, what="the message delivered")
+            gw.wait_until(lambda sent=sent: len(gw.mailbox("alice@corp.example")) == sent, what="the message delivered")
         page = urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=10).read().decode()
         accepted = {w: float(v) for w, v in re.findall(
-            r'^exgateway_messages_accepted_total\{connector="Default Frontend",worker="(\d)"\} (\S+)$', page, re.M)}
+            r'^exgateway_messages_accepted_total\{connector="Default Frontend",worker="(\d)"\} (\S+)$', page, re.MULTILINE)}
         assert set(accepted) == {"0", "1"} and sum(accepted.values()) == sent
         assert 'exgateway_worker_up{worker="0"} 1.0' in page and 'exgateway_worker_up{worker="1"} 1.0' in page
     finally:

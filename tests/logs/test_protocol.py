@@ -139,7 +139,7 @@ def test_client_connection_writes_a_send_log(tmp_path):
     (path,) = list(tmp_path.iterdir())
     header, data = rows(path)
     assert path.name.startswith("SEND") and header[2] == "#Log-type: SMTP Send Protocol Log"
-    assert [(r[1], r[4], r[5]) for r in data][0] == ("Hub Pool", "127.0.0.1:40000", "127.0.0.1:2525")
+    assert next((r[1], r[4], r[5]) for r in data) == ("Hub Pool", "127.0.0.1:40000", "127.0.0.1:2525")
     assert [(r[6], r[7]) for r in data] == [
         ("+", ""),
         ("<", "220 hub ready"),

@@ -1,8 +1,7 @@
 """The CSV log files shared by the protocol and tracking logs."""
 
-from twisted.internet.task import Clock
-
 import pytest
+from twisted.internet.task import Clock
 
 from gateway.logs.rolling import RollingLog, csv_field, csv_line
 

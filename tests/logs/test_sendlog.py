@@ -98,7 +98,7 @@ def test_tls_events_name_version_cipher_and_the_next_hops_certificate():
 
     from gateway.tls.store import make_self_signed, thumbprint
 
-    pem = make_self_signed("CN=relay.isp.example", ("relay.isp.example",), datetime.datetime.now(datetime.timezone.utc))
+    pem = make_self_signed("CN=relay.isp.example", ("relay.isp.example",), datetime.datetime.now(datetime.UTC))
     peer = crypto.load_certificate(crypto.FILETYPE_PEM, pem[pem.index(b"-----BEGIN CERTIFICATE"):])
 
     class Connection:

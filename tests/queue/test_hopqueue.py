@@ -95,7 +95,7 @@ def test_failures_of_attempts_already_in_flight_do_not_push_the_retry_time():
         hops.add("ISP", str(i))
     for _ in range(5):
         hops.next()
-    for second in range(5):
+    for _ in range(5):
         clock.advance(1)
         hops.observe("ISP", False, "451 4.4.0 timed out")
         hops.release("ISP")

@@ -63,8 +63,8 @@ def test_config_check_refuses_an_inbound_rule_into_an_outside_domain(tmp_path, c
         assert code == 1
         assert out.err.splitlines() == [
             f"{path}: 1 error(s)",
-            f"  {path}: rewrite[0].to: 'partner.example' is not an accepted domain: a direction = \"{direction}\" rule rewrites "
-            "recipients after the relay check, so its target must be an accepted domain (else it is an open relay)",
+            (f"  {path}: rewrite[0].to: 'partner.example' is not an accepted domain: a direction = \"{direction}\" rule rewrites "
+             "recipients after the relay check, so its target must be an accepted domain (else it is an open relay)"),
         ]
 
 

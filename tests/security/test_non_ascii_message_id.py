@@ -26,7 +26,7 @@ def test_a_non_ascii_message_id_gets_its_ndr_and_the_message_leaves(tmp_path):
                                   lambda e, body: enqueued.append((e, body)))
     mailbox.outcomes = [{"a@corp.example": (RecipientState.FAILED, "550 5.1.1 unknown"), "b@corp.example": (RecipientState.FAILED, "550 5.1.1 unknown")}]
     scheduler.start([env])
-    (notice, body), = enqueued
+    (_notice, body), = enqueued
     assert b"Your message <caf?@x> could not be delivered" in body
     assert not store.exists("42") and not (store.failed_directory / "42.json").exists()
     assert "42" not in scheduler.messages

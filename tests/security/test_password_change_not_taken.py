@@ -36,7 +36,7 @@ def as_service_user(action) -> str:
             os.setgid(SERVICE_GID)
             os.setuid(SERVICE_UID)
             out = str(action())
-        except BaseException as e:  # noqa: BLE001 (reported to the parent)
+        except BaseException as e:  # reported to the parent
             out = f"error: {type(e).__name__}: {e}"
         os.write(write, out.encode())
         os._exit(0)
@@ -139,7 +139,7 @@ def as_service_effective_user(action) -> str:
             os.setegid(SERVICE_GID)
             os.seteuid(SERVICE_UID)
             out = str(action())
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:  # reported to the parent
             out = f"error: {type(e).__name__}: {e}"
         os.write(write, out.encode())
         os._exit(0)

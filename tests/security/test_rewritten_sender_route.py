@@ -105,8 +105,8 @@ def test_route_test_routes_the_rewritten_sender_as_delivery_will(tmp_path, capsy
         "From <root@printer01.local> via (any receive connector):",
         "  sender rewritten: root@printer01.local -> printer01@corp.example (rule root@printer01.local -> printer01@corp.example, outbound)",
         "  RCPT <someone@outside.example>:",
-        '      route: send connector "scanner-relay"  domain type: not accepted  (outside.example is not an accepted domain; '
-        "the message's source matches source_senders printer01@corp.example)",
+        ('      route: send connector "scanner-relay"  domain type: not accepted  (outside.example is not an accepted domain; '
+         "the message's source matches source_senders printer01@corp.example)"),
         "      next hop: smart hosts relay.corp.example:25",
         "      send connectors:",
         "        Internet       address space * matches, any source, cost 1; lost: a more specific address space, a closer source or a lower cost won",

@@ -4,6 +4,7 @@ the CLI write through a planted symlink. Under `twistd -n` the umask is
 usually 022; everything the gateway makes must come out private anyway.
 """
 
+import datetime
 import os
 import stat
 
@@ -19,8 +20,6 @@ from gateway.files import UnsafePathError
 from gateway.logs.rolling import RollingLog
 from gateway.queue.store import QueueStore, StoredBody, trailer
 from gateway.tls.store import CertificateStore, make_self_signed
-
-import datetime
 
 
 def mode(path) -> int:
@@ -76,7 +75,7 @@ def test_logs_are_0640_in_0750_directories(tmp_path):
 
 
 def test_certificate_keys_are_owner_only(tmp_path):
-    now = datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
     stored = CertificateStore(tmp_path / "certs").write(make_self_signed("CN=mail.corp.example", ("mail.corp.example",), now))
     assert (mode(stored.path), mode(tmp_path / "certs")) == (0o600, 0o700)
 

@@ -2,9 +2,7 @@
 
 import pytest
 
-from gateway.tls.certname import (
-    CertificateIdentifierError, parse_certificate_identifier, parse_dn, parse_tls_certificate_name,
-)
+from gateway.tls.certname import CertificateIdentifierError, parse_certificate_identifier, parse_dn, parse_tls_certificate_name
 
 
 def test_issuer_and_subject_compare_by_attributes_not_spelling():

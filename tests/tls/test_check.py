@@ -10,7 +10,7 @@ from gateway.admin.cli import main
 from gateway.tls.check import certificate_problems
 from gateway.tls.store import CertificateStore, make_self_signed
 
-NOW = datetime.datetime(2026, 11, 27, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
 MISSING = "0123456789ABCDEF0123456789ABCDEF01234567"
 
 
@@ -97,8 +97,8 @@ hosts = ["127.0.0.1:2525"]
     assert main(["config", "check", str(path)]) == 1
     assert capsys.readouterr().err.splitlines() == [
         f"{path}: 1 error(s)",
-        f"  {path}: receive_connectors[0] (\"Client Frontend\").tls_certificate_name: no certificate in "
-        f"{config.certificate_dir} matches '{MISSING}' (it is empty)",
+        (f"  {path}: receive_connectors[0] (\"Client Frontend\").tls_certificate_name: no certificate in "
+         f"{config.certificate_dir} matches '{MISSING}' (it is empty)"),
     ]
     _, (held,) = _store(config, "mail.corp.example")
     os.rename(held.path, config.certificate_dir / f"{MISSING}.pem")

@@ -17,7 +17,7 @@ from gateway.tls.store import CertificateStore, make_self_signed
 
 # A refused handshake fails on one side or the other, depending on who notices first.
 REFUSED = (ssl.SSLError, SSL.Error)
-NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.tls.store import CertificateError, CertificateStore, make_self_signed, read_pem
 
-NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
 
 def test_an_empty_store_gets_a_self_signed_certificate_for_the_fqdn(tmp_path):
