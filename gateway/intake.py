@@ -36,7 +36,7 @@ from gateway.journal import Journal, JournalReport
 from gateway.address import parse_mailbox
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.queue.store import QueueEntry, QueueStore
-from gateway.route.router import MAILBOX, Router
+from gateway.route.router import Router
 from gateway.route.source import RouteSource
 from gateway.smtpd.session import MailFrom, Session
 
@@ -124,7 +124,7 @@ class IntakeTransaction:
         hop = self.handler.router.route(recipient, source)
         if hop is None:
             raise SMTPError(Reply.NO_ROUTE, recipient=str(recipient))
-        self.remote = self.remote or hop != MAILBOX
+        self.remote = self.remote or not hop.is_mailbox
         if str(recipient) not in self.recipients:
             self.recipients.append(str(recipient))
             if dsn is not None:

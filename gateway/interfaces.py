@@ -144,9 +144,9 @@ class ISpareAllocator(Interface):
 
 class IRouter(Interface):
     """
-    Where a recipient goes next (gateway/route/router.py): the mailbox store
-    (`gateway.route.router.MAILBOX`), a send connector, or nowhere (None:
-    refused at RCPT with 550 5.4.4).
+    Where a recipient goes next (gateway/route/router.py): a
+    gateway.nexthop.NextHop (`MAILBOX`, the mailbox store, or a send
+    connector's hop), or nowhere (None: refused at RCPT with 550 5.4.4).
     """
 
     recipient_exists = Attribute(
@@ -154,7 +154,7 @@ class IRouter(Interface):
     )
 
     def route(recipient):
-        """The next hop for an Address: MAILBOX, a SendConnector, or None."""
+        """The NextHop for an Address (MAILBOX or a send connector's), or None."""
 
     def route_address(address):
         """route() for an address as the queue holds it (a string); None if it does not parse."""
@@ -168,10 +168,10 @@ class IRouter(Interface):
 
 class IDeliverer(Interface):
     """
-    Takes a queued message to one next hop: the mailbox store (Maildir or an
-    SMTP next hop) or a send connector's smart hosts or MX. Some also have
-    `close()` for their connections (gateway/deliver/registry.py looks for
-    it; issue 20 item 5 is to make that part of this interface).
+    Takes a queued message to one next hop (a gateway.nexthop.NextHop): the
+    mailbox store (Maildir or an SMTP next hop) or a send connector's smart
+    hosts or MX. gateway/deliver/registry.py picks the deliverer for a hop
+    and closes them all at stop.
     """
 
     def deliver(envelope, recipients, body):
@@ -182,6 +182,12 @@ class IDeliverer(Interface):
         every address given: DELIVERED with a 2xx reply, PENDING with a 4xx
         (tried again later) or FAILED with a 5xx. It does not fail as a
         whole for one recipient's trouble.
+        """
+
+    def close():
+        """
+        At stop: let go of kept connections and pools. One that keeps none
+        (Maildir) does nothing; calling it twice is harmless.
         """
 
 

@@ -20,7 +20,8 @@ from zope.interface import implementer
 from gateway.address import parse_mailbox
 from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.interfaces import IDeliverer, IMessageHandler, IMessageTransaction, IQueueEntry, IQueueStore, IRouter
-from gateway.route.router import MAILBOX, Decision
+from gateway.nexthop import MAILBOX, NextHop
+from gateway.route.router import Decision
 from gateway.auth.node import MECHANISM, NodeCredential
 from gateway.config import Config, parse_config
 from gateway.errors import Reply, SMTPError, SMTPReply
@@ -147,8 +148,8 @@ class SocketLikeTransport(StringTransport):
 class FakeRouter:
     """
     Routes by domain from tables the test gives: `mailbox_domains` go to
-    the mailbox store, `routes` maps a domain to its send connector (or any
-    hop object), every other domain has no route. tests/contracts/ holds it
+    the mailbox store, `routes` maps a domain to its send connector (routed
+    as NextHop.via(connector)), every other domain has no route. tests/contracts/ holds it
     to what callers rely on from gateway.route.router.Router.
     """
 
@@ -166,10 +167,10 @@ class FakeRouter:
         domain = recipient.domain.lower()
         if domain in self.mailbox_domains:
             return Decision(MAILBOX, "Authoritative", f"{domain} is a mailbox domain (FakeRouter)")
-        hop = self.send_connector(domain)
-        if hop is None:
+        connector = self.send_connector(domain)
+        if connector is None:
             return Decision(None, "", f"{domain} has no route (FakeRouter)")
-        return Decision(hop, "", f"{domain} is routed to {getattr(hop, 'name', hop)} (FakeRouter)")
+        return Decision(NextHop.via(connector), "", f"{domain} is routed to {connector.name} (FakeRouter)")
 
     def route(self, recipient):
         return self.decide(recipient).hop
@@ -200,6 +201,8 @@ class FakeDeliverer:
         self.delivered: dict[str, list[bytes]] = {}
         self.calls: list[tuple[str, list[str]]] = []
         self.pending: list[tuple[Deferred, dict]] = []
+        # How many times close() was called (the scheduler's stop closes every deliverer).
+        self.closed = 0
 
     def deliver(self, envelope, recipients: list[str], body) -> Deferred:
         self.calls.append((envelope.queue_id, list(recipients)))
@@ -217,6 +220,9 @@ class FakeDeliverer:
             self.pending.append((d, results))
             return d
         return succeed(results)
+
+    def close(self) -> None:
+        self.closed += 1
 
 
 @implementer(IQueueEntry)

@@ -482,5 +482,5 @@ def test_the_sample_microsoft_365_block_works_when_uncommented(tmp_path):
         "Microsoft 365", "XOAUTH2", "relay@corp.example", ["smtp.office365.com:587"], "https://outlook.office365.com/.default",
         ("*@scan.corp.example",))
     router = Router(AcceptedDomains(config.accepted_domains), config.send_connectors)
-    assert router.route(parse_mailbox("x@outside.example"), RouteSource("mfp1@scan.corp.example")) is m365
-    assert router.route(parse_mailbox("x@outside.example"), RouteSource("app@corp.example")) is internet
+    assert router.route(parse_mailbox("x@outside.example"), RouteSource("mfp1@scan.corp.example")).connector is m365
+    assert router.route(parse_mailbox("x@outside.example"), RouteSource("app@corp.example")).connector is internet

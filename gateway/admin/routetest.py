@@ -27,7 +27,7 @@ from gateway.config import Config
 from gateway.domains import AcceptedDomains
 from gateway.errors import SMTPError
 from gateway.rewrite import Rewriter
-from gateway.route.router import MAILBOX, Router, _specificity
+from gateway.route.router import Router, _specificity
 from gateway.route.source import RouteSource, describe_source, source_score
 
 
@@ -106,15 +106,15 @@ def route_test(config: Config, sender: str, rcpts: tuple[str, ...], connector: s
         out.extend(_rewritten("      rewritten", original, recipient, rewriter.recipient_rule(original)))
         out.append(_route_line(decision))
         hop = decision.hop
-        if hop == MAILBOX:
+        if hop is not None and hop.is_mailbox:
             delivery = config.mailbox
             where = f"next hop {delivery.next_hop}" if delivery.delivery == "smtp" else f"Maildir under {delivery.maildir}"
             out.append(f"      next hop: mailbox delivery, {where}")
-        elif hop is not None:
-            out.append(f"      next hop: {_next_hop(hop)}")
-        if hop != MAILBOX and not recipient.literal:
+        elif hop is not None and hop.connector is not None:
+            out.append(f"      next hop: {_next_hop(hop.connector)}")
+        if (hop is None or not hop.is_mailbox) and not recipient.literal:
             out.append("      send connectors:")
-            out.extend("    " + line for line in _verdicts(router, recipient.domain, source, hop))
+            out.extend("    " + line for line in _verdicts(router, recipient.domain, source, hop.connector if hop is not None else None))
     return out
 
 

@@ -75,6 +75,9 @@ class MaildirDelivery:
         now = self.clock.seconds()
         return self._run(self._deliver_sync, recipients, body, now)
 
+    def close(self) -> None:
+        """Nothing kept open between deliveries (IDeliverer.close)."""
+
     def _unique_name(self, now: float) -> str:
         return f"{int(now)}.M{int((now % 1) * 1_000_000)}P{os.getpid()}Q{next(_counter)}.{self._host}"
 

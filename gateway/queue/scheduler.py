@@ -28,7 +28,7 @@ from gateway.queue.notify import success_notices
 from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
-from gateway.route.router import MAILBOX
+from gateway.nexthop import NextHop
 from gateway.route.source import RouteSource
 
 log = Logger(namespace="exgateway.queue")
@@ -133,9 +133,9 @@ class DeliveryScheduler:
         name, hop = first if first is not None else ("Unreachable", None)
         self.hops.add(name, envelope.queue_id, self._limit(hop))
 
-    def _limit(self, hop) -> int:
+    def _limit(self, hop: NextHop | None) -> int:
         """A hop's concurrency: max_per_hop, or lower where a send connector says (max_connections per destination)."""
-        return min(self.max_per_hop, getattr(hop, "max_connections", None) or self.max_per_hop)
+        return min(self.max_per_hop, (hop.max_connections if hop is not None else None) or self.max_per_hop)
 
     def _pump_soon(self) -> None:
         """
@@ -224,14 +224,10 @@ class DeliveryScheduler:
         """The queue a pending recipient (of `envelope`) waits in: its next hop's name (stable across restarts)."""
         return self._queue_name(self._route(address, envelope), address)
 
-    def _queue_name(self, hop, address: str) -> str:
-        if hop == MAILBOX:
-            return "Mailbox Delivery"
+    def _queue_name(self, hop: NextHop | None, address: str) -> str:
         if hop is None or self.deliverers.get(hop) is None:
             return "Unreachable"
-        if getattr(hop, "dns_routing", False):
-            return address.rpartition("@")[2].lower()
-        return hop.name
+        return hop.queue_name(address)
 
     def _suspended_recipients(self, envelope: Envelope) -> set[str]:
         if not self.suspended:
@@ -290,19 +286,19 @@ class DeliveryScheduler:
         d.addCallback(lambda _: self.store.remove(queue_id, reuse=False))
         return d
 
-    def _route(self, address: str, envelope: Envelope | None = None) -> str | None:
+    def _route(self, address: str, envelope: Envelope | None = None) -> NextHop | None:
         # The message's source (sender, receive connector, AUTH login, as queued) for sender-dependent routes.
         return self.router.route_address(address, RouteSource.of(envelope) if envelope is not None else None)
 
     def _attempt(self, envelope: Envelope) -> Deferred:
-        groups: dict[str, list[str]] = {}
+        groups: dict[NextHop, list[str]] = {}
         results: dict[str, tuple[RecipientState, str | None]] = {}
         held = self._suspended_recipients(envelope)
         for r in envelope.pending:
             if r.address in held:
                 continue
             hop = self._route(r.address, envelope)
-            if self.deliverers.get(hop) is None:
+            if hop is None or self.deliverers.get(hop) is None:
                 results[r.address] = (RecipientState.FAILED, NO_ROUTE)
             else:
                 groups.setdefault(hop, []).append(r.address)
@@ -321,8 +317,8 @@ class DeliveryScheduler:
         return done.addCallback(lambda _: self._record(envelope, results, hops))
 
     @staticmethod
-    def _hop_name(hop) -> str:
-        return "Mailbox Delivery" if hop == MAILBOX else getattr(hop, "name", "no route")
+    def _hop_name(hop: NextHop | None) -> str:
+        return hop.name if hop is not None else "no route"
 
     def _timed(self, result, next_hop: str, started: float):
         self.metrics.delivery_time(next_hop).observe(self.clock.seconds() - started)
@@ -454,8 +450,8 @@ class DeliveryScheduler:
         events: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
         for address, (state, reply) in results.items():
             hop = hops.get(address)
-            to_mailbox = hop == MAILBOX
-            connector = "Mailbox delivery" if to_mailbox else (getattr(hop, "name", "") or "no route")
+            to_mailbox = hop is not None and hop.is_mailbox
+            connector = "Mailbox delivery" if to_mailbox else (hop.name if hop is not None else "") or "no route"
             if state is RecipientState.DELIVERED:
                 event, source = ("DELIVER", "STOREDRIVER") if to_mailbox else ("SEND", "SMTP")
             elif state is RecipientState.PENDING:

@@ -11,8 +11,7 @@ file name in the queue directory.
 from __future__ import annotations
 
 from gateway.logs.rolling import iso_time
-
-MAILBOX_QUEUE = "Mailbox Delivery"
+from gateway.nexthop import MAILBOX_QUEUE
 
 
 def _delivery_type(name: str, scheduler) -> str:

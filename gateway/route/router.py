@@ -42,9 +42,9 @@ from gateway.interfaces import IRouter
 from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
+from gateway.nexthop import MAILBOX, NextHop
 from gateway.route.source import RouteSource, describe_source, source_score
 
-MAILBOX = "mailbox"
 # Queued addresses whose route is remembered (route_address), per Router: a reload makes a new one.
 ROUTES_REMEMBERED = 4096
 
@@ -65,23 +65,19 @@ def _specificity(space: str, domain: str) -> int | None:
 @dataclass(frozen=True)
 class Decision:
     """
-    A route and why: `hop` is MAILBOX, a SendConnector or None (no route);
+    A route and why: `hop` is a NextHop (MAILBOX or a send connector's) or None (no route);
     `domain_type` the accepted domain's type, or "" for a domain that is
     not accepted; `why` one sentence for `receive-connector test`.
     """
 
-    hop: object
+    hop: NextHop | None
     domain_type: str
     why: str
 
     @property
     def route_name(self) -> str:
         """The route column: mailbox, the send connector's name, or (no route)."""
-        if self.hop == MAILBOX:
-            return "mailbox"
-        if self.hop is None:
-            return "(no route)"
-        return f'send connector "{self.hop.name}"'
+        return "(no route)" if self.hop is None else str(self.hop)
 
 
 @implementer(IRouter)
@@ -99,7 +95,7 @@ class Router:
         )
         self._by_address: dict = {}
 
-    def route_address(self, address: str, source: RouteSource | None = None):
+    def route_address(self, address: str, source: RouteSource | None = None) -> NextHop | None:
         """
         route() for an address as the queue holds it (a string), or None if
         it does not parse. Each delivery attempt asks again for every
@@ -132,16 +128,18 @@ class Router:
         found = None if recipient.literal else self.accepted_domains.lookup(recipient.domain)
         return found is not None and found.type is DomainType.INTERNAL_RELAY
 
-    def route(self, recipient: Address, source: RouteSource | None = None):
-        """MAILBOX, the SendConnector for the recipient (from `source`), or None if there is no route."""
+    def route(self, recipient: Address, source: RouteSource | None = None) -> NextHop | None:
+        """MAILBOX, the hop through the send connector for the recipient (from `source`), or None if there is no route."""
         return self.decide(recipient, source).hop
 
     def decide(self, recipient: Address, source: RouteSource | None = None) -> Decision:
         """The route for one recipient, with the accepted domain's type and the reason."""
         decision = self._decide(recipient, source)
-        hop = decision.hop
-        if hop not in (None, MAILBOX) and source_score(hop, None) is None:
-            return Decision(hop, decision.domain_type, f"{decision.why}; the message's source matches {describe_source(hop, source)}")
+        connector = decision.hop.connector if decision.hop is not None else None
+        if connector is not None and source_score(connector, None) is None:
+            return Decision(
+                decision.hop, decision.domain_type, f"{decision.why}; the message's source matches {describe_source(connector, source)}"
+            )
         return decision
 
     def _decide(self, recipient: Address, source: RouteSource | None) -> Decision:
@@ -152,7 +150,7 @@ class Router:
             connector = self.send_connector(recipient.domain, source=source)
             if connector is None:
                 return Decision(None, "", f"{recipient.domain} is not an accepted domain and no send connector's address space matches it")
-            return Decision(connector, "", f"{recipient.domain} is not an accepted domain")
+            return Decision(NextHop.via(connector), "", f"{recipient.domain} is not an accepted domain")
         kind = accepted.type
         where = f"{accepted.domain} is an {kind.value} accepted domain"
         if kind is DomainType.AUTHORITATIVE:
@@ -161,17 +159,17 @@ class Router:
         if kind is DomainType.EXTERNAL_RELAY:
             if connector is None:
                 return Decision(None, kind.value, f"{where}, and no send connector's address space matches it")
-            return Decision(connector, kind.value, where)
+            return Decision(NextHop.via(connector), kind.value, where)
         exists = self.recipient_exists(str(recipient)) if self.recipient_exists is not None else None
         if exists:
             return Decision(MAILBOX, kind.value, f"{where}; <{recipient}> is a known recipient")
         if exists is None:
             if connector is None or self.send_connector(recipient.domain, catch_all=False, source=source) is None:
                 return Decision(MAILBOX, kind.value, f"{where}; no recipient validation and no send connector names it")
-            return Decision(connector, kind.value, f"{where}; no recipient validation, so nobody is known locally")
+            return Decision(NextHop.via(connector), kind.value, f"{where}; no recipient validation, so nobody is known locally")
         if connector is None:
             return Decision(None, kind.value, f"{where}; <{recipient}> is not a known recipient and no send connector's address space matches it")
-        return Decision(connector, kind.value, f"{where}; <{recipient}> is not a known recipient")
+        return Decision(NextHop.via(connector), kind.value, f"{where}; <{recipient}> is not a known recipient")
 
     def send_connector(self, domain: str, catch_all: bool = True, source: RouteSource | None = None):
         """

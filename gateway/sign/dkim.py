@@ -312,5 +312,8 @@ class SignedDelivery:
             envelope = replace(envelope, size=envelope.size + len(prefix))
         return self.deliverer.deliver(envelope, recipients, body)
 
+    def close(self) -> None:
+        self.deliverer.close()
+
     def __getattr__(self, name):
         return getattr(self.deliverer, name)

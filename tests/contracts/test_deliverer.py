@@ -2,8 +2,9 @@
 The deliverer's contract: one set of assertions run against the Maildir
 deliverer (gateway/deliver/maildir.py) and gateway.testing.FakeDeliverer,
 for what the scheduler relies on: an answer for every recipient given, a
-2xx and DELIVERED for a delivery, the body's exact bytes, and a recipient's
-trouble answered as PENDING with a 4xx, not as a failure of the whole call.
+2xx and DELIVERED for a delivery, the body's exact bytes, a recipient's
+trouble answered as PENDING with a 4xx, not as a failure of the whole call,
+and a close() at stop that is always there and harmless to repeat.
 """
 
 import os
@@ -73,6 +74,15 @@ class DelivererContract:
         assert state is RecipientState.PENDING and reply.startswith("451 4.")
         assert results[BOB][0] is RecipientState.DELIVERED
         assert self.delivered_bytes(deliverer, BOB) == [BODY]
+
+    def test_close_at_stop_is_harmless_twice_and_delivery_still_answers(self, tmp_path):
+        """IDeliverer.close (the scheduler's stop closes every deliverer): no error, twice; a Maildir keeps nothing open to lose."""
+        self.tmp_path = tmp_path
+        deliverer = self.make_deliverer()
+        deliverer.close()
+        deliverer.close()
+        results = result_of(deliverer.deliver(envelope(), [ALICE], StoredBody(tmp_path / "unused", BODY)))
+        assert results[ALICE][0] is RecipientState.DELIVERED
 
 
 class TestMaildirDelivery(DelivererContract):

@@ -7,7 +7,8 @@ and gateway.testing.FakeRouter, for what the intake, the scheduler and
 from gateway.address import parse_mailbox
 from gateway.config import HostPort, SendConnector
 from gateway.domains import AcceptedDomain, AcceptedDomains
-from gateway.route.router import MAILBOX, Router
+from gateway.nexthop import MAILBOX, HopKind, NextHop
+from gateway.route.router import Router
 from gateway.testing import FakeRouter
 
 PARTNER = SendConnector("Partner", ("partner.example",), (HostPort("192.0.2.25", 25),))
@@ -35,7 +36,8 @@ class RouterContract:
         """x@partner.example: the Partner send connector, named in the route column."""
         router = self.make_router()
         recipient = parse_mailbox("x@partner.example")
-        assert router.route(recipient) is PARTNER
+        assert router.route(recipient) == NextHop.via(PARTNER)
+        assert router.route(recipient).connector is PARTNER and router.route(recipient).kind is HopKind.SMART_HOSTS
         assert router.decide(recipient).route_name == 'send connector "Partner"'
         assert router.send_connector("partner.example") is PARTNER
 
@@ -55,11 +57,11 @@ class RouterContract:
         """route_address (the scheduler, per delivery attempt): the same answers from strings, None for one that does not parse."""
         router = self.make_router()
         assert router.route_address("user@corp.example") == MAILBOX
-        assert router.route_address("x@partner.example") is PARTNER
+        assert router.route_address("x@partner.example") == NextHop.via(PARTNER)
         assert router.route_address("x@nowhere.example") is None
         assert router.route_address("not an address") is None
         # Asked again (the real router remembers answers): the same.
-        assert router.route_address("x@partner.example") is PARTNER
+        assert router.route_address("x@partner.example") == NextHop.via(PARTNER)
 
     def test_without_recipient_validation_there_is_none_to_consult(self):
         """The intake looks for recipient_exists.check; with nothing configured it is None."""

@@ -13,10 +13,11 @@ from twisted.internet.task import Clock
 
 from gateway.domains import AcceptedDomain, AcceptedDomains
 from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.nexthop import MAILBOX
 from gateway.queue.retry import RetryPolicy
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.queue.store import QueueStore
-from gateway.route.router import MAILBOX, Router
+from gateway.route.router import Router
 
 BODY = b"Subject: t\r\n\r\nx\r\n"
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

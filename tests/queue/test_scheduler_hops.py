@@ -9,10 +9,11 @@ from twisted.internet.task import Clock
 from gateway.config import HostPort, SendConnector
 from gateway.domains import AcceptedDomain, AcceptedDomains
 from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.nexthop import MAILBOX, NextHop
 from gateway.queue import view
 from gateway.queue.retry import RetryPolicy
 from gateway.queue.scheduler import DeliveryScheduler
-from gateway.route.router import MAILBOX, Router
+from gateway.route.router import Router
 
 ISP = SendConnector("ISP", ("*",), (HostPort("192.0.2.25", 25),))
 UNREACHABLE = "451 4.4.0 next hop 192.0.2.25:25 unreachable: 192.0.2.25:25: no reply from server"
@@ -75,7 +76,7 @@ def build(clock, hop, retry=RetryPolicy(900, 6, 60), max_concurrent=20):
     mailbox = Mailbox()
     router = Router(AcceptedDomains([AcceptedDomain("c", "corp.example")]), (ISP,))
     store = Store()
-    scheduler = DeliveryScheduler(store, router, {MAILBOX: mailbox, ISP: hop}, clock, retry, max_concurrent)
+    scheduler = DeliveryScheduler(store, router, {MAILBOX: mailbox, NextHop.via(ISP): hop}, clock, retry, max_concurrent)
     scheduler.start([])
     return scheduler, mailbox, store
 

@@ -6,7 +6,8 @@ from gateway import testing
 from gateway.address import parse_mailbox
 from gateway.config import ConfigError
 from gateway.domains import AcceptedDomains
-from gateway.route.router import MAILBOX, Router
+from gateway.nexthop import MAILBOX, HopKind, NextHop
+from gateway.route.router import Router
 
 CFG = testing.config(send_connectors=[
     {"name": "Internet", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example"], "cost": 5},
@@ -61,7 +62,8 @@ def test_a_send_connector_without_smart_hosts_routes_by_mx():
     cfg = testing.config(send_connectors=[{"name": "Internet", "address_spaces": ["*"], "port": 2525, "fqdn": "out.corp.example"}])
     (internet,) = cfg.send_connectors
     assert internet.dns_routing and (internet.port, internet.fqdn) == (2525, "out.corp.example")
-    assert Router(AcceptedDomains(cfg.accepted_domains), cfg.send_connectors).route(parse_mailbox("x@outside.example")) == internet
+    assert Router(AcceptedDomains(cfg.accepted_domains), cfg.send_connectors).route(parse_mailbox("x@outside.example")) == NextHop.via(internet)
+    assert NextHop.via(internet).kind is HopKind.DNS_MX
 
 
 def test_send_connector_tls_and_auth_settings_are_checked():

@@ -11,8 +11,9 @@ from gateway.address import parse_mailbox
 from gateway.config import ConfigError
 from gateway.domains import AcceptedDomains
 from gateway.envelope import Envelope, Recipient
+from gateway.nexthop import MAILBOX
 from gateway.queue.format import decode_envelope, encode_envelope
-from gateway.route.router import MAILBOX, Router
+from gateway.route.router import Router
 from gateway.route.source import RouteSource
 
 CFG = testing.config(send_connectors=[

@@ -19,9 +19,10 @@ from gateway import testing
 from gateway.admin.cli import main
 from gateway.config import SendConnector
 from gateway.domains import AcceptedDomains
+from gateway.nexthop import MAILBOX
 from gateway.policy.checks import SessionPolicy
 from gateway.rewrite import Rewriter, parse_rule
-from gateway.route.router import MAILBOX, Router
+from gateway.route.router import Router
 from gateway.smtpd.protocol import ESMTPServer
 from tests.test_intake import Hub
 

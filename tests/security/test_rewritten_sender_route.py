@@ -15,6 +15,7 @@ from gateway import testing
 from gateway.admin.cli import main
 from gateway.config import SendConnector
 from gateway.domains import AcceptedDomains
+from gateway.nexthop import NextHop
 from gateway.queue.retry import RetryPolicy
 from gateway.queue.scheduler import DeliveryScheduler
 from gateway.rewrite import Rewriter, parse_rule
@@ -50,7 +51,7 @@ def test_the_printer_scoped_on_its_rewritten_address_is_accepted_and_delivered_t
     assert env.sender == "printer01@corp.example"
 
     deliverer, notices = testing.FakeDeliverer(), Notices()
-    scheduler = DeliveryScheduler(hub.store, hub.handler.router, {scoped: deliverer}, hub.clock, RetryPolicy(), 10, notifier=notices)
+    scheduler = DeliveryScheduler(hub.store, hub.handler.router, {NextHop.via(scoped): deliverer}, hub.clock, RetryPolicy(), 10, notifier=notices)
     scheduler.start([])
     scheduler.enqueue(env)
     for _ in range(5):
