@@ -326,17 +326,21 @@ class IntakeTransaction:
 class IntakeHandler:
     """MailHandler of hub connectors: accepts into the durable queue."""
 
-    def __init__(self, store: QueueStore, router: Router, scheduler, clock: IReactorTime, fqdn: str, worker: int = 0, workers: int = 1) -> None:
+    def __init__(
+        self, store: QueueStore, router: Router, scheduler, clock: IReactorTime, fqdn: str, worker: int = 0, workers: int = 1,
+        ids: InternalIds | None = None, tracking=None, pressure=None,
+    ) -> None:
         self.store = store
         self.router = router
         self.scheduler = scheduler
         self.clock = clock
         self.fqdn = fqdn
-        self.ids = InternalIds(clock, lambda: store.highest_id, worker, workers)
+        # Shared with the scheduler's Notifier (gateway/service.py makes one for both), so a notice never reuses an id.
+        self.ids = ids if ids is not None else InternalIds(clock, lambda: store.highest_id, worker, workers)
         # The message tracking log (RECEIVE events), if one is kept.
-        self.tracking = None
+        self.tracking = tracking
         # BackPressure (gateway/policy/backpressure.py): MAIL refused while the queue's disk is nearly full.
-        self.pressure = None
+        self.pressure = pressure
         self.rewriter = Rewriter()
         self.signer = Signer()
         self.journal = Journal()

@@ -160,13 +160,13 @@ class LiveConfig:
 class ReloadOnHangup(Service):
     """SIGHUP reloads the configuration (what `exgateway reload` sends)."""
 
-    def __init__(self, live: LiveConfig, reactor: Any) -> None:
+    def __init__(self, live: LiveConfig, reactor: Any, forward: Callable[[], object] | None = None) -> None:
         self.live = live
         self.reactor = reactor
         # The SIGHUP handler before ours, put back at stop.
         self._previous: Any = None
         # Worker 0 passes the signal on to the other workers (each reads the file itself).
-        self.forward: Callable[[], object] | None = None
+        self.forward = forward
 
     def startService(self) -> None:
         super().startService()

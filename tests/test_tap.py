@@ -1,5 +1,5 @@
 """
-tap.build_service, as a unit: which services a role gets and in what order.
+service.build_service (what tap.makeService returns), as a unit: which services a role gets and in what order.
 
 twistd stops a MultiService's children in reverse order, so the order they
 are added is the stop order backwards: the SMTP listeners must come after
@@ -13,8 +13,9 @@ from twisted.internet import reactor
 
 from gateway import testing
 from gateway.listenservice import ListeningService
+from gateway.nodeservices import QueueService
 from gateway.serialthread import SerialThread
-from gateway.tap import QueueService, build_service
+from gateway.service import build_service
 from gateway.workers import Listener
 
 

@@ -91,7 +91,7 @@ def queue_check(directory: Path, min_free: int) -> tuple[bool, str]:
 class Readiness:
     def __init__(
         self, state: NodeState, queue_dir: Path | None, min_free: int, hub_pool, run_in_thread, clock, cache: float = 2.0,
-        probe_timeout: float = HUB_PROBE_TIMEOUT,
+        probe_timeout: float = HUB_PROBE_TIMEOUT, pressure=None,
     ) -> None:
         self.state = state
         self.queue_dir = queue_dir
@@ -103,7 +103,7 @@ class Readiness:
         self.probe_timeout = probe_timeout
         self._hub: tuple[float, tuple[bool, str]] | None = None
         # BackPressure of the hub's intake, if any: ready says what SMTP does (452 4.3.1 at MAIL).
-        self.pressure = None
+        self.pressure = pressure
         # The probe in flight, shared by every check that comes meanwhile.
         self._probe: Deferred | None = None
         # The queue check writes and fsyncs a file: anyone who can reach the

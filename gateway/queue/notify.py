@@ -18,7 +18,7 @@ log = Logger(namespace="exgateway.queue")
 
 
 class Notifier:
-    def __init__(self, store, ids, clock, fqdn: str, run_in_thread, enqueue) -> None:
+    def __init__(self, store, ids, clock, fqdn: str, run_in_thread, enqueue, limit=None, tracking=None) -> None:
         self.store = store
         # InternalIds shared with the intake, so a notice never reuses a queue id.
         self.ids = ids
@@ -27,9 +27,9 @@ class Notifier:
         self.run_in_thread = run_in_thread
         self.enqueue = enqueue
         # The message tracking log (DSN events), if one is kept.
-        self.tracking = None
+        self.tracking = tracking
         # Notices per sender domain and hour (queue/noticelimit.py); None: no limit.
-        self.limit = None
+        self.limit = limit
 
     def notify(self, kind: str, envelope: Envelope, recipients: list[Recipient], retry_until: float | None = None) -> Deferred:
         """

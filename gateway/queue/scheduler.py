@@ -19,6 +19,8 @@ sender: it is itself a notice) is kept in `failed/` for the admin.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
+from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.logger import Logger
@@ -28,6 +30,7 @@ from gateway.queue.notify import success_notices
 from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
+from gateway.deliver.registry import Deliverers
 from gateway.nexthop import NextHop
 from gateway.route.source import RouteSource
 
@@ -40,8 +43,8 @@ NO_ROUTE = "550 5.4.4 SMTP; Unable to route recipient, no route to the recipient
 
 class DeliveryScheduler:
     def __init__(
-        self, store: QueueStore, router, deliverers: dict, clock, retry: RetryPolicy, max_concurrent: int, notifier=None,
-        max_per_hop: int = DEFAULT_LIMIT,
+        self, store: QueueStore, router, deliverers: Deliverers | Mapping[NextHop, Any], clock, retry: RetryPolicy, max_concurrent: int, notifier=None,
+        max_per_hop: int = DEFAULT_LIMIT, tracking=None, metrics=None,
     ) -> None:
         self.store = store
         self.router = router
@@ -51,9 +54,9 @@ class DeliveryScheduler:
         # Queues DSNs (Notifier); None: failures are only logged and kept in failed/.
         self.notifier = notifier
         # The message tracking log (DELIVER, SEND, DEFER, FAIL events), if one is kept.
-        self.tracking = None
+        self.tracking = tracking
         # Metrics (delivery attempts and their duration), if exported.
-        self.metrics = None
+        self.metrics = metrics
         # Attempts in flight, all next hops together; each hop also has its own limit
         # (max_per_hop, or a send connector's max_connections if lower) and waits in its own queue.
         self.max_concurrent = max_concurrent

@@ -49,16 +49,16 @@ class BindingFactory(Factory):
 
     def __init__(
         self, binding: Binding, role: str, connectors: tuple[ReceiveConnector, ...], handler, policy: SessionPolicy, clock, limits=None,
-        protocol_log=None, tls=None, auth=None,
+        protocol_log=None, tls=None, auth=None, state=None, metrics=None, sessions=None, node=None,
     ) -> None:
         # NodeState: a draining node takes no new connections.
-        self.state = None
+        self.state = state
         # Metrics, if this process exports them.
-        self.metrics = None
+        self.metrics = metrics
         # The process's open sessions (gateway/smtpd/shutdown.py): a stopping process takes no new one.
-        self.sessions = None
+        self.sessions = sessions
         # NodeCredential, for the ExchangeServer authentication of other gateway nodes.
-        self.node = None
+        self.node = node
         # TLSProvider and AuthService (frontend); replaced on reload like connectors and policy.
         self.tls = tls
         self.auth = auth

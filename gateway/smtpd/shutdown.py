@@ -10,7 +10,7 @@ queue's fsync before its 250) goes on: its client sends the rest, gets its
 closed after LINGER). Whatever is still open when `shutdown_grace` runs out
 gets the 421 and is closed: its message never got a 250, so its client still
 has it and retries. Only then do the queue, the logs and the rest stop
-(gateway/tap.py), so every 250 sent is a message on disk.
+(gateway/nodeservices.py, GatewayService), so every 250 sent is a message on disk.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def test_the_gateway_verifies_passwords_in_its_verify_pool(tmp_path, monkeypatch
     """build_service wires the frontend's AUTH to a VerifyPool among its services (started and stopped with them)."""
     from gateway.config import default_config_path, load_config
     from gateway.reload import ReloadOnHangup
-    from gateway.tap import build_service
+    from gateway.service import build_service
 
     cfg = tmp_path / "gw.toml"
     cfg.write_text(default_config_path().read_text().replace('var_dir = "var"', f'var_dir = "{tmp_path}"'))
