@@ -57,6 +57,7 @@ from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.intake import IntakeHandler, InternalIds
 from gateway.listenservice import ListeningService
 from gateway.logs.protocol import ProtocolLog, ProtocolLogService
+from gateway.logs.sessionid import number_sessions_as
 from gateway.logs.tracking import TrackingLog
 from gateway.nexthop import MAILBOX_QUEUE
 from gateway.nodeservices import (
@@ -80,7 +81,6 @@ from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.serialthread import SerialThread
 from gateway.sign.dkim import SignedDelivery
 from gateway.smtpd.factory import BindingFactory
-from gateway.smtpd.session import number_sessions_as
 from gateway.smtpd.shutdown import Sessions
 from gateway.startup import StartupLines
 from gateway.tls.provider import TLSProvider

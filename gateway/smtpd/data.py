@@ -141,16 +141,3 @@ class DataDecoder:
         self._context = (self._context + normal[-2:])[-2:]
         self.size += len(content)
         return content, rest
-
-
-def dot_stuff(chunk: bytes, context: bytes) -> tuple[bytes, bytes]:
-    """
-    Dot-stuff one chunk of a message for sending, statefully: `context` is
-    the last two bytes sent before it (b"\\r\\n" at the start of a body).
-    Returns the stuffed bytes and the context for the next chunk.
-    """
-    after = (context + chunk[-2:])[-2:]
-    if b"." not in chunk:
-        # Nothing to stuff (memchr): the chunk goes out as it is.
-        return chunk, after
-    return (context + chunk).replace(b"\r\n.", b"\r\n..")[len(context) :], after

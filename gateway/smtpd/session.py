@@ -9,7 +9,6 @@ with replies or raises `SMTPError`. Neither side knows how the other works.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
@@ -20,23 +19,12 @@ from gateway.address import Address
 from gateway.config import ReceiveConnector
 from gateway.dsnparams import MailDSN, RecipientDSN
 from gateway.errors import SMTPReply
+# Session ids live with the protocol logs (the send side numbers its sessions too); named here for smtpd/protocol.py.
+from gateway.logs.sessionid import new_session_id as new_session_id
 from gateway.policy.rights import Principal, Right
 
 if TYPE_CHECKING:
     from gateway.auth.identity import Identity
-
-_session_counter = itertools.count(1)
-
-
-def new_session_id(now: float) -> str:
-    """Exchange-style session id: hex, unique within a node's run (see number_sessions_as)."""
-    return f"{int(now):08X}{next(_session_counter):08X}"
-
-
-def number_sessions_as(worker: int, workers: int) -> None:
-    """The workers of one node take turns with session numbers, so their logs never share an id."""
-    global _session_counter
-    _session_counter = itertools.count(worker + 1, workers)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """
 Property-based: whatever a next hop (or a hub) answers, the delivery
-client's reply reader (gateway/deliver/client.py) turns it into replies or a
+client's reply reader (gateway/deliver/replies.py) turns it into replies or a
 dropped connection, never an exception out of dataReceived; parse_reply
 takes every reply the reader can hand it.
 """

@@ -9,7 +9,8 @@ import itertools
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.smtpd.data import DataDecoder, LineEndings, dot_stuff
+from gateway.deliver.body import dot_stuff
+from gateway.smtpd.data import DataDecoder, LineEndings
 
 raw_streams = st.lists(st.one_of(st.sampled_from([b"\r\n", b"\r", b"\n", b".", b"..", b"\r\n.\r\n", b"\n.\n", b"\r.\r", b"x"]),
                                  st.binary(max_size=8)), max_size=30).map(b"".join)

@@ -8,7 +8,7 @@ end-of-data sequence a next hop could honour.
 
 import pytest
 
-from gateway.smtpd.data import dot_stuff
+from gateway.deliver.body import dot_stuff
 from tests.smtpd.test_protocol import Client
 
 FAKE_ENDS = [b"\n.\n", b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r", b"\r.\n", b"\n.\r"]

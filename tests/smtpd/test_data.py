@@ -1,6 +1,7 @@
 """DataDecoder and dot_stuff: exact unstuffing, end detection, bare line endings normalised, no line limit."""
 
-from gateway.smtpd.data import DataDecoder, dot_stuff
+from gateway.deliver.body import dot_stuff
+from gateway.smtpd.data import DataDecoder
 
 
 def decode(stream: bytes, cut: list[int] | None = None):

@@ -13,7 +13,8 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from gateway.smtpd.data import DataDecoder, LineEndings, dot_stuff
+from gateway.deliver.body import dot_stuff
+from gateway.smtpd.data import DataDecoder, LineEndings
 
 END = b"\r\n.\r\n"
 _LINE_END = re.compile(rb"\r\n|\r|\n")

@@ -1,7 +1,7 @@
 """Session ids: Exchange's hex form, never the same twice on one node, whichever worker serves."""
 
-from gateway.smtpd import session
-from gateway.smtpd.session import new_session_id, number_sessions_as
+from gateway.logs import sessionid
+from gateway.logs.sessionid import new_session_id, number_sessions_as
 
 
 def test_the_workers_of_a_node_never_hand_out_the_same_session_id():
@@ -15,4 +15,4 @@ def test_the_workers_of_a_node_never_hand_out_the_same_session_id():
         assert taken[4] == "6AFD86C000000002"
     finally:
         number_sessions_as(0, 1)
-        assert session.new_session_id(0.0) == "0000000000000001"
+        assert sessionid.new_session_id(0.0) == "0000000000000001"
