@@ -83,9 +83,7 @@ def source_score(connector, source: RouteSource | None) -> tuple[int, int] | Non
     a source this is not. A source of None (no message in view) matches
     only unscoped connectors.
     """
-    senders = getattr(connector, "source_senders", ())
-    connectors = getattr(connector, "source_receive_connectors", ())
-    users = getattr(connector, "source_users", ())
+    senders, connectors, users = connector.source_senders, connector.source_receive_connectors, connector.source_users
     if not (senders or connectors or users):
         return (0, 0)
     if source is None:
