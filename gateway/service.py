@@ -76,6 +76,7 @@ from gateway.proxy import ProxyHandler
 from gateway.queue.noticelimit import NoticeLimit
 from gateway.queue.notify import Notifier
 from gateway.queue.scheduler import DeliveryScheduler
+from gateway.queue.spares import SpareFiles
 from gateway.queue.store import QueueStore
 from gateway.reload import LiveConfig, ReloadOnHangup
 from gateway.serialthread import SerialThread
@@ -227,7 +228,9 @@ class HubBuilder:
         config, reactor = p.config, p.reactor
         # The queue's file work in one thread of its own; started before the queue service, so stopped after it.
         queue_files = SerialThread(reactor, "queue-files")
-        store = QueueStore(queue_directory(config.queue.directory, p.worker), queue_files.call, queue_files.post)
+        directory = queue_directory(config.queue.directory, p.worker)
+        # Spare files made ahead through the same thread, and delivered messages' files reused for new ones.
+        store = QueueStore(directory, queue_files.call, queue_files.post, spares=SpareFiles(directory, queue_files.call))
         # The hub's SMTP Send Protocol Log (<dir>/Hub/SmtpSend), for the connectors that say Verbose.
         # Made whether or not one does now (its file is created at the first line): a reload may add one.
         send_log = p.logs.make("Hub", "SEND")
