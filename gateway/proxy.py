@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.error import TimeoutError
@@ -34,13 +35,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.address import Address
-from gateway.dsnparams import RecipientDSN
 from gateway.deliver.capabilities import mail_parameters, rcpt_parameters
 from gateway.deliver.client import SMTPClient
 from gateway.deliver.pool import NoHostAvailable
+from gateway.dsnparams import RecipientDSN
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.smtpd import xtext
 from gateway.smtpd.session import MailFrom, Session
 
@@ -70,12 +71,12 @@ def xforward_line(session: Session, offered: str | None = None) -> str:
 
 @implementer(IMessageTransaction)
 class FrontendTransaction:
-    def __init__(self, handler: "ProxyHandler", session: Session, mail: MailFrom) -> None:
+    def __init__(self, handler: ProxyHandler, session: Session, mail: MailFrom) -> None:
         self.handler = handler
         self.session = session
         self.mail = mail
         self.client: SMTPClient | None = None
-        self.spool = None
+        self.spool: IO[bytes] | None = None
         self.size = 0
         self.aborted = False
         # Recipients the hub accepted (replayed on failover), the hub's address, failovers so far.
@@ -144,9 +145,12 @@ class FrontendTransaction:
         """On a fresh connection to another hub: MAIL, then every recipient accepted so far."""
         d = self._open(reuse=False)
         for r in list(self.recipients):
-            d.addCallback(lambda _, r=r: self._command(self._rcpt_line(r)))
+            d.addCallback(self._replay_rcpt, r)
             d.addCallback(self._replayed, r)
         return d
+
+    def _replay_rcpt(self, _: object, recipient: Address) -> Deferred:
+        return self._command(self._rcpt_line(recipient))
 
     @staticmethod
     def _replayed(reply: SMTPReply, recipient: Address) -> None:
@@ -179,7 +183,7 @@ class FrontendTransaction:
                 client.extensions, None, None, dsn.ret if dsn else "", dsn.envid if dsn else "", self.mail.smtputf8,
             )])
         lines.append(mail)
-        d = self._commands(lines)
+        d = self._commands(client, lines)
 
         def check(replies: list[SMTPReply]):
             *xforward, mail_reply = replies
@@ -212,17 +216,21 @@ class FrontendTransaction:
         d.addErrback(retry_fresh)
         return d
 
-    def _commands(self, lines: list[str]) -> Deferred:
-        client = self.client
+    @staticmethod
+    def _commands(client: SMTPClient, lines: list[str]) -> Deferred:
         if client.pipelining:
             ds = [client.command(line) for line in lines]
             return DeferredList(ds, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
                 lambda results: [r for _, r in results], lambda f: f.value.subFailure
             )
         replies: list[SMTPReply] = []
-        d = succeed(None)
+
+        def send(_: object, line: str) -> Deferred:
+            return client.command(line)
+
+        d: Deferred = succeed(None)
         for line in lines:
-            d.addCallback(lambda _, line=line: client.command(line))
+            d.addCallback(send, line)
             d.addCallback(replies.append)
         return d.addCallback(lambda _: replies)
 
@@ -246,11 +254,17 @@ class FrontendTransaction:
     # --- body ----------------------------------------------------------------------
 
     def open_body(self) -> None:
-        self.spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.handler.spool_dir)
+        spool_dir = self.handler.spool_dir
+        # Held until the hub has answered for the message (or failover has run out).
+        self.spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=SPOOL_IN_MEMORY, dir=None if spool_dir is None else str(spool_dir),
+        )
 
     def write(self, data: bytes) -> None:
         if self.spool_error is not None:
             return
+        # open_body made it; a spool error (above) or an abort ends the writes.
+        assert self.spool is not None
         try:
             self.spool.write(data)
         except OSError as e:
@@ -272,6 +286,8 @@ class FrontendTransaction:
         """The spooled body to the current hub; fires with its final reply (a 4xx is an errback: that hub is down)."""
         client = self.client
         spool = self.spool
+        # finish() checked the client; failover replaced it; open_body made the spool.
+        assert client is not None and spool is not None
 
         def go_ahead(reply: SMTPReply):
             if reply.code != 354:

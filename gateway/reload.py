@@ -22,8 +22,9 @@ the certificate store apply at once.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.logger import Logger

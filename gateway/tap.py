@@ -21,9 +21,9 @@ from gateway.workers import inherited_sockets
 
 
 class Options(usage.Options):
-    optParameters = [
-        ["config", "c", None, "Config file (default: $EXGATEWAY_CONFIG, else /etc/exgateway/exgateway.toml, "
-                              "else ./exgateway.toml, else the packaged sample)."],
+    optParameters = [  # noqa: RUF012 (usage.Options reads the class attribute)
+        ["config", "c", None, ("Config file (default: $EXGATEWAY_CONFIG, else /etc/exgateway/exgateway.toml, "
+                               "else ./exgateway.toml, else the packaged sample).")],
         ["role", "r", "all", "Which tier to run: all, frontend or hub."],
         ["worker", None, "0", "Set by the gateway for its own worker processes ([server] workers); not for admins."],
     ]

@@ -11,20 +11,20 @@ runs the same assertions against each of them and the real provider.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.testing import StringTransport
-
-from pathlib import Path
 from zope.interface import implementer
 
 from gateway.address import parse_mailbox
+from gateway.auth.node import MECHANISM, NodeCredential
+from gateway.config import Config, parse_config
 from gateway.envelope import Envelope, Outcome, RecipientState
+from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.interfaces import IDeliverer, IMessageHandler, IMessageTransaction, IQueueEntry, IQueueStore, IRouter
 from gateway.nexthop import MAILBOX, NextHop
 from gateway.route.router import Decision
-from gateway.auth.node import MECHANISM, NodeCredential
-from gateway.config import Config, parse_config
-from gateway.errors import Reply, SMTPError, SMTPReply
 
 
 def config(**sections) -> Config:
@@ -67,7 +67,7 @@ def node_login(credential: NodeCredential, fqdn: str = "mail.corp.example") -> b
 
 @implementer(IMessageTransaction)
 class FakeTransaction:
-    def __init__(self, handler: "FakeHandler", session, mail) -> None:
+    def __init__(self, handler: FakeHandler, session, mail) -> None:
         self.handler = handler
         self.session = session
         self.mail = mail

@@ -202,8 +202,8 @@ extended_rights = ["ms-Exch-SMTP-Fly"]
 deny = "yes"''')
     found = problems(tmp_path, text)
     assert found == [
-        'receive_connectors[0] ("Default Frontend").permissions[1].user: \'Everyone\' is not a principal this gateway knows '
-        "(use 'NT AUTHORITY\\ANONYMOUS LOGON', 'NT AUTHORITY\\Authenticated Users' or 'MS Exchange\\Externally Secured Servers')",
+        ('receive_connectors[0] ("Default Frontend").permissions[1].user: \'Everyone\' is not a principal this gateway knows '
+         "(use 'NT AUTHORITY\\ANONYMOUS LOGON', 'NT AUTHORITY\\Authenticated Users' or 'MS Exchange\\Externally Secured Servers')"),
         'receive_connectors[0] ("Default Frontend").permissions[1].extended_rights[0]: \'ms-Exch-SMTP-Fly\' is not an extended right '
         "(known: " + ", ".join(r.value for r in __import__("gateway.policy.rights", fromlist=["Right"]).Right) + ")",
         'receive_connectors[0] ("Default Frontend").permissions[1].deny: \'yes\' is not true or false',
@@ -332,10 +332,10 @@ def test_proxy_protocol_needs_trusted_proxies_and_one_setting_per_binding():
              "proxy_protocol": True, "trusted_proxies": ["10.0.0.5"]},
         ])
     assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
-        'receive_connectors[0] ("A").trusted_proxies: proxy_protocol needs the balancers\' addresses: '
-        "a header from anyone else is a spoofed client address",
-        'receive_connectors[1] ("B").proxy_protocol: the connectors on 0.0.0.0:25 (\'A\', \'B\') must agree on proxy_protocol '
-        "and trusted_proxies: the header is read before the connector is chosen",
+        ('receive_connectors[0] ("A").trusted_proxies: proxy_protocol needs the balancers\' addresses: '
+         "a header from anyone else is a spoofed client address"),
+        ('receive_connectors[1] ("B").proxy_protocol: the connectors on 0.0.0.0:25 (\'A\', \'B\') must agree on proxy_protocol '
+         "and trusted_proxies: the header is read before the connector is chosen"),
     ]
 
 

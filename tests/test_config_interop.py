@@ -16,7 +16,7 @@ def printers(**settings):
 
 
 def test_defaults_are_the_modern_profile_and_normalised_line_feeds():
-    (frontend, hub) = testing.config().receive_connectors
+    (frontend, _hub) = testing.config().receive_connectors
     assert (frontend.tls_cipher_profile, frontend.tls_min_version, frontend.bare_linefeeds) == ("modern", "1.2", "normalize")
 
 
@@ -40,9 +40,9 @@ def test_weakened_tls_is_refused_on_a_connector_open_to_everyone(ranges):
     with pytest.raises(ConfigError) as e:
         testing.config(receive_connectors=[raw, HUB])
     assert [str(p) for p in e.value.problems] == [
-        'test.toml: receive_connectors[0] ("Printers").tls_cipher_profile: weakened TLS (legacy suites or TLS below 1.2) '
+        ('test.toml: receive_connectors[0] ("Printers").tls_cipher_profile: weakened TLS (legacy suites or TLS below 1.2) '
         "is allowed only on a connector whose remote_ip_ranges list the old devices' addresses; "
-        "this one is open to every address (0.0.0.0/0 or ::/0)"
+        "this one is open to every address (0.0.0.0/0 or ::/0)")
     ]
 
 

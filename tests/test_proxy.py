@@ -45,6 +45,6 @@ def test_dsn_and_smtputf8_go_on_to_a_hub_that_offers_them():
 
 
 def test_a_hub_without_dsn_gets_no_dsn_parameter():
-    client, transport, first, replies = _hand_off(b"250-hub\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
+    _client, transport, first, _replies = _hand_off(b"250-hub\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
     assert first == "MAIL FROM:<jösé@xn--bcher-kva.example> SMTPUTF8\r\n".encode()
     assert transport.value() == "RCPT TO:<ålice@corp.example>\r\n".encode()

@@ -112,7 +112,7 @@ def test_a_certificate_name_not_in_the_store_is_refused_with_the_reason(tmp_path
     path.write_text(BASE)
     store = CertificateStore(tmp_path / "certs")
     store.directory.mkdir()
-    held = store.write(make_self_signed("CN=mail.corp.example", ("mail.corp.example",), datetime.datetime.now(datetime.timezone.utc)))
+    held = store.write(make_self_signed("CN=mail.corp.example", ("mail.corp.example",), datetime.datetime.now(datetime.UTC)))
     live = LiveConfig(load_config(path), path, ("frontend",), tls=TLSProvider(store, Clock()))
     factory = BindingFactory(Binding("127.0.0.1", 2025), "frontend", (), None, None, None)
     live.attach(factory)

@@ -13,8 +13,19 @@ from gateway.config.load import Host, default_config_path, load_config, parse_co
 from gateway.config.reader import ConfigError, ConfigProblem
 from gateway.config.schema import AUTH_BACKENDS, AUTH_MECHANISMS, MESSAGE_RATE_SOURCES, OAUTH_MECHANISMS, ROLES, TOP_KEYS
 from gateway.config.settings import (
-    AuthConfig, Config, DNSConfig, HubPool, LDAPConfig, LimitsConfig, MailboxConfig, MessageTrackingConfig, ProtocolLogConfig,
-    QueueConfig, ReceiveConnector, RecipientValidationConfig, SendConnector,
+    AuthConfig,
+    Config,
+    DNSConfig,
+    HubPool,
+    LDAPConfig,
+    LimitsConfig,
+    MailboxConfig,
+    MessageTrackingConfig,
+    ProtocolLogConfig,
+    QueueConfig,
+    ReceiveConnector,
+    RecipientValidationConfig,
+    SendConnector,
 )
 from gateway.config.values import Binding, HostPort, parse_binding, parse_duration, parse_host_port, parse_port, parse_size
 

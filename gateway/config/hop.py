@@ -12,9 +12,10 @@ send connector's OAuth mechanisms, whose checks are its own
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gateway.config.reader import Reader
 from gateway.config.schema import OAUTH_MECHANISMS, Table

@@ -23,28 +23,38 @@ import ipaddress
 import os
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from gateway.address import valid_domain
-from gateway.configpath import base_directory, packaged_sample
-from gateway.domains import AcceptedDomain, AcceptedDomains
-from gateway.journal import read_rules as read_journal_rules, routable as journal_routable
-from gateway.networks import parse_networks
-from gateway.rewrite import read_rules as read_rewrite_rules
-from gateway.sign.dkim import read_config as read_dkim_config
-
 from gateway.config import schema as s
 from gateway.config.hop import check_hop_security, read_hop_security
 from gateway.config.reader import ConfigError, ConfigProblem, Reader
 from gateway.config.receive import read_receive_connectors
 from gateway.config.send import read_send_connectors
 from gateway.config.settings import (
-    AuthConfig, Config, DNSConfig, HubPool, LDAPConfig, LimitsConfig, MailboxConfig, MessageTrackingConfig,
-    ProtocolLogConfig, QueueConfig, ReceiveConnector, RecipientValidationConfig,
+    AuthConfig,
+    Config,
+    DNSConfig,
+    HubPool,
+    LDAPConfig,
+    LimitsConfig,
+    MailboxConfig,
+    MessageTrackingConfig,
+    ProtocolLogConfig,
+    QueueConfig,
+    ReceiveConnector,
+    RecipientValidationConfig,
 )
 from gateway.config.values import HostPort, workers_parser
+from gateway.configpath import base_directory, packaged_sample
+from gateway.domains import AcceptedDomain, AcceptedDomains
+from gateway.journal import read_rules as read_journal_rules
+from gateway.journal import routable as journal_routable
+from gateway.networks import parse_networks
+from gateway.rewrite import read_rules as read_rewrite_rules
+from gateway.sign.dkim import read_config as read_dkim_config
 
 
 @dataclass(frozen=True)

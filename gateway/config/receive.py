@@ -8,17 +8,18 @@ binding, and remote ranges that make the choice of connector unambiguous.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, cast
+from collections.abc import Mapping
+from typing import Any, cast
 
+from gateway.config.reader import Reader
+from gateway.config.schema import PERMISSION
+from gateway.config.schema import RECEIVE_CONNECTOR as T
+from gateway.config.settings import ReceiveConnector
+from gateway.config.values import Binding, string
 from gateway.connectors import ALL_IPV4, ALL_IPV6, IPRange, range_conflicts
 from gateway.networks import DEFAULT_NETWORKS, resolve_ranges
 from gateway.policy.rights import Principal, Right, parse_principal, parse_right
 from gateway.tls.profiles import SAFE_MIN_VERSION, TLSProfile, default_min_version
-
-from gateway.config.reader import Reader
-from gateway.config.schema import PERMISSION, RECEIVE_CONNECTOR as T
-from gateway.config.settings import ReceiveConnector
-from gateway.config.values import Binding, string
 
 DEFAULT_INACTIVITY = {"frontend": 300.0, "hub": 600.0}
 

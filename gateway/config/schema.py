@@ -17,15 +17,15 @@ which a table is read, so problems are reported in file order.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
-
-from gateway.domains import DomainType
-from gateway.policy.rights import PermissionGroup
-from gateway.tls.profiles import PROFILES, VERSIONS
+from typing import Any
 
 from gateway.config import values as v
 from gateway.config.reader import Reader
+from gateway.domains import DomainType
+from gateway.policy.rights import PermissionGroup
+from gateway.tls.profiles import PROFILES, VERSIONS
 
 
 class _Derived:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from gateway.config.hop import check_hop_security, read_hop_security
 from gateway.config.reader import Reader
-from gateway.config.schema import OAUTH_MECHANISMS, SEND_CONNECTOR as T
+from gateway.config.schema import OAUTH_MECHANISMS
+from gateway.config.schema import SEND_CONNECTOR as T
 from gateway.config.settings import ReceiveConnector, SendConnector
 from gateway.config.values import host_port_parser
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.config import schema
+from gateway.config.values import Binding, HostPort, split_host_port
 from gateway.connectors import IPRange
 from gateway.deliver.security import OutboundSecurity
 from gateway.deliver.timeouts import PhaseTimeouts
@@ -21,9 +23,6 @@ from gateway.policy.rights import PermissionGroup, Principal, Right
 from gateway.queue.retry import RetryPolicy
 from gateway.rewrite import RewriteRule
 from gateway.sign.dkim import DKIMConfig
-
-from gateway.config import schema
-from gateway.config.values import Binding, HostPort, split_host_port
 
 # A field's default is the schema's, written once there (a path's is not: the schema's is relative to var_dir).
 _RECEIVE = schema.RECEIVE_CONNECTOR.default

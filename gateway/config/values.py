@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from gateway.address import valid_domain
 from gateway.connectors import IPRange, parse_range
@@ -52,7 +53,7 @@ class HostPort:
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$")
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$")
-_SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.I)
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.IGNORECASE)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 
@@ -297,7 +298,7 @@ def address_space(value: Any) -> str:
     value = string(value).lower()
     if value == "*":
         return value
-    bare = value[2:] if value.startswith("*.") else value
+    bare = value.removeprefix("*.")
     if not valid_domain(bare):
         raise ValueError(f"{value!r} is not *, a domain or a *.domain address space")
     return value
@@ -305,7 +306,7 @@ def address_space(value: Any) -> str:
 
 def accepted_domain_name(value: Any) -> str:
     value = string(value).lower()
-    bare = value[2:] if value.startswith("*.") else value
+    bare = value.removeprefix("*.")
     if not valid_domain(bare):
         raise ValueError(f"{value!r} is not a domain or *.domain wildcard")
     return value

@@ -8,7 +8,8 @@ transport drains. The inbound side, exact unstuffing, is gateway/smtpd/data.py.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
@@ -43,7 +44,7 @@ class BodyProducer:
     """
 
     def __init__(
-        self, transport: Any, body: BinaryIO, done: Deferred[None], write: Callable[[bytes], None],
+        self, transport: Any, body: IO[bytes], done: Deferred[None], write: Callable[[bytes], None],
         progressed: Callable[..., None],
     ) -> None:
         self.transport = transport

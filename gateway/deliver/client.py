@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred, fail
@@ -35,7 +35,13 @@ from gateway.deliver.body import SMALL_BODY, BodyProducer, dot_stuff
 from gateway.deliver.negotiation import Negotiation
 from gateway.deliver.opportunistic import OpportunisticTLSFailed
 from gateway.deliver.replies import (
-    GarbledReply, LoginUnavailable, ReplyGroup, ReplyReader, ReplyTooLong, SMTPClientError, parse_reply,
+    GarbledReply,
+    LoginUnavailable,
+    ReplyGroup,
+    ReplyReader,
+    ReplyTooLong,
+    SMTPClientError,
+    parse_reply,
 )
 from gateway.deliver.timeouts import PhaseTimeouts
 from gateway.errors import SMTPReply
@@ -291,7 +297,7 @@ class SMTPClient(Negotiation, Protocol):
     def pipelining(self) -> bool:
         return "PIPELINING" in self.extensions
 
-    def send_body(self, body: BinaryIO, size: int) -> Deferred[Any]:
+    def send_body(self, body: IO[bytes], size: int) -> Deferred[Any]:
         """After a 354: stream the body, end it, fire with the final reply."""
         self._context = b"\r\n"
         sent: Deferred[None] = Deferred()
@@ -302,7 +308,7 @@ class SMTPClient(Negotiation, Protocol):
             self.transport.registerProducer(BodyProducer(self.transport, body, sent, self._write_body, self.progressed), False)
         return sent.addCallback(self._end_body)
 
-    def send_bdat(self, body: BinaryIO, size: int) -> Deferred[Any]:
+    def send_bdat(self, body: IO[bytes], size: int) -> Deferred[Any]:
         """
         CHUNKING (RFC 3030): the whole body as one `BDAT <size> LAST`, sent
         as is, without waiting for a 354 and without dot-stuffing; fires

@@ -31,16 +31,16 @@ import os
 import shutil
 import socket
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from gateway.interfaces import IDeliverer
 from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.files import create_new, make_directory
+from gateway.interfaces import IDeliverer
 from gateway.queue.store import StoredBody, fsync_directory
 
 _SAFE = "!#$&'*+-=?^_`{|}~"
@@ -106,13 +106,15 @@ class MaildirDelivery:
 
     def _deliver_one(self, address: str, body: StoredBody, now: float) -> str:
         box = mailbox_path(self.root, address)
-        new_box = self.max_mailboxes is not None and not os.path.isdir(box)
-        if new_box and self._count_mailboxes() >= self.max_mailboxes:
-            return MAILBOX_LIMIT
+        new_box = False
+        if self.max_mailboxes is not None and not os.path.isdir(box):
+            new_box = True
+            if self._count_mailboxes() >= self.max_mailboxes:
+                return MAILBOX_LIMIT
         for sub in ("tmp", "new", "cur"):
             make_directory(box / sub)
         if new_box:
-            self._mailboxes += 1
+            self._mailboxes = self._count_mailboxes() + 1
         name = self._unique_name(now)
         tmp = box / "tmp" / name
         # A copy of the body alone (the queue file goes on with its envelope), synced before it appears in new/.

@@ -13,11 +13,11 @@ from __future__ import annotations
 from twisted.internet.defer import inlineCallbacks
 from zope.interface import implementer
 
-from gateway.interfaces import IDeliverer
 from gateway.deliver.health import AddressHealth
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import MXResolver
 from gateway.deliver.smtp import SMTPDelivery
+from gateway.interfaces import IDeliverer
 
 # Idle connections kept per destination domain; most domains see one message at a time.
 IDLE_PER_DOMAIN = 2

@@ -33,9 +33,9 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -378,9 +378,8 @@ def credential_problems(config) -> list:
             continue
         key = f'send_connectors[{index}] ("{c.name}").'
         try:
-            if c.oauth_client_secret_file is not None:
-                if not _read_secret(c.oauth_client_secret_file, "oauth_client_secret_file"):
-                    raise TokenError(f"{c.oauth_client_secret_file} is empty")
+            if c.oauth_client_secret_file is not None and not _read_secret(c.oauth_client_secret_file, "oauth_client_secret_file"):
+                raise TokenError(f"{c.oauth_client_secret_file} is empty")
             if c.oauth_service_account_file is not None:
                 read_service_account(c.oauth_service_account_file)
         except TokenError as e:

@@ -48,7 +48,8 @@ def _context(client_certificate=None) -> SSL.Context:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
         context.use_certificate(client_certificate.certificate)
-        context.use_privatekey(load_pem_private_key(client_certificate.key_pem, password=None))
+        # The certificate store keeps only keys that belong to a certificate, which OpenSSL can use.
+        context.use_privatekey(load_pem_private_key(client_certificate.key_pem, password=None))  # type: ignore[arg-type]
         for extra in client_certificate.chain:
             context.add_extra_chain_cert(extra)
     return context

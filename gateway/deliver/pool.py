@@ -168,7 +168,7 @@ class ConnectionPool:
                 return failure
             log.warn("{host} unavailable: {error}", host=str(host), error=failure.getErrorMessage())
             self.health.mark_bad(host)
-            return self._connect(candidates, tried + 1, errors + [f"{host}: {failure.getErrorMessage()}"])
+            return self._connect(candidates, tried + 1, [*errors, f"{host}: {failure.getErrorMessage()}"])
 
         def connected(client: SMTPClient):
             self.health.mark_good(host)

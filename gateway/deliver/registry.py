@@ -6,7 +6,8 @@ reload works without a restart) and kept for its connections.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.nexthop import NextHop
 

@@ -115,7 +115,7 @@ def make_resolver(dns_config, reactor):
     """
     from twisted.names import client, hosts, resolve
 
-    timeouts = tuple(t for t in (1.0, 3.0) if t < dns_config.timeout) + (dns_config.timeout,)
+    timeouts = (*(t for t in (1.0, 3.0) if t < dns_config.timeout), dns_config.timeout)
     if dns_config.servers:
         servers = [(s.host, s.port) for s in dns_config.servers]
         return client.Resolver(servers=servers, reactor=reactor, timeout=timeouts)

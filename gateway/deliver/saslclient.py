@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Generator
+from typing import Any
 
 from twisted.internet.defer import Deferred, inlineCallbacks
 
@@ -77,7 +79,7 @@ class OAuthLogin:
         self.port = port
 
     @inlineCallbacks
-    def run(self) -> Deferred:
+    def run(self) -> Generator[Deferred[Any], Any, SMTPReply]:
         token = yield self.tokens.get()
         reply = yield self._try(token)
         if not self._token_refused(reply):
@@ -93,7 +95,7 @@ class OAuthLogin:
         return reply.code in (535, 454)
 
     @inlineCallbacks
-    def _try(self, token: str) -> Deferred:
+    def _try(self, token: str) -> Generator[Deferred[Any], Any, SMTPReply]:
         line = f"AUTH {self.mechanism} {initial_response(self.mechanism, self.user, token, self.host, self.port)}"
         reply = yield self.send(line, f"AUTH {self.mechanism} ****")
         if reply.code != 334:

@@ -67,7 +67,7 @@ class OutboundSecurity:
             self.tls_domain or host_name, trustRoot=trust, clientCertificate=mine, extraCertificateOptions={"extraCertChain": chain},
         )
 
-    def in_clear(self) -> "OutboundSecurity":
+    def in_clear(self) -> OutboundSecurity:
         """The same settings without STARTTLS: the retry after an opportunistic handshake failed."""
         return replace(self, tls="none")
 

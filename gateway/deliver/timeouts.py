@@ -31,7 +31,7 @@ class PhaseTimeouts:
     data_xfer: float = 180.0
 
     @classmethod
-    def uniform(cls, seconds: float) -> "PhaseTimeouts":
+    def uniform(cls, seconds: float) -> PhaseTimeouts:
         """The same wait in every phase (the hand-off to a hub: one reply timeout)."""
         return cls(seconds, seconds, seconds, seconds, seconds, seconds, seconds, seconds)
 

@@ -72,7 +72,7 @@ def install(reactor: Any) -> bool:
     if reactor.__dict__.get("doIteration") is not None:
         return True
     # On the instance only: the class, and any other reactor, stay as Twisted made them.
-    setattr(reactor, "doIteration", MethodType(_poll, reactor))
+    setattr(reactor, "doIteration", MethodType(_poll, reactor))  # noqa: B010 (the type checker sees no such attribute)
     return True
 
 

@@ -33,15 +33,15 @@ source beats one that is not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from zope.interface import implementer
 
-from gateway.interfaces import IRouter
 from gateway.address import Address, parse_mailbox
 from gateway.domains import AcceptedDomains, DomainType
 from gateway.errors import SMTPError
+from gateway.interfaces import IRouter
 from gateway.nexthop import MAILBOX, NextHop
 from gateway.route.source import RouteSource, describe_source, source_score
 
@@ -50,7 +50,7 @@ ROUTES_REMEMBERED = 4096
 
 # Recipient validation's answer for one address: True (a known recipient),
 # False (known not to exist), None (nothing configured can tell).
-RecipientExists = Callable[[str], Optional[bool]]
+RecipientExists = Callable[[str], bool | None]
 
 
 def _specificity(space: str, domain: str) -> int | None:

@@ -13,7 +13,8 @@ session its user's rights and ends its tarpit.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
@@ -179,10 +180,9 @@ class SaslAuth:
 
     def _failure_reply(self, reply: SMTPReply) -> None:
         if self.channel.closed:
-            return None
+            return
         self.channel.send(reply)
         if self.failures >= self.auth.config.max_failures_per_connection:
             log.info("too many AUTH failures {session_id}", session_id=self.session.session_id)
             self.channel.send(Reply.TOO_MANY_ERRORS)
             self.channel.close()
-        return None

@@ -23,7 +23,8 @@ log.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHandshakeListener
@@ -192,8 +193,7 @@ class ESMTPServer(Protocol):
 
     def _banner(self) -> str:
         template = self.connector.banner or Reply.BANNER_DEFAULT
-        if template.startswith("220 "):
-            template = template[4:]
+        template = template.removeprefix("220 ")
         return template.format(
             fqdn=self.connector.fqdn,
             date=rfc5322(self.clock.seconds()),

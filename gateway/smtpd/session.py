@@ -19,6 +19,7 @@ from gateway.address import Address
 from gateway.config import ReceiveConnector
 from gateway.dsnparams import MailDSN, RecipientDSN
 from gateway.errors import SMTPReply
+
 # Session ids live with the protocol logs (the send side numbers its sessions too); named here for smtpd/protocol.py.
 from gateway.logs.sessionid import new_session_id as new_session_id
 from gateway.policy.rights import Principal, Right
@@ -116,7 +117,7 @@ class Transaction(TypingProtocol):
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> SMTPReply | Deferred:
         """Accept (reply) or refuse (raise / errback SMTPError) one recipient; `dsn`: its NOTIFY and ORCPT, if given."""
 
-    def open_body(self) -> None | Deferred:
+    def open_body(self) -> Deferred | None:
         """Get ready for body bytes; called before the 354."""
 
     def write(self, data: bytes) -> None:

@@ -117,7 +117,6 @@ class StartTLS:
         forget_session_state(self.session, self.connector)
         self.channel.send(Reply.STARTTLS_READY)
         self._start(options, cert)
-        return None
 
     def handshake_completed(self, connection: Any) -> None:
         """The handshake is done: what it agreed goes into the session (Received header, XFORWARD, logs)."""

@@ -12,8 +12,18 @@ import pytest
 
 from gateway.config import Config, ConfigError, Host, load_config, parse_config, schema
 from gateway.config.settings import (
-    AuthConfig, DNSConfig, HubPool, LDAPConfig, LimitsConfig, MailboxConfig, MessageTrackingConfig, ProtocolLogConfig,
-    QueueConfig, ReceiveConnector, RecipientValidationConfig, SendConnector,
+    AuthConfig,
+    DNSConfig,
+    HubPool,
+    LDAPConfig,
+    LimitsConfig,
+    MailboxConfig,
+    MessageTrackingConfig,
+    ProtocolLogConfig,
+    QueueConfig,
+    ReceiveConnector,
+    RecipientValidationConfig,
+    SendConnector,
 )
 from gateway.reload import RESTART_ONLY
 

@@ -122,7 +122,7 @@ def test_large_body_streams_through_producer_with_exact_stuffing():
 
 
 def test_no_reply_times_out_and_fails_the_command():
-    client, transport, clock = connected()
+    client, _transport, clock = connected()
     failures = []
     client.command("MAIL FROM:<a@b>").addErrback(failures.append)
     clock.advance(31)
@@ -130,7 +130,7 @@ def test_no_reply_times_out_and_fails_the_command():
 
 
 def test_connection_lost_fails_waiting_commands():
-    client, transport, _ = connected()
+    client, _transport, _ = connected()
     failures = []
     client.command("NOOP").addErrback(failures.append)
     client.connectionLost(None)
@@ -297,12 +297,12 @@ def test_a_reply_too_long_in_a_transaction_marks_the_address_bad(tmp_path):
     from gateway.config import HostPort
     from gateway.deliver.health import AddressHealth
 
-    client, transport, clock = connected()
+    client, _transport, clock = connected()
     client.address = HostPort("192.0.2.25", 25)
 
     class Pool:
         health = AddressHealth(clock)
-        discarded = []
+        discarded = []  # noqa: RUF012 (one stub class per test)
 
         def discard(self, c):
             self.discarded.append(c)
@@ -350,7 +350,7 @@ def test_the_hub_pool_proves_the_node_secret_then_asks_ehlo_again_for_xforward()
 def test_a_hub_that_refuses_the_node_secret_fails_the_connection_with_a_hint():
     from gateway import testing
 
-    client, t, outcome = _hub_pool_client(testing.node_credential("FE1"))
+    client, _t, outcome = _hub_pool_client(testing.node_credential("FE1"))
     client.dataReceived(b"220 hub ESMTP\r\n250-hub\r\n250 AUTH X-EXGW-NODE\r\n")
     client.dataReceived(b"334 PGFiY0BodWI+\r\n")
     client.dataReceived(b"535 5.7.3 Authentication unsuccessful\r\n")

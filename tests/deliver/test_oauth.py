@@ -222,10 +222,10 @@ oauth_service_account_file = "sa.json"
     assert main(["config", "check", str(config)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err[1:] == [
-        f'  {config}: send_connectors[0] ("Microsoft 365").oauth_client_secret_file: cannot read oauth_client_secret_file '
-        f"{tmp_path / 'm365.secret'}: No such file or directory",
-        f'  {config}: send_connectors[1] ("Google").oauth_service_account_file: {tmp_path / "sa.json"} is not a service account key '
-        "(JSON with client_email and private_key)",
+        (f'  {config}: send_connectors[0] ("Microsoft 365").oauth_client_secret_file: cannot read oauth_client_secret_file '
+         f"{tmp_path / 'm365.secret'}: No such file or directory"),
+        (f'  {config}: send_connectors[1] ("Google").oauth_service_account_file: {tmp_path / "sa.json"} is not a service account key '
+         "(JSON with client_email and private_key)"),
     ]
 
 

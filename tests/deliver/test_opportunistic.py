@@ -21,7 +21,7 @@ from gateway.tls.store import make_self_signed
 
 
 def _server_context(version: int) -> SSL.Context:
-    pem = make_self_signed("CN=old.hop.example", ("old.hop.example",), datetime.datetime.now(datetime.timezone.utc))
+    pem = make_self_signed("CN=old.hop.example", ("old.hop.example",), datetime.datetime.now(datetime.UTC))
     context = SSL.Context(SSL.TLS_METHOD)
     context.use_privatekey(load_pem_private_key(pem, None))
     context.use_certificate(x509.load_pem_x509_certificate(pem))

@@ -43,8 +43,8 @@ def test_a_refusing_address_is_marked_bad_and_the_next_tried_in_the_same_attempt
     from twisted.internet.error import ConnectionRefusedError
 
     from gateway.deliver import client as smtp_client
-    from tests.deliver.test_resolve import FakeResolver
     from gateway.deliver.resolve import MXResolver
+    from tests.deliver.test_resolve import FakeResolver
 
     clock = Clock()
     tried = []

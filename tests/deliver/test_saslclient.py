@@ -86,7 +86,7 @@ def test_a_second_refusal_defers_with_the_decoded_error():
 
 
 def test_no_token_defers_with_the_endpoint_error_and_sends_no_auth():
-    client, t, outcome = _to_auth(Tokens(error="token endpoint https://login.example/t refused for client abc: invalid_client: revoked"))
+    _client, t, outcome = _to_auth(Tokens(error="token endpoint https://login.example/t refused for client abc: invalid_client: revoked"))
     assert _said(t) == []
     assert outcome[0].getErrorMessage() == (
         "451 4.7.5 no OAuth token for relay.isp.example: token endpoint https://login.example/t refused for client abc: invalid_client: revoked")

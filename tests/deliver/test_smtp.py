@@ -113,7 +113,7 @@ def test_a_fresh_connection_lost_mid_transaction_defers_without_another_try():
     results = deliver(pool)
     fresh.dataReceived(b"250 ok\r\n")
     fresh.connectionLost(None)
-    ((recipient, (state, reason)),) = results[0].items()
+    ((_recipient, (state, reason)),) = results[0].items()
     assert state is PENDING and reason.startswith("451 4.4.0 delivery to sink interrupted:")
     assert pool.asked == [True] and pool.discarded == [fresh] and pool.released == []
 

@@ -9,9 +9,9 @@ import io
 
 import pytest
 from twisted.internet.error import ConnectionLost, TimeoutError
-from twisted.python.failure import Failure
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from gateway.deliver.client import SMALL_BODY, SMTPClient
 from gateway.deliver.timeouts import PhaseTimeouts
@@ -72,7 +72,7 @@ def test_each_command_waits_its_phase_timeout(line, seconds):
 
 def test_a_pipelined_group_waits_each_reply_for_its_own_command():
     """MAIL, RCPT, DATA in one write: after the MAIL reply the clock restarts at the RCPT timeout, then at DATA's."""
-    client, transport, clock = greeted()
+    client, _transport, clock = greeted()
     failures = []
     client.commands(["MAIL FROM:<s@x>", "RCPT TO:<a@x>", "DATA"]).addErrback(failures.append)
     clock.advance(14)
@@ -86,7 +86,7 @@ def test_a_pipelined_group_waits_each_reply_for_its_own_command():
 
 
 def test_the_end_of_data_waits_the_longer_data_done_timeout():
-    client, transport, clock = greeted()
+    client, _transport, clock = greeted()
     failures, replies = [], []
     client.command("DATA").addCallback(replies.append)
     client.dataReceived(b"354 go\r\n")

@@ -31,11 +31,11 @@ def _paths(node, prefix=()):
     if isinstance(node, dict):
         for k, v in node.items():
             yield node, k
-            yield from _paths(v, prefix + (k,))
+            yield from _paths(v, (*prefix, k))
     elif isinstance(node, list):
         for i, v in enumerate(node):
             yield node, i
-            yield from _paths(v, prefix + (i,))
+            yield from _paths(v, (*prefix, i))
 
 
 @given(st.lists(st.tuples(st.integers(min_value=0, max_value=10**6), st.sampled_from(["set", "delete", "add"]), values,

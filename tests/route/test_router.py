@@ -50,10 +50,10 @@ def test_send_connector_errors_are_named():
         "send_connectors[0].address_spaces[0]: 'bad..space' is not *, a domain or a *.domain address space",
         'send_connectors[0].address_spaces: required: e.g. ["*"] or ["partner.example", "*.partner.example"]',
         "send_connectors[0].smart_hosts: an empty list: leave smart_hosts out for DNS MX routing, or name one or more host[:port]",
-        "send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
+        ("send_connectors[1].colour: unknown key (known: address_spaces, auth_password, auth_user, connection_timeout, cost, enabled, fqdn, "
         "max_connections, max_message_size, max_messages_per_connection, name, oauth_ca_file, oauth_client_certificate_name, oauth_client_id, "
         "oauth_client_secret_file, oauth_scope, oauth_service_account_file, oauth_token_url, port, protocol_logging_level, smart_host_auth, "
-        "smart_hosts, source_receive_connectors, source_senders, source_users, tls, tls_ca_file, tls_client_certificate_name, tls_domain)",
+        "smart_hosts, source_receive_connectors, source_senders, source_users, tls, tls_ca_file, tls_client_certificate_name, tls_domain)"),
         "send_connectors[1].name: 'X' is already the name of another send connector",
     ]
 
@@ -76,8 +76,8 @@ def test_send_connector_tls_and_auth_settings_are_checked():
     assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
         "send_connectors[0].smart_host_auth: AUTH is for smart hosts; this connector routes by MX",
         "send_connectors[1].auth_user: smart_host_auth needs auth_user and auth_password",
-        'send_connectors[1].tls: BasicAuthRequireTLS needs TLS: tls = "opportunistic" or "required" '
-        '(or smart_host_auth = "BasicAuth" to send credentials in clear)',
+        ('send_connectors[1].tls: BasicAuthRequireTLS needs TLS: tls = "opportunistic" or "required" '
+         '(or smart_host_auth = "BasicAuth" to send credentials in clear)'),
         'send_connectors[2].tls: tls_domain and tls_ca_file check certificates, which only tls = "required" does',
     ]
     ok = testing.config(send_connectors=[{"name": "S", "address_spaces": ["*"], "smart_hosts": ["relay.isp.example:587"],
@@ -116,15 +116,15 @@ def test_oauth_settings_are_checked():
     assert [f"{p.key}: {p.reason}" for p in e.value.problems] == [
         "send_connectors[0].oauth_token_url: 'http://login.example/token' is not an https:// URL (a token is never fetched in clear)",
         'send_connectors[0].auth_user: XOAUTH2 and OAUTHBEARER log in as a mailbox: auth_user = "relay@corp.example"',
-        "send_connectors[0].auth_password: not used with OAuth: the credential is oauth_client_secret_file, oauth_client_certificate_name "
-        "or oauth_service_account_file",
+        ("send_connectors[0].auth_password: not used with OAuth: the credential is oauth_client_secret_file, oauth_client_certificate_name "
+         "or oauth_service_account_file"),
         'send_connectors[0].tls: a bearer token is never sent in clear: tls = "opportunistic" or "required"',
-        "send_connectors[0].smart_host_auth: XOAUTH2 needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
-        "(Microsoft 365) or oauth_service_account_file (Google)",
+        ("send_connectors[0].smart_host_auth: XOAUTH2 needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
+         "(Microsoft 365) or oauth_service_account_file (Google)"),
         "send_connectors[0].oauth_client_id: required with oauth_client_secret_file or oauth_client_certificate_name",
         "send_connectors[0].oauth_scope: required with oauth_client_secret_file or oauth_client_certificate_name",
-        "send_connectors[1].smart_host_auth: OAUTHBEARER needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
-        "(Microsoft 365) or oauth_service_account_file (Google); given: oauth_client_secret_file, oauth_service_account_file",
+        ("send_connectors[1].smart_host_auth: OAUTHBEARER needs exactly one of oauth_client_secret_file, oauth_client_certificate_name "
+         "(Microsoft 365) or oauth_service_account_file (Google); given: oauth_client_secret_file, oauth_service_account_file"),
         'send_connectors[2].oauth_client_id: oauth_* settings need smart_host_auth = "XOAUTH2" or "OAUTHBEARER"',
     ]
     (m365, google) = testing.config(send_connectors=[

@@ -1,5 +1,7 @@
 """DataDecoder and dot_stuff: exact unstuffing, end detection, bare line endings normalised, no line limit."""
 
+import itertools
+
 from gateway.deliver.body import dot_stuff
 from gateway.smtpd.data import DataDecoder
 
@@ -10,7 +12,7 @@ def decode(stream: bytes, cut: list[int] | None = None):
     out = []
     rest = None
     points = [0] + (cut or []) + [len(stream)]
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         content, rest = decoder.feed(stream[a:b])
         out.append(content)
         if rest is not None:
@@ -157,8 +159,8 @@ def test_size_counts_unstuffed_bytes():
 def stuff_all(body: bytes, cuts: list[int]) -> bytes:
     context = b"\r\n"
     out = []
-    points = [0] + cuts + [len(body)]
-    for a, b in zip(points, points[1:]):
+    points = [0, *cuts, len(body)]
+    for a, b in itertools.pairwise(points):
         chunk, context = dot_stuff(body[a:b], context)
         out.append(chunk)
     return b"".join(out)

@@ -8,6 +8,7 @@ paths), on streams rich in CR, LF and dots, cut anywhere.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import example, given
@@ -89,7 +90,7 @@ cuts = st.lists(st.integers(min_value=0, max_value=400), max_size=12)
 
 def chunks_of(stream: bytes, at: list[int]) -> list[bytes]:
     points = sorted({0, len(stream), *(c for c in at if c < len(stream))})
-    return [stream[a:b] for a, b in zip(points, points[1:])]
+    return [stream[a:b] for a, b in itertools.pairwise(points)]
 
 
 @given(streams, cuts)
@@ -161,7 +162,7 @@ def test_bare_lf_at_a_read_start_after_a_dot_free_read():
     d = DataDecoder()
     d.feed(b"aaaaaaaaaaaaaaaa")
     d.feed(b"\nbbbbbbbbbbbbbbbbbbbb")
-    content, rest = d.feed(b"\r\n.\r\n")
+    _content, rest = d.feed(b"\r\n.\r\n")
     assert rest == b"" and d.check.bare_lf and not d.check.bare_cr
 
 

@@ -6,9 +6,9 @@ What real clients send that the server used to refuse (issue 18 items 6 and
 import pytest
 
 from gateway import testing
-
 from tests.smtpd.test_protocol import Client
-from tests.smtpd.test_tls_auth import Client as TLSClient, users_path  # noqa: F401 (fixture)
+from tests.smtpd.test_tls_auth import Client as TLSClient
+from tests.smtpd.test_tls_auth import users_path  # noqa: F401 (a fixture)
 
 
 def mail(c: Client, line: str) -> list[str]:
@@ -57,7 +57,7 @@ def test_body_binarymime_gets_555_and_7bit_8bitmime_are_taken():
     assert c.send("MAIL FROM:<app@devices.example> BODY=UTF8\r\n") == ["501 5.5.4 Invalid arguments"]
 
 
-def test_help_lists_starttls_and_auth_only_where_offered(users_path):  # noqa: F811
+def test_help_lists_starttls_and_auth_only_where_offered(users_path):
     plain = Client()
     assert plain.send("HELP\r\n") == [
         "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP", "214 2.0.0 End of HELP info",
@@ -70,7 +70,7 @@ def test_help_lists_starttls_and_auth_only_where_offered(users_path):  # noqa: F
     assert c.send("HELP\r\n")[0] == "214-2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"
 
 
-def test_mail_straight_after_starttls_is_tolerated_without_the_clear_text_helo(users_path):  # noqa: F811
+def test_mail_straight_after_starttls_is_tolerated_without_the_clear_text_helo(users_path):
     """Some devices never repeat EHLO after STARTTLS; Postfix takes their MAIL, so does this. The HELO name given in clear is forgotten."""
     c = TLSClient(users_path, connector={"auth_mechanisms": ["Tls"], "permission_groups": ["AnonymousUsers"], "require_tls": True})
     assert c.send("EHLO clear-name\r\n")[-1] == "250 HELP"

@@ -15,14 +15,7 @@ from gateway.domains import AcceptedDomains
 from gateway.errors import Reply
 from gateway.interfaces import ISessionEvents
 from gateway.policy.checks import SessionPolicy
-from gateway.smtpd.observer import (
-    MetricsObserver,
-    NullObserver,
-    Observers,
-    ProcessLogObserver,
-    ProtocolLogObserver,
-    observer_for,
-)
+from gateway.smtpd.observer import MetricsObserver, NullObserver, Observers, ProcessLogObserver, ProtocolLogObserver, observer_for
 from gateway.smtpd.protocol import ESMTPServer
 from tests.smtpd.test_tls_auth import Recorder
 
@@ -59,13 +52,13 @@ def test_each_observer_provides_the_interface():
 def test_a_session_counts_connections_refusals_messages_and_open_sessions():
     """The metrics a session feeds: connections and open sessions, 4xx/5xx replies by code, messages answered 250."""
     metrics = Metrics()
-    proto, transport = session(metrics=metrics)
+    proto, _transport = session(metrics=metrics)
     proto.dataReceived(b"EHLO client.example\r\nBOGUS\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@corp.example>\r\n"
                        b"DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n")
     name = (("connector", "Default Frontend"),)
     assert samples(metrics, "exgateway_connections_total") == {name: 1.0}
     assert samples(metrics, "exgateway_sessions") == {name: 1.0}
-    assert samples(metrics, "exgateway_replies_rejected_total") == {(("code", "500"),) + name: 1.0}
+    assert samples(metrics, "exgateway_replies_rejected_total") == {(("code", "500"), *name): 1.0}
     assert samples(metrics, "exgateway_messages_accepted_total") == {name: 1.0}
     proto.connectionLost(None)
     assert samples(metrics, "exgateway_sessions") == {name: 0.0}
@@ -75,7 +68,7 @@ def test_the_protocol_log_never_shows_an_auth_initial_response():
     """An AUTH line with its initial response is logged with the mechanism only; a response line as ****."""
     recorder = Recorder(Clock())
     observer = ProtocolLogObserver(recorder)
-    proto, _ = session(observer=observer)
+    _proto, _ = session(observer=observer)
     observer.command_received("AUTH PLAIN AHNlY3JldA==")
     observer.command_received("AUTH LOGIN")
     observer.secret_received()

@@ -261,10 +261,10 @@ def test_pipelined_replies_stay_in_order_when_answers_are_asynchronous():
         "RCPT TO:<x@outside.example>\r\nDATA\r\nSubject: p\r\n\r\nbody\r\n.\r\nQUIT\r\n"
     )
     assert lines == ["250 2.1.0 Sender OK"]
-    (r1, d1), = c.handler.rcpt_deferreds
+    (_r1, d1), = c.handler.rcpt_deferreds
     d1.callback(Reply.RECIPIENT_OK)
     assert c.read() == ["250 2.1.5 Recipient OK"]
-    (r2, d2) = c.handler.rcpt_deferreds[1]
+    (_r2, d2) = c.handler.rcpt_deferreds[1]
     d2.callback(SMTPReply(450, "4.2.0", "mailbox busy"))
     assert c.read() == [
         "450 4.2.0 mailbox busy",

@@ -42,7 +42,7 @@ def connect(factory, peer="10.0.0.5"):
 
 
 def test_no_banner_before_the_header_then_the_real_client_selects_the_connector():
-    factory, clock = listener()
+    factory, _clock = listener()
     proto, t = connect(factory)
     assert t.value() == b""
     proto.dataReceived(v2_header(("192.0.2.10", 51000), ("198.51.100.1", 25)) + b"EHLO printer\r\n")
@@ -65,7 +65,7 @@ def test_v1_header_split_across_packets():
 
 def test_a_local_header_keeps_the_balancers_own_address():
     factory, _ = listener()
-    proto, t = connect(factory)
+    proto, _t = connect(factory)
     proto.dataReceived(v2_header(None, None))
     assert proto.inner.session.client_ip == "10.0.0.5"
 
