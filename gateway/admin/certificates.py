@@ -43,10 +43,13 @@ def _list(args, config) -> int:
         print(f"no certificates in {store.directory}; the gateway creates a self-signed one for {config.fqdn} when it starts")
         return 0
     used = _users(config, store)
+    # A file's companion (its ECDSA certificate beside the RSA one) is served with it: a row of its own, as
+    # Get-ExchangeCertificate lists every certificate, with the services of the file.
     rows = [
-        (c.thumbprint, "....S.." if c.thumbprint in used else ".......", c.subject,
-         c.not_after.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(used.get(c.thumbprint, [])))
+        (shown.thumbprint, "....S.." if c.thumbprint in used else ".......", shown.subject,
+         shown.not_after.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(used.get(c.thumbprint, [])))
         for c in store.certificates
+        for shown in (c, *c.companions)
     ]
     print_table(("Thumbprint", "Services", "Subject", "NotAfter", "Connectors"), rows)
     return 0

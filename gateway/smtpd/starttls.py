@@ -121,9 +121,11 @@ class StartTLS:
     def handshake_completed(self, connection: Any) -> None:
         """The handshake is done: what it agreed goes into the session (Received header, XFORWARD, logs)."""
         session = self.session
-        tls = session.tls = TLSInfo(connection.get_protocol_version_name(), connection.get_cipher_name(), self._cert.thumbprint)
+        # The file's RSA or ECDSA certificate, whichever the handshake chose.
+        cert = self._cert.served(connection)
+        tls = session.tls = TLSInfo(connection.get_protocol_version_name(), connection.get_cipher_name(), cert.thumbprint)
         log.info(
             "tls {session_id} {version} {cipher} certificate {thumbprint}", session_id=session.session_id,
             version=tls.version, cipher=tls.cipher, thumbprint=tls.thumbprint,
         )
-        self.observer.tls_started(session, self._cert)
+        self.observer.tls_started(session, cert)

@@ -31,12 +31,17 @@ def server_context(cert: StoredCertificate, profile: TLSProfile = TLSProfile(), 
     ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     ctx.set_options(OPTIONS)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    # The store keeps only keys that belong to a certificate, which OpenSSL can use.
-    ctx.use_privatekey(serialization.load_pem_private_key(cert.key_pem, password=None))  # type: ignore[arg-type]
-    ctx.use_certificate(cert.certificate)
+    # One certificate per key type (RSA, ECDSA): OpenSSL serves the one the client's
+    # signature algorithms and the agreed suite allow, ECDSA first (gateway/tls/store.py).
+    # The companions go in first so that the file's own certificate is the context's current one.
+    for served in (*cert.companions, cert):
+        # The store keeps only keys that belong to a certificate, which OpenSSL can use.
+        ctx.use_certificate(served.certificate)
+        ctx.use_privatekey(serialization.load_pem_private_key(served.key_pem, password=None))  # type: ignore[arg-type]
+        ctx.check_privatekey()
+    # The context's chain, sent with whichever certificate is served.
     for extra in cert.chain:
         ctx.add_extra_chain_cert(extra)
-    ctx.check_privatekey()
     profile.apply(ctx)
     answer_no_overlap(ctx)
     if resumption:

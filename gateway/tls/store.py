@@ -13,6 +13,14 @@ the DER form, 40 upper-case hex digits) and printed with subject and issuer
 in .NET's order (`CN=..., O=..., C=...`). On first start with an empty
 store the gateway makes a self-signed certificate for its FQDN, as Exchange
 setup does, so STARTTLS works out of the box.
+
+One file may hold a second key and certificate of another key type (the
+self-signed default holds RSA 2048 and ECDSA P-256): OpenSSL keeps one
+certificate per key type in a context and serves ECDSA to the clients that
+offer it (its signature costs the server a fraction of RSA's) and RSA to the
+rest (TLS 1.0 devices, RSA key exchange). The file's identity (thumbprint,
+file name, TlsCertificateName) is its first key's certificate; the other is
+its `companion`, served beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from twisted.logger import Logger
 
@@ -79,6 +87,8 @@ class StoredCertificate:
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]
     key_pem: bytes = field(repr=False)
+    # Certificates of other key types from the same file, each with its own key (served beside this one).
+    companions: tuple[StoredCertificate, ...] = ()
 
     # Cached: every TLS session logs the thumbprint and subject (issue 22: 0.15 ms of a session's ~4 ms).
     @functools.cached_property
@@ -127,6 +137,20 @@ class StoredCertificate:
     def valid_at(self, now: datetime.datetime) -> bool:
         return self.not_before <= now <= self.not_after
 
+    @property
+    def key_type(self) -> str:
+        return _key_type(self.certificate.public_key())
+
+    def served(self, connection) -> StoredCertificate:
+        """Which of this file's certificates a finished handshake on `connection` (pyOpenSSL) served."""
+        if not self.companions:
+            return self
+        local = connection.get_certificate()
+        if local is None:
+            return self
+        digest = local.digest("sha1").replace(b":", b"").decode("ascii")
+        return next((c for c in self.companions if c.thumbprint == digest), self)
+
     def chain_pem(self) -> bytes:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (self.certificate, *self.chain))
 
@@ -135,8 +159,21 @@ def _public_der(public_key) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+def _key_type(public_key) -> str:
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "RSA"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ECDSA"
+    return type(public_key).__name__
+
+
 def read_pem(path: Path, data: bytes | None = None) -> StoredCertificate:
-    """One PEM file: a private key and the certificate it belongs to, plus any chain."""
+    """
+    One PEM file: a private key and the certificate it belongs to, plus any
+    chain. A further key whose certificate is in the file and of another key
+    type than those before it makes a companion; other further keys are
+    ignored, as they always were.
+    """
     try:
         data = path.read_bytes() if data is None else data
     except OSError as e:
@@ -152,12 +189,31 @@ def read_pem(path: Path, data: bytes | None = None) -> StoredCertificate:
         key = serialization.load_pem_private_key(key_blocks[0], password=None)
     except (ValueError, TypeError) as e:
         raise CertificateError(f"{path}: the private key cannot be read ({e}); an encrypted key must be decrypted first") from None
-    key_der = _public_der(key.public_key())
-    leaf = next((c for c in certs if _public_der(c.public_key()) == key_der), None)
+    leaf = _leaf_of(key, certs)
     if leaf is None:
         raise CertificateError(f"{path}: the private key belongs to none of the certificates in the file")
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return StoredCertificate(path, leaf, tuple(c for c in certs if c is not leaf), key_pem)
+    pairs = [(leaf, key)]
+    for block in key_blocks[1:]:
+        try:
+            other = serialization.load_pem_private_key(block, password=None)
+        except (ValueError, TypeError):
+            continue
+        other_leaf = _leaf_of(other, certs)
+        if other_leaf is not None and _key_type(other.public_key()) not in {_key_type(k.public_key()) for _, k in pairs}:
+            pairs.append((other_leaf, other))
+    leaves = [c for c, _ in pairs]
+    chain = tuple(c for c in certs if all(c is not leaf for leaf in leaves))
+    companions = tuple(StoredCertificate(path, c, chain, _key_pem(k)) for c, k in pairs[1:])
+    return StoredCertificate(path, leaf, chain, _key_pem(key), companions)
+
+
+def _leaf_of(key, certs: list[x509.Certificate]) -> x509.Certificate | None:
+    key_der = _public_der(key.public_key())
+    return next((c for c in certs if _public_der(c.public_key()) == key_der), None)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:
@@ -176,8 +232,16 @@ def _pem_blocks(data: bytes) -> list[bytes]:
         start = end
 
 
-def make_self_signed(subject: str, sans: tuple[str, ...], now: datetime.datetime, days: int = SELF_SIGNED_DAYS) -> bytes:
-    """A PEM file (key + certificate): RSA 2048, which every device that speaks TLS can use."""
+KEY_TYPES = ("RSA", "ECDSA")
+
+
+def make_self_signed(subject: str, sans: tuple[str, ...], now: datetime.datetime, days: int = SELF_SIGNED_DAYS,
+                     key_types: tuple[str, ...] = ("RSA",)) -> bytes:
+    """
+    A PEM file (key + certificate per key type, in the order given): RSA 2048,
+    which every device that speaks TLS can use, and ECDSA P-256, whose
+    handshake signature costs the server far less.
+    """
     try:
         pairs = parse_dn_pairs(subject, "subject")
     except CertificateIdentifierError as e:
@@ -191,24 +255,31 @@ def make_self_signed(subject: str, sans: tuple[str, ...], now: datetime.datetime
     name = x509.Name(list(reversed(attributes)))
     cns = [a.value for a in attributes if a.oid == NameOID.COMMON_NAME]
     dns = list(dict.fromkeys([*sans, *cns]))
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-    )
-    if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
-    cert = builder.sign(key, hashes.SHA256())
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ) + cert.public_bytes(serialization.Encoding.PEM)
+    pem = b""
+    for key_type in key_types:
+        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+        if key_type == "RSA":
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        elif key_type == "ECDSA":
+            key = ec.generate_private_key(ec.SECP256R1())
+        else:
+            raise CertificateError(f"key type {key_type} is not supported (one of {', '.join(KEY_TYPES)})")
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        )
+        if dns:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
+        cert = builder.sign(key, hashes.SHA256())
+        pem += _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM)
+    return pem
 
 
 class CertificateStore:
@@ -244,7 +315,8 @@ class CertificateStore:
         self.load()
         if self.certificates:
             return None
-        made = self.write(make_self_signed(f"CN={fqdn}", (fqdn,), now))
+        # RSA first: the file's identity, and what a client without ECDSA gets.
+        made = self.write(make_self_signed(f"CN={fqdn}", (fqdn,), now, key_types=KEY_TYPES))
         log.info("certificate store {directory} was empty: created a self-signed certificate for {fqdn}, thumbprint {thumbprint}",
                  directory=str(self.directory), fqdn=fqdn, thumbprint=made.thumbprint)
         return made

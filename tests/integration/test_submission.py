@@ -182,20 +182,33 @@ def s_client(port: int, *args: str) -> subprocess.CompletedProcess:
 def test_openssl_sees_only_tls12_and_up_and_the_store_certificate(env):
     listed = exgateway_cli(env.config, "certificate", "list")
     assert listed.returncode == 0, listed.stderr
-    row = next(line for line in listed.stdout.splitlines() if "Client Frontend" in line)
-    thumbprint = row.split()[0]
-    assert row.split()[1] == "....S.." and "CN=mail.corp.example" in row
+    # The self-signed default is an RSA and an ECDSA certificate, served together: a row each.
+    rows = [line for line in listed.stdout.splitlines() if "Client Frontend" in line]
+    thumbprints = [row.split()[0] for row in rows]
+    assert len(rows) == 2 and all(row.split()[1] == "....S.." and "CN=mail.corp.example" in row for row in rows)
     for old in ("-tls1", "-tls1_1"):
         assert s_client(env.submit_port, old).returncode != 0
     modern = s_client(env.submit_port, "-tls1_2")
     assert modern.returncode == 0, modern.stderr
     assert "Protocol  : TLSv1.2" in modern.stdout or "Protocol: TLSv1.2" in modern.stdout
     assert "subject=CN = mail.corp.example" in modern.stdout or "subject=CN=mail.corp.example" in modern.stdout
+    assert "Peer signature type: ECDSA" in modern.stdout or "Peer signature type: ecdsa" in modern.stdout.lower()
+    rsa_only = s_client(env.submit_port, "-sigalgs", "RSA-PSS+SHA256")
+    assert rsa_only.returncode == 0, rsa_only.stderr
+    assert "Peer signature type: RSA-PSS" in rsa_only.stdout
     weak = s_client(env.submit_port, "-tls1_2", "-cipher", "AES128-SHA:DES-CBC3-SHA:RC4-SHA")
     assert weak.returncode != 0
-    with smtplib.SMTP("127.0.0.1", env.submit_port, timeout=10) as s:
-        s.starttls(context=_no_verify())
-        assert hashlib.sha1(s.sock.getpeercert(binary_form=True)).hexdigest().upper() == thumbprint
+    served = []
+    for ciphers in (None, "ECDHE-RSA-AES128-GCM-SHA256"):
+        context = _no_verify()
+        if ciphers:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            context.set_ciphers(ciphers)
+        with smtplib.SMTP("127.0.0.1", env.submit_port, timeout=10) as s:
+            s.starttls(context=context)
+            served.append(hashlib.sha1(s.sock.getpeercert(binary_form=True)).hexdigest().upper())
+    # A default client gets the ECDSA certificate (listed second), one that allows RSA only the RSA one.
+    assert served == thumbprints[::-1]
 
 
 def _no_verify():

@@ -56,6 +56,10 @@ class FakeCert:
     thumbprint: str = "0D6907D9B41496654263AA0D932CFFA775399518"
     subject: str = "CN=mail.corp.example"
 
+    def served(self, connection):
+        """One key type only: the store's StoredCertificate answers itself."""
+        return self
+
 
 class FakeTLS:
     def options_for(self, connector):

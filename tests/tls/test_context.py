@@ -8,6 +8,7 @@ import ssl
 import warnings
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 from twisted.internet.task import Clock
 
@@ -141,3 +142,35 @@ def test_resumption_can_be_turned_off_for_measurement(cert):
     server, ctx = ServerTLS(cert, Clock(), resumption=False), client_context()
     first, _ = handshake(server, ctx)
     assert not handshake(server, ctx, session=first.session)[0].session_reused
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    return CertificateStore(tmp_path_factory.mktemp("pair")).ensure_default("mail.corp.example", NOW)
+
+
+def _served(server, ctx, cert):
+    client, conn = handshake(server, ctx)
+    served = cert.served(conn)
+    assert client.getpeercert(binary_form=True) == served.certificate.public_bytes(serialization.Encoding.DER)
+    return client, served.key_type
+
+
+def test_a_pair_serves_ecdsa_to_who_offers_it_and_rsa_to_the_rest(pair):
+    server = ServerTLS(pair, Clock())
+    for version in (None, ssl.TLSVersion.TLSv1_2):
+        assert _served(server, client_context(version=version), pair)[1] == "ECDSA"
+    client, key_type = _served(server, client_context(version=ssl.TLSVersion.TLSv1_2, ciphers="ECDHE-RSA-AES128-GCM-SHA256"), pair)
+    assert key_type == "RSA" and client.cipher()[0] == "ECDHE-RSA-AES128-GCM-SHA256"
+
+
+def test_a_pair_on_the_legacy_profile_still_takes_tls_1_0_with_rsa_key_exchange(pair):
+    server = ServerTLS(pair, Clock(), TLSProfile("legacy", "1.0"))
+    client, key_type = _served(server, client_context(version=ssl.TLSVersion.TLSv1, ciphers="AES128-SHA@SECLEVEL=0"), pair)
+    assert (client.version(), client.cipher()[0], key_type) == ("TLSv1", "AES128-SHA", "RSA")
+    assert _served(server, client_context(), pair)[1] == "ECDSA"
+
+
+def test_an_rsa_only_certificate_is_served_as_before(cert):
+    client, key_type = _served(ServerTLS(cert, Clock()), client_context(), cert)
+    assert key_type == "RSA" and client.version() == "TLSv1.3"

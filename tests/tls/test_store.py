@@ -79,3 +79,34 @@ def test_a_chain_after_the_leaf_is_kept(tmp_path):
     stored = read_pem(tmp_path / "x.pem", leaf + ca_cert)
     assert stored.subject == "CN=mail.corp.example"
     assert [x509.Name.rfc4514_string(c.subject) for c in stored.chain] == ["CN=Corp CA"]
+
+
+def test_the_default_certificate_is_an_rsa_and_an_ecdsa_pair_in_one_private_file(tmp_path):
+    store = CertificateStore(tmp_path / "certs")
+    made = store.ensure_default("mail.corp.example", NOW)
+    assert made.key_type == "RSA" and [c.key_type for c in made.companions] == ["ECDSA"]
+    (ecdsa,) = made.companions
+    assert ecdsa.subject == made.subject and ecdsa.dns_names == made.dns_names and ecdsa.thumbprint != made.thumbprint
+    assert ecdsa.path == made.path and made.path.stat().st_mode & 0o777 == 0o600
+    assert made.chain == ecdsa.chain == ()
+    # The file is known by its RSA certificate, as before.
+    assert made.path.name == f"{made.thumbprint}.pem"
+    assert store.select(None, "mail.corp.example", NOW) == made
+
+
+def test_an_rsa_only_file_has_no_companion_and_reads_as_before(tmp_path):
+    stored = read_pem(tmp_path / "x.pem", make_self_signed("CN=mail.corp.example", (), NOW))
+    assert stored.key_type == "RSA" and stored.companions == ()
+
+
+def test_a_second_key_of_the_same_type_or_without_its_certificate_is_ignored(tmp_path):
+    first = make_self_signed("CN=mail.corp.example", (), NOW)
+    second = make_self_signed("CN=other.corp.example", (), NOW)
+    stored = read_pem(tmp_path / "x.pem", first + second + _ec_pem())
+    assert stored.subject == "CN=mail.corp.example" and stored.companions == ()
+    assert [x509.Name.rfc4514_string(c.subject) for c in stored.chain] == ["CN=other.corp.example"]
+
+
+def test_an_unknown_key_type_is_refused():
+    with pytest.raises(CertificateError, match="key type DSA is not supported"):
+        make_self_signed("CN=mail.corp.example", (), NOW, key_types=("DSA",))
