@@ -9,8 +9,10 @@ private Postfix whose 587 (STARTTLS required) and 465 (implicit TLS)
 services authenticate through a private Dovecot (`smtpd_sasl_type =
 dovecot`; Dovecot's auth cache on, its default password scheme, a
 passwd-file). Both have the same N accounts (one per client, as devices
-each have their own), relay to an smtp-sink, and use a self-signed RSA 2048
-certificate.
+each have their own), relay to an smtp-sink, and serve the same kind of
+self-signed certificates: an RSA 2048 and an ECDSA P-256 one (exgateway's
+default store; Postfix's smtpd_tls_eccert_file beside its RSA one), or with
+`--rsa-only` RSA 2048 alone on both sides.
 
 Each load is N client threads, each running sessions one after another
 until the load's sessions are done: connect, (TLS), EHLO, (STARTTLS, EHLO),
@@ -213,7 +215,7 @@ smtpd_sasl_type = dovecot
 smtpd_sasl_path = private/auth
 smtpd_tls_cert_file = {d}/cert.pem
 smtpd_tls_key_file = {d}/key.pem
-smtpd_tls_security_level = may
+{eccert}smtpd_tls_security_level = may
 """
 
 POSTFIX_SUBMISSION_MASTER = """
@@ -263,14 +265,18 @@ class Dovecot:
                 self.process.kill()
 
 
-def postfix_with_submission(base: Path, sink_port: int, clients: int):
+def postfix_with_submission(base: Path, sink_port: int, clients: int, rsa_only: bool = False):
     postfix = Postfix(base, free_port(), sink_port)
     d = postfix.dir
-    subprocess.run([tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=postfix.bench.example",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    eccert = ""
+    for prefix, newkey in [("", ["-newkey", "rsa:2048"]), *([] if rsa_only else [("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])])]:
+        subprocess.run([tool("openssl"), "req", "-x509", *newkey, "-nodes", "-days", "30", "-subj", "/CN=postfix.bench.example",
+                        "-keyout", str(d / f"{prefix}key.pem"), "-out", str(d / f"{prefix}cert.pem")], check=True, capture_output=True)
+    if not rsa_only:
+        eccert = f"smtpd_tls_eccert_file = {d}/eccert.pem\nsmtpd_tls_eckey_file = {d}/eckey.pem\n"
     ports = {587: free_port(), 465: free_port()}
     main_cf = d / "etc" / "main.cf"
-    main_cf.write_text(main_cf.read_text().replace("smtpd_tls_security_level = none\n", "") + POSTFIX_SUBMISSION_MAIN.format(d=d))
+    main_cf.write_text(main_cf.read_text().replace("smtpd_tls_security_level = none\n", "") + POSTFIX_SUBMISSION_MAIN.format(d=d, eccert=eccert))
     master = d / "etc" / "master.cf"
     master.write_text(master.read_text() + POSTFIX_SUBMISSION_MASTER.format(sub=ports[587], smtps=ports[465]))
     postfix.submission_ports = ports
@@ -278,7 +284,7 @@ def postfix_with_submission(base: Path, sink_port: int, clients: int):
     return postfix, dovecot
 
 
-def exgateway_with_users(base: Path, sink_port: int, clients: int, cache_off: bool) -> Exgateway:
+def exgateway_with_users(base: Path, sink_port: int, clients: int, cache_off: bool, rsa_only: bool = False) -> Exgateway:
     gateway = Exgateway(base, free_port(), sink_port)
     text = gateway.config.read_text()
     # Exchange's client-connector default (5 a minute per user) would be the bottleneck; Postfix has none.
@@ -289,6 +295,11 @@ def exgateway_with_users(base: Path, sink_port: int, clients: int, cache_off: bo
     gateway.config.write_text(text)
     (gateway.dir / "var").mkdir(exist_ok=True)
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    cli = [sys.executable, "-c", "import sys; from gateway.admin.cli import main; sys.exit(main(sys.argv[1:]))", "--config", str(gateway.config)]
+    if rsa_only:
+        # An RSA-only certificate, as the default store held before ECDSA: the gateway finds it and makes none.
+        subprocess.run([*cli, "certificate", "new-self-signed", "--subject", "CN=exgateway.bench.example"],
+                       check=True, capture_output=True, env=env)
     for n in range(clients):
         subprocess.run(
             [sys.executable, "-c", "import sys; from gateway.admin.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -308,6 +319,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=300, help="sessions per load")
     parser.add_argument("--cache-off", action="store_true", help="exgateway with credential_cache_ttl = 0s (argon2 at every login)")
+    parser.add_argument("--rsa-only", action="store_true", help="both servers with an RSA 2048 certificate alone (no ECDSA one)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
     args = parser.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",")]
@@ -316,8 +328,8 @@ def main() -> None:
 
     base = workdir()
     pf_sink, gw_sink = Sink(free_port()), Sink(free_port())
-    postfix, dovecot = postfix_with_submission(base, pf_sink.port, args.clients)
-    gateway = exgateway_with_users(base, gw_sink.port, args.clients, args.cache_off)
+    postfix, dovecot = postfix_with_submission(base, pf_sink.port, args.clients, args.rsa_only)
+    gateway = exgateway_with_users(base, gw_sink.port, args.clients, args.cache_off, args.rsa_only)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
 
@@ -360,7 +372,8 @@ def main() -> None:
         print()
         cores = Path("/proc/cpuinfo").read_text().count("processor")
         print(f"{args.clients} clients, {args.sessions} sessions a load, 5 KB each; {args.rounds} rounds; machine: {cores} cores; "
-              f"exgateway credential cache {'off' if args.cache_off else 'on'}; Dovecot scheme {dovecot.scheme}")
+              f"exgateway credential cache {'off' if args.cache_off else 'on'}; Dovecot scheme {dovecot.scheme}; "
+              f"certificates {'RSA 2048' if args.rsa_only else 'RSA 2048 + ECDSA P-256'}")
         print(table(results, kinds))
     finally:
         gateway.stop()
