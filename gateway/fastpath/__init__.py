@@ -14,7 +14,9 @@ releases that suite has run against.
   writers without the legacy log context (EPollReactor._poller,
   _selectables, _doReadOrWrite).
 - sendnow: a reply handed to the socket at once when nothing waits in the
-  transport's buffer (FileDescriptor._writeDisconnected, _tempDataBuffer).
+  transport's buffer (FileDescriptor._writeDisconnected, _tempDataBuffer);
+  on TLS, the reply encrypted now rather than a reactor turn later
+  (BufferingTLSTransport._aggregator).
 """
 
 from __future__ import annotations
@@ -24,4 +26,4 @@ from gateway.fastpath import dispatch, sendnow
 
 def available() -> dict[str, bool]:
     """Which fast paths the installed Twisted supports, by module name (False: the public path is used)."""
-    return {"dispatch": dispatch.available(), "sendnow": sendnow.available()}
+    return {"dispatch": dispatch.available(), "sendnow": sendnow.available(), "sendnow_tls": sendnow.tls_available()}

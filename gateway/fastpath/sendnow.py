@@ -13,6 +13,15 @@ The shortcut reads two private attributes of Twisted's FileDescriptor
 the bytes. When a transport lacks either (a Twisted that renamed them), the
 bytes take `write` and `send_now`: the same order and the same bytes, one
 write pass later (tests/fastpath/ fails on such a Twisted first).
+
+On a TLS connection Twisted's BufferingTLSTransport holds each write for a
+reactor turn (a `callLater(0)`) before OpenSSL encrypts it, and the
+encrypted bytes then wait for a write pass: two reactor turns and an empty
+`send` per reply, on every round trip of a submission session (issue 22).
+`send` flushes that aggregator (`protocol._aggregator.flush()`, private)
+so the reply is encrypted and sent now, in order behind whatever the
+aggregator held; its scheduled flush later finds nothing to do. Without the
+attribute the reply takes Twisted's path, a turn later.
 """
 
 from __future__ import annotations
@@ -28,6 +37,20 @@ _UNKNOWN = object()
 def available() -> bool:
     """Whether Twisted's TCP connections still carry the private attributes `send` reads."""
     return getattr(Connection, "_writeDisconnected", _UNKNOWN) is False and "_tempDataBuffer" in _init_names()
+
+
+def tls_available() -> bool:
+    """Whether Twisted's TLS protocol still aggregates small writes in `_aggregator`, which `send` flushes."""
+    from twisted.protocols.tls import BufferingTLSTransport, _AggregateSmallWrites
+
+    return callable(getattr(_AggregateSmallWrites, "flush", None)) and "_aggregator" in BufferingTLSTransport.__annotations__
+
+
+def _flush_tls(transport) -> None:
+    """Encrypt what the TLS layer of `transport` aggregated, into the transport's buffer, now."""
+    flush = getattr(getattr(getattr(transport, "protocol", None), "_aggregator", None), "flush", None)
+    if callable(flush):
+        flush()
 
 
 def _init_names() -> set[str]:
@@ -49,7 +72,8 @@ def send(transport, data: bytes) -> None:
     it again (two epoll_ctl calls per reply). Whatever the socket does not
     take (a full send buffer, an error) goes through `write`, so Twisted
     keeps the order, waits for the peer and reports a lost connection as
-    usual. TLS connections and test transports take `write` and `send_now`.
+    usual. TLS connections take `write`, the TLS layer's flush and
+    `send_now`; test transports `write` and `send_now`.
     """
     if not data:
         return
@@ -70,6 +94,8 @@ def send(transport, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+    if getattr(transport, "TLS", False):
+        _flush_tls(transport)
     send_now(transport)
 
 

@@ -22,7 +22,7 @@ epollreactor = pytest.importorskip("twisted.internet.epollreactor")
 
 def test_every_fast_path_is_available_on_the_installed_twisted():
     """fastpath.available() names each shortcut; on the Twisted in setup.cfg's bounds, all of them are on."""
-    assert fastpath.available() == {"dispatch": True, "sendnow": True}
+    assert fastpath.available() == {"dispatch": True, "sendnow": True, "sendnow_tls": True}
 
 
 def test_epoll_reactor_has_what_dispatch_polls_with_the_signatures_it_calls():

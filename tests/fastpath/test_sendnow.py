@@ -5,8 +5,12 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
+from twisted.internet.ssl import CertificateOptions
+from twisted.internet.task import Clock
 
 from gateway.fastpath.sendnow import send
+from gateway.tls.context import ServerTLS
+from gateway.tls.store import make_self_signed
 
 
 class Accepted(Protocol):
@@ -92,3 +96,32 @@ async def test_a_transport_without_the_private_buffers_takes_write_not_the_socke
     send(transport, b"250 2.0.0 OK\r\n")
     send(transport, b"221 2.0.0 Bye\r\n")
     assert written == [b"250 2.0.0 OK\r\n", b"221 2.0.0 Bye\r\n"] and to_socket == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    import datetime
+
+    from gateway.tls.store import read_pem
+
+    pem = make_self_signed("CN=mail.corp.example", (), datetime.datetime.now(datetime.UTC))
+    return read_pem(tmp_path_factory.mktemp("certs") / "c.pem", pem)
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_tls_a_reply_is_encrypted_and_sent_now_not_a_reactor_turn_later(connection, certificate):
+    """BufferingTLSTransport would hold the reply for a callLater(0) and the socket for a write pass; send flushes both."""
+    transport = await connection[0]
+    reader = await connection[1]
+    transport.startTLS(ServerTLS(certificate, Clock()))
+    reader.transport.startTLS(CertificateOptions(verify=False))
+    send(transport, b"220 ready\r\n")  # held by TLS until the handshake is done, as before
+    assert await reader.until(11) == b"220 ready\r\n"
+    send(transport, b"250 2.1.0 Sender OK\r\n")
+    assert transport.protocol._aggregator._buffer == []
+    assert transport.dataBuffer == b"" and transport._tempDataBuffer == [], "the encrypted reply should be in the kernel already"
+    assert await reader.until(32) == b"220 ready\r\n250 2.1.0 Sender OK\r\n"
+    # Bytes another path wrote through the aggregator go first, in order.
+    transport.write(b"250-first\r\n")
+    send(transport, b"250 second\r\n")
+    assert await reader.until(55) == b"220 ready\r\n250 2.1.0 Sender OK\r\n250-first\r\n250 second\r\n"
