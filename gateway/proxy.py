@@ -127,7 +127,7 @@ class FrontendTransaction:
     def _can_fail_over(self, failure: Failure) -> bool:
         if self.aborted or self.failovers >= MAX_FAILOVERS or failure.check(NoHostAvailable):
             return False
-        if failure.check(SMTPError):
+        if isinstance(failure.value, SMTPError):
             return bool(failure.value.log_fields.get("hub_down"))
         return True
 
@@ -322,7 +322,7 @@ class FrontendTransaction:
             d.addCallback(lambda _: self._send_body())
             return d.addCallbacks(self._delivered, self._body_failed)
         self._close_spool()
-        if not failure.check(SMTPError):
+        if not isinstance(failure.value, SMTPError):
             return self._hub_failed(failure, "DATA")
         if failure.value.log_fields.get("hub_down"):
             self._drop_client()

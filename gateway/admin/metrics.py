@@ -19,6 +19,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.twisted import MetricsResource
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from gateway.admin.queues import call
@@ -139,7 +140,7 @@ class NodeMetrics(resource.Resource):
     def render_GET(self, request):
         own = generate_latest(self.registry).decode()
         d = self.run_in_thread(fetch_pages, self.others)
-        gone = []
+        gone: list[Failure] = []
         request.notifyFinish().addErrback(gone.append)
 
         def write(pages) -> None:

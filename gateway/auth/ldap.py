@@ -33,6 +33,7 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol, wrapClientTLS
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -84,7 +85,7 @@ class LDAPChecker:
 
     def _endpoint(self):
         host, port, ldaps = self.config.host_port
-        endpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.config.timeout)
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(self.reactor, host, port, timeout=self.config.timeout)
         if ldaps:
             endpoint = wrapClientTLS(self._tls_options(), endpoint)
         return endpoint

@@ -139,7 +139,7 @@ class CachedTokenSource:
 
     def _failed(self, failure: Failure) -> None:
         if not failure.check(TokenError):
-            failure = Failure(TokenError(f"token request failed: {failure.getErrorMessage() or failure.type.__name__}"))
+            failure = Failure(TokenError(f"token request failed: {failure.getErrorMessage() or type(failure.value).__name__}"))
         self._backoff = min(self.backoff_max, self._backoff * 2 or self.backoff_first)
         self._retry_at = self.clock.seconds() + self._backoff
         self._error = failure
@@ -233,7 +233,7 @@ class TokenEndpoint:
     def _unreachable(self, failure: Failure):
         if failure.check(TokenError):
             return failure
-        raise TokenError(f"token endpoint {self.url} unreachable: {failure.getErrorMessage() or failure.type.__name__}")
+        raise TokenError(f"token endpoint {self.url} unreachable: {failure.getErrorMessage() or type(failure.value).__name__}")
 
 
 class NoHTTP:

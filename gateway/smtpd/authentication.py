@@ -48,7 +48,7 @@ def failure_outcome(failure: Failure) -> tuple[SMTPReply, str, bool]:
         return Reply.AUTH_FAILED, str(failure.value) or "bad credentials", True
     if failure.check(LockedOut):
         return Reply.AUTH_TEMPFAIL, str(failure.value), True
-    if failure.check(DirectoryUnavailable):
+    if isinstance(failure.value, DirectoryUnavailable):
         # Counted (and tarpitted) when an earlier backend refused the credentials.
         return Reply.AUTH_TEMPFAIL, str(failure.value), bool(failure.value.counted)
     return Reply.AUTH_TEMPFAIL, "internal error", False

@@ -156,7 +156,7 @@ class MessageBody:
 
     def _bdat_open_failed(self, failure: Failure) -> None:
         self.channel.drop_transaction()
-        self._bdat_refusal = failure.value.reply if failure.check(SMTPError) else Reply.LOCAL_ERROR
+        self._bdat_refusal = failure.value.reply if isinstance(failure.value, SMTPError) else Reply.LOCAL_ERROR
 
     def split_chunk(self, data: bytes) -> tuple[bytes, bytes]:
         """BDAT: exactly the announced octets are body, whatever they contain; (the chunk's part of `data`, the rest)."""

@@ -392,8 +392,9 @@ class ESMTPServer(Protocol):
                 self.close()
 
     def _answer_failure(self, failure: Failure) -> Deferred | None:
-        if failure.check(SMTPError):
-            return self.answer_now(failure.value.reply, failure.value.log_fields)
+        error = failure.value
+        if isinstance(error, SMTPError):
+            return self.answer_now(error.reply, error.log_fields)
         log.failure("unexpected error in session {session_id}", failure, session_id=self.session.session_id)
         return self.answer_now(Reply.LOCAL_ERROR)
 
