@@ -10,7 +10,7 @@ recipient retries only the second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import Enum
 
 
@@ -67,12 +67,34 @@ class Envelope:
     connector: str = ""
     attempts: int = 0
     next_attempt: float = 0.0
-    extra: dict = field(default_factory=dict)
     # RFC 3461 RET ("FULL", "HDRS" or "") and ENVID (decoded), for our notices and DSN-capable next hops.
     dsn_ret: str = ""
     dsn_envid: str = ""
     # The message needs SMTPUTF8 (RFC 6531): a UTF-8 address or header, taken in a SMTPUTF8 transaction.
     smtputf8: bool = False
+    # Who submitted it, for tracking, routing by sender and NDRs (intake): the
+    # AUTH login, the TLS session ("version cipher thumbprint"), the gateway
+    # node that forwarded it; its Subject (at most 256 characters) and MAIL's
+    # BODY= parameter (7BIT, 8BITMIME; "" = not given).
+    auth: str = ""
+    tls: str = ""
+    via: str = ""
+    subject: str = ""
+    body_type: str = ""
+    # The DKIM-Signature field made at intake, prepended at delivery; with
+    # dkim_local, to the mailbox too.
+    dkim: str = ""
+    dkim_local: bool = False
+    # The scheduler's notes: a delay notice went out; a notice about this
+    # message could not be queued (its failure then goes without one).
+    delay_notified: bool = False
+    notice_failed: bool = False
+    # Reports the gateway writes itself: the message a delivery notice is
+    # about and its kind ("failed", "delayed", ...), the message a journal
+    # report copies.
+    reports_on: str = ""
+    report_kind: str = ""
+    journal_of: str = ""
 
     @property
     def pending(self) -> tuple[Recipient, ...]:

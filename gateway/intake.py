@@ -261,13 +261,11 @@ class IntakeTransaction:
             helo=self.origin.helo,
             connector=self.origin.connector,
             # Who submitted it, for tracking and NDRs: the AUTH login and the TLS session, if any.
-            extra={
-                k: v for k, v in (
-                    ("auth", self.origin.auth), ("tls", self.origin.tls), ("subject", (self.scan.subject or "")[:256]),
-                    ("via", self.via),
-                    ("body", self.mail.body or ""),
-                ) if v
-            },
+            auth=self.origin.auth or "",
+            tls=self.origin.tls or "",
+            via=self.via or "",
+            subject=(self.scan.subject or "")[:256],
+            body_type=self.mail.body or "",
         )
         if self.mail.dsn is not None:
             envelope = replace(envelope, dsn_ret=self.mail.dsn.ret, dsn_envid=self.mail.dsn.envid)
@@ -275,9 +273,9 @@ class IntakeTransaction:
             envelope = replace(envelope, smtputf8=True)
         if self.signing is not None:
             try:
-                envelope.extra["dkim"] = self.signing.finish(self.handler.clock.seconds())
-                if self.handler.signer.sign_local:
-                    envelope.extra["dkim_local"] = True
+                envelope = replace(
+                    envelope, dkim=self.signing.finish(self.handler.clock.seconds()), dkim_local=bool(self.handler.signer.sign_local),
+                )
             except Exception:
                 log.failure("dkim: could not sign {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
         entry, self.entry = self.entry, None
@@ -389,6 +387,6 @@ class IntakeHandler:
             size=envelope.size,
             client_ip=envelope.client_ip,
             connector=envelope.connector,
-            auth=envelope.extra.get("auth", ""),
-            auth_text=f" as {envelope.extra['auth']}" if "auth" in envelope.extra else "",
+            auth=envelope.auth,
+            auth_text=f" as {envelope.auth}" if envelope.auth else "",
         )

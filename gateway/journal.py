@@ -207,7 +207,8 @@ class JournalReport:
             size=self.entry.size,
             connector="Journal",
             smtputf8=original.smtputf8,
-            extra={"journal_of": original.queue_id, "subject": "Journal report: " + original.extra.get("subject", "")},
+            journal_of=original.queue_id,
+            subject="Journal report: " + original.subject,
         )
 
 

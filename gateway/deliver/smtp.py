@@ -158,7 +158,7 @@ class SMTPDelivery:
         mail = mail_command(
             envelope.sender,
             mail_parameters(
-                extensions, envelope.size, envelope.extra.get("body"), envelope.dsn_ret, envelope.dsn_envid, envelope.smtputf8,
+                extensions, envelope.size, envelope.body_type or None, envelope.dsn_ret, envelope.dsn_envid, envelope.smtputf8,
             ),
         )
         dsn = {r.address: r for r in envelope.recipients if r.notify or r.orcpt}

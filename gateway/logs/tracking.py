@@ -50,9 +50,7 @@ def _line(
     now: float, server_hostname: str, event_id: str, source: str, envelope: Envelope, recipients: list[str], statuses,
     connector_id: str, server_ip: str, source_context: str, related: str, reference: str,
 ) -> str:
-    auth = envelope.extra.get("auth", "")
-    tls = envelope.extra.get("tls")
-    via = envelope.extra.get("via", "")
+    auth, tls, via = envelope.auth, envelope.tls, envelope.via
     # In the order of FIELDS.
     values = (
         iso_time(now),
@@ -72,7 +70,7 @@ def _line(
         str(len(recipients)),
         related,
         reference,
-        envelope.extra.get("subject", ""),
+        envelope.subject,
         envelope.sender,
         envelope.sender,
         ";".join(part for part in (f"AuthAs:{auth}" if auth else "", f"TLS:{tls.split()[0]}" if tls else "", f"Via:{via}" if via else "") if part),

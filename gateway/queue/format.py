@@ -137,6 +137,7 @@ def encode_envelope(envelope: Envelope) -> bytes:
     for key in _DSN_FIELDS:
         if not data[key]:
             del data[key]
+    data["extra"] = {key: value for name, key in _EXTRA_FIELDS if (value := getattr(envelope, name))}
     data["recipients"] = [_recipient_json(r) for r in envelope.recipients]
     return _ENCODER.encode(data).encode("utf-8")
 
@@ -156,6 +157,13 @@ def decode_envelope(raw: bytes) -> Envelope:
         )
         if not recipients:
             raise ValueError("envelope without recipients")
+        extra = data.pop("extra", {})
+        unknown = data.keys() - _STORED_FIELDS
+        if unknown or not isinstance(extra, dict):
+            raise ValueError(f"bad envelope: unknown fields {sorted(unknown)}" if unknown else "bad envelope: extra is no object")
+        for name, key in _EXTRA_FIELDS:
+            if key in extra:
+                data[name] = _EXTRA_TYPES[name](extra[key])
         return Envelope(recipients=recipients, **data)
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"bad envelope: {e!r}") from None
@@ -170,7 +178,17 @@ def _recipient_json(r: Recipient) -> dict:
     return data
 
 
-_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope) if f.name != "recipients")
+# The envelope's optional notes, stored in the JSON's "extra" object under
+# these keys, and only when set: the layout every earlier version wrote
+# (when Envelope.extra was a free-form dict) and reads.
+_EXTRA_FIELDS = (
+    ("auth", "auth"), ("tls", "tls"), ("via", "via"), ("subject", "subject"), ("body_type", "body"), ("dkim", "dkim"),
+    ("dkim_local", "dkim_local"), ("delay_notified", "delay_notified"), ("notice_failed", "notice_failed"),
+    ("reports_on", "reports_on"), ("report_kind", "kind"), ("journal_of", "journal_of"),
+)
+_EXTRA_TYPES = {f.name: bool if f.type in ("bool", bool) else str for f in fields(Envelope) if f.name in dict(_EXTRA_FIELDS)}
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope) if f.name != "recipients" and f.name not in _EXTRA_TYPES)
+_STORED_FIELDS = frozenset(_ENVELOPE_FIELDS)
 _DSN_FIELDS = ("dsn_ret", "dsn_envid", "smtputf8")
 # json.dumps(..., sort_keys=True) builds an encoder per call; this one is made once.
 _ENCODER = json.JSONEncoder(sort_keys=True)

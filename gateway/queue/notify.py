@@ -67,10 +67,7 @@ class Notifier:
             # To a UTF-8 sender, or carrying an internationalised original's
             # headers (RFC 6531/6533): only through a next hop with SMTPUTF8.
             smtputf8=envelope.smtputf8 or not envelope.sender.isascii(),
-            extra={
-                "reports_on": envelope.queue_id, "kind": kind,
-                "subject": TITLES[kind] + envelope.extra.get("subject", ""),
-            },
+            reports_on=envelope.queue_id, report_kind=kind, subject=TITLES[kind] + envelope.subject,
         )
         log.info(
             "{kind} notice {notice_id} for {queue_id} to <{sender}> about {count} recipients",

@@ -368,7 +368,7 @@ class DeliveryScheduler:
             envelope = self.messages.get(queue_id)
             if envelope is None:
                 continue
-            delayed = self.retry.delay_notice_due(envelope.received_at, now, bool(envelope.extra.get("delay_notified")))
+            delayed = self.retry.delay_notice_due(envelope.received_at, now, envelope.delay_notified)
             if self.retry.expired(envelope.received_at, now) or delayed:
                 hop.waiting.remove(queue_id)
                 d = maybeDeferred(self._record, envelope, {}, {})
@@ -403,8 +403,8 @@ class DeliveryScheduler:
         for kind, succeeded in (success_notices(updated, results) if tell else {}).items():
             # NOTIFY=SUCCESS: "delivered" (mailbox) or "relayed" (a next hop without DSN).
             notices = (notices or succeed(None)).addCallback(lambda _, k=kind, s=succeeded: self.notifier.notify(k, updated, s))
-        if updated.pending and self.retry.delay_notice_due(updated.received_at, now, bool(updated.extra.get("delay_notified"))):
-            updated = replace(updated, extra={**updated.extra, "delay_notified": True})
+        if updated.pending and self.retry.delay_notice_due(updated.received_at, now, updated.delay_notified):
+            updated = replace(updated, delay_notified=True)
             if tell:
                 pending, until = list(updated.pending), updated.received_at + self.retry.expiration
                 notices = (notices or succeed(None)).addCallback(lambda _: self.notifier.notify("delayed", updated, pending, until))
@@ -430,7 +430,7 @@ class DeliveryScheduler:
                     queue_id=envelope.queue_id)
         if not envelope.done:
             return envelope  # a delay notice: the message goes on being tried
-        return replace(envelope, extra={**envelope.extra, "notice_failed": True})
+        return replace(envelope, notice_failed=True)
 
     def _expire(self, envelope: Envelope) -> Envelope:
         log.info("expired {queue_id}: {count} recipients still pending", queue_id=envelope.queue_id, count=len(envelope.pending))
@@ -472,7 +472,7 @@ class DeliveryScheduler:
         if updated.done:
             self.messages.pop(updated.queue_id, None)
             failed = any(r.state is RecipientState.FAILED for r in updated.recipients)
-            if failed and (self.notifier is None or not updated.sender or updated.extra.get("notice_failed")):
+            if failed and (self.notifier is None or not updated.sender or updated.notice_failed):
                 # Nobody to tell (a notice that bounced, or no notifier): kept for
                 # the admin in queue/failed/ with every reply, never dropped unseen.
                 d = self.store.update(updated)

@@ -77,7 +77,7 @@ def messages(scheduler, queue: str | None = None) -> list[dict]:
             "FromAddress": envelope.sender or "<>",
             "Status": status,
             "Size": envelope.size,
-            "Subject": envelope.extra.get("subject", ""),
+            "Subject": envelope.subject,
             "DateReceived": iso_time(envelope.received_at),
             "Queue": ", ".join(names),
             "Recipients": [r.address for r in envelope.pending],

@@ -43,7 +43,7 @@ class RouteSource:
 
     @classmethod
     def of(cls, envelope) -> "RouteSource":
-        return cls(envelope.sender, envelope.connector, envelope.extra.get("auth", ""))
+        return cls(envelope.sender, envelope.connector, envelope.auth)
 
 
 def sender_pattern(value: str) -> str:

@@ -305,8 +305,8 @@ class SignedDelivery:
         self.local = local
 
     def deliver(self, envelope, recipients, body):
-        signature = envelope.extra.get("dkim")
-        if signature and (not self.local or envelope.extra.get("dkim_local")):
+        signature = envelope.dkim
+        if signature and (not self.local or envelope.dkim_local):
             prefix = signature.encode("ascii")
             body = SignedBody(prefix, body)
             envelope = replace(envelope, size=envelope.size + len(prefix))

@@ -26,8 +26,8 @@ def _said(transport) -> bytes:
     return said
 
 
-def _deliver(client, extra=None):
-    env = Envelope("7", 7, "<m@x>", "s@x.example", (Recipient("a@corp.example"),), 0.0, len(BODY), extra=extra or {})
+def _deliver(client, body_type=""):
+    env = Envelope("7", 7, "<m@x>", "s@x.example", (Recipient("a@corp.example"),), 0.0, len(BODY), body_type=body_type)
     results = []
     SMTPDelivery(None, (), "hub.corp.example", pool=Pool((client, True)), next_hop="strict").deliver(
         env, ["a@corp.example"], Body(BODY)
@@ -53,7 +53,7 @@ def test_a_next_hop_without_size_gets_a_bare_mail_from_and_the_message_is_delive
     c.makeConnection(t)
     c.dataReceived(b"220 strict ESMTP\r\n250-strict\r\n250 8BITMIME\r\n")
     t.clear()
-    results = _deliver(c, {"body": "8BITMIME"})
+    results = _deliver(c, "8BITMIME")
     assert _said(t) == b"MAIL FROM:<s@x.example> BODY=8BITMIME\r\n"
     c.dataReceived(b"250 2.1.0 ok\r\n")
     assert _said(t) == b"RCPT TO:<a@corp.example>\r\n"
@@ -76,7 +76,7 @@ def test_after_a_helo_fallback_no_parameter_is_sent():
     assert _said(t) == b"HELO hub.corp.example\r\n"
     c.dataReceived(b"250 old\r\n")
     assert c.extensions == {}
-    _deliver(c, {"body": "8BITMIME"})
+    _deliver(c, "8BITMIME")
     assert _said(t) == b"MAIL FROM:<s@x.example>\r\n"
 
 
@@ -94,7 +94,7 @@ def test_a_helo_fallback_after_starttls_forgets_what_the_first_ehlo_offered():
     c.dataReceived(b"500 5.5.1 what\r\n")
     assert _said(t) == b"HELO hub.corp.example\r\n"
     c.dataReceived(b"250 strict\r\n")
-    _deliver(c, {"body": "8BITMIME"})
+    _deliver(c, "8BITMIME")
     assert _said(t) == b"MAIL FROM:<s@x.example>\r\n"
 
 
@@ -104,7 +104,7 @@ def test_size_and_body_go_to_a_next_hop_that_offers_them():
     c.makeConnection(t)
     c.dataReceived(b"220 hop ESMTP\r\n250-hop\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 1000\r\n")
     t.clear()
-    _deliver(c, {"body": "8BITMIME"})
+    _deliver(c, "8BITMIME")
     assert _said(t) == b"MAIL FROM:<s@x.example> SIZE=21 BODY=8BITMIME\r\nRCPT TO:<a@corp.example>\r\nDATA\r\n"
 
 

@@ -9,7 +9,7 @@ from gateway.logs.tracking import FIELDS, Query, TrackingLog, search
 
 ENV = Envelope("7", 7, "<7@mail.corp.example>", "app@corp.example", (Recipient("a@outside.example"), Recipient("b@outside.example")),
                0.0, 1234, client_ip="10.1.2.3", helo="app01", connector="EXSERVER\\Client Frontend",
-               extra={"auth": "app@corp.example", "subject": 'Invoice, "final"'})
+               auth="app@corp.example", subject='Invoice, "final"')
 
 
 def test_events_are_exchange_csv_lines(tmp_path):
@@ -55,7 +55,7 @@ def test_inventory_of_clients_per_connector(tmp_path):
                      helo="printer", connector="EXSERVER\\Anon Relay")
     tls = Envelope("9", 9, "<9@x>", "app@corp.example", (Recipient("a@x.example"), Recipient("b@x.example")), 0.0, 10,
                    client_ip="10.1.2.3", helo="app01", connector="EXSERVER\\Client Frontend",
-                   extra={"auth": "app@corp.example", "tls": "TLSv1.3 TLS_AES_256_GCM_SHA384 0D69"})
+                   auth="app@corp.example", tls="TLSv1.3 TLS_AES_256_GCM_SHA384 0D69")
     log.event("RECEIVE", "SMTP", plain, ["a@outside.example"])
     clock.advance(60)
     log.event("RECEIVE", "SMTP", plain, ["a@outside.example"])

@@ -163,3 +163,76 @@ def test_a_trailer_naming_another_message_without_an_envelope_file_is_a_stale_sp
     with pytest.raises(StaleSpare) as caught:
         decode_message("20", encode_envelope(envelope("8")), len(BODY), None)
     assert str(caught.value) == "8"
+
+
+# Written by the code before Envelope had typed fields (main at 12f5454, Envelope(extra={...}).to_json()
+# and store.trailer), byte for byte: an intake message with every note set, a delivery notice, a journal report.
+OLD_QUEUE_FILE = (
+    b'Subject: Invoice\r\n\r\nhi\r\n{"attempts": 1, "client_ip": "192.0.2.7", "connector": "EXSERVER\\\\Client Frontend", '
+    b'"dsn_envid": "e1", "dsn_ret": "HDRS", "extra": {"auth": "app@corp.example", "body": "8BITMIME", "delay_notified": true, '
+    b'"dkim": "DKIM-Signature: v=1; a=rsa-sha256; d=corp.example; s=s1; b=abc", "dkim_local": true, "notice_failed": true, '
+    b'"subject": "Invoice", "tls": "TLSv1.3 TLS_AES_256_GCM_SHA384 0D69", "via": "FRONTEND1"}, "helo": "scanner", '
+    b'"internal_id": 1001, "message_id": "<a@b>", "next_attempt": 1700000600.0, "queue_id": "1001", "received_at": 1700000000.5, '
+    b'"recipients": [{"address": "x@corp.example", "attempts": 1, "last_reply": "250 ok", "state": "delivered"}, '
+    b'{"address": "y@partner.example", "attempts": 0, "last_reply": null, "notify": "FAILURE", "orcpt": "rfc822;y@partner.example", '
+    b'"state": "pending"}], "sender": "app@corp.example", "size": 24, "version": 1}\n#exgateway-envelope 000000000024 00000862\n'
+)
+OLD_NOTICE = (
+    b'{"attempts": 0, "client_ip": "", "connector": "DSN", "extra": {"kind": "failed", "reports_on": "1001", '
+    b'"subject": "Undeliverable: Invoice"}, "helo": "", "internal_id": 1002, "message_id": "<1002.failed@hub>", '
+    b'"next_attempt": 0.0, "queue_id": "1002", "received_at": 1700000700.0, "recipients": [{"address": "app@corp.example", '
+    b'"attempts": 0, "last_reply": null, "state": "pending"}], "sender": "", "size": 5, "version": 1}'
+)
+OLD_JOURNAL = (
+    b'{"attempts": 0, "client_ip": "", "connector": "Journal", "extra": {"journal_of": "1001", "subject": "Journal report: Invoice"}, '
+    b'"helo": "", "internal_id": 1003, "message_id": "<j@hub>", "next_attempt": 0.0, "queue_id": "1003", '
+    b'"received_at": 1700000800.0, "recipients": [{"address": "journal@corp.example", "attempts": 0, "last_reply": null, '
+    b'"state": "pending"}], "sender": "", "size": 5, "version": 1}'
+)
+
+
+def test_a_queue_file_written_with_the_old_extra_bag_reads_into_typed_fields_and_writes_back_the_same_bytes():
+    """
+    Queues written before the typed fields still deliver after an upgrade,
+    and files written now are the ones the previous version reads (the
+    notes stay in the JSON's "extra" object): a rollback loses nothing.
+    """
+    body, env = decode_queue_file(OLD_QUEUE_FILE)
+    assert body == b"Subject: Invoice\r\n\r\nhi\r\n"
+    assert (env.auth, env.tls, env.via, env.subject, env.body_type) == (
+        "app@corp.example", "TLSv1.3 TLS_AES_256_GCM_SHA384 0D69", "FRONTEND1", "Invoice", "8BITMIME",
+    )
+    assert env.dkim == "DKIM-Signature: v=1; a=rsa-sha256; d=corp.example; s=s1; b=abc" and env.dkim_local is True
+    assert env.delay_notified is True and env.notice_failed is True
+    assert (env.dsn_ret, env.dsn_envid, env.recipients[1].notify) == ("HDRS", "e1", "FAILURE")
+    assert encode_queue_file(body, env) == OLD_QUEUE_FILE
+
+    notice = decode_envelope(OLD_NOTICE)
+    assert (notice.reports_on, notice.report_kind, notice.subject) == ("1001", "failed", "Undeliverable: Invoice")
+    assert encode_envelope(notice) == OLD_NOTICE
+    journal = decode_envelope(OLD_JOURNAL)
+    assert (journal.journal_of, journal.subject) == ("1001", "Journal report: Invoice")
+    assert encode_envelope(journal) == OLD_JOURNAL
+
+
+def test_notes_left_unset_are_not_written_and_an_empty_extra_reads_as_none():
+    env = envelope()
+    assert json.loads(encode_envelope(env))["extra"] == {}
+    assert decode_envelope(encode_envelope(env)) == env
+    noted = envelope(auth="erp-app", delay_notified=True)
+    assert json.loads(encode_envelope(noted))["extra"] == {"auth": "erp-app", "delay_notified": True}
+
+
+@pytest.mark.parametrize("extra", [b'"auth"', b"[1]", b"null"])
+def test_an_extra_that_is_no_object_is_a_bad_envelope(extra):
+    raw = encode_envelope(envelope()).replace(b'"extra": {}', b'"extra": ' + extra)
+    with pytest.raises(ValueError):
+        decode_envelope(raw)
+
+
+def test_a_note_at_the_top_level_is_not_the_stored_layout():
+    """The notes live in "extra" only: a top-level "auth" is an unknown field, as any other."""
+    data = json.loads(encode_envelope(envelope()))
+    data["auth"] = "x"
+    with pytest.raises(ValueError, match="unknown fields"):
+        decode_envelope(json.dumps(data).encode())

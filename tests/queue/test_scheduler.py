@@ -231,7 +231,7 @@ def test_delay_notice_state_survives_a_restart(tmp_path):
     assert [n[0] for n in scheduler.notifier.sent] == ["delayed"]
     scheduler.stop()
     (recovered,) = QueueStore(tmp_path / "q", None).recover()
-    assert recovered.extra["delay_notified"] is True and recovered.next_attempt == 3600
+    assert recovered.delay_notified is True and recovered.next_attempt == 3600
     again = DeliveryScheduler(store, scheduler.router, scheduler.deliverers, clock, policy, 5, Notices())
     again.start([recovered])
     clock.advance(3600)
@@ -260,7 +260,7 @@ def test_the_notifier_queues_a_durable_notice_from_the_null_sender(tmp_path):
     notifier.notify("failed", env, [failed])
     (notice, body), = enqueued
     assert (notice.sender, [r.address for r in notice.recipients]) == ("", ["s@x"])
-    assert notice.extra == {"reports_on": "42", "kind": "failed", "subject": "Undeliverable: "}
+    assert (notice.reports_on, notice.report_kind, notice.subject) == ("42", "failed", "Undeliverable: ")
     (on_disk,) = [e for e in QueueStore(tmp_path / "q", None).recover() if e.queue_id == notice.queue_id]
     assert on_disk.sender == "" and body_bytes(store.body_path(notice.queue_id), on_disk.size) == body
     assert b"Final-Recipient: rfc822; a@corp.example" in body and b"Subject: t" in body

@@ -18,7 +18,7 @@ def scheduler(messages, in_delivery=(), suspended=()):
 def env(qid, *rcpts, attempts=0, reply=None, next_attempt=0.0):
     recipients = tuple(Recipient(r, RecipientState.PENDING, attempts, reply) for r in rcpts)
     return Envelope(qid, int(qid), f"<{qid}@x>", "app@corp.example", recipients, 1_795_000_000.0, 100, attempts=attempts,
-                    next_attempt=next_attempt, extra={"subject": f"s{qid}"})
+                    next_attempt=next_attempt, subject=f"s{qid}")
 
 
 def test_queues_by_next_hop_with_status_and_delivery_type():

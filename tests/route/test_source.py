@@ -61,7 +61,7 @@ def test_without_a_source_only_unscoped_connectors_route():
 def test_a_queued_envelope_routes_the_same_after_a_restart():
     """The source comes from what the envelope file keeps: sender, receive connector, AUTH login."""
     envelope = Envelope("1", 1, "<m@x>", "erp@corp.example", (Recipient("x@outside.example"),), 0.0, 10,
-                        connector=FRONTEND, extra={"auth": "erp-app"})
+                        connector=FRONTEND, auth="erp-app")
     reread = decode_envelope(encode_envelope(envelope))
     assert ROUTER.route_address("x@outside.example", RouteSource.of(reread)).name == "Frontend apps as erp"
     # Remembered per source: another sender's route for the same address is its own.

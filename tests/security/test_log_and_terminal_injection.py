@@ -33,7 +33,7 @@ def _log_event(directory, subject=FORMULA_HELO):
     clock = Clock()
     clock.advance(1_795_000_000)
     env = Envelope("7", 7, "<7@x>", "-2+3@evil.example", (Recipient("a@corp.example"),), 0.0, 10, client_ip="10.1.2.3",
-                   helo=FORMULA_HELO, connector="EXSERVER\\Default Frontend", extra={"subject": subject})
+                   helo=FORMULA_HELO, connector="EXSERVER\\Default Frontend", subject=subject)
     log = TrackingLog(directory, clock, "mail.corp.example")
     log.event("RECEIVE", "SMTP", env, ["a@corp.example"], server_ip="127.0.0.1")
     log.close()

@@ -102,7 +102,7 @@ def test_mail_for_a_send_connector_is_signed_and_verifies(tmp_path, kind):
     """dkimpy verifies the stream a send connector gets; behind the signature, the queued bytes unchanged."""
     hub = SignedHub(tmp_path, kind)
     envelope = hub.submit(b"someone@outside.example", MESSAGE)
-    signature = envelope.extra["dkim"].encode()
+    signature = envelope.dkim.encode()
     assert signature.startswith(b"DKIM-Signature: v=1; a=" + (b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256"))
     unfolded = b" ".join(signature.split())
     assert b"c=relaxed/relaxed; d=corp.example; s=s1; t=1795000000;" in unfolded
@@ -129,7 +129,7 @@ def test_a_large_body_is_hashed_as_it_streams(tmp_path):
 def test_mail_only_for_mailboxes_is_not_signed(tmp_path):
     hub = SignedHub(tmp_path)
     envelope = hub.submit(b"alice@corp.example", MESSAGE)
-    assert "dkim" not in envelope.extra
+    assert envelope.dkim == ""
     assert hub.delivered(envelope, local=True) == hub.stored()
 
 
@@ -140,14 +140,14 @@ def test_mailbox_copies_stay_unsigned_unless_sign_local(tmp_path):
     assert hub.delivered(envelope, local=True) == hub.stored()
     hub = SignedHub(tmp_path / "local", sign_local=True)
     envelope = hub.submit(b"alice@corp.example", MESSAGE)
-    assert envelope.extra["dkim_local"] is True
+    assert envelope.dkim_local is True
     assert dkim.verify(hub.delivered(envelope, local=True), dnsfunc=hub.dns)
 
 
 def test_a_from_domain_without_a_key_is_not_signed(tmp_path):
     hub = SignedHub(tmp_path)
     envelope = hub.submit(b"someone@outside.example", MESSAGE.replace(b"printer01@corp.example", b"x@elsewhere.example"))
-    assert "dkim" not in envelope.extra
+    assert envelope.dkim == ""
 
 
 def test_signed_body_reads_in_small_pieces():
