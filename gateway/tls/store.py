@@ -322,8 +322,10 @@ class CertificateStore:
         return made
 
     def find(self, identifier: str | TlsCertificateName) -> StoredCertificate | None:
+        """The file a thumbprint (its own or its companion's, as `certificate list` shows both) or a name selects."""
         if isinstance(identifier, str):
-            return next((c for c in self.certificates if c.thumbprint == identifier), None)
+            return next((c for c in self.certificates
+                         if c.thumbprint == identifier or any(x.thumbprint == identifier for x in c.companions)), None)
         for c in self.certificates:
             if (parse_dn(c.issuer, "issuer") == identifier.issuer and parse_dn(c.subject, "subject") == identifier.subject):
                 return c

@@ -92,6 +92,8 @@ def test_the_default_certificate_is_an_rsa_and_an_ecdsa_pair_in_one_private_file
     # The file is known by its RSA certificate, as before.
     assert made.path.name == f"{made.thumbprint}.pem"
     assert store.select(None, "mail.corp.example", NOW) == made
+    # `certificate list` shows both thumbprints: either names the file, which serves both.
+    assert store.select(ecdsa.thumbprint, "other.corp.example", NOW) == made
 
 
 def test_an_rsa_only_file_has_no_companion_and_reads_as_before(tmp_path):
