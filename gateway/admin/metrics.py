@@ -84,8 +84,10 @@ class _Live:
         if self.tls is not None:
             expiry = GaugeMetricFamily("exgateway_certificate_not_after_seconds", "When each certificate in the store expires (Unix time)",
                                        labels=["thumbprint", "subject"])
-            for cert in self.tls.store.certificates:
-                expiry.add_metric([cert.thumbprint, cert.subject], cert.not_after.timestamp())
+            # A file's companion (its ECDSA certificate beside the RSA one) is served too: it expires on its own.
+            for stored in self.tls.store.certificates:
+                for cert in (stored, *stored.companions):
+                    expiry.add_metric([cert.thumbprint, cert.subject], cert.not_after.timestamp())
             yield expiry
 
 

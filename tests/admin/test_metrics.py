@@ -48,3 +48,17 @@ def test_worker_0_gathers_the_others_at_each_scrape():
         (("connector", "Default Frontend"), ("worker", "0")): 1.0,
         (("connector", "Default Frontend"), ("worker", "1")): 4.0,
     }
+
+
+def test_each_certificate_of_a_pair_has_its_expiry(tmp_path):
+    """The default store file holds an RSA and an ECDSA certificate, both served: both are watched."""
+    import datetime
+    from types import SimpleNamespace
+
+    from gateway.admin.metrics import _Live
+    from gateway.tls.store import CertificateStore
+
+    store = CertificateStore(tmp_path)
+    made = store.ensure_default("mail.corp.example", datetime.datetime.now(datetime.UTC))
+    (family,) = _Live(None, None, SimpleNamespace(store=store), "node").collect()
+    assert {s.labels["thumbprint"] for s in family.samples} == {made.thumbprint, made.companions[0].thumbprint}
