@@ -47,7 +47,7 @@ class Outcome(str):
 
     dsn_action: str
 
-    def __new__(cls, text: str, dsn_action: str = "") -> "Outcome":
+    def __new__(cls, text: str, dsn_action: str = "") -> Outcome:
         outcome = super().__new__(cls, text)
         outcome.dsn_action = dsn_action
         return outcome
@@ -104,7 +104,7 @@ class Envelope:
     def done(self) -> bool:
         return all(r.state.final for r in self.recipients)
 
-    def with_results(self, results: dict[str, tuple[RecipientState, str | None]], next_attempt: float) -> "Envelope":
+    def with_results(self, results: dict[str, tuple[RecipientState, str | None]], next_attempt: float) -> Envelope:
         """A copy with the outcome of one delivery attempt applied."""
         recipients = []
         for r in self.recipients:

@@ -21,23 +21,23 @@ from dataclasses import replace
 from twisted.internet.defer import Deferred, FirstError, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway.interfaces import IMessageHandler, IMessageTransaction
+from gateway.address import Address, parse_mailbox
 from gateway.dates import rfc5322
-from gateway.address import Address
 from gateway.dsnparams import RecipientDSN
 from gateway.envelope import Envelope, Recipient
-from gateway.headers import HeaderScan
-from gateway.headerfields import header_length
-from gateway.rewrite import Rewriter
-from gateway.sign.dkim import Signer
-from gateway.journal import Journal, JournalReport
-from gateway.address import parse_mailbox
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.headerfields import header_length
+from gateway.headers import HeaderScan
+from gateway.interfaces import IMessageHandler, IMessageTransaction
+from gateway.journal import Journal, JournalReport
 from gateway.queue.store import QueueEntry, QueueStore
+from gateway.rewrite import Rewriter
 from gateway.route.router import Router
 from gateway.route.source import RouteSource
+from gateway.sign.dkim import BodySigning, Signer
 from gateway.smtpd.session import MailFrom, Session
 
 log = Logger(namespace="exgateway.intake")
@@ -73,9 +73,14 @@ class InternalIds:
         return self._last
 
 
+def _first_error(failure: Failure) -> Failure:
+    """gatherResults' FirstError unwrapped: the failure of the commit that failed."""
+    return failure.value.subFailure if isinstance(failure.value, FirstError) else failure
+
+
 @implementer(IMessageTransaction)
 class IntakeTransaction:
-    def __init__(self, handler: "IntakeHandler", session: Session, mail: MailFrom) -> None:
+    def __init__(self, handler: IntakeHandler, session: Session, mail: MailFrom) -> None:
         self.handler = handler
         self.session = session
         self.mail = mail
@@ -96,7 +101,7 @@ class IntakeTransaction:
         self.sender = handler.rewriter.sender(mail.sender)
         # DKIM (gateway/sign/dkim.py): whether a recipient leaves through a send connector; the signing under way.
         self.remote = False
-        self.signing = None
+        self.signing: BodySigning | None = None
         # Journaling (gateway/journal.py): the envelope report written beside the message, if a rule asks for one.
         self.report: JournalReport | None = None
         self.originals: list[str] = []
@@ -153,10 +158,12 @@ class IntakeTransaction:
     def write(self, data: bytes) -> None:
         if self.write_error is not None:
             return  # the rest of the body is read and dropped; the end of data gets the 451
+        scan, entry = self.scan, self.entry
+        # open_body made both; abort() drops the entry only after a write error (above).
+        assert scan is not None and entry is not None
         try:
-            scan = self.scan
             if scan.done:
-                self.entry.write(data)
+                entry.write(data)
                 if self.signing is not None:
                     self.signing.update(data)
                 if self.report is not None:
@@ -171,7 +178,8 @@ class IntakeTransaction:
             self.abort()
 
     def _flush_headers(self) -> None:
-        scan = self.scan
+        scan, entry = self.scan, self.entry
+        assert scan is not None and entry is not None
         message_id = scan.message_id or self.handler.new_message_id(self.internal_id)
         trace = [self._received()]
         if not scan.message_id:
@@ -185,12 +193,12 @@ class IntakeTransaction:
         # RFC 6532 headers: with SMTPUTF8 they make the message need a SMTPUTF8 next hop.
         self.utf8_headers = not scan.buffer[: end if end >= 0 else len(scan.buffer)].isascii()
         data = "".join(trace).encode("utf-8")
-        self.entry.write(data)
+        entry.write(data)
         rest = bytes(scan.buffer)
         if self.handler.rewriter and scan.has_header:
             end, _ = header_length(rest)
             rest = self.handler.rewriter.header(rest[:end]) + rest[end:]
-        self.entry.write(rest)
+        entry.write(rest)
         if self.report is not None:
             self.report.start(self.handler.clock.seconds(), str(self.sender), self.originals, message_id, scan.subject)
             self.report.write(data)
@@ -198,7 +206,7 @@ class IntakeTransaction:
         signer = self.handler.signer
         if signer and (self.remote or signer.sign_local) and not scan.too_large:
             self._begin_signing(signer, data + rest)
-        scan.buffer = b""
+        scan.buffer = bytearray()
 
     def _begin_signing(self, signer: Signer, start: bytes) -> None:
         """Sign the header section as it will be queued; the body hash starts with the body bytes already here."""
@@ -208,7 +216,8 @@ class IntakeTransaction:
         try:
             self.signing = signer.begin(start[:end])
         except Exception:
-            log.failure("dkim: could not start signing {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
+            log.failure("dkim: could not start signing {queue_id}; sent unsigned",
+                        queue_id=self.entry.queue_id if self.entry is not None else "")
             return
         if self.signing is not None:
             body = start[end:]
@@ -240,23 +249,26 @@ class IntakeTransaction:
     def finish(self) -> Deferred:
         if self.write_error is not None:
             raise SMTPError(Reply.LOCAL_ERROR, reason=f"queue write failed: {self.write_error}")
-        if not self.scan.done:
-            self.scan.finish()
+        scan, entry = self.scan, self.entry
+        # open_body made both; only a write error (above) drops the entry before the end.
+        assert scan is not None and entry is not None
+        if not scan.done:
+            scan.finish()
             self._flush_headers()
-        if self.scan.too_large:
+        if scan.too_large:
             self.abort()
             raise SMTPError(Reply.HEADER_TOO_LARGE)
-        if self.scan.received > self.session.connector.max_hop_count:
+        if scan.received > self.session.connector.max_hop_count:
             self.abort()
-            raise SMTPError(Reply.HOP_COUNT_EXCEEDED, hops=self.scan.received)
+            raise SMTPError(Reply.HOP_COUNT_EXCEEDED, hops=scan.received)
         envelope = Envelope(
-            queue_id=self.entry.queue_id,
+            queue_id=entry.queue_id,
             internal_id=self.internal_id,
             message_id=self.message_id,
             sender=str(self.sender),
             recipients=tuple(self._recipient(r) for r in self.recipients),
             received_at=self.handler.clock.seconds(),
-            size=self.entry.size,
+            size=entry.size,
             client_ip=self.origin.client_ip,
             helo=self.origin.helo,
             connector=self.origin.connector,
@@ -264,7 +276,7 @@ class IntakeTransaction:
             auth=self.origin.auth or "",
             tls=self.origin.tls or "",
             via=self.via or "",
-            subject=(self.scan.subject or "")[:256],
+            subject=(scan.subject or "")[:256],
             body_type=self.mail.body or "",
         )
         if self.mail.dsn is not None:
@@ -277,8 +289,8 @@ class IntakeTransaction:
                     envelope, dkim=self.signing.finish(self.handler.clock.seconds()), dkim_local=bool(self.handler.signer.sign_local),
                 )
             except Exception:
-                log.failure("dkim: could not sign {queue_id}; sent unsigned", queue_id=self.entry.queue_id)
-        entry, self.entry = self.entry, None
+                log.failure("dkim: could not sign {queue_id}; sent unsigned", queue_id=entry.queue_id)
+        self.entry = None
         d = self.handler.store.commit(entry, envelope)
         if self.report is not None:
             d = self._commit_report(d, envelope)
@@ -288,9 +300,10 @@ class IntakeTransaction:
     def _commit_report(self, committed: Deferred, envelope: Envelope) -> Deferred:
         """The journal report goes into the same group commit; the 250 waits for both."""
         report, self.report = self.report, None
+        assert report is not None  # finish() calls this only when there is one
         report_envelope = report.finish(self.handler.clock.seconds(), int(report.entry.queue_id), envelope)
         d = gatherResults([committed, self.handler.store.commit(report.entry, report_envelope)], consumeErrors=True)
-        d.addErrback(lambda f: f.value.subFailure if f.check(FirstError) else f)
+        d.addErrback(_first_error)
 
         def queued(result):
             log.info("journal report {report_id} for {queue_id} to {journal}", report_id=report_envelope.queue_id,

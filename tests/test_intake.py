@@ -1,5 +1,7 @@
 """The hub's intake through the real protocol: trace headers, exact bytes, the queued reply."""
 
+import itertools
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
@@ -188,7 +190,7 @@ def test_the_workers_of_a_node_take_turns_with_ids():
     taken = [i.next() for i in ids for _ in range(4)]
     assert len(set(taken)) == 12
     assert [[t % 3 for t in taken[k * 4:(k + 1) * 4]] for k in range(3)] == [[0] * 4, [1] * 4, [2] * 4]
-    assert all(b > a for a, b in zip(taken[:4], taken[1:4]))
+    assert all(b > a for a, b in itertools.pairwise(taken[:4]))
     assert min(taken) >= 1_000_000_000
 
 

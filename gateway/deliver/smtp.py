@@ -14,15 +14,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway.interfaces import IDeliverer
 from gateway.config.values import HostPort
 from gateway.deliver.capabilities import lacks_smtputf8, mail_command, mail_parameters, rcpt_command, rcpt_parameters
 from gateway.deliver.client import LoginUnavailable, ReplyTooLong
 from gateway.deliver.pool import ConnectionPool
 from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, Outcome, RecipientState
-from gateway.queue.store import StoredBody
 from gateway.errors import SMTPReply
+from gateway.interfaces import IDeliverer
+from gateway.queue.store import StoredBody
 
 log = Logger(namespace="exgateway.deliver")
 
@@ -53,7 +53,7 @@ def _outcome(final: SMTPReply, results: dict, accepted: list[str], dsn_action: s
     """
     state = _state(final)
     text = Outcome(_text(final), dsn_action) if state is RecipientState.DELIVERED and dsn_action else _text(final)
-    results.update({r: (state, text) for r in accepted})
+    results.update(dict.fromkeys(accepted, (state, text)))
     return results
 
 
@@ -91,7 +91,7 @@ class SMTPDelivery:
         """
         if self.max_message_size is not None and envelope.size > self.max_message_size:
             reason = f"552 5.3.4 message of {envelope.size} bytes is over the send connector's limit of {self.max_message_size}"
-            return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
+            return succeed(dict.fromkeys(recipients, (RecipientState.FAILED, reason)))
         return self._try(envelope, recipients, body, True)
 
     def _try(self, envelope: Envelope, recipients: list[str], body: StoredBody, first: bool) -> Deferred:
@@ -106,13 +106,13 @@ class SMTPDelivery:
         e = failure.value
         if isinstance(e, ResolveError):
             state = RecipientState.FAILED if e.permanent else RecipientState.PENDING
-            return {r: (state, e.reply) for r in recipients}
+            return dict.fromkeys(recipients, (state, e.reply))
         if not isinstance(e, Exception):
             return failure
         if isinstance(e, LoginUnavailable):
             return {r: (RecipientState.PENDING, str(e.reply)) for r in recipients}
         reason = f"451 4.4.0 next hop {self.next_hop} unreachable: {e}"
-        return {r: (RecipientState.PENDING, reason) for r in recipients}
+        return dict.fromkeys(recipients, (RecipientState.PENDING, reason))
 
     def _acquired(self, acquired, envelope: Envelope, recipients: list[str], body: StoredBody, first: bool) -> Deferred:
         client, reused = acquired
@@ -143,17 +143,17 @@ class SMTPDelivery:
             # A kept connection the next hop has meanwhile closed: one fresh try.
             return self._try(envelope, recipients, body, False)
         reason = f"451 4.4.0 delivery to {self.next_hop} interrupted: {failure.value}"
-        return {r: (RecipientState.PENDING, reason) for r in recipients}
+        return dict.fromkeys(recipients, (RecipientState.PENDING, reason))
 
     def _transaction(self, client, envelope: Envelope, recipients: list[str], body: StoredBody) -> Deferred:
         """One transaction; MAIL, RCPTs and DATA go in one write where PIPELINING is offered."""
         if lacks_smtputf8(client.extensions, envelope.smtputf8):
             reason = f"550 5.6.7 {self.next_hop} does not support SMTPUTF8, which this message's UTF-8 addresses or headers need"
-            return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
+            return succeed(dict.fromkeys(recipients, (RecipientState.FAILED, reason)))
         limit = client.extensions.get("SIZE", "")
         if limit.isdigit() and int(limit) and envelope.size > int(limit):
             reason = f"552 5.3.4 message of {envelope.size} bytes is over {self.next_hop}'s SIZE limit of {limit}"
-            return succeed({r: (RecipientState.FAILED, reason) for r in recipients})
+            return succeed(dict.fromkeys(recipients, (RecipientState.FAILED, reason)))
         extensions = client.extensions
         mail = mail_command(
             envelope.sender,
@@ -181,7 +181,7 @@ class SMTPDelivery:
         mail_reply, rcpt_replies, go = (yield first), [], None
         if mail_reply.code == 250:
             for line in rcpts:
-                rcpt_replies.append((yield client.command(line)))
+                rcpt_replies.append((yield client.command(line)))  # noqa: PERF401 (each RCPT waits for its reply)
             if any(r.code in (250, 251) for r in rcpt_replies):
                 go = yield client.command("DATA")
         return (yield self._finish(client, envelope, recipients, body, mail_reply, rcpt_replies, go))
@@ -192,7 +192,7 @@ class SMTPDelivery:
             state = RecipientState.FAILED if mail_reply.code >= 500 else RecipientState.PENDING
             results = {r: (state, _text(mail_reply)) for r in recipients}
         else:
-            results = {r: (_state(reply), _text(reply)) for r, reply in zip(recipients, rcpt_replies) if reply.code not in (250, 251)}
+            results = {r: (_state(reply), _text(reply)) for r, reply in zip(recipients, rcpt_replies, strict=False) if reply.code not in (250, 251)}
         accepted = [r for r in recipients if r not in results]
         if go is not None and go.code == 354 and not accepted:
             # Pipelined DATA that a server took although nothing was accepted: end it empty.

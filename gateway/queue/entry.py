@@ -34,7 +34,7 @@ class BodyReader(io.RawIOBase):
     """The body part of a queue file, read as a stream (the trailer after it stays unread)."""
 
     def __init__(self, path: Path | str, size: int) -> None:
-        self._file = open(path, "rb", buffering=0)
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (read until the delivery ends)
         self._left = size
 
     def readable(self) -> bool:
@@ -112,7 +112,7 @@ class QueueEntry:
             return
         self._chunks.append(data)
         if self.size > self.SPILL:
-            self.file = file = open(self._open(), "wb", buffering=WRITE_BUFFER)
+            self.file = file = open(self._open(), "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (written until the commit)
             file.write(b"".join(self._chunks))
             self._chunks = []
 

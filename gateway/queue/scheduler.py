@@ -18,20 +18,21 @@ sender: it is itself a notice) is kept in `failed/` for the admin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
-from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
+from gateway.deliver.registry import Deliverers
 from gateway.envelope import Envelope, RecipientState
-from gateway.queue.notify import success_notices
+from gateway.nexthop import NextHop
 from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
+from gateway.queue.notify import success_notices
 from gateway.queue.retry import RetryPolicy, expiry_reply
 from gateway.queue.store import QueueStore, StoredBody
-from gateway.deliver.registry import Deliverers
-from gateway.nexthop import NextHop
 from gateway.route.source import RouteSource
 
 log = Logger(namespace="exgateway.queue")
@@ -63,9 +64,9 @@ class DeliveryScheduler:
         self.max_per_hop = max_per_hop
         self.hops = HopQueues(clock, retry, wake=self._pump)
         # The pending call of _pump_soon (a pump two reactor turns away), if any.
-        self._soon = None
+        self._soon: IDelayedCall | None = None
         self._active = 0
-        self._timers: dict[str, object] = {}
+        self._timers: dict[str, IDelayedCall] = {}
         self._bodies: dict[str, bytes] = {}
         self._body_bytes = 0
         self._running = False
@@ -277,7 +278,7 @@ class DeliveryScheduler:
         if timer is not None and timer.active():
             timer.cancel()
         reply = "550 5.3.0 Message deleted by an administrator"
-        results = {r.address: (RecipientState.FAILED, reply) for r in envelope.pending}
+        results: dict[str, tuple[RecipientState, str | None]] = {r.address: (RecipientState.FAILED, reply) for r in envelope.pending}
         updated = envelope.with_results(results, 0.0)
         log.warn("removed {queue_id} by an administrator ({ndr})", queue_id=queue_id, ndr="with NDR" if with_ndr else "without NDR")
         self._track(updated, results, {})
@@ -308,7 +309,9 @@ class DeliveryScheduler:
         body = StoredBody(self.store.body_file(envelope.queue_id), self._take_body(envelope.queue_id), envelope.size)
         ds = []
         for hop, addresses in groups.items():
-            d = maybeDeferred(self.deliverers.get(hop).deliver, envelope, addresses, body)
+            deliverer = self.deliverers.get(hop)
+            assert deliverer is not None  # grouped above only where there is one
+            d = maybeDeferred(deliverer.deliver, envelope, addresses, body)
             if self.metrics is not None:
                 d.addBoth(self._timed, self._hop_name(hop), self.clock.seconds())
             d.addCallback(results.update)
@@ -326,6 +329,9 @@ class DeliveryScheduler:
     def _timed(self, result, next_hop: str, started: float):
         self.metrics.delivery_time(next_hop).observe(self.clock.seconds() - started)
         return result
+
+    def _notify(self, _: object, kind: str, envelope: Envelope, recipients) -> Deferred:
+        return self.notifier.notify(kind, envelope, recipients)
 
     def _hop_failed(self, failure, addresses, results) -> None:
         log.failure("delivery error", failure)
@@ -402,7 +408,7 @@ class DeliveryScheduler:
             notices = succeed(None).addCallback(lambda _: self.notifier.notify("failed", updated, newly_failed))
         for kind, succeeded in (success_notices(updated, results) if tell else {}).items():
             # NOTIFY=SUCCESS: "delivered" (mailbox) or "relayed" (a next hop without DSN).
-            notices = (notices or succeed(None)).addCallback(lambda _, k=kind, s=succeeded: self.notifier.notify(k, updated, s))
+            notices = (notices or succeed(None)).addCallback(self._notify, kind, updated, succeeded)
         if updated.pending and self.retry.delay_notice_due(updated.received_at, now, updated.delay_notified):
             updated = replace(updated, delay_notified=True)
             if tell:

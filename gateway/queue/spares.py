@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -95,8 +96,9 @@ class SpareFiles:
         """In the store's thread: a retired file renamed, or else a new file, under each id; then one directory fsync."""
         made: list[Spare] = []
         try:
+            # One at a time, so that a failure drops those already made.
             for queue_id in queue_ids:
-                made.append(self._reuse_retired(queue_id) or Spare(queue_id, create_file(self._path(queue_id)), False))
+                made.append(self._reuse_retired(queue_id) or Spare(queue_id, create_file(self._path(queue_id)), False))  # noqa: PERF401
             fsync_directory(self.directory)
         except OSError:
             self._drop(made)

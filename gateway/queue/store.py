@@ -35,8 +35,8 @@ envelope file) is recovered and delivered as it is.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
@@ -46,7 +46,6 @@ from gateway.envelope import Envelope
 from gateway.files import fsync_directory, make_directory
 from gateway.interfaces import IQueueStore
 from gateway.queue.entry import QueueEntry, StoredBody, unlink_quietly, write_all
-from gateway.queue.fsyncs import fsync_all
 from gateway.queue.format import (
     BODY,
     ENVELOPE,
@@ -60,6 +59,7 @@ from gateway.queue.format import (
     holds_no_message,
     trailer,
 )
+from gateway.queue.fsyncs import fsync_all
 from gateway.queue.spares import SpareFiles
 
 # Importers of the store's names from before the split (the entry, the body reader, the codec's trailer).
@@ -258,14 +258,14 @@ class QueueStore:
         try:
             fds = [entry.fileno() for entry in batch if not isinstance(entry, Exception)]
             errors = iter(self._fsync_all(fds))
-            for i, entry in enumerate(batch):
+            for i in range(len(batch)):
                 if results[i] is None:
                     results[i] = next(errors)
         finally:
             for entry in batch:
                 if not isinstance(entry, Exception):
                     entry.close()
-        for entry, result in zip(batch, results):
+        for entry, result in zip(batch, results, strict=True):
             if result is not None and not isinstance(entry, Exception):
                 # Refused to its client: it must not come back as queued mail at the next start.
                 unlink_quietly(entry.path)

@@ -42,7 +42,7 @@ class RouteSource:
     user: str = ""
 
     @classmethod
-    def of(cls, envelope) -> "RouteSource":
+    def of(cls, envelope) -> RouteSource:
         return cls(envelope.sender, envelope.connector, envelope.auth)
 
 
@@ -50,7 +50,7 @@ def sender_pattern(value: str) -> str:
     """A source_senders entry, checked at config load: `user@domain`, `*@domain`, `*@*.domain`."""
     value = value.strip().lower()
     local, at, domain = value.rpartition("@")
-    bare = domain[2:] if domain.startswith("*.") else domain
+    bare = domain.removeprefix("*.")
     if not at or not local or not bare or "*" in bare or (("*" in local) and local != "*") or (domain.startswith("*.") and local != "*"):
         raise ValueError(f"{value!r} is not user@domain, *@domain or *@*.domain")
     return value

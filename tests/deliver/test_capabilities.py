@@ -137,7 +137,7 @@ def test_dsn_parameters_go_re_encoded_to_a_next_hop_that_offers_dsn_and_it_repor
         b"RCPT TO:<b@corp.example>\r\nDATA\r\n"
     )
     c.dataReceived(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
-    ((_, reply_a), (_, reply_b)) = results[0].values()
+    ((_, reply_a), (_, _reply_b)) = results[0].values()
     assert reply_a == "250 2.0.0 queued" and getattr(reply_a, "dsn_action", "") == ""
 
 
@@ -171,7 +171,7 @@ def test_a_utf8_message_goes_with_smtputf8_to_a_next_hop_that_offers_it():
 
 
 def test_a_utf8_message_bounces_with_5_6_7_at_a_next_hop_without_smtputf8_and_nothing_is_sent():
-    c, t, results = _deliver_utf8(b"250-hop\r\n250 PIPELINING\r\n")
+    _c, t, results = _deliver_utf8(b"250-hop\r\n250 PIPELINING\r\n")
     assert _said(t) == b""
     assert results == [{"ålice@corp.example": (
         RecipientState.FAILED, "550 5.6.7 hop does not support SMTPUTF8, which this message's UTF-8 addresses or headers need",

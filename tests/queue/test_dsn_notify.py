@@ -24,7 +24,7 @@ DELIVERED, FAILED, PENDING = RecipientState.DELIVERED, RecipientState.FAILED, Re
 def _notifier(tmp_path):
     from gateway.intake import InternalIds
 
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    store, clock, _mailbox, _scheduler, env = setup(tmp_path)
     enqueued = []
     notifier = Notifier(store, InternalIds(clock, lambda: 42), clock, "mail.corp.example", lambda f, *a: succeed(f(*a)),
                         lambda e, body: enqueued.append((e, body)))
@@ -60,19 +60,19 @@ def test_a_relayed_notice_says_no_further_notice_may_come():
 
 
 def test_notify_never_and_notify_success_only_get_no_failure_or_delay_notice(tmp_path):
-    store, env, notifier, enqueued = _notifier(tmp_path)
+    _store, env, notifier, enqueued = _notifier(tmp_path)
     never = Recipient("a@corp.example", FAILED, 1, "550 5.1.1 unknown", notify="NEVER")
     success_only = Recipient("b@corp.example", FAILED, 1, "550 5.1.1 unknown", notify="SUCCESS")
     assert notifier.notify("failed", env, [never, success_only]).result is None
     assert notifier.notify("delayed", env, [Recipient("a@corp.example", PENDING, 1, "451", notify="FAILURE")]).result is None
     assert enqueued == []
     notifier.notify("failed", env, [never, Recipient("c@corp.example", FAILED, 1, "550 5.1.1 unknown", notify="FAILURE")])
-    ((notice, body),) = enqueued
+    ((_notice, body),) = enqueued
     assert b"Final-Recipient: rfc822; c@corp.example" in body and b"a@corp.example" not in body
 
 
 def test_ret_full_returns_the_whole_message_in_a_non_delivery_report_and_hdrs_only_the_header(tmp_path):
-    store, env, notifier, enqueued = _notifier(tmp_path)
+    _store, env, notifier, enqueued = _notifier(tmp_path)
     failed = Recipient("a@corp.example", FAILED, 1, "550 5.1.1 unknown")
     notifier.notify("failed", Envelope(**{**env.__dict__, "dsn_ret": "FULL"}), [failed])
     notifier.notify("failed", Envelope(**{**env.__dict__, "dsn_ret": "HDRS"}), [failed])
@@ -99,7 +99,7 @@ def test_success_notices_come_from_the_outcome_of_notify_success_recipients():
 
 
 def test_the_scheduler_queues_a_delivered_notice_for_notify_success(tmp_path):
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    store, _clock, mailbox, scheduler, env = setup(tmp_path)
     scheduler.retry = RetryPolicy(60, 0, 60)
     scheduler.notifier = Notices()
     env = Envelope(**{**env.__dict__, "recipients": (Recipient("a@corp.example", notify="SUCCESS"), Recipient("b@corp.example"))})
@@ -125,16 +125,16 @@ def test_dsn_fields_survive_the_queue_and_old_envelopes_still_load(tmp_path):
     assert data["recipients"][1] == {"address": "b@corp.example", "state": "pending", "attempts": 0, "last_reply": None}
     plain = json.loads(encode_envelope(Envelope("42", 42, "<m@x>", "s@x", (Recipient("b@corp.example"),), 0.0, 1)))
     assert "dsn_ret" not in plain and "dsn_envid" not in plain
-    old = b'{"attempts": 0, "client_ip": "", "connector": "", "extra": {}, "helo": "", "internal_id": 7, "message_id": "<m@x>", ' \
-          b'"next_attempt": 0.0, "queue_id": "7", "received_at": 0.0, "recipients": [{"address": "a@corp.example", ' \
-          b'"attempts": 0, "last_reply": null, "state": "pending"}], "sender": "s@x", "size": 1, "version": 1}'
+    old = (b'{"attempts": 0, "client_ip": "", "connector": "", "extra": {}, "helo": "", "internal_id": 7, "message_id": "<m@x>", '
+           b'"next_attempt": 0.0, "queue_id": "7", "received_at": 0.0, "recipients": [{"address": "a@corp.example", '
+           b'"attempts": 0, "last_reply": null, "state": "pending"}], "sender": "s@x", "size": 1, "version": 1}')
     loaded = decode_envelope(old)
     assert (loaded.dsn_ret, loaded.dsn_envid, loaded.recipients[0].notify, loaded.recipients[0].orcpt) == ("", "", "", "")
 
 
 def test_a_notice_about_an_internationalised_message_returns_global_headers_and_needs_smtputf8(tmp_path):
     """RFC 6533: the UTF-8 header section comes back as message/global-headers, and the notice itself needs SMTPUTF8."""
-    store, env, notifier, enqueued = _notifier(tmp_path)
+    _store, env, notifier, enqueued = _notifier(tmp_path)
     failed = Recipient("a@corp.example", FAILED, 1, "550 5.6.7 hop does not support SMTPUTF8")
     notifier.notify("failed", Envelope(**{**env.__dict__, "smtputf8": True}), [failed])
     notifier.notify("failed", env, [failed])

@@ -42,7 +42,7 @@ def setup(tmp_path):
 
 
 def test_delivered_message_leaves_the_queue(tmp_path):
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    store, _clock, mailbox, scheduler, env = setup(tmp_path)
     ok = (RecipientState.DELIVERED, "250 ok")
     mailbox.outcomes = [{"a@corp.example": ok, "b@corp.example": ok}]
     scheduler.start([env])
@@ -57,7 +57,7 @@ def test_an_admin_removal_during_an_attempt_deletes_the_file_the_attempt_may_sti
     """A file reused as a spare would be written over under a delivery still streaming it: removed by an admin, it is deleted."""
     from twisted.internet.defer import Deferred
 
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    store, _clock, mailbox, scheduler, env = setup(tmp_path)
     pending = Deferred()
     mailbox.deliver = lambda envelope, recipients, body: pending
     scheduler.start([env])
@@ -129,7 +129,7 @@ def test_deferred_recipient_alone_is_retried_after_the_interval(tmp_path):
 
 
 def test_recovered_message_waits_for_its_next_attempt(tmp_path):
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    _store, clock, mailbox, scheduler, env = setup(tmp_path)
     clock.advance(100)
     later = Envelope(**{**env.__dict__, "next_attempt": 130.0})
     mailbox.outcomes = [{"a@corp.example": (RecipientState.DELIVERED, "250"), "b@corp.example": (RecipientState.DELIVERED, "250")}]
@@ -141,7 +141,7 @@ def test_recovered_message_waits_for_its_next_attempt(tmp_path):
 
 def test_unroutable_recipient_fails_without_a_delivery_call_and_is_kept(tmp_path):
     """A recipient that fails for good is not silently dropped: the message waits in failed/."""
-    store, clock, mailbox, scheduler, _ = setup(tmp_path)
+    store, _clock, mailbox, scheduler, _ = setup(tmp_path)
     e = store.create("43")
     e.write(BODY)
     env = Envelope("43", 43, "<m@x>", "s@x", (Recipient("z@gone.example"),), 0.0, len(BODY))
@@ -159,11 +159,11 @@ def test_first_attempt_body_from_memory_within_a_budget(tmp_path, monkeypatch):
     """A just-queued body is handed over from memory, but only within the cache budget."""
     from gateway.queue import scheduler as scheduler_module
 
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    _store, _clock, mailbox, scheduler, env = setup(tmp_path)
     monkeypatch.setattr(scheduler_module, "BODY_CACHE_BYTES", 10)
     scheduler._running = True
     seen = []
-    mailbox.deliver = lambda e, rcpts, body: (seen.append(body.data), succeed({r: (RecipientState.DELIVERED, "250") for r in rcpts}))[1]
+    mailbox.deliver = lambda e, rcpts, body: (seen.append(body.data), succeed(dict.fromkeys(rcpts, (RecipientState.DELIVERED, "250"))))[1]
     scheduler.max_concurrent = 0  # hold the attempts while bodies are offered
     scheduler.enqueue(env, b"12345")
     scheduler.enqueue(Envelope(**{**env.__dict__, "queue_id": "43"}), b"too long for what is left")
@@ -240,7 +240,7 @@ def test_delay_notice_state_survives_a_restart(tmp_path):
 
 def test_a_failed_notice_is_kept_in_failed_not_reported(tmp_path):
     """A message from the null sender (a notice itself) that fails: no notice about a notice; kept for the admin."""
-    store, clock, mailbox, scheduler, env = with_notices(tmp_path, RetryPolicy(60, 0, 60))
+    store, _clock, mailbox, scheduler, env = with_notices(tmp_path, RetryPolicy(60, 0, 60))
     bounce = Envelope(**{**env.__dict__, "sender": ""})
     mailbox.outcomes = [{"a@corp.example": (RecipientState.FAILED, "550 no"), "b@corp.example": (RecipientState.FAILED, "550 no")}]
     scheduler.start([bounce])
@@ -252,7 +252,7 @@ def test_the_notifier_queues_a_durable_notice_from_the_null_sender(tmp_path):
     from gateway.intake import InternalIds
     from gateway.queue.notify import Notifier
 
-    store, clock, mailbox, scheduler, env = setup(tmp_path)
+    store, clock, _mailbox, _scheduler, env = setup(tmp_path)
     enqueued = []
     notifier = Notifier(store, InternalIds(clock, lambda: 42), clock, "mail.corp.example", lambda f, *a: succeed(f(*a)),
                         lambda e, body: enqueued.append((e, body)))

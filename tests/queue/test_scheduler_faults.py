@@ -33,8 +33,8 @@ class Mailbox:
     def deliver(self, envelope, recipients, body):
         self.calls.append(envelope.queue_id)
         if self.down:
-            return succeed({r: (RecipientState.PENDING, "451 4.4.0 next hop down") for r in recipients})
-        return succeed({r: (RecipientState.DELIVERED, "250 ok") for r in recipients})
+            return succeed(dict.fromkeys(recipients, (RecipientState.PENDING, "451 4.4.0 next hop down")))
+        return succeed(dict.fromkeys(recipients, (RecipientState.DELIVERED, "250 ok")))
 
 
 class Disk:
@@ -121,7 +121,7 @@ def test_a_notice_that_cannot_be_queued_leaves_the_message_scheduled(tmp_path):
 
     class Refusing:
         def deliver(self, envelope, recipients, body):
-            return succeed({r: (RecipientState.FAILED, "550 5.1.1 unknown") for r in recipients})
+            return succeed(dict.fromkeys(recipients, (RecipientState.FAILED, "550 5.1.1 unknown")))
 
     class FullNotifier:
         tries = 0
@@ -141,7 +141,7 @@ def test_a_notice_that_cannot_be_queued_leaves_the_message_scheduled(tmp_path):
 def test_a_restart_while_the_disk_is_full_strands_nothing(tmp_path, monkeypatch):
     """Recovery needs no free space; every message recovered while full is delivered once space returns, without another restart."""
     disk = Disk(monkeypatch)
-    store, envelopes = queued(tmp_path, ids=("41", "42", "43"))
+    _store, _envelopes = queued(tmp_path, ids=("41", "42", "43"))
     disk.full = True
     # A leftover update from before the crash, as the full disk left it.
     (tmp_path / "q" / "42.json.tmp").write_bytes(b"{")

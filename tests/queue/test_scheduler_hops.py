@@ -43,7 +43,7 @@ class Mailbox:
 
     def deliver(self, envelope, recipients, body):
         self.delivered.append(envelope.queue_id)
-        return succeed({r: (RecipientState.DELIVERED, "250 2.0.0 ok") for r in recipients})
+        return succeed(dict.fromkeys(recipients, (RecipientState.DELIVERED, "250 2.0.0 ok")))
 
 
 class Blackhole:
@@ -62,7 +62,7 @@ class Blackhole:
 
         def timed_out():
             self.in_flight -= 1
-            d.callback({r: (RecipientState.PENDING, UNREACHABLE) for r in recipients})
+            d.callback(dict.fromkeys(recipients, (RecipientState.PENDING, UNREACHABLE)))
 
         self.clock.callLater(self.wait, timed_out)
         return d
@@ -89,7 +89,7 @@ def test_mail_to_a_good_hop_keeps_flowing_while_a_blackhole_hop_holds_messages()
     """
     clock = Clock()
     blackhole = Blackhole(clock)
-    scheduler, mailbox, store = build(clock, blackhole, max_concurrent=20)
+    scheduler, mailbox, _store = build(clock, blackhole, max_concurrent=20)
     for i in range(1, 26):
         scheduler.enqueue(message(i, f"u{i}@ext.example"))
     assert blackhole.in_flight == 5  # the hop's initial window, not every delivery slot
@@ -108,7 +108,7 @@ def test_a_refusing_hop_with_1000_queued_gets_one_attempt_per_retry_interval():
     """1000 messages to a down next hop: a first window of attempts, then one probe per interval; no envelope rewrite for the waiting ones."""
     clock = Clock()
     refusing = Blackhole(clock, wait=0.5)  # refused after half a second
-    scheduler, mailbox, store = build(clock, refusing)
+    scheduler, _mailbox, store = build(clock, refusing)
     for i in range(1, 1001):
         scheduler.enqueue(message(i, f"u{i}@ext.example"))
     clock.advance(1)
@@ -133,7 +133,7 @@ def test_a_refusing_hop_with_1000_queued_gets_one_attempt_per_retry_interval():
 def test_queue_list_shows_the_hop_in_retry_with_its_error_and_next_retry_time():
     clock = Clock()
     refusing = Blackhole(clock, wait=0.0)
-    scheduler, mailbox, store = build(clock, refusing)
+    scheduler, _mailbox, _store = build(clock, refusing)
     scheduler.enqueue(message(1, "u@ext.example"))
     clock.advance(0)
     scheduler.enqueue(message(2, "v@ext.example"))
@@ -151,13 +151,13 @@ def test_queue_list_shows_the_hop_in_retry_with_its_error_and_next_retry_time():
 def test_a_hop_that_answers_again_drains_its_queue():
     clock = Clock()
     hop = Blackhole(clock, wait=0.5)
-    scheduler, mailbox, store = build(clock, hop)
+    scheduler, _mailbox, _store = build(clock, hop)
     for i in range(1, 41):
         scheduler.enqueue(message(i, f"u{i}@ext.example"))
     clock.advance(1)
     delivered = []
     hop.deliver = lambda envelope, recipients, body: (
-        delivered.append(envelope.queue_id) or succeed({r: (RecipientState.DELIVERED, "250 ok") for r in recipients})
+        delivered.append(envelope.queue_id) or succeed(dict.fromkeys(recipients, (RecipientState.DELIVERED, "250 ok")))
     )
     clock.advance(60)
     assert len(delivered) == 40 and scheduler.messages == {}
@@ -169,7 +169,7 @@ def test_messages_waiting_behind_a_down_hop_still_expire_with_an_ndr():
     """Never attempted while the hop is down, a message still expires on time: 4.4.7 and a non-delivery report."""
     clock = Clock()
     refusing = Blackhole(clock, wait=0.0)
-    scheduler, mailbox, store = build(clock, refusing, retry=RetryPolicy(900, 0, 60, expiration=3600, delay_notice=None))
+    scheduler, _mailbox, _store = build(clock, refusing, retry=RetryPolicy(900, 0, 60, expiration=3600, delay_notice=None))
     notices = []
 
     class Notifier:
