@@ -314,6 +314,3 @@ class SignedDelivery:
 
     def close(self) -> None:
         self.deliverer.close()
-
-    def __getattr__(self, name):
-        return getattr(self.deliverer, name)
