@@ -28,7 +28,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -118,12 +118,7 @@ class StoredCertificate:
     @property
     def dns_names(self) -> tuple[str, ...]:
         """SAN DNS names; the subject CN only if there is no SAN (as TLS clients read it)."""
-        try:
-            san = self.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
-        except x509.ExtensionNotFound:
-            cns = self.certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            return tuple(str(a.value).lower() for a in cns)
+        return _dns_names(self.certificate)
 
     def matches_host(self, host: str) -> bool:
         host = host.lower().rstrip(".")
@@ -136,6 +131,16 @@ class StoredCertificate:
 
     def valid_at(self, now: datetime.datetime) -> bool:
         return self.not_before <= now <= self.not_after
+
+    def served_at(self, now: datetime.datetime) -> StoredCertificate:
+        """
+        This file as served at `now`: without a companion that is not valid
+        then. The file's own certificate is chosen knowingly (select), even
+        expired as a last resort; a companion is only ever served beside it,
+        and an expired one would be what every ECDSA client gets.
+        """
+        valid = tuple(c for c in self.companions if c.valid_at(now))
+        return self if valid == self.companions else replace(self, companions=valid)
 
     @property
     def key_type(self) -> str:
@@ -199,12 +204,26 @@ def read_pem(path: Path, data: bytes | None = None) -> StoredCertificate:
         except (ValueError, TypeError):
             continue
         other_leaf = _leaf_of(other, certs)
-        if other_leaf is not None and _key_type(other.public_key()) not in {_key_type(k.public_key()) for _, k in pairs}:
+        if (
+            other_leaf is not None
+            and _key_type(other.public_key()) not in {_key_type(k.public_key()) for _, k in pairs}
+            # Served to the clients that take its key type, so only for the very hosts the file's own certificate names.
+            and set(_dns_names(other_leaf)) == set(_dns_names(leaf))
+        ):
             pairs.append((other_leaf, other))
     leaves = [c for c, _ in pairs]
     chain = tuple(c for c in certs if all(c is not leaf for leaf in leaves))
     companions = tuple(StoredCertificate(path, c, chain, _key_pem(k)) for c, k in pairs[1:])
     return StoredCertificate(path, leaf, chain, _key_pem(key), companions)
+
+
+def _dns_names(cert: x509.Certificate) -> tuple[str, ...]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        return tuple(n.lower() for n in san.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return tuple(str(a.value).lower() for a in cns)
 
 
 def _leaf_of(key, certs: list[x509.Certificate]) -> x509.Certificate | None:
@@ -342,9 +361,9 @@ class CertificateStore:
             found = self.find(wanted)
             if found is None:
                 raise CertificateError(f"no certificate in {self.directory} matches {identifier!r}")
-            return found
+            return found.served_at(now)
         valid = [c for c in self.certificates if c.valid_at(now)]
         for pool in ([c for c in valid if c.matches_host(fqdn)], valid, list(self.certificates)):
             if pool:
-                return max(pool, key=lambda c: (not c.self_signed, c.not_after))
+                return max(pool, key=lambda c: (not c.self_signed, c.not_after)).served_at(now)
         raise CertificateError(f"the certificate store {self.directory} holds no usable certificate")

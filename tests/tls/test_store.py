@@ -112,3 +112,33 @@ def test_a_second_key_of_the_same_type_or_without_its_certificate_is_ignored(tmp
 def test_an_unknown_key_type_is_refused():
     with pytest.raises(CertificateError, match="key type DSA is not supported"):
         make_self_signed("CN=mail.corp.example", (), NOW, key_types=("DSA",))
+
+
+def _only(key_type: str, subject: str, sans: tuple[str, ...], now: datetime.datetime, days: int = 825) -> bytes:
+    return make_self_signed(subject, sans, now, days=days, key_types=(key_type,))
+
+
+def test_an_admin_file_with_an_ecdsa_certificate_for_other_names_serves_only_its_own(tmp_path):
+    # Review: a second key pair in an admin's file is served to every ECDSA client only if it
+    # names the same hosts; one for other names stays what it always was (ignored, its certificate in the chain).
+    rsa_pem = _only("RSA", "CN=mail.corp.example", (), NOW)
+    other = _only("ECDSA", "CN=intranet.corp.example", (), NOW)
+    stored = read_pem(tmp_path / "x.pem", rsa_pem + other)
+    assert stored.key_type == "RSA" and stored.companions == ()
+    assert [x509.Name.rfc4514_string(c.subject) for c in stored.chain] == ["CN=intranet.corp.example"]
+    # The same names, in another order or case, are a companion.
+    same = _only("ECDSA", "CN=mail.corp.example", ("MAIL.corp.example",), NOW)
+    assert [c.key_type for c in read_pem(tmp_path / "y.pem", rsa_pem + same).companions] == ["ECDSA"]
+
+
+def test_an_expired_companion_is_not_served_beside_a_valid_certificate(tmp_path):
+    store = CertificateStore(tmp_path)
+    rsa_pem = _only("RSA", "CN=mail.corp.example", (), NOW)
+    expired = _only("ECDSA", "CN=mail.corp.example", (), NOW - datetime.timedelta(days=30), days=10)
+    written = store.write(rsa_pem + expired)
+    assert [c.key_type for c in written.companions] == ["ECDSA"]
+    chosen = store.select(None, "mail.corp.example", NOW)
+    assert chosen.thumbprint == written.thumbprint and chosen.companions == ()
+    # While it was valid, it was served.
+    assert [c.key_type for c in store.select(None, "mail.corp.example", NOW - datetime.timedelta(days=25)).companions] == ["ECDSA"]
+    assert store.select(written.thumbprint, "mail.corp.example", NOW).companions == ()
