@@ -33,7 +33,8 @@ from gateway.headerfields import header_length
 from gateway.headers import HeaderScan
 from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.journal import Journal, JournalReport
-from gateway.queue.store import QueueEntry, QueueStore
+from gateway.queue.entry import QueueEntry
+from gateway.queue.store import QueueStore
 from gateway.rewrite import Rewriter
 from gateway.route.router import Router
 from gateway.route.source import RouteSource

@@ -39,9 +39,9 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from gateway.envelope import Envelope, Outcome, RecipientState
-from gateway.files import create_new, make_directory
+from gateway.files import create_new, fsync_directory, make_directory
 from gateway.interfaces import IDeliverer
-from gateway.queue.store import StoredBody, fsync_directory
+from gateway.queue.entry import StoredBody
 
 _SAFE = "!#$&'*+-=?^_`{|}~"
 MAILBOX_LIMIT = "451 4.3.1 Insufficient system resources: [mailbox] max_mailboxes reached, no new mailbox made"

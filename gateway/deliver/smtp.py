@@ -22,7 +22,7 @@ from gateway.deliver.resolve import ResolveError
 from gateway.envelope import Envelope, Outcome, RecipientState
 from gateway.errors import SMTPReply
 from gateway.interfaces import IDeliverer
-from gateway.queue.store import StoredBody
+from gateway.queue.entry import StoredBody
 
 log = Logger(namespace="exgateway.deliver")
 

@@ -29,10 +29,11 @@ from twisted.logger import Logger
 from gateway.deliver.registry import Deliverers
 from gateway.envelope import Envelope, RecipientState
 from gateway.nexthop import NextHop
+from gateway.queue.entry import StoredBody
 from gateway.queue.hopqueue import DEFAULT_LIMIT, HopQueues, hop_reached
 from gateway.queue.notify import success_notices
 from gateway.queue.retry import RetryPolicy, expiry_reply
-from gateway.queue.store import QueueStore, StoredBody
+from gateway.queue.store import QueueStore
 from gateway.route.source import RouteSource
 
 log = Logger(namespace="exgateway.queue")

@@ -45,7 +45,7 @@ from zope.interface import implementer
 from gateway.envelope import Envelope
 from gateway.files import fsync_directory, make_directory
 from gateway.interfaces import IQueueStore
-from gateway.queue.entry import QueueEntry, StoredBody, unlink_quietly, write_all
+from gateway.queue.entry import QueueEntry, unlink_quietly, write_all
 from gateway.queue.format import (
     BODY,
     ENVELOPE,
@@ -61,12 +61,6 @@ from gateway.queue.format import (
 )
 from gateway.queue.fsyncs import fsync_all
 from gateway.queue.spares import SpareFiles
-
-# Importers of the store's names from before the split (the entry, the body reader, the codec's trailer).
-__all__ = [
-    "QueueEntry", "QueueStore", "StoredBody", "body_bytes", "fsync_directory", "holds_message", "is_spare", "read_trailer",
-    "trailer",
-]
 
 log = Logger(namespace="exgateway.queue")
 

@@ -40,6 +40,7 @@ from gateway.dates import rfc5322
 from gateway.errors import Reply, SMTPError, SMTPReply
 from gateway.fastpath.sendnow import send
 from gateway.interfaces import ISession
+from gateway.logs.sessionid import new_session_id
 from gateway.policy.checks import SessionPolicy
 from gateway.policy.limits import DEFAULT_JUNK_COMMAND_LIMIT
 from gateway.policy.rights import Principal, Right, connector_rights
@@ -48,7 +49,7 @@ from gateway.smtpd.body import MessageBody
 from gateway.smtpd.commands import Commands
 from gateway.smtpd.mailstate import MailState
 from gateway.smtpd.observer import NullObserver, observer_for
-from gateway.smtpd.session import MailHandler, Session, new_session_id
+from gateway.smtpd.session import MailHandler, Session
 from gateway.smtpd.shutdown import LINGER
 from gateway.smtpd.starttls import StartTLS, principal_for
 from gateway.startup import key_values

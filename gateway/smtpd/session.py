@@ -21,7 +21,6 @@ from gateway.dsnparams import MailDSN, RecipientDSN
 from gateway.errors import SMTPReply
 
 # Session ids live with the protocol logs (the send side numbers its sessions too); named here for smtpd/protocol.py.
-from gateway.logs.sessionid import new_session_id as new_session_id
 from gateway.policy.rights import Principal, Right
 
 if TYPE_CHECKING:

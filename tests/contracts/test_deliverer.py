@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 
 from gateway.deliver.maildir import MaildirDelivery, mailbox_path
 from gateway.envelope import Envelope, Recipient, RecipientState
-from gateway.queue.store import StoredBody
+from gateway.queue.entry import StoredBody
 from gateway.testing import FakeDeliverer
 
 BODY = b"Received: from scanner3\r\nSubject: scan\r\n\r\n.leading dot kept\r\nline\r\n"

@@ -11,7 +11,7 @@ from gateway import testing
 from gateway.deliver.client import SMALL_BODY, SMTPClient
 from gateway.deliver.smtp import SMTPDelivery
 from gateway.envelope import Envelope, Recipient, RecipientState
-from gateway.queue.store import StoredBody
+from gateway.queue.entry import StoredBody
 
 
 def connected():

@@ -7,7 +7,8 @@ from twisted.internet.task import Clock
 
 from gateway.deliver.maildir import MaildirDelivery, mailbox_path
 from gateway.envelope import RecipientState
-from gateway.queue.store import StoredBody, trailer
+from gateway.queue.entry import StoredBody
+from gateway.queue.format import trailer
 
 
 def test_mailbox_path_cannot_escape_root():

@@ -6,8 +6,9 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 
 from gateway.envelope import Envelope, Recipient, RecipientState
+from gateway.queue.entry import StoredBody
 from gateway.queue.format import encode_envelope
-from gateway.queue.store import QueueStore, StoredBody, body_bytes, read_trailer
+from gateway.queue.store import QueueStore, body_bytes, read_trailer
 
 BODY = b"Received: x\r\nSubject: t\r\n\r\nhello\r\n"
 

@@ -12,7 +12,8 @@ from twisted.internet.task import Clock
 from gateway import testing
 from gateway.deliver.maildir import MAILBOX_LIMIT, MaildirDelivery
 from gateway.envelope import RecipientState
-from gateway.queue.store import StoredBody, trailer
+from gateway.queue.entry import StoredBody
+from gateway.queue.format import trailer
 
 
 def _body(tmp_path):

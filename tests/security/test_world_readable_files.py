@@ -18,7 +18,9 @@ from gateway.deliver.maildir import MaildirDelivery
 from gateway.envelope import Envelope, Recipient
 from gateway.files import UnsafePathError
 from gateway.logs.rolling import RollingLog
-from gateway.queue.store import QueueStore, StoredBody, trailer
+from gateway.queue.entry import StoredBody
+from gateway.queue.format import trailer
+from gateway.queue.store import QueueStore
 from gateway.tls.store import CertificateStore, make_self_signed
 
 

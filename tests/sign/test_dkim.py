@@ -8,7 +8,7 @@ import pytest
 
 from gateway import testing
 from gateway.domains import AcceptedDomains
-from gateway.queue.store import StoredBody
+from gateway.queue.entry import StoredBody
 from gateway.route.router import Router
 from gateway.sign.dkim import RelaxedBodyHash, SignedBody, SignedDelivery, from_domain
 from gateway.sign.keys import KeyStore
