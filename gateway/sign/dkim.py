@@ -24,36 +24,30 @@ signed.
 Signatures are relaxed/relaxed, rsa-sha256 or ed25519-sha256; the header
 fields signed are dkimpy's RFC 6376 recommended set present in the message,
 with From signed once more than it occurs (oversigned: a second From added
-on the way breaks the signature). dkimpy builds and folds the field and
-canonicalizes the header (dkim.CanonicalizationPolicy, select_headers,
-fold); the private-key operation is `cryptography`'s (dkimpy's own RSA is
-pure Python, about 20 ms a signature on the reactor thread).
+on the way breaks the signature). The field is made in
+gateway/sign/dkimfield.py, loaded at the first signing: dkimpy builds and
+folds it and canonicalizes the header (dkim.CanonicalizationPolicy,
+select_headers, fold); the private-key operation is `cryptography`'s
+(dkimpy's own RSA is pure Python, about 20 ms a signature on the reactor
+thread).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 from dataclasses import dataclass, field, replace
-from email.utils import getaddresses
 from pathlib import Path
 
-import dkim
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from gateway.interfaces import IDeliverer
-from gateway.sign.keys import KeyStore, check_domain, check_selector, key_kind
+from gateway.sign.keys import KeyStore, check_domain, check_selector
 
 log = Logger(namespace="exgateway.dkim")
 
 DKIM_KEYS = {"directory", "selectors", "sign_local"}
-# RFC 6376 5.4.1's recommended fields, as dkimpy lists them; From is oversigned.
-SIGNED_FIELDS = frozenset(dkim.DKIM.SHOULD)
-_POLICY = dkim.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _CRLF_BLOCK = b"\r\n" * 4096
 
 
@@ -167,50 +161,6 @@ class RelaxedBodyHash:
         return h.digest()
 
 
-def from_domain(header: bytes) -> str | None:
-    """The domain of the header From's one address, or None (absent, several, unparsable)."""
-    values = [y for x, y in dkim.rfc822_parse(header + b"\r\n")[0] if x.lower() == b"from"]
-    if len(values) != 1:
-        return None
-    addresses = [a for _, a in getaddresses([values[0].decode("utf-8", "replace")]) if a]
-    if len(addresses) != 1 or addresses[0].count("@") != 1:
-        return None
-    return addresses[0].rpartition("@")[2].lower().rstrip(">") or None
-
-
-def sign_header(header: bytes, body_hash: bytes, domain: str, selector: str, key, now: float) -> bytes:
-    """The DKIM-Signature field (ending in CRLF) for a header section and the body's hash."""
-    headers = dkim.rfc822_parse(header + b"\r\n")[0]
-    present = [x.lower() for x, _ in headers if x.lower() in SIGNED_FIELDS]
-    include = (*present, b"from")
-    kind = key_kind(key)
-    algorithm = b"ed25519-sha256" if kind == "ed25519" else b"rsa-sha256"
-    fields = [
-        (b"v", b"1"),
-        (b"a", algorithm),
-        (b"c", b"relaxed/relaxed"),
-        (b"d", domain.encode("ascii")),
-        (b"s", selector.encode("ascii")),
-        (b"t", str(int(now)).encode("ascii")),
-        (b"h", b" : ".join(include)),
-        (b"bh", base64.b64encode(body_hash)),
-        (b"b", b""),
-    ]
-    name = b"DKIM-Signature"
-    value = dkim.fold(b"; ".join(b"=".join(x) for x in fields), namelen=len(name))
-    value = dkim.RE_BTAG.sub(b"\\1", value)
-    canonical = _POLICY.canonicalize_headers(headers)
-    signed = dkim.select_headers(canonical, include)
-    (own,) = _POLICY.canonicalize_headers([(name, b" " + value)])
-    data = b"".join(x + b":" + y for x, y in signed) + own[0] + b":" + own[1].rstrip()
-    if kind == "ed25519":
-        signature = key.sign(hashlib.sha256(data).digest())
-    else:
-        signature = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    fields[-1] = (b"b", base64.b64encode(signature))
-    return name + b": " + dkim.fold(b"; ".join(b"=".join(x) for x in fields) + b"\r\n", namelen=len(name), linesep=b"\r\n")
-
-
 class BodySigning:
     """One message being signed: the body hash fed as the body streams, the field made at the end."""
 
@@ -225,6 +175,8 @@ class BodySigning:
         self.body.update(data)
 
     def finish(self, now: float) -> str:
+        from gateway.sign.dkimfield import sign_header  # dkimpy: see Signer.begin
+
         return sign_header(self.header, self.body.digest(), self.domain, self.selector, self.key, now).decode("ascii")
 
 
@@ -248,6 +200,12 @@ class Signer:
 
     def begin(self, header: bytes) -> BodySigning | None:
         """A signing for a message with this header section, or None (its From domain has no active key)."""
+        if not self.keys:
+            return None
+        # dkimpy (with dnspython and PyNaCl, about 4 MB a process) is loaded
+        # only by a node that signs: most relays have no [dkim] selectors.
+        from gateway.sign.dkimfield import from_domain
+
         domain = from_domain(header)
         if domain is None or domain not in self.keys:
             return None

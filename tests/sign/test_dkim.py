@@ -10,7 +10,7 @@ from gateway import testing
 from gateway.domains import AcceptedDomains
 from gateway.queue.entry import StoredBody
 from gateway.route.router import Router
-from gateway.sign.dkim import RelaxedBodyHash, SignedBody, SignedDelivery, from_domain
+from gateway.sign.dkim import RelaxedBodyHash, SignedBody, SignedDelivery
 from gateway.sign.keys import KeyStore
 from tests.test_intake import Hub
 
@@ -40,16 +40,6 @@ def test_trailing_blank_lines_are_counted_not_kept():
         h.update(b"\r\n" * 32768)
     assert h._breaks == 16 * 32768 + 1
     assert h.digest() == hashlib.sha256(b"text\r\n").digest()
-
-
-@pytest.mark.parametrize("header, domain", [
-    (b"From: Printer <printer01@Corp.Example>\r\n", "corp.example"),
-    (b"From: a@corp.example, b@other.example\r\n", None),
-    (b"Subject: none\r\n", None),
-    (b"From: a@corp.example\r\nFrom: b@other.example\r\n", None),
-])
-def test_the_signing_domain_is_the_one_header_from(header, domain):
-    assert from_domain(header) == domain
 
 
 class SignedHub(Hub):
