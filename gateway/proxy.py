@@ -6,10 +6,13 @@ to a hub: at the first recipient it takes a connection from the hub pool,
 tells the hub who the real client is (XFORWARD: address, port, HELO,
 protocol, connector), sends MAIL and the recipient, and passes the hub's
 answer back. The body is spooled (memory, then a temporary file past a
-threshold) and sent when the client's message is complete, as one BDAT LAST
-chunk where the hub offers CHUNKING (one write, no 354 round trip, no
-dot-stuffing), else with DATA; the client's final reply is the hub's. If no hub answers, the client gets a 4xx and nothing is
-half-accepted.
+threshold). Where the hub offers CHUNKING and PIPELINING, a large body goes
+on to the hub in non-LAST BDAT chunks while it arrives
+(gateway/hubstream.py), and the client's end of data sends the rest as
+`BDAT <n> LAST`; a small one is one BDAT LAST at the end (one write, no
+354 round trip, no dot-stuffing). Without CHUNKING the spooled body goes
+with DATA at the end. The client's final reply is the hub's. If no hub
+answers, the client gets a 4xx and nothing is half-accepted.
 
 Failover: a hub that breaks the connection, times out, or answers 4xx to
 MAIL, to DATA or at the end of the message is marked down (AddressHealth)
@@ -29,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,6 +44,7 @@ from gateway.deliver.client import SMTPClient
 from gateway.deliver.pool import NoHostAvailable
 from gateway.dsnparams import RecipientDSN
 from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.hubstream import STREAM_FROM, HubStream, streams_to
 from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.smtpd import xtext
 from gateway.smtpd.session import MailFrom, Session
@@ -87,6 +91,9 @@ class FrontendTransaction:
         self.failovers = 0
         # Why the body could not be spooled (ENOSPC), if it could not.
         self.spool_error: str | None = None
+        # The body going on to the current hub while it arrives; whether that was considered for this body.
+        self.stream: HubStream | None = None
+        self.stream_checked = False
 
     # --- envelope -------------------------------------------------------------
 
@@ -273,6 +280,14 @@ class FrontendTransaction:
             self._close_spool()
             return
         self.size += len(data)
+        if self.stream is not None:
+            self.stream.feed(data)
+        elif not self.stream_checked and self.size >= STREAM_FROM:
+            self.stream_checked = True
+            client = self.client
+            if client is not None and streams_to(client):
+                self.stream = HubStream(client, self.spool, self.size)
+                self.stream.pump()
 
     def finish(self) -> Deferred:
         if self.spool_error is not None:
@@ -280,14 +295,27 @@ class FrontendTransaction:
             raise SMTPError(Reply.LOCAL_ERROR, reason=f"spooling the message failed: {self.spool_error}")
         if self.client is None:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason="no hub connection")
-        return self._send_body().addCallbacks(self._delivered, self._body_failed)
+        stream = self.stream
+        if stream is None:
+            return self._send_body().addCallbacks(self._delivered, self._body_failed)
+        # RFC 3030: the LAST chunk goes only once every streamed chunk has its 250 (a refused one ends the transaction).
+        d = stream.end()
+        d.addCallback(lambda _: self._send_body())
+        return d.addCallbacks(self._delivered, self._body_failed)
 
     def _send_body(self) -> Deferred:
-        """The spooled body to the current hub; fires with its final reply (a 4xx is an errback: that hub is down)."""
+        """The spooled body (what was not streamed of it) to the current hub; fires with its final reply (a 4xx is an errback: that hub is down)."""
         client = self.client
         spool = self.spool
-        # finish() checked the client; failover replaced it; open_body made the spool.
-        assert client is not None and spool is not None
+        stream, self.stream = self.stream, None
+        if client is None or spool is None:
+            # The hub connection or the spool went while streamed chunks were answered.
+            return fail(SMTPError(Reply.HUB_UNAVAILABLE, reason="transaction gone"))
+        offset = 0
+        if stream is not None and stream.client is client:
+            if stream.failure is not None:
+                return fail(stream.failure)
+            offset = stream.streamed
 
         def go_ahead(reply: SMTPReply):
             if reply.code != 354:
@@ -299,10 +327,10 @@ class FrontendTransaction:
                 raise SMTPError(reply, reason="hub deferred the message", hub_down=True)
             return reply
 
-        spool.seek(0)
+        spool.seek(offset)
         if "CHUNKING" in client.extensions:
             # One write, one reply, no dot-stuffing on either side.
-            d = client.send_bdat(spool, self.size)
+            d = client.send_bdat(spool, self.size - offset)
         else:
             d = client.command("DATA")
             d.addCallback(go_ahead)
@@ -330,7 +358,14 @@ class FrontendTransaction:
             self._return_client()
         return failure
 
+    def _end_stream(self) -> None:
+        """Nothing more streams to the hub: it is done with, or the body is (chunks still unanswered make the connection busy)."""
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            stream.end()
+
     def _close_spool(self) -> None:
+        self._end_stream()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -342,6 +377,7 @@ class FrontendTransaction:
 
     def _return_client(self) -> None:
         """Give the hub connection back to the pool, its transaction reset (RSET), or drop it if it is mid-reply."""
+        self._end_stream()
         client, self.client = self.client, None
         if client is None:
             return
@@ -352,6 +388,7 @@ class FrontendTransaction:
         client.command("RSET").addCallbacks(lambda _: self.handler.pool.release(client), lambda _: None)
 
     def _drop_client(self) -> None:
+        self._end_stream()
         client, self.client = self.client, None
         if client is not None:
             client.abort()

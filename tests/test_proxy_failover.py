@@ -80,10 +80,10 @@ class HubPool:
 class Frontend:
     """A client's session on the Default Frontend connector, whose transactions go to `pool`."""
 
-    def __init__(self, pool: HubPool, tmp_path) -> None:
+    def __init__(self, pool: HubPool, tmp_path, **connector_changes) -> None:
         cfg = testing.config()
         connector = next(c for c in cfg.receive_connectors if c.name == "Default Frontend")
-        connector = dataclasses.replace(connector, tarpit_interval=0.0)
+        connector = dataclasses.replace(connector, tarpit_interval=0.0, **connector_changes)
         self.clock = Clock()
         self.clock.advance(1_795_000_000)
         self.proto = ESMTPServer(

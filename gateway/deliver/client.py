@@ -328,6 +328,22 @@ class SMTPClient(Negotiation, Protocol):
             self.transport.registerProducer(producer, False)
         return d
 
+    def send_chunk(self, data: bytes) -> Deferred[Any]:
+        """
+        CHUNKING: one non-LAST `BDAT <n>` and its octets, sent now without
+        waiting for earlier replies (callers stream only where the server
+        offers CHUNKING and PIPELINING, RFC 3030 4.2); fires with its reply.
+        """
+        d = self._expect(self.timeouts.data_done)
+        if not self.connected:
+            return d
+        if self._plog is not None:
+            self._plog.event(">", f"BDAT {len(data)}")
+        self._write(b"BDAT %d\r\n" % len(data))
+        self._write(data)
+        self.flush()
+        return d
+
     def _write_body(self, chunk: bytes) -> None:
         stuffed, self._context = dot_stuff(chunk, self._context)
         self._write(stuffed)
