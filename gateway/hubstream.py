@@ -94,15 +94,15 @@ class HubStream:
             size = min(self.received - self.streamed, CHUNK_MAX)
             if size < STREAM_FROM or self.unacked + size > IN_FLIGHT:
                 return
-            self._send(self._take(size))
+            self._send(self._take(size), size)
 
-    def _take(self, size: int) -> bytes:
+    def _take(self, size: int) -> list[bytes]:
+        """The next `size` octets to stream: the pieces kept in memory as they came (no copy), else read back from the spool."""
         pending = self._pending
         if pending is not None and self._pending_size == size:
-            data = pending[0] if len(pending) == 1 else b"".join(pending)
-            pending.clear()
+            self._pending = []
             self._pending_size = 0
-            return data
+            return pending
         spool = self.spool
         end = spool.tell()
         spool.seek(self.streamed)
@@ -111,13 +111,12 @@ class HubStream:
         # Caught up: what arrives next is kept in memory again.
         self._pending = [] if self.streamed + size == self.received else None
         self._pending_size = 0
-        return data
+        return [data]
 
-    def _send(self, data: bytes) -> None:
-        size = len(data)
+    def _send(self, parts: list[bytes], size: int) -> None:
         self.streamed += size
         self.unacked += size
-        d = self.client.send_chunk(data)
+        d = self.client.send_chunk(parts, size)
         d.addCallbacks(self._answered, self._lost, callbackArgs=(size,), errbackArgs=(size,))
 
     def _answered(self, reply: SMTPReply, size: int) -> None:

@@ -107,6 +107,9 @@ class SMTPClient(Negotiation, Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        # Commands go out whole (flush); Nagle would only hold one behind the peer's delayed ACK.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         peer = self.transport.getPeer()
         # Which address this connection reached, for marking it down (AddressHealth).
         self.address = HostPort(peer.host, peer.port) if hasattr(peer, "port") else None
@@ -328,9 +331,10 @@ class SMTPClient(Negotiation, Protocol):
             self.transport.registerProducer(producer, False)
         return d
 
-    def send_chunk(self, data: bytes) -> Deferred[Any]:
+    def send_chunk(self, parts: list[bytes], size: int) -> Deferred[Any]:
         """
-        CHUNKING: one non-LAST `BDAT <n>` and its octets, sent now without
+        CHUNKING: one non-LAST `BDAT <size>` and its octets (`parts`, written
+        as they are: the transport joins them once), sent now without
         waiting for earlier replies (callers stream only where the server
         offers CHUNKING and PIPELINING, RFC 3030 4.2); fires with its reply.
         """
@@ -338,9 +342,9 @@ class SMTPClient(Negotiation, Protocol):
         if not self.connected:
             return d
         if self._plog is not None:
-            self._plog.event(">", f"BDAT {len(data)}")
-        self._write(b"BDAT %d\r\n" % len(data))
-        self._write(data)
+            self._plog.event(">", f"BDAT {size}")
+        self.transport.writeSequence([b"BDAT %d\r\n" % size, *parts])
+        self._unsent = True
         self.flush()
         return d
 

@@ -172,6 +172,9 @@ class ESMTPServer(Protocol):
             rights=connector_rights(self.connector, principal),
         )
         self._connected = True
+        # Replies go out whole (send_now): Nagle only held one (a BDAT chunk's 250) behind the client's delayed ACK.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         self._make_parts(session)
         self.observer.connected(session, peer.host)
         self._timer = self.clock.callLater(self.connector.connection_inactivity_timeout, self._timed_out)

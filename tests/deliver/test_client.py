@@ -367,3 +367,29 @@ def test_a_hub_that_does_not_ask_is_not_sent_the_node_login():
     client, t, outcome = _hub_pool_client(testing.node_credential("FE1"))
     client.dataReceived(b"220 hub ESMTP\r\n250-hub\r\n250 AUTH PLAIN LOGIN\r\n")
     assert _said(t) == [b"EHLO out.corp.example"] and outcome == [client]
+
+
+def test_commands_are_not_held_by_nagle():
+    """Commands and BDAT chunks are written whole: the connection sets TCP_NODELAY, so none waits for the server's delayed ACK."""
+
+    class NoDelayTransport(StringTransport):
+        no_delay = False
+
+        def setTcpNoDelay(self, enabled):
+            self.no_delay = enabled
+
+    client = SMTPClient("fe.corp.example", Clock(), timeout=30)
+    transport = NoDelayTransport()
+    client.makeConnection(transport)
+    assert transport.no_delay
+
+
+def test_a_bdat_chunk_goes_out_at_once_with_its_pieces_in_order():
+    """send_chunk: `BDAT <n>` and the pieces as given, without LAST, without waiting for earlier replies; fires with its reply."""
+    client, transport, _ = connected()
+    replies = []
+    client.send_chunk([b"Subject: a\r\n", b"\r\nbody"], 18).addCallback(replies.append)
+    client.send_chunk([b" more"], 5).addCallback(replies.append)
+    assert transport.value() == b"BDAT 18\r\nSubject: a\r\n\r\nbodyBDAT 5\r\n more"
+    client.dataReceived(b"250 2.0.0 18 octets received\r\n250 2.0.0 5 octets received\r\n")
+    assert [r.code for r in replies] == [250, 250]

@@ -606,3 +606,18 @@ def test_frontend_refuses_a_mail_loop_after_data():
     assert c.handler.finished == [] and c.handler.transactions[-1].aborted
     c.send("MAIL FROM:<a@ext.example>\r\nRCPT TO:<b@corp.example>\r\nDATA\r\n")
     assert c.send(body.split("\r\n", 1)[1])[0].startswith("250 ")
+
+
+class NoDelayTransport(StringTransport):
+    """A StringTransport that records TCP_NODELAY, as a TCP connection would set it."""
+
+    no_delay = False
+
+    def setTcpNoDelay(self, enabled):
+        self.no_delay = enabled
+
+
+def test_replies_are_not_held_by_nagle():
+    """Every reply is written whole: the connection sets TCP_NODELAY, so a second reply (a BDAT chunk's 250) never waits for the client's delayed ACK."""
+    c = Client(transport=NoDelayTransport)
+    assert c.transport.no_delay
