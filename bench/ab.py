@@ -10,7 +10,11 @@ hop an smtp-sink of its own) and Postfix, if named, run at once, idle while
 another is measured; the rounds alternate the order. Prints delivered msg/s
 per tree: the median, the best, and the ratio to the first tree; and the
 median server CPU per message (user + system of the server's processes),
-which usually moves less with the machine's load than the rate. Machine noise
+which usually moves less with the machine's load than the rate. With
+`--timed` the load is bench/timedload.py instead of smtp-source, and each
+tree's line adds the p50/p99 of the load's own transactions (connect to the
+final reply) and of the wait from the end of the data to that reply
+(medians over the rounds). Machine noise
 here moves one-session rates by 20-40% between minutes, which is why the
 trees run side by side instead of one after the other.
 """
@@ -24,6 +28,7 @@ import time
 from pathlib import Path
 
 import common
+import timedload
 
 
 def start(tree: str, workers: str, topology: str):
@@ -49,6 +54,8 @@ def main() -> None:
     parser.add_argument("--workers", default="2")
     parser.add_argument("--topology", choices=("all", "split"), default="all",
                         help="each tree as one process, or as --role hub + --role frontend")
+    parser.add_argument("--timed", action="store_true",
+                        help="time the load's own transactions (bench/timedload.py) instead of running smtp-source")
     args = parser.parse_args()
     running = []
     try:
@@ -57,16 +64,22 @@ def main() -> None:
             running.append((tree, *start(tree, args.workers, args.topology)))  # noqa: PERF401
         rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
         cpu_ms: dict[str, list[float]] = {tree: [] for tree in args.trees}
+        # Per round: p50 and p99 of the whole transaction, then of the end-of-data wait (ms).
+        times: dict[str, list[tuple[float, float, float, float]]] = {tree: [] for tree in args.trees}
         for r in range(args.rounds):
             for tree, server, sink in running if r % 2 == 0 else running[::-1]:
                 before = sink.messages
                 cpu_before = common.cpu_seconds(server.pids())
                 started = time.perf_counter()
-                subprocess.run(
-                    [common.tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
-                     "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
-                    check=True,
-                )
+                if args.timed:
+                    whole, tail = timedload.run(server.port, args.sessions, args.messages, args.size)
+                    times[tree].append(tuple(timedload.percentile(v, p) * 1000 for v in (whole, tail) for p in (50, 99)))
+                else:
+                    subprocess.run(
+                        [common.tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
+                         "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
+                        check=True,
+                    )
                 deadline = time.monotonic() + 120
                 while not (sink.messages >= before + args.messages and server.queue_empty()):
                     if time.monotonic() > deadline:
@@ -85,6 +98,11 @@ def main() -> None:
         cpu = statistics.median(cpu_ms[tree])
         print(f"{tree:30} median {median:6.0f} msg/s  best {max(values):6.0f}  ratio {median / reference:.2f}  "
               f"CPU {cpu:.2f} ms/msg ({cpu / cpu_reference:.2f})  rounds {[round(v) for v in values]}")
+        if times[tree]:
+            p = [statistics.median(r[i] for r in times[tree]) for i in range(4)]
+            ref = [statistics.median(r[i] for r in times[args.trees[0]]) for i in range(4)]
+            print(f"{'':30} transaction p50 {p[0]:.1f} ms ({p[0] / ref[0]:.2f}) p99 {p[1]:.1f} ms ({p[1] / ref[1]:.2f}); "
+                  f"end of data to reply p50 {p[2]:.1f} ms ({p[2] / ref[2]:.2f}) p99 {p[3]:.1f} ms ({p[3] / ref[3]:.2f})")
 
 
 if __name__ == "__main__":
