@@ -85,6 +85,11 @@ class MessageBody:
         return self._bdat_left is not None
 
     @property
+    def in_message(self) -> bool:
+        """A body has begun and not ended: DATA, or BDAT with its LAST chunk still to come (between chunks too)."""
+        return self._check is not None
+
+    @property
     def chunk_due(self) -> bool:
         """Every octet of the chunk is read (at once for BDAT 0): it is answered without more input."""
         return self._bdat_left == 0

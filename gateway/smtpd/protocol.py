@@ -424,8 +424,8 @@ class ESMTPServer(Protocol):
     # --- stopping (gateway/smtpd/shutdown.py) -------------------------------
 
     def _idle(self) -> bool:
-        """Between commands: no message body coming in, no reply being awaited."""
-        return not self._busy and not self.body.in_data and not self.body.in_chunk
+        """Between commands: no message body coming in (a BDAT message between its chunks is still coming), no reply being awaited."""
+        return not self._busy and not self.body.in_message and not self.body.in_chunk
 
     def stop_gently(self) -> bool:
         """The process stops: closed now if idle (True), else after the message in flight (False)."""
@@ -463,7 +463,8 @@ class ESMTPServer(Protocol):
         verb, _, arg = line.partition(" ")
         verb = verb.upper()
         self.observer.command_received(line)
-        if self._stopping:
+        # The next chunk of a BDAT message in flight is part of it, not a new command.
+        if self._stopping and not (verb == "BDAT" and self.body.in_message):
             self._shut()
             return
         route = COMMANDS.get(verb)

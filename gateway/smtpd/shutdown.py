@@ -4,8 +4,9 @@ in flight finish.
 
 The listeners stop accepting. A session waiting for its next command is told
 `421 4.3.2 Service not available, closing transmission channel` and closed.
-A session in the middle of a message (DATA or BDAT, or waiting for the
-queue's fsync before its 250) goes on: its client sends the rest, gets its
+A session in the middle of a message (DATA, or BDAT up to its LAST chunk:
+a frontend streams a large body in chunks, or waiting for the queue's
+fsync before its 250) goes on: its client sends the rest, gets its
 250, and its next command gets the 421 (a client that says nothing more is
 closed after LINGER). Whatever is still open when `shutdown_grace` runs out
 gets the 421 and is closed: its message never got a 250, so its client still

@@ -65,6 +65,21 @@ def test_a_message_in_data_finishes_and_gets_its_250_then_the_next_command_gets_
     assert stopped.called
 
 
+def test_a_message_between_bdat_chunks_finishes_before_the_421():
+    """A BDAT message with its LAST chunk still to come (a frontend streaming to this hub) is in flight, not idle: its LAST gets the 250."""
+    node = Node()
+    proto, transport = node.connect()
+    replies = send(proto, transport, "EHLO x\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<alice@corp.example>\r\nBDAT 15\r\nSubject: half\r\n")
+    assert replies[-1] == "250 2.0.0 15 octets received"
+    stopped = node.sessions.stop(node.clock, 30.0)
+    assert not transport.disconnecting and not stopped.called
+    assert send(proto, transport, "BDAT 12 LAST\r\n\r\nthe rest\r\n") == [QUEUED]
+    assert node.handler.finished[0].body == b"Subject: half\r\n\r\nthe rest\r\n"
+    assert send(proto, transport, "MAIL FROM:<a@b.example>\r\n") == [SHUTDOWN]
+    lose(proto, transport)
+    assert stopped.called
+
+
 def test_the_250_waits_for_the_queue_and_a_silent_client_is_closed_after_linger():
     """A session waiting for the queue's fsync is not idle: it gets its 250, then the 421 if its client says nothing."""
     node = Node()
