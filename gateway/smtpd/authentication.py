@@ -145,8 +145,6 @@ class SaslAuth:
         session.principal = Principal.GATEWAY_NODE
         session.node = login.node
         session.rights = connector_rights(self.connector, Principal.GATEWAY_NODE)
-        log.info("auth {session_id} gateway node {node} from {client_ip}: ok", session_id=session.session_id,
-                 node=login.node, client_ip=session.client_ip)
         self.observer.node_authenticated(session)
         return Reply.AUTH_OK
 
@@ -158,8 +156,6 @@ class SaslAuth:
         session.auth_mechanism = mechanism
         session.principal = Principal.AUTHENTICATED
         session.rights = connector_rights(self.connector, Principal.AUTHENTICATED)
-        log.info("auth {session_id} {user} via {mechanism} from {client_ip}: ok", session_id=session.session_id,
-                 user=identity.name, mechanism=mechanism, client_ip=session.client_ip)
         self.observer.authenticated(session, mechanism)
         return Reply.AUTH_OK
 

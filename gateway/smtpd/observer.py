@@ -80,7 +80,16 @@ class NullObserver:
 
 
 class ProcessLogObserver(NullObserver):
-    """Where the connector keeps no protocol log, the process log has one line per connection."""
+    """
+    Where the connector keeps no protocol log, the process log says what a
+    session did: its connection, its TLS and its login, a line each. Where it
+    keeps one, the protocol log says all three (Certificate thumbprint, TLS
+    negotiation succeeded, authenticated) and the process log nothing: the
+    same two facts again on every submission session, at a log record each
+    (issue 22).
+    Refused logins are in the process log on every connector
+    (gateway/smtpd/authentication.py).
+    """
 
     def connected(self, session: Session, peer_host: str) -> None:
         log.info(
@@ -92,6 +101,21 @@ class ProcessLogObserver(NullObserver):
             server_ip=session.server_ip,
             server_port=session.server_port,
         )
+
+    def tls_started(self, session: Session, cert: Certificate) -> None:
+        tls = session.tls
+        if tls is not None:
+            log.info("tls {session_id} {version} {cipher} certificate {thumbprint}", session_id=session.session_id,
+                     version=tls.version, cipher=tls.cipher, thumbprint=tls.thumbprint)
+
+    def authenticated(self, session: Session, mechanism: str) -> None:
+        if session.identity is not None:
+            log.info("auth {session_id} {user} via {mechanism} from {client_ip}: ok", session_id=session.session_id,
+                     user=session.identity.name, mechanism=mechanism, client_ip=session.client_ip)
+
+    def node_authenticated(self, session: Session) -> None:
+        log.info("auth {session_id} gateway node {node} from {client_ip}: ok", session_id=session.session_id,
+                 node=session.node, client_ip=session.client_ip)
 
 
 # Holds nothing of a session: one for all of them.

@@ -123,9 +123,6 @@ class StartTLS:
         session = self.session
         # The file's RSA or ECDSA certificate, whichever the handshake chose.
         cert = self._cert.served(connection)
-        tls = session.tls = TLSInfo(connection.get_protocol_version_name(), connection.get_cipher_name(), cert.thumbprint)
-        log.info(
-            "tls {session_id} {version} {cipher} certificate {thumbprint}", session_id=session.session_id,
-            version=tls.version, cipher=tls.cipher, thumbprint=tls.thumbprint,
-        )
+        session.tls = TLSInfo(connection.get_protocol_version_name(), connection.get_cipher_name(), cert.thumbprint)
+        # The protocol log, or where there is none the process log (gateway/smtpd/observer.py).
         self.observer.tls_started(session, cert)

@@ -216,6 +216,37 @@ def test_passwords_never_reach_the_protocol_log(users_path):
     assert ("*", "TLSv1.3 TLS_AES_256_GCM_SHA384", "TLS negotiation succeeded") in c.log.lines
 
 
+def process_log_lines(run):
+    """The process log's lines (exgateway.smtpd) while `run` runs."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        run()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return [formatEvent(e) for e in events if e.get("log_namespace") == "exgateway.smtpd"]
+
+
+@pytest.mark.parametrize("level", ["None", "Verbose"])
+def test_the_process_log_says_tls_and_login_only_where_the_connector_keeps_no_protocol_log(users_path, level):
+    """None: connect, tls and auth lines; Verbose: the protocol log has them (thumbprint, negotiation, authenticated), the process log nothing."""
+    lines = process_log_lines(lambda: Client(users_path, {"protocol_logging_level": level}).login())
+    if level == "Verbose":
+        assert lines == []
+        return
+    assert [line.split()[0] for line in lines] == ["connect", "tls", "auth"]
+    assert lines[1].endswith(" TLSv1.3 TLS_AES_256_GCM_SHA384 certificate 0D6907D9B41496654263AA0D932CFFA775399518")
+    assert lines[2].endswith(" scanner01@corp.example via PLAIN from 192.0.2.1: ok")
+
+
+def test_a_refused_login_is_in_the_process_log_on_every_connector(users_path):
+    """A failed login stays in the process log where the protocol log also has it: the admin's security trail."""
+    lines = process_log_lines(lambda: Client(users_path, {"protocol_logging_level": "Verbose"}).login("wrong-pw"))
+    assert len(lines) == 1 and lines[0].startswith("auth ") and "scanner01@corp.example from 192.0.2.1: 535" in lines[0]
+
+
 def test_failures_wait_the_tarpit_and_the_third_ends_the_session(users_path):
     c = Client(users_path)
     assert c.login("wrong") == []
