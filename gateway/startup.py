@@ -52,6 +52,9 @@ def chatter(event: dict, worker: int = 0) -> bool:
         return False
     if event.get("log_failure") is not None:
         return False
+    if namespace == "exgateway" or namespace.startswith("exgateway."):
+        # The gateway's own lines are never chatter: not formatted twice (here, then by the file observer).
+        return False
     try:
         text = formatEvent(event)
     except Exception:

@@ -25,6 +25,27 @@ def test_twisted_chatter_is_recognised_and_the_gateways_lines_are_not():
     assert not chatter(dict(legacy("Site starting on 8025"), log_level=LogLevel.warn))
 
 
+def test_the_gateways_own_lines_are_kept_without_being_formatted_for_the_check():
+    """An exgateway line is never chatter: the filter does not format it (the file observer does, once)."""
+
+    read = []
+
+    class Watched(dict):
+        def get(self, key, default=None):
+            read.append(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            read.append(key)
+            return super().__getitem__(key)
+
+    for namespace in ("exgateway", "exgateway.smtpd"):
+        assert not chatter(Watched(legacy("Site starting on 8025", namespace)))
+    assert "log_format" not in read and "log_text" not in read
+    assert chatter(Watched(legacy("Site starting on 8025", "exgatewayish")))
+    assert "log_format" in read
+
+
 def test_a_workers_twistd_lines_repeat_worker_0s_and_are_dropped():
     start = legacy("twistd 26.10.0 starting up.", "twisted.scripts._twistd_unix.UnixAppLogger")
     assert chatter(start, worker=1) and not chatter(start, worker=0)
