@@ -2,6 +2,7 @@
 Authenticated submission, side by side: exgateway against Postfix + Dovecot SASL.
 
     python bench/submission.py [--rounds 3] [--clients 10] [--sessions 300] [--cache-off]
+    python bench/submission.py --trees /path/to/tree-a /path/to/tree-b [...]
 
 Starts exgateway on its default config (the submission connectors' 5
 messages a minute per user lifted, as Postfix has no such limit) and a
@@ -26,6 +27,11 @@ alone costs, without AUTH). The client is Python on the same machine: its
 own CPU per session is printed, as on a 2-core machine it can be what
 limits the rate; the servers' CPU per session is the steadier comparison. Loads alternate which server goes
 first from round to round; the table is the median of the rounds.
+
+With `--trees A B` the two servers are exgateway from two checkouts of this
+project (e.g. main and a branch, `git worktree add`), each with its own
+sink and the same accounts, side by side in one run instead of beside
+Postfix: the ratio row is B / A.
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ import threading
 import time
 from pathlib import Path
 
-from common import REPO, Exgateway, Postfix, Sink, cpu_seconds, free_port, tool, wait_for_port, workdir
+import common
+from common import Exgateway, Postfix, Sink, cpu_seconds, free_port, tool, wait_for_port, workdir
 
 TEXT = (b"x" * 98 + b"\r\n") * 52
 
@@ -294,7 +301,7 @@ def exgateway_with_users(base: Path, sink_port: int, clients: int, cache_off: bo
         text = text.replace("credential_cache_ttl = \"1h\"", "credential_cache_ttl = \"0s\"")
     gateway.config.write_text(text)
     (gateway.dir / "var").mkdir(exist_ok=True)
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": str(common.REPO), "PATH": "/usr/bin:/bin"}
     cli = [sys.executable, "-c", "import sys; from gateway.admin.cli import main; sys.exit(main(sys.argv[1:]))", "--config", str(gateway.config)]
     if rsa_only:
         # An RSA-only certificate, as the default store held before ECDSA: the gateway finds it and makes none.
@@ -323,49 +330,54 @@ def main() -> None:
     parser.add_argument("--cache-off", action="store_true", help="exgateway with credential_cache_ttl = 0s (argon2 at every login)")
     parser.add_argument("--rsa-only", action="store_true", help="both servers with an RSA 2048 certificate alone (no ECDSA one)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated subset of: " + ", ".join(KINDS))
+    parser.add_argument("--trees", nargs=2, metavar=("A", "B"),
+                        help="exgateway from two project checkouts side by side, no Postfix (ratio B / A)")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",")]
     for k in (tool("dovecot"), tool("doveadm"), tool("openssl")):
         assert k
 
     base = workdir()
-    pf_sink, gw_sink = Sink(free_port()), Sink(free_port())
-    postfix, dovecot = postfix_with_submission(base, pf_sink.port, args.clients, args.rsa_only)
-    gateway = exgateway_with_users(base, gw_sink.port, args.clients, args.cache_off, args.rsa_only)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
 
     def port_of(server, kind: str) -> int:
         return server.port if kind.startswith("25") else server.submission_ports[int(kind[:3])]
 
-    servers = {
-        "postfix": (postfix, pf_sink, lambda: postfix.pids() + dovecot.pids()),
-        "exgateway": (gateway, gw_sink, gateway.pids),
-    }
+    # name -> (server, its sink, its processes, how it starts): the first is the ratio's reference.
+    servers: dict = {}
+    if args.trees:
+        for n, tree in enumerate(args.trees):
+            name = f"{'AB'[n]}:{Path(tree).name}"[:9]
+            common.REPO = Path(tree).resolve()  # the config template, the CLI and the PYTHONPATH of this one
+            sink = Sink(free_port())
+            gateway = exgateway_with_users(base / f"tree{n}", sink.port, args.clients, args.cache_off, args.rsa_only)
+            servers[name] = (gateway, sink, gateway.pids, lambda g=gateway, r=common.REPO: start_exgateway(g, r))
+        scheme = "-"
+    else:
+        pf_sink, gw_sink = Sink(free_port()), Sink(free_port())
+        postfix, dovecot = postfix_with_submission(base, pf_sink.port, args.clients, args.rsa_only)
+        gateway = exgateway_with_users(base, gw_sink.port, args.clients, args.cache_off, args.rsa_only)
+        servers["postfix"] = (postfix, pf_sink, lambda: postfix.pids() + dovecot.pids(), lambda: start_postfix(postfix, dovecot))
+        servers["exgateway"] = (gateway, gw_sink, gateway.pids, lambda: start_exgateway(gateway, common.REPO))
+        scheme = dovecot.scheme
+    names = list(servers)
     results: dict = {}
     try:
-        postfix.start()
-        dovecot.start()
-        deadline = time.monotonic() + 20
-        while not (postfix.dir / "queue" / "private" / "auth").exists():
-            if time.monotonic() > deadline:
-                raise TimeoutError("dovecot's auth socket did not appear")
-            time.sleep(0.05)
-        gateway.start()
-        for port in gateway.submission_ports.values():
-            wait_for_port(port)
+        for _, _, _, start in servers.values():
+            start()
         # Warm-up, not measured: the caches fill, as in a running site. exgateway's credential cache is per
         # worker process and the kernel spreads connections over the workers, so each client logs in
         # WARMUP_LOGINS times on each side: once was not enough (the first measured 587 load of a run
         # ran argon2 for the (account, worker) pairs the warm-up missed: 6.0 ms CPU a session, p99 418 ms).
-        for server, _, pids in servers.values():
+        for server, _, pids, _ in servers.values():
             for kind in ("587", "465"):
                 run_load(kind, port_of(server, kind), args.clients, args.clients * WARMUP_LOGINS, ctx, pids)
         for round_no in range(args.rounds):
-            order = ["postfix", "exgateway"] if round_no % 2 == 0 else ["exgateway", "postfix"]
+            order = names if round_no % 2 == 0 else names[::-1]
             for kind in kinds:
                 for name in order:
-                    server, sink, pids = servers[name]
+                    server, sink, pids, _ = servers[name]
                     before = sink.messages
                     r = run_load(kind, port_of(server, kind), args.clients, args.sessions, ctx, pids)
                     drain = time.monotonic() + DRAIN_TIMEOUT
@@ -377,39 +389,60 @@ def main() -> None:
         print()
         cores = Path("/proc/cpuinfo").read_text().count("processor")
         print(f"{args.clients} clients, {args.sessions} sessions a load, 5 KB each; {args.rounds} rounds; machine: {cores} cores; "
-              f"exgateway credential cache {'off' if args.cache_off else 'on'}; Dovecot scheme {dovecot.scheme}; "
+              f"exgateway credential cache {'off' if args.cache_off else 'on'}; Dovecot scheme {scheme}; "
               f"certificates {'RSA 2048' if args.rsa_only else 'RSA 2048 + ECDSA P-256'}")
-        print(table(results, kinds))
+        if args.trees:
+            print("; ".join(f"{name} = {tree}" for name, tree in zip(names, args.trees, strict=True)))
+        print(table(results, kinds, names))
     finally:
-        gateway.stop()
-        dovecot.stop()
-        postfix.stop()
-        pf_sink.stop()
-        gw_sink.stop()
+        for server, sink, _, _ in servers.values():
+            server.stop()
+            sink.stop()
+        if not args.trees:
+            dovecot.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 
-def table(results: dict, kinds: list[str]) -> str:
+def start_postfix(postfix, dovecot) -> None:
+    postfix.start()
+    dovecot.start()
+    deadline = time.monotonic() + 20
+    while not (postfix.dir / "queue" / "private" / "auth").exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("dovecot's auth socket did not appear")
+        time.sleep(0.05)
+
+
+def start_exgateway(gateway, repo: Path) -> None:
+    common.REPO = repo  # Exgateway.start takes the PYTHONPATH from it
+    gateway.start()
+    for port in gateway.submission_ports.values():
+        wait_for_port(port)
+
+
+def table(results: dict, kinds: list[str], names: list[str]) -> str:
+    """Medians per load and server; the ratio row is names[1] / names[0] (exgateway / Postfix+Dovecot, or tree B / tree A)."""
     head = f"{'load':>13} {'server':>9} " + " ".join(f"{label:>12}" for _, label, _ in COLUMNS)
     lines = [head, "-" * len(head)]
     med = {kind: {name: {k: statistics.median(s[k] for s in samples) for k in samples[0]} for name, samples in per.items()}
            for kind, per in results.items()}
+    ref, other = names
     for kind in kinds:
         rows = med[kind]
         lines.extend(f"{kind:>13} {name:>9} " + " ".join(f"{fmt.format(rows[name][k]):>12}" for k, _, fmt in COLUMNS)
-                     for name in ("postfix", "exgateway"))
+                     for name in names)
         lines.append(f"{kind:>13} {'ratio':>9} " + " ".join(
-            f"{rows['exgateway'][k] / rows['postfix'][k] if rows['postfix'][k] else float('nan'):>11.2f}x" for k, _, _ in COLUMNS))
+            f"{rows[other][k] / rows[ref][k] if rows[ref][k] else float('nan'):>11.2f}x" for k, _, _ in COLUMNS))
     anon = "25 anonymous"
     if anon in med:
-        for name in ("exgateway", "postfix"):
+        for name in names[::-1]:
             parts = [f"{kind} {med[kind][name]['rate'] / med[anon][name]['rate']:.2f}x" for kind in kinds if kind != anon]
             lines.append(f"{name} authenticated / anonymous sessions/s (same instance): " + ", ".join(parts))
-        for name in ("exgateway", "postfix"):
+        for name in names[::-1]:
             parts = [f"{kind} {med[anon][name]['cpu_ms'] / med[kind][name]['cpu_ms']:.2f}x" for kind in kinds if kind != anon]
             lines.append(f"{name} anonymous / other CPU per session (what the rate ratio would be were the server the bottleneck): "
                          + ", ".join(parts))
-    lines.append("(medians of the rounds; ratio = exgateway / Postfix+Dovecot: above 1 is better for sessions/s, below 1 for ms)")
+    lines.append(f"(medians of the rounds; ratio = {other} / {ref}: above 1 is better for sessions/s, below 1 for ms)")
     return "\n".join(lines)
 
 
