@@ -294,7 +294,10 @@ class Exgateway:
             self.submission_ports[int(public.rsplit(":", 1)[1])] = moved = free_port()
             text = text.replace(f'bindings = ["{public}"]', f'bindings = ["127.0.0.1:{moved}"]')
         text = text.replace('listen = "127.0.0.1:8025"', f'listen = "127.0.0.1:{free_port()}"')
-        text = text.replace('# frontend_listen = "127.0.0.1:8026"', f'frontend_listen = "127.0.0.1:{free_port()}"')
+        if topology != "all":
+            # Both roles from this file on one machine: the frontend's health port, and
+            # workers = "auto" gives each role half the cores (gateway/config/load.py).
+            text = text.replace('# frontend_listen = "127.0.0.1:8026"', f'frontend_listen = "127.0.0.1:{free_port()}"')
         text = text.replace('var_dir = "var"', f'var_dir = "{self.dir / "var"}"')
         if workers is not None:
             text = text.replace('workers = "auto"', f"workers = {workers}")
@@ -342,7 +345,10 @@ class Exgateway:
         value = re.search(r"^workers = (\S+)", self.config.read_text(), re.MULTILINE)
         if value is None or value.group(1) == "1":
             return 1
-        return len(os.sched_getaffinity(0)) if value.group(1) == '"auto"' else int(value.group(1))
+        if value.group(1) != '"auto"':
+            return int(value.group(1))
+        cpus = len(os.sched_getaffinity(0))
+        return cpus if self.topology == "all" else max(1, cpus // 2)
 
     def stop(self) -> None:
         for p in self.processes:

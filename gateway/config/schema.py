@@ -139,7 +139,7 @@ SERVER = _table(
     Key("name", v.string, DERIVED, "server name in connector identities (SERVER\\Name); default: fqdn's first label, upper-cased",
         True, attribute="server_name"),
     Key("var_dir", v.string, "var", "queue, mailboxes, logs, spool: relative to the config file's directory", True, attribute="var_dir"),
-    Key("workers", _no_parser, 1, '"auto" (one per CPU) or a count of processes serving this node', True, attribute="workers"),
+    Key("workers", _no_parser, 1, '"auto" (one per CPU; half each for a hub and a frontend on one machine) or a count of processes serving this node', True, attribute="workers"),
     Key("shutdown_grace", v.parse_duration, 30.0, "at a stop, how long a message in DATA/BDAT may take to finish",
         attribute="shutdown_grace"),
     Key("node_secret_file", v.string, "node.secret", "the secret every gateway node shares", True, attribute="node_secret_file"),

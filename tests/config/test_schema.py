@@ -236,3 +236,16 @@ def test_what_the_machine_tells_comes_from_the_host_given():
     asked.clear()
     config = parse_config(tomllib.loads(BASE), "gw.toml", host=host)
     assert (config.fqdn, config.workers, asked) == ("mail.corp.example", 1, [])
+
+
+@pytest.mark.parametrize("cpus, shared, expected", [(8, False, 8), (8, True, 4), (2, True, 1), (1, True, 1), (3, True, 1)])
+def test_auto_workers_share_the_cpus_between_a_hub_and_a_frontend_on_one_machine(cpus, shared, expected):
+    """`[health] frontend_listen` says the file runs both roles here: each takes half the CPUs, not all of them."""
+    import tomllib
+
+    text = BASE.replace('fqdn = "mail.corp.example"', 'fqdn = "mail.corp.example"\nworkers = "auto"')
+    if shared:
+        text += '\n[health]\nlisten = "127.0.0.1:8025"\nfrontend_listen = "127.0.0.1:8026"\n'
+    config = parse_config(tomllib.loads(text), "gw.toml", host=Host(fqdn=lambda: "gw.corp.example", cpus=lambda: cpus))
+    assert config.workers == expected
+    assert (config.health_frontend_listen is not None) == shared
