@@ -18,6 +18,9 @@ from the spool, as before. What this module bounds:
   transport's write buffer is in that count) stay under IN_FLIGHT; past it
   the body only spools, and goes on from the spool's offset as the hub
   catches up, or with the tail at the end;
+- the transport's write buffer itself: the stream is the connection's
+  producer while it runs, so a hub that stops reading (or answers chunks
+  it has not read) pauses it once Twisted holds more than its buffer size;
 - what waits in memory: the bytes not yet sent, up to CHUNK_MAX, else they
   are read back from the spool;
 - small messages: nothing streams below STREAM_FROM, so a 5 KB message is
@@ -29,7 +32,9 @@ from __future__ import annotations
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway.errors import SMTPError, SMTPReply
 
@@ -47,6 +52,7 @@ def streams_to(client: Any) -> bool:
     return "CHUNKING" in extensions and "PIPELINING" in extensions
 
 
+@implementer(IPushProducer)
 class HubStream:
     """
     The body of one transaction on one hub connection (`client`, an
@@ -57,7 +63,10 @@ class HubStream:
     LAST chunk.
     """
 
-    __slots__ = ("client", "spool", "received", "streamed", "unacked", "failure", "_pending", "_pending_size", "_ending", "_drained")
+    __slots__ = (
+        "client", "spool", "received", "streamed", "unacked", "failure", "_pending", "_pending_size", "_ending", "_drained",
+        "_paused", "_producing",
+    )
 
     def __init__(self, client: Any, spool: IO[bytes], received: int) -> None:
         self.client = client
@@ -73,6 +82,26 @@ class HubStream:
         self._pending_size = 0
         self._ending = False
         self._drained: Deferred[None] | None = None
+        # The transport's buffer is full (pauseProducing); whether this stream is the transport's producer.
+        self._paused = False
+        self._producing = False
+
+    def start(self) -> None:
+        """Become the connection's producer (its buffer pauses the stream) and send what is due."""
+        self.client.transport.registerProducer(self, True)
+        self._producing = True
+        self.pump()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self.pump()
+
+    def stopProducing(self) -> None:
+        # The connection is gone: the chunks' errbacks say so.
+        self._paused = True
 
     def feed(self, data: bytes) -> None:
         """`data` was just spooled: keep it for the next chunk, and send one if it is due."""
@@ -90,7 +119,7 @@ class HubStream:
 
     def pump(self) -> None:
         """Send what waits, in chunks, while the hub keeps up (IN_FLIGHT) and enough waits (STREAM_FROM)."""
-        while not self._ending and self.failure is None:
+        while not self._ending and not self._paused and self.failure is None:
             size = min(self.received - self.streamed, CHUNK_MAX)
             if size < STREAM_FROM or self.unacked + size > IN_FLIGHT:
                 return
@@ -142,6 +171,10 @@ class HubStream:
         """The client's data is complete, or the transaction is over: send nothing more; fires once no chunk awaits its reply."""
         self._ending = True
         self._pending = None
+        if self._producing:
+            # The tail goes with a producer of its own (send_bdat).
+            self._producing = False
+            self.client.transport.unregisterProducer()
         if self.unacked == 0:
             return succeed(None)
         if self._drained is None:

@@ -287,7 +287,7 @@ class FrontendTransaction:
             client = self.client
             if client is not None and streams_to(client):
                 self.stream = HubStream(client, self.spool, self.size)
-                self.stream.pump()
+                self.stream.start()
 
     def finish(self) -> Deferred:
         if self.spool_error is not None:

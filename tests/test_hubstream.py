@@ -41,7 +41,8 @@ def parse(raw: bytes) -> list:
 
 def pull(hub: Hub) -> list:
     """Everything the hub was sent since the last look, a producer-streamed body included."""
-    while hub.transport.producer is not None:
+    # A body's tail is a pull producer (BodyProducer), driven here as the reactor would; a stream in progress is a push producer.
+    while hub.transport.producer is not None and not hub.transport.streaming:
         hub.transport.producer.resumeProducing()
     return parse(hub.sent())
 
@@ -234,3 +235,41 @@ def test_a_hub_without_chunking_gets_the_body_with_data_at_the_end(tmp_path):
     fe.proto.dataReceived(b".\r\n")
     assert hub.sent() == b"DATA\r\n"
 
+
+
+def test_a_full_transport_buffer_pauses_the_stream_and_the_tail_follows_from_the_spool(tmp_path):
+    """The stream is the hub connection's producer: paused (a hub that stops reading, or answers what it has not read) it sends nothing; the rest goes at the end, byte-exact."""
+    hub = Hub("192.0.2.10", STREAMING)
+    fe = started(HubPool(hub), tmp_path, hub)
+    message = body(2 * 1024 * 1024)
+    feed(fe, message[: 5 * PIECE])
+    first = pull(hub)
+    assert len(first) == 1 and hub.transport.producer is frontend_transaction(fe).stream
+    hub.transport.producer.pauseProducing()
+    hub.reply(b"250 2.0.0 %d octets received" % first[0][0])
+    feed(fe, message[5 * PIECE :])
+    assert pull(hub) == []
+    fe.proto.dataReceived(b".\r\n")
+    # The stream gave the connection up; the tail (over SMALL_BODY) goes with a producer of its own.
+    [(size, last, rest)] = pull(hub)
+    assert last and size > 1024 * 1024
+    assert first[0][2] + rest == message
+    hub.reply(QUEUED_1)
+    assert fe.read() == [QUEUED_1.decode()]
+    assert hub.transport.producer is None
+
+
+def test_a_resumed_stream_sends_what_waited(tmp_path):
+    """Paused with chunks due, the transport's resumeProducing sends them (from the spool's offset)."""
+    hub = Hub("192.0.2.10", STREAMING)
+    fe = started(HubPool(hub), tmp_path, hub)
+    message = body(1024 * 1024)
+    feed(fe, message[: 5 * PIECE])
+    [(size, _, octets)] = pull(hub)
+    hub.reply(b"250 2.0.0 %d octets received" % size)
+    hub.transport.producer.pauseProducing()
+    feed(fe, message[5 * PIECE : 12 * PIECE])
+    assert pull(hub) == []
+    hub.transport.producer.resumeProducing()
+    more = pull(hub)
+    assert more and octets + b"".join(o for _, _, o in more) == message[: size + sum(s for s, _, _ in more)]
