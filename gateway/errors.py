@@ -89,6 +89,20 @@ class SMTPError(Exception):
         self.log_fields = log_fields
 
 
+def out_of_step(reply: SMTPReply, command: str) -> SMTPError:
+    """
+    The error a hub's reply becomes where it is not the one `command` awaits
+    (250 to MAIL or a BDAT chunk, 354 to DATA, a 2xx or 5xx at the end of
+    data). A 4xx or 5xx is the hub's refusal, passed on to the client (a 4xx
+    marks that hub down: hub_down). Anything else, a 2xx or 3xx out of
+    place, is a hub out of step, and the client gets a 451, never that reply:
+    a 2xx would tell it a message was accepted that no hub has committed.
+    """
+    if reply.code >= 400:
+        return SMTPError(reply, reason=f"hub refused {command}: {reply}", hub_down=reply.transient)
+    return SMTPError(Reply.HUB_UNAVAILABLE, reason=f"hub answered {reply} to {command}", hub_down=True)
+
+
 class Reply:
     """The catalogue. Names say when the reply is used."""
 

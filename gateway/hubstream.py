@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from gateway.errors import SMTPError, SMTPReply
+from gateway.errors import SMTPReply, out_of_step
 
 # A chunk goes out once this much of the body waits: below it a message is one BDAT LAST at its end.
 STREAM_FROM = 256 * 1024
@@ -88,7 +88,12 @@ class HubStream:
 
     def start(self) -> None:
         """Become the connection's producer (its buffer pauses the stream) and send what is due."""
-        self.client.transport.registerProducer(self, True)
+        try:
+            self.client.transport.registerProducer(self, True)
+        except RuntimeError:
+            # Another producer still writes on this connection: nothing streams, the body goes at the end.
+            self._ending = True
+            return
         self._producing = True
         self.pump()
 
@@ -152,7 +157,7 @@ class HubStream:
         self.unacked -= size
         if reply.code != 250 and self.failure is None:
             # RFC 3030: no more chunks after a refused one; the chunks already pipelined are discarded by the hub.
-            self.failure = Failure(SMTPError(reply, reason=f"hub refused a BDAT chunk: {reply}", hub_down=reply.transient))
+            self.failure = Failure(out_of_step(reply, "a BDAT chunk"))
         self.pump()
         self._check_drained()
 

@@ -20,7 +20,11 @@ and the transaction is replayed on the next hub within the same client
 session: MAIL, the recipients accepted so far (each must be accepted again),
 and the spooled body. The client still gets one reply per command. A hub
 that committed the message but lost the connection before its 250 arrived
-may deliver it too: a duplicate is allowed, a loss is not.
+may deliver it too: a duplicate is allowed, a loss is not. A hub out of
+step (a reply that answers nothing: a 250 to DATA, a 354 or a 220 at the
+end of the message) is failed over the same way; its reply never reaches
+the client, who could take a 2xx for a message no hub committed
+(gateway/errors.py out_of_step).
 
 Hub connections are kept and reused for the next transaction, so a busy
 frontend does not pay a TCP and EHLO round trip per message.
@@ -43,7 +47,7 @@ from gateway.deliver.capabilities import mail_parameters, rcpt_parameters
 from gateway.deliver.client import SMTPClient
 from gateway.deliver.pool import NoHostAvailable
 from gateway.dsnparams import RecipientDSN
-from gateway.errors import Reply, SMTPError, SMTPReply
+from gateway.errors import Reply, SMTPError, SMTPReply, out_of_step
 from gateway.hubstream import STREAM_FROM, HubStream, streams_to
 from gateway.interfaces import IMessageHandler, IMessageTransaction
 from gateway.smtpd import xtext
@@ -119,6 +123,8 @@ class FrontendTransaction:
     def _rcpt_answered(self, reply: SMTPReply, recipient: Address) -> SMTPReply:
         if reply.code == 421:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason=f"hub closing: {reply}", hub_down=True)
+        if reply.code not in (250, 251) and reply.code < 400:
+            raise out_of_step(reply, "RCPT")
         if reply.positive:
             self.recipients.append(recipient)
         return reply
@@ -202,8 +208,13 @@ class FrontendTransaction:
                 raise SMTPError(Reply.HUB_UNAVAILABLE, reason="hub refused XFORWARD")
             if mail_reply.code != 250:
                 self.client = None
-                self.handler.pool.release(client)
-                raise SMTPError(mail_reply, reason="hub refused the sender", hub_down=mail_reply.transient)
+                if mail_reply.code >= 400:
+                    self.handler.pool.release(client)
+                else:
+                    # Out of step: its next answers cannot be trusted to belong to the next command.
+                    client.abort()
+                    self.handler.pool.discard(client)
+                raise out_of_step(mail_reply, "MAIL")
 
         def retry_fresh(failure: Failure):
             # A kept connection the hub has meanwhile closed: one fresh try.
@@ -319,13 +330,15 @@ class FrontendTransaction:
 
         def go_ahead(reply: SMTPReply):
             if reply.code != 354:
-                raise SMTPError(reply, reason="hub refused DATA", hub_down=reply.transient)
+                raise out_of_step(reply, "DATA")
             return client.send_body(spool, self.size)
 
         def final(reply: SMTPReply) -> SMTPReply:
-            if reply.transient:
-                raise SMTPError(reply, reason="hub deferred the message", hub_down=True)
-            return reply
+            if reply.code == 250 or reply.code >= 500:
+                # Accepted, or refused for good: the client's answer.
+                return reply
+            # A 4xx: that hub is down (the next one is tried); anything else: out of step, never the client's answer.
+            raise out_of_step(reply, "the end of data")
 
         spool.seek(offset)
         if "CHUNKING" in client.extensions:

@@ -8,6 +8,8 @@ refuses at its end never leave a message committed on a hub, and failover
 replays the whole body from the spool.
 """
 
+import pytest
+
 from gateway.hubstream import CHUNK_MAX, IN_FLIGHT, STREAM_FROM
 from gateway.proxy import FrontendTransaction
 from tests.test_proxy_failover import QUEUED_2, Frontend, Hub, HubPool, envelope_accepted
@@ -137,6 +139,27 @@ def test_a_small_message_is_still_one_bdat_last(tmp_path):
     assert hub.sent() == b"BDAT %d LAST\r\n" % len(message) + message
     hub.reply(QUEUED_1)
     assert fe.read() == [QUEUED_1.decode()]
+
+
+@pytest.mark.parametrize("odd", [b"251 2.1.5 Will forward", b"220 hub.corp.example ready", b"354 Go ahead"])
+def test_a_reply_to_a_chunk_that_is_no_answer_is_never_the_clients_final_reply(tmp_path, odd):
+    """A hub out of step (a 2xx other than 250, a 3xx) is marked down and the next hub gets the message; never a 2xx for nothing."""
+    hub1 = Hub("192.0.2.10", STREAMING)
+    hub2 = Hub("192.0.2.11", STREAMING)
+    pool = HubPool(hub1, hub2)
+    fe = started(pool, tmp_path, hub1)
+    message = body(1024 * 1024)
+    feed(fe, message[: 5 * PIECE])
+    assert len(pull(hub1)) == 1
+    hub1.reply(odd)
+    feed(fe, message[5 * PIECE :])
+    fe.proto.dataReceived(b".\r\n")
+    assert pull(hub1) == []
+    assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
+    envelope_accepted(hub2)
+    assert pull(hub2) == [(len(message), True, message)]
+    hub2.reply(QUEUED_2)
+    assert fe.read() == [QUEUED_2.decode()]
 
 
 def test_a_chunk_the_hub_refuses_ends_the_stream_and_the_client_gets_the_refusal(tmp_path):

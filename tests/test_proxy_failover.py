@@ -224,3 +224,52 @@ def test_when_every_hub_tried_fails_the_client_gets_one_451_and_may_retry(tmp_pa
     assert fe.read() == ["451 4.4.0 Temporary server error. Please try again later"]
     assert all(pool.health.is_bad(h.address) for h in hubs[:2])
     assert fe.send(b"NOOP\r\n") == ["250 2.0.0 OK"]
+
+
+@pytest.mark.parametrize("odd", [b"220 hub.corp.example ready", b"252 Cannot VRFY user", b"354 Go ahead"])
+@pytest.mark.parametrize("stage", ["MAIL", "RCPT"])
+def test_a_hub_out_of_step_in_the_envelope_is_failed_over_and_its_reply_never_reaches_the_client(tmp_path, stage, odd):
+    """A reply that answers nothing (not 2xx, 4xx or 5xx where the command awaits one): that hub is dropped, the next one is asked."""
+    hub1, hub2 = Hub("192.0.2.10"), Hub("192.0.2.11")
+    pool = HubPool(hub1, hub2)
+    fe = Frontend(pool, tmp_path)
+    assert fe.send(MAIL + RCPT) == ["250 2.1.0 Sender OK"]
+    assert hub1.sent() == MAIL
+    if stage == "RCPT":
+        hub1.reply(b"250 2.1.0 Sender OK")
+        assert hub1.sent() == RCPT
+    hub1.reply(odd)
+    assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
+    envelope_accepted(hub2)
+    assert fe.read() == ["250 2.1.5 Recipient OK"]
+
+
+@pytest.mark.parametrize("stage, odd", [
+    ("DATA", b"250 2.0.0 OK"),
+    ("DATA", b"220 hub.corp.example ready"),
+    ("the end of data", b"354 Go ahead"),
+    ("the end of data", b"220 hub.corp.example ready"),
+])
+def test_a_hub_out_of_step_at_the_body_is_failed_over_and_the_client_never_gets_its_reply(tmp_path, stage, odd):
+    """A 250 to DATA (the body never sent) or a 354 after it is no answer for the client: hub 2 gets the message, the client its 250."""
+    hub1, hub2 = Hub("192.0.2.10"), Hub("192.0.2.11")
+    pool = HubPool(hub1, hub2)
+    fe = Frontend(pool, tmp_path)
+    fe.send(MAIL + RCPT)
+    envelope_accepted(hub1)
+    assert fe.read() == ["250 2.1.5 Recipient OK"]
+    fe.send(b"DATA\r\n")
+    assert fe.send(WIRE_BODY) == []
+    assert hub1.sent() == b"DATA\r\n"
+    if stage == "the end of data":
+        hub1.reply(b"354 go ahead")
+        assert hub1.sent() == WIRE_BODY
+    hub1.reply(odd)
+    assert fe.read() == []
+    assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
+    envelope_accepted(hub2)
+    assert hub2.sent() == b"DATA\r\n"
+    hub2.reply(b"354 go ahead")
+    assert hub2.sent() == WIRE_BODY
+    hub2.reply(QUEUED_2)
+    assert fe.read() == [QUEUED_2.decode()]
