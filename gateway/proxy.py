@@ -5,7 +5,10 @@ Like Exchange's Front End Transport, the frontend proxies each transaction
 to a hub: at the first recipient it takes a connection from the hub pool,
 tells the hub who the real client is (XFORWARD: address, port, HELO,
 protocol, connector), sends MAIL and the recipient, and passes the hub's
-answer back. The body is spooled (memory, then a temporary file past a
+answer back. Where the hub offers PIPELINING that first RCPT goes in one
+write with XFORWARD and MAIL: one round trip to the hub, not two (a RCPT
+behind a MAIL the hub refused gets a 503 that is never the client's answer:
+the refusal is). The body is spooled (memory, then a temporary file past a
 threshold). Where the hub offers CHUNKING and PIPELINING, a large body goes
 on to the hub in non-LAST BDAT chunks while it arrives
 (gateway/hubstream.py), and the client's end of data sends the rest as
@@ -104,8 +107,13 @@ class FrontendTransaction:
     def add_recipient(self, recipient: Address, dsn: RecipientDSN | None = None) -> Deferred:
         if dsn is not None:
             self.dsn[recipient] = dsn
-        d = self._open(reuse=True) if self.client is None else succeed(None)
-        return self._rcpt(d, recipient)
+        if self.client is None:
+            # The first recipient goes with MAIL: one round trip to the hub, not two, where it pipelines.
+            d = self._open(reuse=True, first=recipient)
+            d.addCallback(self._rcpt_answered, recipient)
+            d.addErrback(self._rcpt_failed, recipient)
+            return d
+        return self._rcpt(succeed(None), recipient)
 
     def _rcpt_line(self, recipient: Address) -> str:
         """RCPT with the client's NOTIFY/ORCPT where the hub offers DSN (ours does)."""
@@ -170,12 +178,35 @@ class FrontendTransaction:
         if reply.code != 250:
             raise SMTPError(Reply.HUB_UNAVAILABLE, reason=f"the next hub answered {reply} for {recipient} on replay")
 
-    def _open(self, reuse: bool) -> Deferred:
-        d = self.handler.pool.acquire(reuse)
-        d.addCallback(self._start_mail)
+    def _open(self, reuse: bool, first: Address | None = None) -> Deferred:
+        """
+        A hub connection with MAIL accepted. With `first`, fires with the
+        hub's reply to that recipient's RCPT: pipelined behind MAIL where the
+        hub offers PIPELINING, else sent once MAIL has its 250.
+        """
+        d = self._mail(reuse, first)
+        if first is not None:
+            d.addCallback(self._first_rcpt, first)
         return d
 
-    def _start_mail(self, acquired) -> Deferred:
+    def _first_rcpt(self, pending: tuple[Deferred, ...], first: Address) -> Deferred:
+        """The reply to the first RCPT: the pipelined one's outcome (a reply or a Failure), or RCPT sent now."""
+        if not pending:
+            return self._command(self._rcpt_line(first))
+        return pending[0].addCallback(lambda outcome: outcome[0])
+
+    def _mail(self, reuse: bool, first: Address | None) -> Deferred:
+        d = self.handler.pool.acquire(reuse)
+        d.addCallback(self._start_mail, first)
+        return d
+
+    def _start_mail(self, acquired, first: Address | None = None) -> Deferred:
+        """
+        XFORWARD and MAIL on the acquired connection (and RCPT for `first`
+        where the hub pipelines); fires with a tuple holding the pending RCPT's
+        outcome, or an empty one. A RCPT behind a refused MAIL gets a 503 that
+        is never the client's answer: the refusal is.
+        """
         client, reused = acquired
         if self.aborted:
             self.handler.pool.release(client)
@@ -197,6 +228,10 @@ class FrontendTransaction:
             )])
         lines.append(mail)
         d = self._commands(client, lines)
+        # The pipelined RCPT's outcome, kept in a list so that a Failure nobody asks for (MAIL failed first) is not an unhandled error.
+        rcpt: Deferred | None = None
+        if first is not None and client.pipelining:
+            rcpt = client.command(self._rcpt_line(first)).addBoth(lambda outcome: [outcome])
 
         def check(replies: list[SMTPReply]):
             *xforward, mail_reply = replies
@@ -208,13 +243,23 @@ class FrontendTransaction:
                 raise SMTPError(Reply.HUB_UNAVAILABLE, reason="hub refused XFORWARD")
             if mail_reply.code != 250:
                 self.client = None
+                error = out_of_step(mail_reply, "MAIL")
                 if mail_reply.code >= 400:
-                    self.handler.pool.release(client)
-                else:
-                    # Out of step: its next answers cannot be trusted to belong to the next command.
-                    client.abort()
-                    self.handler.pool.discard(client)
-                raise out_of_step(mail_reply, "MAIL")
+                    if rcpt is None:
+                        self.handler.pool.release(client)
+                        raise error
+
+                    def settled(_: object):
+                        # The pipelined RCPT has had its 503 (or the connection went): the connection is free.
+                        self.handler.pool.release(client)
+                        raise error
+
+                    return rcpt.addCallback(settled)
+                # Out of step: its next answers cannot be trusted to belong to the next command.
+                client.abort()
+                self.handler.pool.discard(client)
+                raise error
+            return () if rcpt is None else (rcpt,)
 
         def retry_fresh(failure: Failure):
             # A kept connection the hub has meanwhile closed: one fresh try.
@@ -227,7 +272,7 @@ class FrontendTransaction:
                         session_id=self.session.session_id, hub=str(client.address),
                     )
                 self._drop_client()
-                return self._open(reuse=False)
+                return self._mail(False, first)
             return failure
 
         d.addCallback(check)

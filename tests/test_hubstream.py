@@ -156,7 +156,7 @@ def test_a_reply_to_a_chunk_that_is_no_answer_is_never_the_clients_final_reply(t
     fe.proto.dataReceived(b".\r\n")
     assert pull(hub1) == []
     assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert pull(hub2) == [(len(message), True, message)]
     hub2.reply(QUEUED_2)
     assert fe.read() == [QUEUED_2.decode()]
@@ -193,7 +193,7 @@ def test_a_chunk_the_hub_defers_fails_over_and_the_next_hub_gets_the_whole_body(
     assert pull(hub1) == []
     fe.proto.dataReceived(b".\r\n")
     assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert pull(hub2) == [(len(message), True, message)]
     hub2.reply(QUEUED_2)
     assert fe.read() == [QUEUED_2.decode()]
@@ -212,7 +212,7 @@ def test_a_hub_lost_mid_stream_is_failed_over_and_the_next_hub_gets_the_body_byt
     assert fe.read() == []
     fe.proto.dataReceived(b".\r\n")
     assert pool.health.is_bad(hub1.address) and pool.asked == [True, False]
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert pull(hub2) == [(len(message), True, message)]
     hub2.reply(QUEUED_2)
     assert fe.read() == [QUEUED_2.decode()]

@@ -37,14 +37,38 @@ def _hand_off(ehlo: bytes):
 
 
 def test_dsn_and_smtputf8_go_on_to_a_hub_that_offers_them():
+    """MAIL and the first RCPT go in one pipelined write."""
     client, transport, first, replies = _hand_off(b"250-hub\r\n250-PIPELINING\r\n250-SIZE 100\r\n250-DSN\r\n250 SMTPUTF8\r\n")
-    assert first == "MAIL FROM:<jösé@xn--bcher-kva.example> SIZE=10 SMTPUTF8 RET=HDRS ENVID=id+201\r\n".encode()
-    assert transport.value() == "RCPT TO:<ålice@corp.example> NOTIFY=SUCCESS ORCPT=rfc822;+C3+85lice@corp.example\r\n".encode()
+    assert first == (
+        "MAIL FROM:<jösé@xn--bcher-kva.example> SIZE=10 SMTPUTF8 RET=HDRS ENVID=id+201\r\n"
+        "RCPT TO:<ålice@corp.example> NOTIFY=SUCCESS ORCPT=rfc822;+C3+85lice@corp.example\r\n"
+    ).encode()
+    assert transport.value() == b"" and replies == []
     client.dataReceived(b"250 2.1.5 Recipient OK\r\n")
     assert str(replies[0]) == "250 2.1.5 Recipient OK"
 
 
 def test_a_hub_without_dsn_gets_no_dsn_parameter():
-    _client, transport, first, _replies = _hand_off(b"250-hub\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
-    assert first == "MAIL FROM:<jösé@xn--bcher-kva.example> SMTPUTF8\r\n".encode()
-    assert transport.value() == "RCPT TO:<ålice@corp.example>\r\n".encode()
+    _client, _transport, first, _replies = _hand_off(b"250-hub\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n")
+    assert first == "MAIL FROM:<jösé@xn--bcher-kva.example> SMTPUTF8\r\nRCPT TO:<ålice@corp.example>\r\n".encode()
+
+
+def test_a_hub_without_pipelining_gets_rcpt_after_the_reply_to_mail():
+    client, transport, first, replies = _hand_off(b"250-hub\r\n250-DSN\r\n250 SMTPUTF8\r\n")
+    assert first == "MAIL FROM:<jösé@xn--bcher-kva.example> SMTPUTF8 RET=HDRS ENVID=id+201\r\n".encode()
+    assert transport.value() == "RCPT TO:<ålice@corp.example> NOTIFY=SUCCESS ORCPT=rfc822;+C3+85lice@corp.example\r\n".encode()
+    client.dataReceived(b"250 2.1.5 Recipient OK\r\n")
+    assert str(replies[0]) == "250 2.1.5 Recipient OK"
+
+
+def test_a_refused_sender_is_the_answer_to_the_pipelined_rcpt():
+    """The hub refuses MAIL: the client's RCPT gets that refusal, not the 503 the hub gave the RCPT behind it."""
+    client, transport = _hub(b"250-hub\r\n250 PIPELINING\r\n")
+    pool = Pool((client, False))
+    txn = ProxyHandler(pool).begin(None, MailFrom(Address("scanner", "corp.example"), None, None))
+    replies = []
+    txn.add_recipient(Address("alice", "corp.example")).addBoth(replies.append)
+    assert transport.value() == b"MAIL FROM:<scanner@corp.example>\r\nRCPT TO:<alice@corp.example>\r\n"
+    client.dataReceived(b"550 5.7.1 Sender refused\r\n503 5.5.1 Bad sequence of commands\r\n")
+    assert replies[0].value.reply.code == 550 and txn.client is None and not client.busy
+    assert pool.released == [client]

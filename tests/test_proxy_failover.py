@@ -56,8 +56,10 @@ class Hub:
 class HubPool:
     """The hub pool as the proxy uses it: hands out the given hubs in order; AddressHealth records who is down."""
 
-    def __init__(self, *hubs: Hub) -> None:
+    def __init__(self, *hubs: Hub, kept: int = 0) -> None:
+        """The first `kept` hubs are handed as kept connections (reused), the rest as fresh ones."""
         self.hubs = list(hubs)
+        self.kept = kept
         self.handed: list[Hub] = []
         self.asked: list[bool] = []
         self.health = AddressHealth(Clock())
@@ -68,7 +70,7 @@ class HubPool:
         self.asked.append(reuse)
         hub = self.hubs.pop(0)
         self.handed.append(hub)
-        return succeed((hub.client, False))
+        return succeed((hub.client, len(self.handed) <= self.kept))
 
     def release(self, client) -> None:
         self.released.append(client)
@@ -109,8 +111,16 @@ MAIL = b"MAIL FROM:<scanner@corp.example> SIZE=40\r\n"
 RCPT = b"RCPT TO:<alice@corp.example>\r\n"
 
 
-def envelope_accepted(hub: Hub) -> None:
-    """The hub is asked MAIL, then (after its 250) RCPT, and accepts both."""
+def envelope_accepted(hub: Hub, pipelined: bool = True) -> None:
+    """
+    The hub is asked MAIL and RCPT and accepts both: in one pipelined write
+    (the transaction's first hub), or RCPT after MAIL's 250 (a replay on the
+    next hub re-sends the accepted recipients one by one).
+    """
+    if pipelined:
+        assert hub.sent() == MAIL + RCPT
+        hub.reply(b"250 2.1.0 Sender OK", b"250 2.1.5 Recipient OK")
+        return
     assert hub.sent() == MAIL
     hub.reply(b"250 2.1.0 Sender OK")
     assert hub.sent() == RCPT
@@ -138,7 +148,7 @@ def test_a_hub_that_drops_after_the_body_is_failed_over_and_the_client_sees_one_
     assert pool.health.is_bad(hub1.address) and not pool.health.is_bad(hub2.address)
     assert pool.asked == [True, False]  # the replay takes a fresh connection
     assert fe.read() == []  # nothing to the client yet: the message is not accepted anywhere
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert hub2.sent() == b"DATA\r\n"
     hub2.reply(b"354 go ahead")
     assert hub2.sent() == WIRE_BODY
@@ -154,12 +164,11 @@ def test_a_hub_that_drops_before_answering_rcpt_is_failed_over_at_rcpt(tmp_path)
     fe = Frontend(pool, tmp_path)
     fe.send(b"MAIL FROM:<scanner@corp.example> SIZE=40\r\n")
     assert fe.send(b"RCPT TO:<alice@corp.example>\r\n") == []
-    assert hub1.sent() == MAIL
+    assert hub1.sent() == MAIL + RCPT
     hub1.reply(b"250 2.1.0 Sender OK")
-    assert hub1.sent() == RCPT
     hub1.drop()
     assert fe.read() == []
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert fe.read() == ["250 2.1.5 Recipient OK"]
     assert pool.health.is_bad(hub1.address)
 
@@ -176,7 +185,7 @@ def test_a_second_recipient_replays_the_first_on_the_next_hub(tmp_path):
     assert fe.send(b"RCPT TO:<bob@corp.example>\r\n") == []
     assert hub1.sent() == b"RCPT TO:<bob@corp.example>\r\n"
     hub1.drop()
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert hub2.sent() == b"RCPT TO:<bob@corp.example>\r\n"
     assert fe.read() == []
     hub2.reply(b"250 2.1.5 Recipient OK")
@@ -199,7 +208,7 @@ def test_a_hub_that_defers_at_the_end_of_data_is_failed_over(tmp_path):
     hub1.reply(b"451 4.3.0 Temporary server error. Please try again later")
     assert pool.health.is_bad(hub1.address)
     assert fe.read() == []
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert hub2.sent() == b"DATA\r\n"
     hub2.reply(b"354 go ahead")
     assert hub2.sent() == WIRE_BODY
@@ -215,11 +224,13 @@ def test_when_every_hub_tried_fails_the_client_gets_one_451_and_may_retry(tmp_pa
     fe = Frontend(pool, tmp_path)
     fe.send(b"MAIL FROM:<scanner@corp.example> SIZE=40\r\n")
     fe.send(b"RCPT TO:<alice@corp.example>\r\n")
-    for hub in hubs:
-        assert hub.sent() == MAIL
+    for n, hub in enumerate(hubs):
+        # The first hub has RCPT pipelined behind MAIL; a replay sends it after MAIL's 250.
+        assert hub.sent() == (MAIL + RCPT if n == 0 else MAIL)
         if replies_before_drop:
             hub.reply(b"250 2.1.0 Sender OK")
-            assert hub.sent() == RCPT
+            if n > 0:
+                assert hub.sent() == RCPT
         hub.drop()
     assert fe.read() == ["451 4.4.0 Temporary server error. Please try again later"]
     assert all(pool.health.is_bad(h.address) for h in hubs[:2])
@@ -234,13 +245,12 @@ def test_a_hub_out_of_step_in_the_envelope_is_failed_over_and_its_reply_never_re
     pool = HubPool(hub1, hub2)
     fe = Frontend(pool, tmp_path)
     assert fe.send(MAIL + RCPT) == ["250 2.1.0 Sender OK"]
-    assert hub1.sent() == MAIL
+    assert hub1.sent() == MAIL + RCPT
     if stage == "RCPT":
         hub1.reply(b"250 2.1.0 Sender OK")
-        assert hub1.sent() == RCPT
     hub1.reply(odd)
     assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert fe.read() == ["250 2.1.5 Recipient OK"]
 
 
@@ -267,9 +277,61 @@ def test_a_hub_out_of_step_at_the_body_is_failed_over_and_the_client_never_gets_
     hub1.reply(odd)
     assert fe.read() == []
     assert pool.health.is_bad(hub1.address) and pool.discarded == [hub1.client]
-    envelope_accepted(hub2)
+    envelope_accepted(hub2, pipelined=False)
     assert hub2.sent() == b"DATA\r\n"
     hub2.reply(b"354 go ahead")
     assert hub2.sent() == WIRE_BODY
     hub2.reply(QUEUED_2)
     assert fe.read() == [QUEUED_2.decode()]
+
+
+@pytest.mark.parametrize("refusal", [b"451 4.3.0 Temporary server error. Please try again later", b"421 4.3.2 Service not available"])
+def test_a_hub_that_defers_mail_is_failed_over_and_the_pipelined_rcpts_reply_is_never_the_clients(tmp_path, refusal):
+    """
+    Hub 1 (a kept connection) defers MAIL and answers the RCPT pipelined
+    behind it with a 503, or closes before it (a 421): marked down, hub 2
+    gets the transaction; the client sees hub 2's RCPT reply only. A kept
+    connection that answered is not one the hub had closed: no fresh retry on it.
+    """
+    hub1, hub2 = Hub("192.0.2.10"), Hub("192.0.2.11")
+    pool = HubPool(hub1, hub2, kept=1)
+    fe = Frontend(pool, tmp_path)
+    assert fe.send(MAIL + RCPT) == ["250 2.1.0 Sender OK"]
+    assert hub1.sent() == MAIL + RCPT
+    hub1.reply(refusal)
+    assert fe.read() == [] and pool.released == []  # the 503 to RCPT is still to come, or the connection's end
+    if refusal.startswith(b"421"):
+        hub1.drop()
+    else:
+        hub1.reply(b"503 5.5.1 Bad sequence of commands")
+    assert pool.health.is_bad(hub1.address) and pool.released == [hub1.client]
+    assert pool.asked == [True, False]
+    envelope_accepted(hub2, pipelined=False)
+    assert fe.read() == ["250 2.1.5 Recipient OK"]
+
+
+def test_a_kept_connection_the_hub_has_closed_is_retried_fresh_with_rcpt_pipelined(tmp_path):
+    """The kept connection is gone when MAIL is sent: one fresh connection, MAIL and RCPT in one write, the hub not marked down."""
+    hub1, hub2 = Hub("192.0.2.10"), Hub("192.0.2.11")
+    hub1.drop()
+    pool = HubPool(hub1, hub2, kept=1)
+    fe = Frontend(pool, tmp_path)
+    assert fe.send(MAIL + RCPT) == ["250 2.1.0 Sender OK"]
+    assert pool.asked == [True, False] and pool.discarded == [hub1.client]
+    envelope_accepted(hub2)
+    assert fe.read() == ["250 2.1.5 Recipient OK"]
+    assert not pool.health.is_bad(hub1.address)
+
+
+def test_a_hub_that_refuses_xforward_gets_no_failover_and_the_client_a_451(tmp_path):
+    """XFORWARD refused is the admin's problem (the hub connector does not trust this frontend): the client gets a 451, no other hub is tried."""
+    hub1 = Hub("192.0.2.10", ehlo=b"250-hub.corp.example\r\n250-PIPELINING\r\n250-XFORWARD NAME ADDR PROTO HELO\r\n250 SIZE 37748736\r\n")
+    pool = HubPool(hub1)
+    fe = Frontend(pool, tmp_path)
+    assert fe.send(MAIL + RCPT) == ["250 2.1.0 Sender OK"]
+    sent = hub1.sent()
+    assert sent.startswith(b"XFORWARD ADDR=192.0.2.1 PROTO=ESMTP HELO=scanner3\r\n") and sent.endswith(MAIL + RCPT)
+    hub1.reply(b"550 5.7.1 Not authorized", b"250 2.1.0 Sender OK", b"250 2.1.5 Recipient OK")
+    assert fe.read() == ["451 4.4.0 Temporary server error. Please try again later"]
+    assert pool.discarded == [hub1.client] and pool.released == [] and pool.asked == [True]
+    assert not pool.health.is_bad(hub1.address)
