@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -281,11 +281,9 @@ class FrontendTransaction:
 
     @staticmethod
     def _commands(client: SMTPClient, lines: list[str]) -> Deferred:
+        """The replies to `lines`, in order: one pipelined group (one write, one Deferred) where the hub pipelines, else one by one."""
         if client.pipelining:
-            ds = [client.command(line) for line in lines]
-            return DeferredList(ds, fireOnOneErrback=True, consumeErrors=True).addCallbacks(
-                lambda results: [r for _, r in results], lambda f: f.value.subFailure
-            )
+            return client.commands(lines)
         replies: list[SMTPReply] = []
 
         def send(_: object, line: str) -> Deferred:
