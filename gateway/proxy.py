@@ -189,11 +189,11 @@ class FrontendTransaction:
             d.addCallback(self._first_rcpt, first)
         return d
 
-    def _first_rcpt(self, pending: tuple[Deferred, ...], first: Address) -> Deferred:
+    def _first_rcpt(self, pipelined: list | None, first: Address):
         """The reply to the first RCPT: the pipelined one's outcome (a reply or a Failure), or RCPT sent now."""
-        if not pending:
+        if pipelined is None:
             return self._command(self._rcpt_line(first))
-        return pending[0].addCallback(lambda outcome: outcome[0])
+        return pipelined[0]
 
     def _mail(self, reuse: bool, first: Address | None) -> Deferred:
         d = self.handler.pool.acquire(reuse)
@@ -203,9 +203,10 @@ class FrontendTransaction:
     def _start_mail(self, acquired, first: Address | None = None) -> Deferred:
         """
         XFORWARD and MAIL on the acquired connection (and RCPT for `first`
-        where the hub pipelines); fires with a tuple holding the pending RCPT's
-        outcome, or an empty one. A RCPT behind a refused MAIL gets a 503 that
-        is never the client's answer: the refusal is.
+        where the hub pipelines); fires once MAIL is accepted with
+        [the pipelined RCPT's outcome], or None where none was pipelined. A
+        RCPT behind a refused MAIL gets a 503 that is never the client's
+        answer: the refusal is.
         """
         client, reused = acquired
         if self.aborted:
@@ -259,7 +260,8 @@ class FrontendTransaction:
                 client.abort()
                 self.handler.pool.discard(client)
                 raise error
-            return () if rcpt is None else (rcpt,)
+            # Waits for the pipelined RCPT's reply, already on its way.
+            return rcpt
 
         def retry_fresh(failure: Failure):
             # A kept connection the hub has meanwhile closed: one fresh try.
