@@ -16,6 +16,8 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPullProducer
 from zope.interface import implementer
 
+from gateway.linestart import may_start_a_line_with_dot
+
 BODY_CHUNK = 64 * 1024
 # Bodies up to this size are written in one go, without a producer.
 SMALL_BODY = 256 * 1024
@@ -28,8 +30,8 @@ def dot_stuff(chunk: bytes, context: bytes) -> tuple[bytes, bytes]:
     Returns the stuffed bytes and the context for the next chunk.
     """
     after = (context + chunk[-2:])[-2:]
-    if b"." not in chunk:
-        # Nothing to stuff (memchr): the chunk goes out as it is.
+    if not may_start_a_line_with_dot(chunk, context):
+        # Nothing to stuff (no dot, or none after a CRLF): the chunk goes out as it is.
         return chunk, after
     return (context + chunk).replace(b"\r\n.", b"\r\n..")[len(context) :], after
 

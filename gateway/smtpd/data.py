@@ -28,9 +28,10 @@ smtplib does, gets its bytes back exactly).
 What a chunk costs (5 MB messages are 80 64 KB reads): scans over the bytes,
 not copies (a 64 KB copy is about 1 us, a scan 20-50 us). So each stage asks
 first whether it has anything to do, with the cheapest scan that can say no:
-a dot is needed both for `<CRLF>.<CRLF>` and for a stuffed line, and a search
-for one byte is memchr (under 1 us for 64 KB without one; base64
-attachments, the usual large body, have none); the bare CR/LF check is two
+a dot after a CRLF is needed both for `<CRLF>.<CRLF>` and for a stuffed
+line, and the dots of a chunk are found by memchr (under 1 us for 64 KB
+without one; base64 attachments, the usual large body, have none; a header
+chunk a few, none at a line's start: gateway/linestart.py); the bare CR/LF check is two
 `translate`s and one comparison (every CR at i has an LF at i + 1 and every
 LF one CR before it) instead of three counts, one of them the slow two-byte
 `\r\n`. Only a chunk that has something to fix pays for the fixing.
@@ -39,6 +40,8 @@ LF one CR before it) instead of three counts, one of them the slow two-byte
 from __future__ import annotations
 
 import re
+
+from gateway.linestart import may_start_a_line_with_dot
 
 END = b"\r\n.\r\n"
 # The most bytes at the end of a chunk that can still be a prefix of END.
@@ -117,8 +120,9 @@ class DataDecoder:
         followed `<CRLF>.<CRLF>` (pipelined commands).
         """
         buf = self._buf + chunk
-        # No dot, no end (memchr, where the five-byte search is a scan).
-        end = buf.find(END) if b"." in buf else -1
+        # No dot after a CRLF, no end (memchr, where the five-byte search is a
+        # scan). buf starts with the two bytes kept from before: no context.
+        end = buf.find(END) if may_start_a_line_with_dot(buf, b"") else -1
         if end >= 0:
             stop, rest = end + 2, buf[end + 5 :]
         else:
@@ -132,11 +136,11 @@ class DataDecoder:
         if rest is not None:
             # Content before <CRLF>.<CRLF> ends in CRLF: nothing is held.
             normal += self.check.end()
-        if b"." in normal:
+        if may_start_a_line_with_dot(normal, self._context):
             both = self._context + normal
             content = both.replace(b"\r\n.", b"\r\n")[len(self._context) :]
         else:
-            # Nothing to unstuff: a stuffed line needs a dot in this chunk.
+            # Nothing to unstuff: a stuffed line needs a dot after a CRLF in this chunk.
             content = normal
         self._context = (self._context + normal[-2:])[-2:]
         self.size += len(content)

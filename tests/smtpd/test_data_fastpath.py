@@ -1,5 +1,5 @@
 """
-The chunk fast paths of gateway/smtpd/data.py (memchr for a dot, two
+The chunk fast paths of gateway/smtpd/data.py (memchr for a dot after a CRLF, two
 translates for bare CR/LF) give exactly what the plain passes give: each
 feed's output, the end, the rest, the flags and the size are compared with a
 reference that does every pass on every chunk (the code before the fast
@@ -99,6 +99,8 @@ def chunks_of(stream: bytes, at: list[int]) -> list[bytes]:
 @example(b"\nx", [1])
 @example(b"x\r\n..y\r\n.\r\n", [3, 4])
 @example(b"a\n.b\r\n.\r\n", [2])
+@example(b"From: <a@b.example>, <c@d.example>\r\nx.y.z.w.v.u.t\r\n..stuffed\r\n.\r\n", [])
+@example(b"From: <a@b.example>\r\n\r\nbody\r\n.\r\n", [30])
 def test_decoder_matches_the_reference_feed_by_feed(stream, at):
     fast, slow = DataDecoder(), ReferenceDecoder()
     for chunk in chunks_of(stream, at):
@@ -128,6 +130,7 @@ def test_line_endings_match_the_reference_feed_by_feed(chunks):
 @example(b"\r\n.", [1, 2])
 @example(b"x\r\n.", [2])
 @example(b"x\r", [2])
+@example(b"From: <a@b.example>, <c@d.example>\r\nx.y.z.w.v.u.t\r\n.hidden\r\n", [])
 def test_dot_stuff_matches_the_reference_chunk_by_chunk(stream, at):
     fast_context = slow_context = b"\r\n"
     for chunk in chunks_of(stream, at):
