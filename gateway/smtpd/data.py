@@ -31,10 +31,11 @@ first whether it has anything to do, with the cheapest scan that can say no:
 a dot after a CRLF is needed both for `<CRLF>.<CRLF>` and for a stuffed
 line, and the dots of a chunk are found by memchr (under 1 us for 64 KB
 without one; base64 attachments, the usual large body, have none; a header
-chunk a few, none at a line's start: gateway/linestart.py); the bare CR/LF check is two
-`translate`s and one comparison (every CR at i has an LF at i + 1 and every
-LF one CR before it) instead of three counts, one of them the slow two-byte
-`\r\n`. Only a chunk that has something to fix pays for the fixing.
+has a few, none at a line's start: gateway/linestart.py); the bare CR/LF
+check is two `translate`s and one comparison (every CR at i has an LF at
+i + 1 and every LF one CR before it) instead of three counts, one of them
+the slow two-byte `\r\n`. Only a chunk that has something to fix pays for
+the fixing.
 """
 
 from __future__ import annotations
