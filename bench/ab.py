@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
@@ -75,16 +74,8 @@ def main() -> None:
                     whole, tail = timedload.run(server.port, args.sessions, args.messages, args.size)
                     times[tree].append(tuple(timedload.percentile(v, p) * 1000 for v in (whole, tail) for p in (50, 99)))
                 else:
-                    subprocess.run(
-                        [common.tool("smtp-source"), "-s", str(args.sessions), "-m", str(args.messages), "-l", str(args.size),
-                         "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
-                        check=True,
-                    )
-                deadline = time.monotonic() + 120
-                while not (sink.messages >= before + args.messages and server.queue_empty()):
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{tree}: not every message reached the sink")
-                    time.sleep(0.002)
+                    common.smtp_source(server.port, args.sessions, args.messages, args.size)
+                common.wait_delivered(server, sink, before + args.messages, 120, tree)
                 rates[tree].append(args.messages / (time.perf_counter() - started))
                 cpu_ms[tree].append((common.cpu_seconds(server.pids()) - cpu_before) * 1000 / args.messages)
     finally:

@@ -36,11 +36,10 @@ import argparse
 import os
 import resource
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
-from common import Exgateway, Postfix, Sink, cpu_seconds, free_port, tool, workdir
+from common import Exgateway, Postfix, Sink, cpu_seconds, free_port, smtp_source, wait_delivered, workdir
 from relay import COUNTS, DRAIN_TIMEOUT, PAYLOADS, QUICK, SESSIONS
 
 
@@ -69,16 +68,8 @@ def run_load(server, sink: Sink, payload: str, sessions: int, count: int) -> dic
     before = sink.messages
     server0, source0, sink0 = cpu_seconds(server.pids()), children_cpu(), cpu_seconds([sink.process.pid])
     t0 = time.perf_counter()
-    subprocess.run(
-        [tool("smtp-source"), "-s", str(sessions), "-m", str(count), "-l", str(PAYLOADS[payload]),
-         "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while not (sink.messages >= before + count and server.queue_empty()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{server.name}: {sink.messages - before} of {count} delivered after {DRAIN_TIMEOUT}s")
-        time.sleep(0.005)
+    smtp_source(server.port, sessions, count, PAYLOADS[payload])
+    wait_delivered(server, sink, before + count, DRAIN_TIMEOUT)
     elapsed = time.perf_counter() - t0
     tools = (children_cpu() - source0) + (cpu_seconds([sink.process.pid]) - sink0)
     return {

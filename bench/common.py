@@ -130,6 +130,26 @@ class RSSSampler(threading.Thread):
         return self.peak_kb
 
 
+# --- the load ---------------------------------------------------------------------
+
+def smtp_source(port: int, sessions: int, count: int, size: int) -> None:
+    """Postfix's smtp-source: `count` messages of `size` bytes over `sessions` at once, one connection each."""
+    subprocess.run(
+        [tool("smtp-source"), "-s", str(sessions), "-m", str(count), "-l", str(size),
+         "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{port}"],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+
+
+def wait_delivered(server, sink, expected: int, timeout: float, label: str = "") -> None:
+    """Until the sink has counted `expected` messages and the server's queue is empty (`label` names it in the error)."""
+    deadline = time.monotonic() + timeout
+    while not (sink.messages >= expected and server.queue_empty()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{label or server.name}: {sink.messages} of {expected} messages at the sink after {timeout:.0f}s")
+        time.sleep(0.005)
+
+
 # --- the next hop ----------------------------------------------------------------
 
 class Sink:

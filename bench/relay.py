@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import smtplib
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from common import Exgateway, Postfix, RSSSampler, Sink, cpu_seconds, free_port, tool, workdir
+from common import Exgateway, Postfix, RSSSampler, Sink, cpu_seconds, free_port, smtp_source, wait_delivered, workdir
 
 PAYLOADS = {"5KB": 5 * 1024, "100KB": 100 * 1024, "5MB": 5 * 1024 * 1024}
 SESSIONS = (1, 20, 100)
@@ -84,19 +83,10 @@ def run_load(server, sink: Sink, payload: str, sessions: int, count: int) -> dic
     probe = Probe(server.port)
     t0 = time.perf_counter()
     probe.start()
-    subprocess.run(
-        [tool("smtp-source"), "-s", str(sessions), "-m", str(count), "-l", str(size),
-         "-f", "app@devices.example", "-t", "bench@corp.example", f"127.0.0.1:{server.port}"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
+    smtp_source(server.port, sessions, count, size)
     accepted_s = time.perf_counter() - t0
     probe.stop()
-    expected = before_msgs + count + probe.sent
-    deadline = time.monotonic() + DRAIN_TIMEOUT
-    while not (sink.messages >= expected and server.queue_empty()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{server.name}: {sink.messages - before_msgs} of {count + probe.sent} delivered after {DRAIN_TIMEOUT}s")
-        time.sleep(0.02)
+    wait_delivered(server, sink, before_msgs + count + probe.sent, DRAIN_TIMEOUT)
     delivered_s = time.perf_counter() - t0
     cpu = cpu_seconds(server.pids()) - cpu0
     peak = sampler.stop()
